@@ -1,0 +1,62 @@
+# pingkiller — build, test and demo.  `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+CLANG ?= clang
+BPFTOOL ?= bpftool
+BUILD := build/bpf
+ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I$(BUILD) -Ikern
+
+APT_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make \
+	iproute2 iputils-ping tcpdump
+export PIP_ROOT_USER_ACTION := ignore
+
+.PHONY: help setup build skeleton test lint demo clean
+
+help:
+	@echo "make setup     install system packages (apt-get) and pingkiller with test extras (pip)"
+	@echo "make build     vmlinux.h -> CO-RE object -> skeleton -> cffi extension (in place)"
+	@echo "make test      setup, then the whole test suite (root for the kernel tiers)"
+	@echo "make demo      setup, then kill pings in a sandbox namespace"
+	@echo "make lint      ruff and mypy --strict"
+
+$(BUILD):
+	mkdir -p $@
+
+$(BUILD)/vmlinux.h: | $(BUILD)
+	@test -r /sys/kernel/btf/vmlinux || { echo "error: /sys/kernel/btf/vmlinux missing: this kernel has no BTF (CONFIG_DEBUG_INFO_BTF=y is needed)" >&2; exit 1; }
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/%.bpf.o: kern/%.bpf.c kern/%.h $(BUILD)/vmlinux.h
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
+	$(BPFTOOL) gen skeleton $< name $*_bpf > $@.tmp && mv $@.tmp $@
+
+skeleton: $(BUILD)/pingkiller.skel.h
+
+.SECONDARY: $(BUILD)/pingkiller.bpf.o
+
+setup:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	$(PYTHON) -m pip install -q -e '.[test]'
+
+build: skeleton
+	$(PYTHON) build.py
+
+test: setup
+	$(PYTHON) -m pytest -q tests
+
+lint:
+	$(PYTHON) -m ruff check pingkiller tests build.py
+	$(PYTHON) -m mypy --strict pingkiller
+
+demo: setup
+	$(PYTHON) -m pingkiller demo
+
+clean:
+	rm -rf build pingkiller/_native*.so pingkiller/_native.c pingkiller/_native.o *.egg-info

@@ -1,0 +1,522 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * pingkiller: drop ICMP/ICMPv6 echo ("ping") at the driver, by policy.
+ *
+ * parse -> classify -> verdict -> count -> (maybe) event.  Anything the
+ * parser does not understand is passed and counted as such, with one
+ * exception that closes a bypass: a packet whose transport header cannot be
+ * seen because it sits behind a fragment boundary or beyond the bounded
+ * IPv6 extension-header walk is judged as if it were a ping ("suspect").
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "pingkiller.h"
+
+#define PK_ETH_P_IP	0x0800
+#define PK_ETH_P_IPV6	0x86DD
+#define PK_ETH_P_8021Q	0x8100
+#define PK_ETH_P_8021AD	0x88A8
+
+#define PK_IPPROTO_HOPOPTS	0
+#define PK_IPPROTO_ICMP		1
+#define PK_IPPROTO_ROUTING	43
+#define PK_IPPROTO_FRAGMENT	44
+#define PK_IPPROTO_ICMPV6	58
+#define PK_IPPROTO_DSTOPTS	60
+
+#define PK_IP_MF		0x2000
+#define PK_IP_OFFSET		0x1fff
+#define PK_IP6_OFFSET		0xfff8
+
+#define PK_ICMP_ECHO_REPLY	0
+#define PK_ICMP_ECHO_REQ	8
+#define PK_ICMPV6_ECHO_REQ	128
+#define PK_ICMPV6_ECHO_REPLY	129
+#define PK_ICMPV6_NDP_FIRST	133	/* router solicitation */
+#define PK_ICMPV6_NDP_LAST	137	/* redirect */
+
+#define PK_NSEC_PER_SEC		1000000000ULL
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pk_config);
+} settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PK_COUNTER_COUNT);
+	__type(key, __u32);
+	__type(value, struct pk_counter);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PK_TIMING_COUNT);
+	__type(key, __u32);
+	__type(value, struct pk_timing);
+} timing SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pk_event_budget);
+} event_budget SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PK_MAX_EXACT_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct pk_rule);
+} rules_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PK_MAX_EXACT_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct in6_addr);
+	__type(value, struct pk_rule);
+} rules_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, PK_MAX_PREFIX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pk_prefix_v4);
+	__type(value, struct pk_rule);
+} prefixes_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, PK_MAX_PREFIX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pk_prefix_v6);
+	__type(value, struct pk_rule);
+} prefixes_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, PK_RINGBUF_BYTES);
+} events SEC(".maps");
+
+/* What the transport-layer parse found. */
+enum pk_l4_class {
+	PK_L4_PING,		/* a ping under the configured icmp set */
+	PK_L4_SUSPECT,		/* transport header unseen: judged as a ping */
+	PK_L4_OTHER,		/* any other transport, or ICMP that is no ping */
+	PK_L4_FRAGMENT,		/* non-first fragment */
+	PK_L4_UNPARSED,		/* malformed or not understood */
+};
+
+struct pk_vlan_hdr {
+	__be16 tci;
+	__be16 encapsulated_proto;
+};
+
+struct pk_icmp_hdr {
+	__u8 type;
+	__u8 code;
+	__be16 checksum;
+	__be16 id;
+	__be16 sequence;
+};
+
+struct pk_ipv6_opt_hdr {
+	__u8 nexthdr;
+	__u8 hdrlen;	/* in 8-byte units, not counting the first 8 bytes */
+};
+
+struct pk_ipv6_frag_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off;
+	__be32 identification;
+};
+
+/* What the parse learned about one packet. */
+struct pk_packet {
+	__u8 src[16];
+	__u8 dst[16];
+	__u8 family;
+	__u8 protocol;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u16 icmp_id;
+	__u16 icmp_seq;
+};
+
+static __always_inline void count(__u32 slot, __u64 bytes)
+{
+	struct pk_counter *counter = bpf_map_lookup_elem(&counters, &slot);
+
+	if (counter) {
+		counter->packets++;
+		counter->bytes += bytes;
+	}
+}
+
+static __always_inline bool is_ping(__u8 family, __u8 type, __u32 icmp_set)
+{
+	if (family == 6) {
+		if (type >= PK_ICMPV6_NDP_FIRST && type <= PK_ICMPV6_NDP_LAST)
+			return false;
+		if (icmp_set == PK_ICMP_ALL)
+			return true;
+		if (icmp_set == PK_ICMP_ECHO_REQUEST)
+			return type == PK_ICMPV6_ECHO_REQ;
+		return type == PK_ICMPV6_ECHO_REQ || type == PK_ICMPV6_ECHO_REPLY;
+	}
+	if (icmp_set == PK_ICMP_ALL)
+		return true;
+	if (icmp_set == PK_ICMP_ECHO_REQUEST)
+		return type == PK_ICMP_ECHO_REQ;
+	return type == PK_ICMP_ECHO_REQ || type == PK_ICMP_ECHO_REPLY;
+}
+
+/*
+ * A transport header cut short: in a fragment the rest arrives later and the
+ * stack reassembles it, so judge it as a ping; otherwise it is just malformed.
+ */
+static __always_inline int truncated(bool fragment)
+{
+	return fragment ? PK_L4_SUSPECT : PK_L4_UNPARSED;
+}
+
+static __always_inline int parse_icmp(void *l4, void *data_end, struct pk_packet *pkt,
+				      bool first_fragment, __u32 icmp_set)
+{
+	struct pk_icmp_hdr *icmp = l4;
+
+	if ((void *)(icmp + 1) > data_end)
+		return truncated(first_fragment);
+	pkt->icmp_type = icmp->type;
+	pkt->icmp_code = icmp->code;
+	pkt->icmp_id = bpf_ntohs(icmp->id);
+	pkt->icmp_seq = bpf_ntohs(icmp->sequence);
+	return is_ping(pkt->family, icmp->type, icmp_set) ? PK_L4_PING : PK_L4_OTHER;
+}
+
+static __always_inline int parse_ipv4(void *cursor, void *data_end, struct pk_packet *pkt,
+				      __u32 icmp_set)
+{
+	struct iphdr *iph = cursor;
+	__u32 hdr_len;
+	__u8 version_ihl;
+	__u16 frag_off;
+
+	if ((void *)(iph + 1) > data_end)
+		return PK_L4_UNPARSED;
+	version_ihl = *(__u8 *)iph;
+	hdr_len = (version_ihl & 0x0f) * 4;
+	if ((version_ihl >> 4) != 4 || hdr_len < sizeof(*iph))
+		return PK_L4_UNPARSED;
+	if (cursor + hdr_len > data_end)
+		return PK_L4_UNPARSED;
+
+	pkt->family = 4;
+	pkt->protocol = iph->protocol;
+	__builtin_memcpy(pkt->src, &iph->saddr, 4);
+	__builtin_memcpy(pkt->dst, &iph->daddr, 4);
+
+	frag_off = bpf_ntohs(iph->frag_off);
+	if (frag_off & PK_IP_OFFSET)
+		return PK_L4_FRAGMENT;
+	if (iph->protocol != PK_IPPROTO_ICMP)
+		return PK_L4_OTHER;
+	return parse_icmp(cursor + hdr_len, data_end, pkt, frag_off & PK_IP_MF, icmp_set);
+}
+
+static __always_inline int parse_ipv6(void *cursor, void *data_end, struct pk_packet *pkt,
+				      __u32 icmp_set)
+{
+	struct ipv6hdr *ip6 = cursor;
+	bool fragmented = false;
+	__u8 nexthdr;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return PK_L4_UNPARSED;
+	if ((*(__u8 *)ip6 >> 4) != 6)
+		return PK_L4_UNPARSED;
+
+	pkt->family = 6;
+	__builtin_memcpy(pkt->src, &ip6->saddr, 16);
+	__builtin_memcpy(pkt->dst, &ip6->daddr, 16);
+	nexthdr = ip6->nexthdr;
+	cursor = ip6 + 1;
+
+	for (int i = 0; i < PK_MAX_IPV6_EXT_HDRS; i++) {
+		if (nexthdr == PK_IPPROTO_HOPOPTS || nexthdr == PK_IPPROTO_ROUTING ||
+		    nexthdr == PK_IPPROTO_DSTOPTS) {
+			struct pk_ipv6_opt_hdr *opt = cursor;
+			__u32 len;
+
+			if ((void *)(opt + 1) > data_end)
+				return truncated(fragmented);
+			len = ((__u32)opt->hdrlen + 1) * 8;
+			nexthdr = opt->nexthdr;
+			if (cursor + len > data_end)
+				return truncated(fragmented);
+			cursor += len;
+		} else if (nexthdr == PK_IPPROTO_FRAGMENT) {
+			struct pk_ipv6_frag_hdr *frag = cursor;
+
+			if ((void *)(frag + 1) > data_end)
+				return truncated(fragmented);
+			nexthdr = frag->nexthdr;
+			if (frag->frag_off & bpf_htons(PK_IP6_OFFSET))
+				return PK_L4_FRAGMENT;
+			fragmented = true;
+			cursor = frag + 1;
+		} else {
+			pkt->protocol = nexthdr;
+			if (nexthdr != PK_IPPROTO_ICMPV6)
+				return PK_L4_OTHER;
+			return parse_icmp(cursor, data_end, pkt, fragmented, icmp_set);
+		}
+	}
+	/* The chain goes on past the walk: the stack would follow it, so must we. */
+	return PK_L4_SUSPECT;
+}
+
+static __always_inline bool is_v4_mapped(const __u8 *addr)
+{
+	const __u32 *words = (const __u32 *)addr;
+
+	return words[0] == 0 && words[1] == 0 && words[2] == bpf_htonl(0x0000ffff);
+}
+
+/* Best (longest-prefix) rule for an IPv4 address in network order. */
+static __always_inline struct pk_rule *lookup_v4(const __u8 *addr, __u32 flags)
+{
+	struct pk_prefix_v4 key = { .prefixlen = 32 };
+	struct pk_rule *rule;
+
+	rule = bpf_map_lookup_elem(&rules_v4, addr);
+	if (rule || !(flags & PK_F_PREFIXES_V4))
+		return rule;
+	__builtin_memcpy(key.addr, addr, 4);
+	return bpf_map_lookup_elem(&prefixes_v4, &key);
+}
+
+/* Best rule for an IPv6 address; an IPv4-mapped address is judged by the IPv4 rules first. */
+static __always_inline struct pk_rule *lookup_v6(const __u8 *addr, __u32 flags)
+{
+	struct pk_prefix_v6 key = { .prefixlen = 128 };
+	struct pk_rule *rule;
+
+	if (is_v4_mapped(addr)) {
+		rule = lookup_v4(addr + 12, flags);
+		if (rule)
+			return rule;
+	} else {
+		rule = bpf_map_lookup_elem(&rules_v6, addr);
+		if (rule)
+			return rule;
+	}
+	if (!(flags & PK_F_PREFIXES_V6))
+		return NULL;
+	__builtin_memcpy(key.addr, addr, 16);
+	return bpf_map_lookup_elem(&prefixes_v6, &key);
+}
+
+static __always_inline void hit(struct pk_rule *rule, __u32 action)
+{
+	if (rule && rule->action == action)
+		__sync_fetch_and_add(&rule->hits, 1);
+}
+
+static __always_inline bool has_action(const struct pk_rule *rule, __u32 action)
+{
+	return rule && rule->action == action;
+}
+
+/* Reason for a packet whose IP header parsed; the verdict follows from it. */
+static __always_inline __u32 judge(const struct pk_config *cfg, int l4_class,
+				   struct pk_packet *pkt)
+{
+	struct pk_rule *src_rule, *dst_rule;
+	bool blocked;
+
+	if (pkt->family == 4) {
+		src_rule = lookup_v4(pkt->src, cfg->flags);
+		dst_rule = lookup_v4(pkt->dst, cfg->flags);
+	} else {
+		src_rule = lookup_v6(pkt->src, cfg->flags);
+		dst_rule = lookup_v6(pkt->dst, cfg->flags);
+	}
+	blocked = has_action(src_rule, PK_RULE_BLOCK) || has_action(dst_rule, PK_RULE_BLOCK);
+
+	if (l4_class != PK_L4_PING && l4_class != PK_L4_SUSPECT) {
+		if (blocked && (cfg->flags & PK_F_ALL_PROTOCOLS)) {
+			hit(src_rule, PK_RULE_BLOCK);
+			hit(dst_rule, PK_RULE_BLOCK);
+			return PK_REASON_DROP_BLOCK;
+		}
+		if (l4_class == PK_L4_FRAGMENT)
+			return PK_REASON_PASS_FRAGMENT;
+		if (l4_class == PK_L4_UNPARSED)
+			return PK_REASON_PASS_UNPARSED;
+		return PK_REASON_PASS_NOT_PING;
+	}
+	if (blocked) {
+		hit(src_rule, PK_RULE_BLOCK);
+		hit(dst_rule, PK_RULE_BLOCK);
+		return PK_REASON_DROP_BLOCK;
+	}
+	if (has_action(src_rule, PK_RULE_ALLOW) || has_action(dst_rule, PK_RULE_ALLOW)) {
+		hit(src_rule, PK_RULE_ALLOW);
+		hit(dst_rule, PK_RULE_ALLOW);
+		return PK_REASON_PASS_ALLOW;
+	}
+	if (cfg->default_action == PK_ACTION_DROP)
+		return PK_REASON_DROP_DEFAULT;
+	return PK_REASON_PASS_DEFAULT;
+}
+
+static __always_inline bool wants_event(const struct pk_config *cfg, int l4_class, __u32 verdict)
+{
+	switch (cfg->events) {
+	case PK_EVENTS_DROPS:
+		return verdict == XDP_DROP;
+	case PK_EVENTS_PINGS:
+		return l4_class == PK_L4_PING || l4_class == PK_L4_SUSPECT;
+	case PK_EVENTS_ALL:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Per-CPU budget of event_rate events per second; true when one may be sent. */
+static __always_inline bool take_event_budget(const struct pk_config *cfg, __u64 now)
+{
+	struct pk_event_budget *budget;
+	__u32 zero = 0;
+
+	if (!cfg->event_rate)
+		return true;
+	budget = bpf_map_lookup_elem(&event_budget, &zero);
+	if (!budget)
+		return false;
+	if (now - budget->window_start_ns >= PK_NSEC_PER_SEC) {
+		budget->window_start_ns = now;
+		budget->sent = 0;
+	}
+	if (budget->sent >= cfg->event_rate)
+		return false;
+	budget->sent++;
+	return true;
+}
+
+static __always_inline void send_event(struct xdp_md *ctx, const struct pk_config *cfg,
+				       const struct pk_packet *pkt, __u32 reason,
+				       __u32 verdict, __u32 length)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct pk_event *event;
+
+	if (!take_event_budget(cfg, now)) {
+		count(PK_COUNTER_EVENTS_SUPPRESSED, 0);
+		return;
+	}
+	event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	if (!event) {
+		count(PK_COUNTER_EVENTS_LOST, 0);
+		return;
+	}
+	event->timestamp_ns = now;
+	event->ifindex = ctx->ingress_ifindex;
+	event->length = length;
+	__builtin_memcpy(event->src, pkt->src, 16);
+	__builtin_memcpy(event->dst, pkt->dst, 16);
+	event->verdict = verdict;
+	event->reason = reason;
+	event->family = pkt->family;
+	event->protocol = pkt->protocol;
+	event->icmp_type = pkt->icmp_type;
+	event->icmp_code = pkt->icmp_code;
+	event->icmp_id = pkt->icmp_id;
+	event->icmp_seq = pkt->icmp_seq;
+	event->pad = 0;
+	bpf_ringbuf_submit(event, 0);
+	count(PK_COUNTER_EVENTS_SENT, 0);
+}
+
+static __always_inline void add_timing(__u32 verdict, __u64 start)
+{
+	__u32 slot = verdict == XDP_DROP ? PK_TIMING_DROP : PK_TIMING_PASS;
+	struct pk_timing *t = bpf_map_lookup_elem(&timing, &slot);
+
+	if (t) {
+		t->count++;
+		t->total_ns += bpf_ktime_get_ns() - start;
+	}
+}
+
+SEC("xdp")
+int pingkiller(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 length = data_end - data;
+	struct pk_packet pkt = {};
+	struct pk_config *cfg;
+	struct ethhdr *eth;
+	__u32 zero = 0, reason, verdict;
+	__u64 start = 0;
+	void *cursor;
+	__be16 proto;
+	int l4_class = PK_L4_UNPARSED;
+
+	cfg = bpf_map_lookup_elem(&settings, &zero);
+	if (!cfg)
+		return XDP_PASS;
+	if (cfg->flags & PK_F_TIMING)
+		start = bpf_ktime_get_ns();
+
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		goto judged;
+	proto = eth->h_proto;
+	cursor = eth + 1;
+	for (int i = 0; i < PK_MAX_VLAN_TAGS; i++) {
+		struct pk_vlan_hdr *vlan = cursor;
+
+		if (proto != bpf_htons(PK_ETH_P_8021Q) && proto != bpf_htons(PK_ETH_P_8021AD))
+			break;
+		if ((void *)(vlan + 1) > data_end)
+			goto judged;
+		proto = vlan->encapsulated_proto;
+		cursor = vlan + 1;
+	}
+
+	if (proto == bpf_htons(PK_ETH_P_IP))
+		l4_class = parse_ipv4(cursor, data_end, &pkt, cfg->icmp_set);
+	else if (proto == bpf_htons(PK_ETH_P_IPV6))
+		l4_class = parse_ipv6(cursor, data_end, &pkt, cfg->icmp_set);
+	else if (proto != bpf_htons(PK_ETH_P_8021Q) && proto != bpf_htons(PK_ETH_P_8021AD))
+		l4_class = PK_L4_OTHER;
+
+judged:
+	if (pkt.family)
+		reason = judge(cfg, l4_class, &pkt);
+	else if (l4_class == PK_L4_OTHER)
+		reason = PK_REASON_PASS_NOT_PING;
+	else
+		reason = PK_REASON_PASS_UNPARSED;
+	verdict = (reason == PK_REASON_DROP_BLOCK || reason == PK_REASON_DROP_DEFAULT) ?
+		  XDP_DROP : XDP_PASS;
+
+	if (cfg->flags & PK_F_TIMING)
+		add_timing(verdict, start);
+	count(reason, length);
+	if (wants_event(cfg, l4_class, verdict))
+		send_event(ctx, cfg, &pkt, reason, verdict, length);
+	return verdict;
+}

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The ABI shared by the XDP program (pingkiller.bpf.c) and user space
+ * (build.py feeds this file to cffi's cdef).  Keep it to plain fixed-size
+ * types, integer #defines and enums: build.py drops every other preprocessor
+ * line before handing the text to cffi.
+ */
+#ifndef PINGKILLER_H
+#define PINGKILLER_H
+
+#define PK_MAX_EXACT_RULES 1048576
+#define PK_MAX_PREFIX_RULES 262144
+#define PK_RINGBUF_BYTES 1048576
+#define PK_MAX_VLAN_TAGS 2
+#define PK_MAX_IPV6_EXT_HDRS 8
+#define PK_DEFAULT_EVENT_RATE 1000
+
+/* Why a packet got its verdict; one packets/bytes counter each. */
+enum pk_reason {
+	PK_REASON_PASS_NOT_PING = 0,	/* parsed, not a ping, no block rule for it */
+	PK_REASON_PASS_ALLOW = 1,	/* ping passed by an allow rule */
+	PK_REASON_PASS_DEFAULT = 2,	/* ping passed by the default action */
+	PK_REASON_DROP_BLOCK = 3,	/* dropped by a block rule */
+	PK_REASON_DROP_DEFAULT = 4,	/* ping dropped by the default action */
+	PK_REASON_PASS_FRAGMENT = 5,	/* non-first fragment: no L4 header to judge */
+	PK_REASON_PASS_UNPARSED = 6,	/* malformed or not understood */
+	PK_REASON_COUNT = 7,
+};
+
+/* Slots of the per-CPU counters map: the reasons, then the event counters. */
+enum pk_counter_slot {
+	PK_COUNTER_EVENTS_SENT = 7,
+	PK_COUNTER_EVENTS_SUPPRESSED = 8,	/* over the per-CPU rate limit */
+	PK_COUNTER_EVENTS_LOST = 9,		/* ring buffer full */
+	PK_COUNTER_COUNT = 10,
+};
+
+enum pk_action {
+	PK_ACTION_PASS = 0,
+	PK_ACTION_DROP = 1,
+};
+
+enum pk_rule_action {
+	PK_RULE_ALLOW = 1,
+	PK_RULE_BLOCK = 2,
+};
+
+/* Which ICMP messages count as a ping. */
+enum pk_icmp_set {
+	PK_ICMP_ECHO = 0,		/* echo request and reply */
+	PK_ICMP_ECHO_REQUEST = 1,	/* echo request only */
+	PK_ICMP_ALL = 2,		/* every type but ICMPv6 neighbour discovery */
+};
+
+enum pk_events_mode {
+	PK_EVENTS_OFF = 0,
+	PK_EVENTS_DROPS = 1,	/* every dropped packet */
+	PK_EVENTS_PINGS = 2,	/* every ping, whatever its verdict */
+	PK_EVENTS_ALL = 3,	/* every packet */
+};
+
+enum pk_config_flags {
+	PK_F_ALL_PROTOCOLS = 1,	/* block rules drop every protocol */
+	PK_F_TIMING = 2,	/* measure processing time per verdict */
+	PK_F_PREFIXES_V4 = 4,	/* prefixes_v4 holds rules: look it up */
+	PK_F_PREFIXES_V6 = 8,	/* prefixes_v6 holds rules: look it up */
+};
+
+enum pk_timing_slot {
+	PK_TIMING_DROP = 0,
+	PK_TIMING_PASS = 1,
+	PK_TIMING_COUNT = 2,
+};
+
+/* The single entry of the "settings" array map. */
+struct pk_config {
+	__u32 default_action;	/* enum pk_action, for pings only */
+	__u32 icmp_set;		/* enum pk_icmp_set */
+	__u32 events;		/* enum pk_events_mode */
+	__u32 event_rate;	/* events per second per CPU; 0 = unlimited */
+	__u32 flags;		/* enum pk_config_flags */
+	__u32 pad;
+};
+
+/* Value of every rule map: exact (hash) and prefix (LPM trie). */
+struct pk_rule {
+	__u32 action;		/* enum pk_rule_action */
+	__u32 pad;
+	__u64 hits;		/* packets whose verdict this rule decided */
+};
+
+struct pk_prefix_v4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct pk_prefix_v6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct pk_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct pk_timing {
+	__u64 count;
+	__u64 total_ns;
+};
+
+/* Per-CPU state of the event rate limit. */
+struct pk_event_budget {
+	__u64 window_start_ns;
+	__u64 sent;
+};
+
+/* One ring-buffer record. Addresses in network order; IPv4 in the first 4 bytes. */
+struct pk_event {
+	__u64 timestamp_ns;	/* bpf_ktime_get_ns() */
+	__u32 ifindex;
+	__u32 length;		/* frame length in bytes */
+	__u8 src[16];
+	__u8 dst[16];
+	__u8 verdict;		/* XDP_DROP (1) or XDP_PASS (2) */
+	__u8 reason;		/* enum pk_reason */
+	__u8 family;		/* 4, 6, or 0 when unparsed */
+	__u8 protocol;		/* IP protocol of the L4 header, 0 when none */
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u16 icmp_id;		/* host order */
+	__u16 icmp_seq;		/* host order */
+	__u16 pad;
+};
+
+#endif /* PINGKILLER_H */

@@ -1,0 +1,37 @@
+"""The compiled extension, with libbpf's log routed into :mod:`logging`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pingkiller._native import ffi, lib
+
+__all__ = ["capture_libbpf_log", "ffi", "lib"]
+
+_log = logging.getLogger("pingkiller.bpf.libbpf")
+_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+_captures: list[list[str]] = []
+
+
+@ffi.def_extern()  # type: ignore[untyped-decorator]
+def pk_libbpf_log(level: int, message: object) -> None:
+    text = ffi.string(message).decode(errors="replace")
+    for capture in _captures:
+        capture.append(text)
+    _log.log(_LEVELS.get(level, logging.DEBUG), "%s", text.rstrip("\n"))
+
+
+@contextmanager
+def capture_libbpf_log() -> Iterator[list[str]]:
+    """Collect what libbpf prints while the block runs (as well as logging it)."""
+    lines: list[str] = []
+    _captures.append(lines)
+    try:
+        yield lines
+    finally:
+        _captures.remove(lines)
+
+
+lib.pk_route_libbpf_log()

@@ -1,0 +1,159 @@
+"""XDP attachment through a bpf_link: explicit mode, pin, reopen, atomic update, detach."""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+from dataclasses import dataclass
+
+from pingkiller.bpf._ffi import ffi, lib
+from pingkiller.bpf.errors import BpfError, NotSupportedError, check, error_from_errno
+from pingkiller.bpf.program import Program
+
+
+class XdpMode(enum.Enum):
+    """How an XDP program is attached: the kernel's choice, the driver, or generic (skb)."""
+
+    AUTO = "auto"
+    NATIVE = "native"
+    GENERIC = "generic"
+    OFFLOAD = "offload"
+    NONE = "none"
+
+
+_MODE_FLAGS = {
+    XdpMode.AUTO: 0,
+    XdpMode.NATIVE: lib.XDP_FLAGS_DRV_MODE,
+    XdpMode.GENERIC: lib.XDP_FLAGS_SKB_MODE,
+    XdpMode.OFFLOAD: lib.XDP_FLAGS_HW_MODE,
+}
+
+_ATTACHED_MODES = {
+    lib.XDP_ATTACHED_NONE: XdpMode.NONE,
+    lib.XDP_ATTACHED_DRV: XdpMode.NATIVE,
+    lib.XDP_ATTACHED_SKB: XdpMode.GENERIC,
+    lib.XDP_ATTACHED_HW: XdpMode.OFFLOAD,
+}
+
+
+@dataclass(frozen=True)
+class XdpState:
+    """What is attached to an interface: the mode and program ids per mode (0 = none)."""
+
+    mode: XdpMode
+    prog_id: int
+    native_prog_id: int
+    generic_prog_id: int
+    offload_prog_id: int
+
+    @property
+    def attached_ids(self) -> list[int]:
+        ids = {self.prog_id, self.native_prog_id, self.generic_prog_id, self.offload_prog_id}
+        return sorted(i for i in ids if i)
+
+
+def xdp_query(ifindex: int) -> XdpState:
+    """Ask the kernel which XDP programs an interface carries (bpf_xdp_query)."""
+    opts = ffi.new("struct bpf_xdp_query_opts *")
+    opts.sz = ffi.sizeof("struct bpf_xdp_query_opts")
+    check(lib.bpf_xdp_query(ifindex, 0, opts), "querying XDP state", f"ifindex {ifindex}")
+    if opts.attach_mode == lib.XDP_ATTACHED_MULTI:
+        mode = XdpMode.NATIVE if opts.drv_prog_id else XdpMode.GENERIC
+    else:
+        mode = _ATTACHED_MODES.get(opts.attach_mode, XdpMode.NONE)
+    return XdpState(
+        mode=mode,
+        prog_id=opts.prog_id or opts.drv_prog_id or opts.skb_prog_id or opts.hw_prog_id,
+        native_prog_id=opts.drv_prog_id,
+        generic_prog_id=opts.skb_prog_id,
+        offload_prog_id=opts.hw_prog_id,
+    )
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    """Kernel information for an XDP link; ``ifindex`` is 0 once its interface is gone."""
+
+    id: int
+    prog_id: int
+    ifindex: int
+
+
+class XdpLink:
+    """An XDP program attached to an interface through a bpf_link."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @classmethod
+    def attach(cls, program: Program, ifindex: int, mode: XdpMode = XdpMode.AUTO) -> XdpLink:
+        """Attach ``program`` to ``ifindex``; fails with EBUSY if an XDP program is there."""
+        opts = ffi.new("struct bpf_link_create_opts *")
+        opts.sz = ffi.sizeof("struct bpf_link_create_opts")
+        opts.flags = _MODE_FLAGS[mode]
+        result = lib.bpf_link_create(program.fd, ifindex, lib.BPF_XDP, opts)
+        if result < 0:
+            err = -result
+            where = f"ifindex {ifindex}, mode {mode.value}"
+            if err in (errno.EOPNOTSUPP, 524) or (err == errno.EINVAL and mode != XdpMode.AUTO):
+                raise NotSupportedError(err, "attaching XDP program", f"{where} not supported")
+            raise error_from_errno(err, "attaching XDP program", where)
+        return cls(result)
+
+    @classmethod
+    def from_pin(cls, path: str | os.PathLike[str]) -> XdpLink:
+        """Reopen a link pinned on bpffs."""
+        return cls(check(lib.bpf_obj_get(os.fsencode(path)), "opening pinned link", str(path)))
+
+    @property
+    def fd(self) -> int:
+        if self._fd < 0:
+            raise ValueError("XDP link is closed")
+        return self._fd
+
+    def info(self) -> LinkInfo:
+        ids = ffi.new("__u32[4]")
+        check(lib.pk_link_info(self.fd, ids, ids + 1, ids + 2, ids + 3), "reading link info")
+        return LinkInfo(id=ids[0], prog_id=ids[2], ifindex=ids[3])
+
+    @property
+    def mode(self) -> XdpMode:
+        """The mode in effect, as the kernel reports it for the link's interface."""
+        ifindex = self.info().ifindex
+        if not ifindex:
+            return XdpMode.NONE
+        return xdp_query(ifindex).mode
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        check(lib.bpf_obj_pin(self.fd, os.fsencode(path)), "pinning link", str(path))
+
+    def update(self, program: Program, expected: Program | None = None) -> None:
+        """Swap in ``program`` atomically (only if ``expected`` is what runs, when given)."""
+        opts = ffi.new("struct bpf_link_update_opts *")
+        opts.sz = ffi.sizeof("struct bpf_link_update_opts")
+        if expected is not None:
+            opts.flags = lib.XDP_FLAGS_REPLACE
+            opts.old_prog_fd = expected.fd
+        check(lib.bpf_link_update(self.fd, program.fd, opts), "replacing the XDP program")
+
+    def detach(self) -> None:
+        """Detach from the interface (the link stays valid but defunct until closed)."""
+        result = lib.bpf_link_detach(self.fd)
+        if result < 0 and -result not in (errno.ENOLINK, errno.EINVAL):
+            raise BpfError(-result, "detaching XDP link")
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
+
+    def __enter__(self) -> XdpLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            os.close(self._fd)

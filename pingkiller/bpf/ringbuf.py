@@ -1,0 +1,125 @@
+"""Pull-style BPF ring-buffer consumer: poll() returns a batch copied out in C."""
+
+from __future__ import annotations
+
+import errno
+import struct
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
+
+from pingkiller.bpf._ffi import ffi, lib
+from pingkiller.bpf.errors import check, error_from_errno
+from pingkiller.bpf.maps import Map
+
+_HEADER = struct.Struct("<I4x")
+
+
+class RecordBatch(Sequence[bytes]):
+    """Records from one poll, stored back to back as [u32 size][4 pad][data, 8-aligned]."""
+
+    def __init__(self, raw: bytes, count: int, dropped: int = 0) -> None:
+        self.raw = raw
+        self.count = count
+        self.dropped = dropped  # records the copy could not keep (out of memory)
+        self._offsets: list[int] | None = None
+
+    def _index(self) -> list[int]:
+        if self._offsets is None:
+            offsets, at = [], 0
+            for _ in range(self.count):
+                offsets.append(at)
+                (size,) = _HEADER.unpack_from(self.raw, at)
+                at += 8 + ((size + 7) & ~7)
+            self._offsets = offsets
+        return self._offsets
+
+    def __len__(self) -> int:
+        return self.count
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        at = self._index()[index]
+        (size,) = _HEADER.unpack_from(self.raw, at)
+        return self.raw[at + 8 : at + 8 + size]
+
+    def unpack(self, record: struct.Struct) -> Iterator[tuple[Any, ...]]:
+        """Decode fixed-size records in bulk; every record must be ``record.size`` bytes."""
+        if self.count == 0:
+            return iter(())
+        padded = (record.size + 7) & ~7
+        if len(self.raw) != self.count * (8 + padded):
+            raise ValueError(f"records are not all {record.size} bytes")
+        fmt = record.format
+        order = fmt[0] if fmt[:1] in ("<", ">", "=", "!", "@") else "@"
+        body = fmt[1:] if order != "@" or fmt[:1] == "@" else fmt
+        stride = struct.Struct(f"{order}I4x{body}{padded - record.size}x")
+        rows = stride.iter_unpack(self.raw)
+        return (row[1:] for row in rows if row[0] == record.size)
+
+
+class RingBuffer:
+    """Consumer of a BPF_MAP_TYPE_RINGBUF map. ``fileno()`` is pollable for selectors/asyncio."""
+
+    def __init__(self, ring: Map) -> None:
+        if ring.info.type != lib.BPF_MAP_TYPE_RINGBUF:
+            raise ValueError(f"map {ring.name!r} is not a ring buffer")
+        self._map = ring
+        self._batch = ffi.new("struct pk_rb_batch *")
+        handle = lib.pk_ring_buffer_new(ring.fd, self._batch)
+        if handle == ffi.NULL:
+            raise error_from_errno(ffi.errno or errno.EINVAL, "opening ring buffer", ring.name)
+        self._rb = handle
+
+    def _take(self) -> RecordBatch:
+        batch = self._batch
+        raw = bytes(ffi.buffer(batch.data, batch.used)) if batch.used else b""
+        taken = RecordBatch(raw, batch.count, batch.dropped)
+        batch.used = batch.count = batch.dropped = 0
+        return taken
+
+    def _handle(self) -> Any:
+        if self._rb is None:
+            raise ValueError("ring buffer is closed")
+        return self._rb
+
+    def poll(self, timeout: float | None = None) -> RecordBatch:
+        """Wait up to ``timeout`` seconds (None: forever) and return what arrived.
+
+        An interrupted wait (EINTR) returns what was collected so far; Python then
+        raises KeyboardInterrupt or runs the signal handler as usual.
+        """
+        timeout_ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        result = lib.ring_buffer__poll(self._handle(), timeout_ms)
+        if result < 0 and result != -errno.EINTR:
+            check(result, "polling ring buffer")
+        return self._take()
+
+    def consume(self) -> RecordBatch:
+        """Take whatever is in the ring now, without waiting."""
+        check(lib.ring_buffer__consume(self._handle()), "consuming ring buffer")
+        return self._take()
+
+    def fileno(self) -> int:
+        """An epoll fd that becomes readable when records arrive."""
+        return int(lib.ring_buffer__epoll_fd(self._handle()))
+
+    def close(self) -> None:
+        if self._rb is not None:
+            lib.ring_buffer__free(self._rb)
+            self._rb = None
+            lib.pk_rb_batch_free(self._batch)
+
+    def __enter__(self) -> RingBuffer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_rb", None) is not None:
+            self.close()

@@ -1,0 +1,26 @@
+"""The XDP program embedded in the extension (bpftool skeleton): open and load it."""
+
+from __future__ import annotations
+
+from pingkiller import abi
+from pingkiller._native import ffi, lib
+from pingkiller.bpf import Object
+
+
+def elf_bytes() -> bytes:
+    """The compiled CO-RE object, as the skeleton embeds it."""
+    size = ffi.new("size_t *")
+    data = lib.pingkiller_bpf__elf_bytes(size)
+    return bytes(ffi.buffer(data, size[0]))
+
+
+def open_object() -> Object:
+    """The pingkiller object, opened but not loaded (maps can still be resized)."""
+    return Object.from_bytes(elf_bytes(), "pingkiller")
+
+
+def load(config: abi.Config | None = None) -> Object:
+    """Load the program and write ``config`` (defaults: pass pings, no events) to its settings."""
+    obj = open_object().load()
+    obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = (config or abi.Config()).encode()
+    return obj

@@ -111,7 +111,7 @@ CONFIG = struct.Struct("<IIIIII")  # default_action icmp_set events event_rate f
 RULE = struct.Struct("<IIQ")  # action pad hits
 COUNTER = struct.Struct("<QQ")  # packets bytes
 TIMING = struct.Struct("<QQ")  # count total_ns
-EVENT = struct.Struct("<QII16s16sBBBBBBHHH4x")
+EVENT = struct.Struct("<QII16s16sBBBBBBHH6x")
 U32_KEY = struct.Struct("<I")
 
 

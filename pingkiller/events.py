@@ -1,0 +1,133 @@
+"""Per-packet events from the ring buffer, decoded in bulk into frozen dataclasses."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pingkiller import abi
+from pingkiller.abi import Reason
+from pingkiller.bpf import XDP_DROP, Map, RecordBatch, RingBuffer
+
+_ICMP_NAMES = {
+    4: {0: "echo-reply", 3: "unreachable", 5: "redirect", 8: "echo-request", 11: "time-exceeded"},
+    6: {
+        1: "unreachable", 2: "packet-too-big", 3: "time-exceeded", 128: "echo-request",
+        129: "echo-reply", 133: "router-solicit", 134: "router-advert", 135: "neighbor-solicit",
+        136: "neighbor-advert", 137: "redirect",
+    },
+}
+_PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
+
+
+def _address(family: int, raw: bytes) -> str:
+    if family == 4:
+        return str(ipaddress.IPv4Address(raw[:4]))
+    if family == 6:
+        return str(ipaddress.IPv6Address(raw))
+    return ""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One packet the program reported."""
+
+    timestamp_ns: int
+    ifindex: int
+    length: int
+    dropped: bool
+    reason: Reason
+    family: int
+    protocol: int
+    src: str
+    dst: str
+    icmp_type: int
+    icmp_code: int
+    icmp_id: int
+    icmp_seq: int
+
+    @property
+    def verdict(self) -> str:
+        return "drop" if self.dropped else "pass"
+
+    @property
+    def is_icmp(self) -> bool:
+        return self.protocol in (1, 58)
+
+    @property
+    def kind(self) -> str:
+        """``echo-request``, ``tcp``, ``icmp type 13``... for display."""
+        if self.is_icmp:
+            name = _ICMP_NAMES.get(self.family, {}).get(self.icmp_type)
+            return name or f"icmp type {self.icmp_type}"
+        return _PROTOCOLS.get(self.protocol, f"proto {self.protocol}" if self.family else "non-ip")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "timestamp_ns": self.timestamp_ns,
+            "ifindex": self.ifindex,
+            "length": self.length,
+            "verdict": self.verdict,
+            "reason": self.reason.label,
+            "family": self.family,
+            "protocol": self.protocol,
+            "src": self.src,
+            "dst": self.dst,
+            "type": self.kind,
+            "icmp_type": self.icmp_type,
+            "icmp_code": self.icmp_code,
+            "icmp_id": self.icmp_id,
+            "icmp_seq": self.icmp_seq,
+        }
+
+    def describe(self) -> str:
+        """One line: ``198.18.1.2 > 198.18.1.1 echo-request id 7 seq 1: drop (drop_block)``."""
+        text = f"{self.src or '?'} > {self.dst or '?'} {self.kind}"
+        if self.is_icmp:
+            text += f" id {self.icmp_id} seq {self.icmp_seq}"
+        return f"{text}: {self.verdict} ({self.reason.label})"
+
+
+def decode(batch: RecordBatch) -> list[Event]:
+    """Events of one ring-buffer batch."""
+    events = []
+    for ts, ifindex, length, src, dst, verdict, reason, family, proto, itype, icode, iid, iseq in (
+        batch.unpack(abi.EVENT)
+    ):
+        events.append(
+            Event(
+                ts, ifindex, length, verdict == XDP_DROP, Reason(reason), family, proto,
+                _address(family, src), _address(family, dst), itype, icode, iid, iseq,
+            )
+        )
+    return events
+
+
+class EventStream:
+    """Events as they happen; ``poll()`` for a batch, or iterate (blocks). Close when done."""
+
+    def __init__(self, ring: Map) -> None:
+        self._ring = RingBuffer(ring)
+        self.received = 0
+
+    def poll(self, timeout: float | None = None) -> list[Event]:
+        events = decode(self._ring.poll(timeout))
+        self.received += len(events)
+        return events
+
+    def __iter__(self) -> Iterator[Event]:
+        while True:
+            yield from self.poll(None)
+
+    def fileno(self) -> int:
+        return self._ring.fileno()
+
+    def close(self) -> None:
+        self._ring.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,538 @@
+"""Attachments: attach, open, list and detach pingkiller on interfaces; change policy live.
+
+An attachment pins its XDP link and maps under one bpffs directory per interface
+(:mod:`pingkiller.pins`), so it outlives the process that made it and any later
+process can reopen it. With ``persist=False`` nothing is pinned and closing the
+attachment detaches it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from pingkiller import abi, datapath, pins
+from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Network, RuleAction
+from pingkiller.bpf import BpfError, Map, NotSupportedError, Object, Program, XdpLink, XdpMode
+from pingkiller.bpf.link import xdp_query
+from pingkiller.errors import (
+    AlreadyAttached,
+    AttachFailed,
+    ForeignProgram,
+    InterfaceNotFound,
+    InvalidInput,
+    NotAttached,
+    PermissionDenied,
+)
+from pingkiller.events import EventStream
+from pingkiller.policy import Policy, Rule, parse_network, read_rule_file
+from pingkiller.rules import RuleTable
+from pingkiller.stats import Stats, read_stats
+
+PINNED_MAPS = (
+    abi.SETTINGS_MAP,
+    abi.COUNTERS_MAP,
+    abi.TIMING_MAP,
+    abi.EVENTS_MAP,
+    abi.RULES_V4_MAP,
+    abi.RULES_V6_MAP,
+    abi.PREFIXES_V4_MAP,
+    abi.PREFIXES_V6_MAP,
+)
+# Kept across --replace so counters and event readers carry on.
+CARRIED_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, abi.EVENTS_MAP)
+
+_CAP_NET_ADMIN = 12
+_CAP_SYS_ADMIN = 21
+_CAP_BPF = 39
+NEEDS_ROOT = "needs root (CAP_BPF + CAP_NET_ADMIN): run it with sudo"
+
+
+def _effective_caps() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def require_privileges() -> None:
+    """Raise PermissionDenied unless the process may load and attach BPF programs."""
+    caps = _effective_caps()
+    has_bpf = caps & (1 << _CAP_BPF) or caps & (1 << _CAP_SYS_ADMIN)
+    if not (has_bpf and caps & (1 << _CAP_NET_ADMIN)):
+        raise PermissionDenied(f"pingkiller {NEEDS_ROOT}")
+
+
+def interface_index(ifname: str) -> int:
+    """The ifindex of ``ifname`` in this network namespace."""
+    pins.validate_ifname(ifname)
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        raise InterfaceNotFound(
+            f"interface {ifname!r} not found: list interfaces with `ip link`"
+        ) from None
+
+
+def interface_name(ifindex: int) -> str | None:
+    try:
+        return socket.if_indextoname(ifindex)
+    except OSError:
+        return None
+
+
+def _networks(addresses: Iterable[str | Network]) -> list[Network]:
+    return [a if not isinstance(a, str) else parse_network(a) for a in addresses]
+
+
+def _check_foreign(ifname: str, ifindex: int) -> None:
+    state = xdp_query(ifindex)
+    for prog_id in state.attached_ids:
+        try:
+            name = Program.from_id(prog_id).info().name
+        except BpfError:
+            name = "?"
+        raise ForeignProgram(
+            f"{ifname} already carries XDP program id {prog_id} ({name!r}) that pingkiller did "
+            f"not attach; it is left alone: remove it with the tool that loaded it "
+            f"(or `ip link set dev {ifname} xdp off`) and try again"
+        )
+
+
+@dataclass(frozen=True)
+class AttachmentInfo:
+    """What ``status`` shows about one attachment."""
+
+    ifname: str
+    ifindex: int
+    program_id: int
+    link_id: int
+    mode: str
+    policy: Policy | None
+    rule_count: int
+    rules: list[Rule]
+    stats: Stats | None
+    stale: bool
+    problem: str
+    pin_dir: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "interface": self.ifname,
+            "ifindex": self.ifindex,
+            "program_id": self.program_id,
+            "link_id": self.link_id,
+            "mode": self.mode,
+            "stale": self.stale,
+            "problem": self.problem or None,
+            "policy": self.policy.to_json() if self.policy else None,
+            "rule_count": self.rule_count,
+            "rules": [rule.to_json() for rule in self.rules],
+            "stats": self.stats.to_json() if self.stats else None,
+            "pin_dir": self.pin_dir,
+        }
+
+
+class Attachment:
+    """pingkiller on one interface. Obtain it with :func:`attach` or :func:`open`.
+
+    As a context manager it closes its handles on exit; an attachment made with
+    ``persist=False`` is detached then, a pinned one stays.
+    """
+
+    def __init__(
+        self, ifname: str, link: XdpLink, maps: dict[str, Map], *, pinned: bool,
+        obj: Object | None = None,
+    ) -> None:
+        self.ifname = ifname
+        self.link = link
+        self.maps = maps
+        self.pinned = pinned
+        self._obj = obj
+        self._table = RuleTable(maps)
+
+    # -- policy
+
+    @property
+    def policy(self) -> Policy:
+        return Policy.from_config(abi.Config.decode(self.maps[abi.SETTINGS_MAP][abi.u32_key(0)]))
+
+    def set_policy(self, policy: Policy) -> None:
+        """Change default action, ICMP set, events, timing... at once, rules untouched."""
+        with self._locked():
+            current = abi.Config.decode(self.maps[abi.SETTINGS_MAP][abi.u32_key(0)])
+            prefixes = current.flags & (abi.ConfigFlag.PREFIXES_V4 | abi.ConfigFlag.PREFIXES_V6)
+            self.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = policy.to_config(prefixes).encode()
+
+    def _locked(self) -> AbstractContextManager[None]:
+        """The pin lock for pinned attachments; private ones have no other writer."""
+        return pins.locked() if self.pinned else nullcontext()
+
+    def block(self, addresses: Iterable[str | Network]) -> int:
+        """Block pings from/to these addresses or prefixes; returns rules changed."""
+        return self._set(addresses, RuleAction.BLOCK)
+
+    def allow(self, addresses: Iterable[str | Network]) -> int:
+        """Let pings from/to these addresses or prefixes pass; returns rules changed."""
+        return self._set(addresses, RuleAction.ALLOW)
+
+    def _set(self, addresses: Iterable[str | Network], action: RuleAction) -> int:
+        networks = _networks(addresses)
+        with self._locked():
+            return self._table.set(networks, action)
+
+    def block_file(self, path: str | Path, action: RuleAction = RuleAction.BLOCK) -> int:
+        """Load a blocklist file (one address/prefix per line, # comments) in batches."""
+        return self._set(read_rule_file(path), action)
+
+    def unblock(self, addresses: Iterable[str | Network]) -> int:
+        """Remove any rule for these addresses; returns how many existed."""
+        networks = _networks(addresses)
+        with self._locked():
+            return self._table.remove(networks)
+
+    def rules(self) -> list[Rule]:
+        return self._table.rules()
+
+    # -- observation
+
+    def program(self) -> Program:
+        return Program.from_id(self.link.info().prog_id)
+
+    def stats(self, *, per_cpu: bool = False) -> Stats:
+        try:
+            program: Program | None = self.program()
+        except BpfError:
+            program = None
+        return read_stats(self.maps, program, per_cpu=per_cpu)
+
+    def events(self) -> EventStream:
+        """A stream of this attachment's events (the mode is set by the policy)."""
+        return EventStream(self.maps[abi.EVENTS_MAP])
+
+    def problem(self) -> str:
+        """Why the attachment no longer filters anything, or '' when it does."""
+        try:
+            info = self.link.info()
+        except BpfError:
+            return "its XDP link cannot be read"
+        if info.ifindex == 0:
+            return "the interface is gone (the link is defunct)"
+        current = interface_name(info.ifindex)
+        if current != self.ifname:
+            return f"the interface was renamed to {current!r}" if current else "the interface is gone"
+        return ""
+
+    def info(self, *, with_rules: bool = True) -> AttachmentInfo:
+        problem = self.problem()
+        link_info = self.link.info() if not problem.startswith("its XDP") else None
+        return AttachmentInfo(
+            ifname=self.ifname,
+            ifindex=link_info.ifindex if link_info else 0,
+            program_id=link_info.prog_id if link_info else 0,
+            link_id=link_info.id if link_info else 0,
+            mode=self.link.mode.value if link_info and not problem else "none",
+            policy=self.policy,
+            rule_count=self._table.count(),
+            rules=self.rules() if with_rules else [],
+            stats=self.stats(),
+            stale=bool(problem),
+            problem=problem,
+            pin_dir=str(pins.directory(self.ifname)) if self.pinned else "",
+        )
+
+    # -- lifetime
+
+    def detach(self) -> None:
+        """Detach from the interface and remove the pins."""
+        if self.pinned:
+            with pins.locked():
+                _detach_pinned(self.ifname)
+        else:
+            self.link.detach()
+        self.close()
+
+    def close(self) -> None:
+        """Release this process's handles (a pinned attachment stays attached)."""
+        self.link.close()
+        for bpf_map in self.maps.values():
+            bpf_map.close()
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+
+    def __enter__(self) -> Attachment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_pinned(ifname: str, directory: Path | None = None) -> Attachment:
+    where = directory or pins.directory(ifname)
+    try:
+        link = XdpLink.from_pin(where / pins.LINK_PIN)
+        maps = {name: Map.from_pin(where / name) for name in PINNED_MAPS}
+    except BpfError as err:
+        if err.errno in (errno.EACCES, errno.EPERM):
+            raise PermissionDenied(f"reading pingkiller's pins {NEEDS_ROOT}") from None
+        if err.errno == errno.ENOENT:
+            raise NotAttached(
+                f"pingkiller is not attached to {ifname} (its pins are incomplete; "
+                f"`pingkiller detach {ifname}` cleans them)"
+            ) from None
+        raise
+    return Attachment(ifname, link, maps, pinned=True)
+
+
+def open_attachment(ifname: str) -> Attachment:
+    """Reopen the pinned attachment on ``ifname`` (made by any process)."""
+    require_privileges()
+    directory = pins.directory(ifname)
+    if not directory.is_dir():
+        raise NotAttached(
+            f"pingkiller is not attached to {ifname}: attach it with `pingkiller attach {ifname}`"
+        )
+    return _open_pinned(ifname)
+
+
+def recover() -> list[str]:
+    """Finish or undo what killed writers left half done; returns what was done, in words.
+
+    Call with the pin lock held.
+    """
+    notes = []
+    for path, kind, ifname, pid in pins.leftovers():
+        if pins.process_alive(pid) and pid != os.getpid():
+            continue
+        final = pins.directory(ifname)
+        if kind == "attach" and not final.exists() and _link_alive(path):
+            pins.publish(path, ifname)
+            notes.append(f"{ifname}: completed an interrupted attach")
+            continue
+        if kind == "replace" and not final.exists():
+            path.rename(final)
+            notes.append(f"{ifname}: restored pins of an interrupted replace")
+            continue
+        if kind == "detach" or (kind == "attach" and not final.exists()):
+            _detach_directory(path)
+        else:
+            pins.remove(path)
+        notes.append(f"{ifname}: cleaned up after an interrupted {kind}")
+    return notes
+
+
+def _link_alive(directory: Path) -> bool:
+    try:
+        with XdpLink.from_pin(directory / pins.LINK_PIN) as link:
+            return link.info().ifindex != 0
+    except (BpfError, ValueError):
+        return False
+
+
+def _detach_directory(directory: Path) -> None:
+    try:
+        with XdpLink.from_pin(directory / pins.LINK_PIN) as link:
+            link.detach()
+    except BpfError as err:
+        if err.errno != errno.ENOENT:
+            raise
+    pins.remove(directory)
+
+
+def _detach_pinned(ifname: str) -> None:
+    if not pins.directory(ifname).is_dir():
+        raise NotAttached(f"pingkiller is not attached to {ifname}: nothing to detach")
+    _detach_directory(pins.retire(ifname))
+
+
+def attach(
+    ifname: str,
+    *,
+    block: Iterable[str | Network] = (),
+    allow: Iterable[str | Network] = (),
+    default: DefaultAction | None = None,
+    icmp: IcmpSet = IcmpSet.ECHO,
+    all_protocols: bool = False,
+    mode: XdpMode = XdpMode.AUTO,
+    events: EventsMode = EventsMode.DROPS,
+    event_rate: int = abi.DEFAULT_EVENT_RATE,
+    timing: bool = False,
+    replace: bool = False,
+    persist: bool = True,
+) -> Attachment:
+    """Attach pingkiller to ``ifname`` with a policy; returns the attachment.
+
+    ``default`` is what happens to pings no rule decides: DROP when no ``block`` rule is
+    given (kill every ping), PASS otherwise (kill only listed pings). The program is
+    loaded, configured and filled with rules before it is attached, so it never runs
+    half-configured. ``replace`` swaps program and policy of an existing attachment
+    atomically. ``persist=False`` pins nothing: the attachment lives until closed.
+    """
+    block_networks = _networks(block)
+    allow_networks = _networks(allow)
+    both = set(block_networks) & set(allow_networks)
+    if both:
+        listed = ", ".join(sorted(str(n) for n in both))
+        raise InvalidInput(f"{listed} given both to block and to allow: pick one")
+    if default is None:
+        default = DefaultAction.PASS if block_networks else DefaultAction.DROP
+    policy = Policy(default, icmp, all_protocols, events, event_rate, timing)
+    require_privileges()
+    ifindex = interface_index(ifname)
+
+    if not persist:
+        _check_foreign(ifname, ifindex)
+        obj = _load(policy, block_networks, allow_networks, carried={})
+        link = _attach_link(obj, ifname, ifindex, mode)
+        return Attachment(ifname, link, dict(obj.maps), pinned=False, obj=obj)
+
+    with pins.locked():
+        recover()
+        existing: Attachment | None = None
+        if pins.directory(ifname).is_dir():
+            existing = _open_pinned(ifname)
+            if existing.problem():
+                existing.close()
+                _detach_directory(pins.retire(ifname))
+                existing = None
+            elif not replace:
+                prog_id = existing.link.info().prog_id
+                existing.close()
+                raise AlreadyAttached(
+                    f"pingkiller already holds {ifname} (program id {prog_id}): use --replace to "
+                    f"swap the policy, or `pingkiller detach {ifname}` first"
+                )
+        if existing is None:
+            _check_foreign(ifname, ifindex)
+        elif mode not in (XdpMode.AUTO, existing.link.mode):
+            existing.close()
+            raise InvalidInput(
+                f"--replace keeps the attach mode ({existing.link.mode.value}); "
+                f"to change it to {mode.value}, detach first"
+            )
+
+        carried = {name: existing.maps[name] for name in CARRIED_MAPS} if existing else {}
+        obj = _load(policy, block_networks, allow_networks, carried)
+        temp = pins.temporary(ifname)
+        try:
+            for name in PINNED_MAPS:
+                obj.maps[name].pin(temp / name)
+                pins.secure(temp / name)
+            if existing is not None:
+                link = existing.link
+                link.update(obj.programs[abi.PROGRAM_NAME])
+            else:
+                link = _attach_link(obj, ifname, ifindex, mode)
+            link.pin(temp / pins.LINK_PIN)
+            pins.secure(temp / pins.LINK_PIN)
+            pins.publish(temp, ifname)
+        except BaseException:
+            pins.remove(temp)
+            obj.close()
+            raise
+        if existing is not None:
+            for name in set(PINNED_MAPS) - set(CARRIED_MAPS):
+                existing.maps[name].close()
+        return Attachment(ifname, link, dict(obj.maps), pinned=True, obj=obj)
+
+
+def _load(
+    policy: Policy, block: list[Network], allow: list[Network], carried: dict[str, Map]
+) -> Object:
+    obj = datapath.open_object()
+    try:
+        for name, existing in carried.items():
+            obj.reuse_map(name, existing)
+        obj.load()
+        obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = policy.to_config().encode()
+        table = RuleTable(obj.maps)
+        table.set(block, RuleAction.BLOCK)
+        table.set(allow, RuleAction.ALLOW)
+    except BaseException:
+        obj.close()
+        raise
+    return obj
+
+
+def _attach_link(obj: Object, ifname: str, ifindex: int, mode: XdpMode) -> XdpLink:
+    try:
+        return XdpLink.attach(obj.programs[abi.PROGRAM_NAME], ifindex, mode)
+    except NotSupportedError:
+        obj.close()
+        raise AttachFailed(
+            f"{ifname} does not support XDP in {mode.value} mode: try --mode generic or --mode auto"
+        ) from None
+    except BpfError as err:
+        obj.close()
+        if err.errno == errno.EBUSY:
+            _check_foreign(ifname, ifindex)
+        raise AttachFailed(f"attaching to {ifname} failed: {err}") from None
+
+
+def attachments(*, with_rules: bool = True) -> list[AttachmentInfo]:
+    """Every pinned attachment, stale ones included (interface gone, link defunct)."""
+    require_privileges()
+    if not pins.root().is_dir():
+        return []
+    with pins.locked():
+        recover()
+        names = pins.listed()
+    found = []
+    for ifname in names:
+        try:
+            with _open_pinned(ifname) as attachment:
+                found.append(attachment.info(with_rules=with_rules))
+        except NotAttached as err:
+            found.append(_broken(ifname, str(err)))
+    return found
+
+
+def _broken(ifname: str, problem: str) -> AttachmentInfo:
+    return AttachmentInfo(
+        ifname=ifname, ifindex=0, program_id=0, link_id=0, mode="none", policy=None,
+        rule_count=0, rules=[], stats=None, stale=True, problem=problem,
+        pin_dir=str(pins.directory(ifname)),
+    )
+
+
+@dataclass(frozen=True)
+class Detached:
+    """What ``detach`` did to one interface."""
+
+    ifname: str
+    was_stale: bool
+
+
+def detach(ifname: str) -> Detached:
+    """Detach pingkiller from ``ifname`` and remove its pins (works if the interface is gone)."""
+    require_privileges()
+    pins.validate_ifname(ifname)
+    with pins.locked():
+        recover()
+        if not pins.directory(ifname).is_dir():
+            raise NotAttached(f"pingkiller is not attached to {ifname}: nothing to detach")
+        try:
+            with _open_pinned(ifname) as attachment:
+                stale = bool(attachment.problem())
+        except NotAttached:
+            stale = True
+        _detach_pinned(ifname)
+    return Detached(ifname, stale)
+
+
+def detach_all() -> list[Detached]:
+    """Detach every pingkiller attachment (and nothing else)."""
+    require_privileges()
+    if not pins.root().is_dir():
+        return []
+    with pins.locked():
+        recover()
+        names = pins.listed()
+    return [detach(ifname) for ifname in names]

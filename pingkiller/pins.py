@@ -1,0 +1,188 @@
+"""Where an attachment's pins live on bpffs, and the lock that serializes changes to them.
+
+Layout: ``<root>/<ifname>/{link,settings,counters,...}`` with root
+``/sys/fs/bpf/pingkiller`` (0700). A directory is written under a temporary name
+and renamed into place, so a reader sees a whole attachment or none; leftovers of a
+killed writer are recovered by :func:`recover`.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pingkiller.errors import InvalidInterfaceName, PermissionDenied
+
+BPFFS = Path("/sys/fs/bpf")
+DEFAULT_ROOT = BPFFS / "pingkiller"
+LINK_PIN = "link"
+# Linux interface names: at most 15 bytes, no '/', no whitespace, not '.' or '..'.
+_IFNAME = re.compile(r"[A-Za-z0-9_.@:+-]{1,15}")
+# bpffs refuses names with '.', so a '.' of an interface name is stored as '~', and the
+# work directories start with '=' (neither '~' nor '=' can be in a validated name).
+_TEMP_PREFIX = "=tmp-"  # an attach being written
+_OLD_PREFIX = "=old-"  # the previous pins during a --replace
+_DEL_PREFIX = "=del-"  # a detach in progress
+
+
+def root() -> Path:
+    """The pin root; PINGKILLER_PIN_ROOT overrides it (it must be on bpffs)."""
+    return Path(os.environ.get("PINGKILLER_PIN_ROOT", str(DEFAULT_ROOT)))
+
+
+def validate_ifname(name: str) -> str:
+    """Return ``name`` if it can be an interface name, else raise naming the rule broken."""
+    if not name:
+        raise InvalidInterfaceName("empty interface name: name one, e.g. eth0 (see `ip link`)")
+    if len(name.encode()) > 15:
+        raise InvalidInterfaceName(f"interface name {name!r} is longer than 15 bytes")
+    if name in (".", "..") or not _IFNAME.fullmatch(name):
+        raise InvalidInterfaceName(
+            f"{name!r} is not a valid interface name (letters, digits and _ . @ : + - only)"
+        )
+    return name
+
+
+def _encode(ifname: str) -> str:
+    return validate_ifname(ifname).replace(".", "~")
+
+
+def _decode(entry: str) -> str:
+    return entry.replace("~", ".")
+
+
+def directory(ifname: str) -> Path:
+    """The pin directory of an interface (the name is validated first)."""
+    return root() / _encode(ifname)
+
+
+def is_bpffs(path: Path) -> bool:
+    try:
+        with open("/proc/self/mounts") as mounts:
+            points = [line.split()[1] for line in mounts if line.split()[2] == "bpf"]
+    except OSError:
+        return False
+    return str(path) in points
+
+
+def ensure_root() -> Path:
+    """Make sure bpffs is mounted and the pin root exists (0700); returns the root."""
+    pin_root = root()
+    if pin_root == DEFAULT_ROOT and not is_bpffs(BPFFS):
+        result = subprocess.run(
+            ["mount", "-t", "bpf", "bpf", str(BPFFS)], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise PermissionDenied(
+                f"bpffs is not mounted at {BPFFS} and mounting it failed: "
+                "run as root, or `mount -t bpf bpf /sys/fs/bpf`"
+            )
+    try:
+        pin_root.mkdir(mode=0o700, exist_ok=True)
+    except PermissionError:
+        raise PermissionDenied(
+            f"cannot create {pin_root}: needs root (CAP_BPF + CAP_NET_ADMIN)"
+        ) from None
+    return pin_root
+
+
+@contextmanager
+def locked() -> Iterator[None]:
+    """Hold an exclusive flock on the pin root for a read-modify-write of pins or maps.
+
+    One lock for all interfaces keeps it simple: changes are short.
+    """
+    pin_root = ensure_root()
+    fd = os.open(pin_root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def listed() -> list[str]:
+    """Interface names that have a pin directory."""
+    pin_root = root()
+    if not pin_root.is_dir():
+        return []
+    return sorted(_decode(p.name) for p in pin_root.iterdir() if not p.name.startswith("="))
+
+
+def temporary(ifname: str) -> Path:
+    """A fresh directory to build an attachment's pins in before renaming it into place."""
+    path = root() / f"{_TEMP_PREFIX}{os.getpid()}-{_encode(ifname)}"
+    remove(path)
+    path.mkdir(mode=0o700)
+    return path
+
+
+def publish(temp: Path, ifname: str) -> None:
+    """Move a finished temporary directory to the interface's place, replacing what was there."""
+    final = directory(ifname)
+    if final.exists():
+        old = root() / f"{_OLD_PREFIX}{os.getpid()}-{_encode(ifname)}"
+        remove(old)
+        final.rename(old)
+        temp.rename(final)
+        remove(old)
+    else:
+        temp.rename(final)
+
+
+def retire(ifname: str) -> Path:
+    """Move an interface's pins out of sight before detaching, so a crash cannot revive them."""
+    doomed = root() / f"{_DEL_PREFIX}{os.getpid()}-{_encode(ifname)}"
+    remove(doomed)
+    directory(ifname).rename(doomed)
+    return doomed
+
+
+def remove(path: Path) -> None:
+    """Remove a pin directory and everything in it (unpinning what it holds)."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+
+
+LEFTOVER_KINDS = {_TEMP_PREFIX: "attach", _OLD_PREFIX: "replace", _DEL_PREFIX: "detach"}
+
+
+def leftovers() -> list[tuple[Path, str, str, int]]:
+    """(path, kind, ifname, writer pid) of directories a writer left behind, attach first.
+
+    ``kind`` is the operation that wrote it: "attach", "replace" or "detach".
+    """
+    pin_root = root()
+    if not pin_root.is_dir():
+        return []
+    found = []
+    for path in pin_root.iterdir():
+        for prefix, kind in LEFTOVER_KINDS.items():
+            if path.name.startswith(prefix):
+                pid_text, _, ifname = path.name[len(prefix) :].partition("-")
+                if pid_text.isdigit():
+                    found.append((path, kind, _decode(ifname), int(pid_text)))
+    order = list(LEFTOVER_KINDS.values())
+    return sorted(found, key=lambda item: order.index(item[1]))
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as err:
+        return err.errno == errno.EPERM
+    return True
+
+
+def secure(path: Path) -> None:
+    """Pins are for root only."""
+    os.chmod(path, 0o600)

@@ -1,0 +1,181 @@
+"""Policy values: addresses and prefixes, rules, the per-attachment settings, rule files."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pingkiller import abi
+from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Network, RuleAction
+from pingkiller.errors import InvalidAddress, InvalidInput, RuleFileError
+
+_V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+DEFAULT_ACTIONS = {"drop": DefaultAction.DROP, "pass": DefaultAction.PASS}
+ICMP_SETS = {"echo": IcmpSet.ECHO, "echo-request": IcmpSet.ECHO_REQUEST, "all": IcmpSet.ALL}
+EVENT_MODES = {
+    "off": EventsMode.OFF,
+    "drops": EventsMode.DROPS,
+    "pings": EventsMode.PINGS,
+    "all": EventsMode.ALL,
+}
+RULE_ACTIONS = {"block": RuleAction.BLOCK, "allow": RuleAction.ALLOW}
+
+
+def _name_of(table: dict[str, object], value: object) -> str:
+    return next(name for name, member in table.items() if member == value)
+
+
+def parse_network(text: str) -> Network:
+    """An address or prefix as a network; IPv4-mapped IPv6 becomes IPv4.
+
+    Raises InvalidAddress naming the problem, e.g. host bits set in a prefix.
+    """
+    cleaned = text.strip()
+    if not cleaned:
+        raise InvalidAddress("empty address: give an IPv4/IPv6 address or prefix, e.g. 192.0.2.7")
+    try:
+        network = ipaddress.ip_network(cleaned, strict=True)
+    except ValueError as err:
+        if "host bits set" in str(err):
+            loose = ipaddress.ip_network(cleaned, strict=False)
+            raise InvalidAddress(
+                f"{cleaned!r} has host bits set: did you mean {loose} (or the address alone)?"
+            ) from None
+        raise InvalidAddress(
+            f"{cleaned!r} is not an IPv4/IPv6 address or prefix "
+            "(e.g. 192.168.1.78, 10.0.0.0/8, 2001:db8::/32)"
+        ) from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_V4_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None
+        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
+def parse_networks(texts: Iterable[str]) -> list[Network]:
+    """Parse many; the first bad one raises."""
+    return [parse_network(text) for text in texts]
+
+
+def format_network(network: Network) -> str:
+    """``192.0.2.7`` for a host, ``10.0.0.0/8`` for a prefix."""
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: a network and what to do with pings from or to it."""
+
+    network: Network
+    action: RuleAction
+    hits: int = 0
+
+    @property
+    def address(self) -> str:
+        return format_network(self.network)
+
+    def to_json(self) -> dict[str, object]:
+        return {"address": self.address, "action": self.action.name.lower(), "hits": self.hits}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What an attachment does with pings that no rule decides, and what it reports."""
+
+    default: DefaultAction = DefaultAction.PASS
+    icmp: IcmpSet = IcmpSet.ECHO
+    all_protocols: bool = False
+    events: EventsMode = EventsMode.DROPS
+    event_rate: int = abi.DEFAULT_EVENT_RATE
+    timing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.event_rate < 0:
+            raise InvalidInput(f"event rate {self.event_rate} is negative: use 0 for unlimited")
+        if self.event_rate > 0xFFFFFFFF:
+            raise InvalidInput(f"event rate {self.event_rate} is too large (max {0xFFFFFFFF})")
+
+    def to_config(self, prefix_flags: abi.ConfigFlag = abi.ConfigFlag(0)) -> abi.Config:
+        flags = prefix_flags
+        if self.all_protocols:
+            flags |= abi.ConfigFlag.ALL_PROTOCOLS
+        if self.timing:
+            flags |= abi.ConfigFlag.TIMING
+        return abi.Config(self.default, self.icmp, self.events, self.event_rate, flags)
+
+    @classmethod
+    def from_config(cls, config: abi.Config) -> Policy:
+        return cls(
+            default=config.default_action,
+            icmp=config.icmp_set,
+            all_protocols=bool(config.flags & abi.ConfigFlag.ALL_PROTOCOLS),
+            events=config.events,
+            event_rate=config.event_rate,
+            timing=bool(config.flags & abi.ConfigFlag.TIMING),
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "default": _name_of(DEFAULT_ACTIONS, self.default),
+            "icmp": _name_of(ICMP_SETS, self.icmp),
+            "all_protocols": self.all_protocols,
+            "events": _name_of(EVENT_MODES, self.events),
+            "event_rate": self.event_rate,
+            "timing": self.timing,
+        }
+
+    def describe(self) -> str:
+        """One line for humans, e.g. ``drop every ping (echo) by default``."""
+        what = {
+            IcmpSet.ECHO: "pings (echo request/reply)",
+            IcmpSet.ECHO_REQUEST: "echo requests",
+            IcmpSet.ALL: "all ICMP but IPv6 neighbour discovery",
+        }[self.icmp]
+        verb = "drop" if self.default == DefaultAction.DROP else "pass"
+        text = f"{verb} {what} that no rule decides"
+        if self.all_protocols:
+            text += "; block rules drop every protocol"
+        return text
+
+
+def choose(table: dict[str, object], value: str, what: str) -> object:
+    """Look up a CLI word, raising InvalidInput that lists the choices."""
+    try:
+        return table[value.lower()]
+    except KeyError:
+        raise InvalidInput(f"unknown {what} {value!r}: choose one of {', '.join(table)}") from None
+
+
+def read_rule_file(path: str | Path) -> list[Network]:
+    """Addresses/prefixes from a blocklist file: one per line, ``#`` or ``;`` starts a comment.
+
+    Errors name the file and line. An empty file (no rules at all) is an error too.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8", errors="strict")
+    except FileNotFoundError:
+        raise RuleFileError(f"rule file {str(file)!r} not found") from None
+    except IsADirectoryError:
+        raise RuleFileError(f"rule file {str(file)!r} is a directory, not a file") from None
+    except PermissionError:
+        raise RuleFileError(f"rule file {str(file)!r} is not readable (permission denied)") from None
+    except UnicodeDecodeError:
+        raise RuleFileError(f"rule file {str(file)!r} is not UTF-8 text") from None
+    networks: list[Network] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.split("#", 1)[0].split(";", 1)[0].strip()
+        if not entry:
+            continue
+        try:
+            networks.append(parse_network(entry.split()[0]))
+        except InvalidAddress as err:
+            raise RuleFileError(f"{file}:{number}: {err}") from None
+    if not networks:
+        raise RuleFileError(f"rule file {str(file)!r} holds no address or prefix")
+    return networks

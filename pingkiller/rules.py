@@ -1,0 +1,146 @@
+"""The rule table: rules encoded into the four rule maps, all-or-nothing, with hit counts.
+
+Exact host rules live in hash maps, prefixes in LPM tries (see :mod:`pingkiller.abi`).
+Callers hold the attachment's lock around every change (read-modify-write).
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+from pingkiller import abi
+from pingkiller.abi import Network, RuleAction
+from pingkiller.bpf import BatchError, BpfError, Map
+from pingkiller.errors import RuleTableFull
+from pingkiller.policy import Rule
+
+RULE_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP)
+_FULL_ERRNOS = (errno.E2BIG, errno.ENOSPC, errno.ENOMEM)
+_DESCRIPTION = {
+    abi.RULES_V4_MAP: "IPv4 address",
+    abi.RULES_V6_MAP: "IPv6 address",
+    abi.PREFIXES_V4_MAP: "IPv4 prefix",
+    abi.PREFIXES_V6_MAP: "IPv6 prefix",
+}
+
+
+def group_by_map(networks: Iterable[Network]) -> dict[str, list[bytes]]:
+    """Rule keys per map, duplicates removed, order kept."""
+    grouped: dict[str, dict[bytes, None]] = defaultdict(dict)
+    for network in networks:
+        grouped[abi.rule_map_name(network)][abi.rule_key(network)] = None
+    return {name: list(keys) for name, keys in grouped.items()}
+
+
+class RuleTable:
+    """Add, remove and list the rules of one loaded or pinned pingkiller instance."""
+
+    def __init__(self, maps: Mapping[str, Map]) -> None:
+        self.maps = {name: maps[name] for name in RULE_MAPS}
+        self.settings = maps[abi.SETTINGS_MAP]
+
+    def set(self, networks: Iterable[Network], action: RuleAction) -> int:
+        """Make every network a rule with ``action``; returns how many rules changed.
+
+        A rule that already has the action keeps its hit count. All or nothing: if a map
+        would overflow, nothing changes and RuleTableFull names the capacity.
+        """
+        value = abi.encode_rule(action)
+        plan: list[tuple[Map, list[bytes], list[tuple[bytes, bytes]]]] = []
+        for name, keys in group_by_map(networks).items():
+            table = self.maps[name]
+            existing = dict(table.items_batch())
+            new = [key for key in keys if key not in existing]
+            changed = [
+                (key, existing[key])
+                for key in keys
+                if key in existing and abi.decode_rule(existing[key])[0] != action
+            ]
+            if len(existing) + len(new) > table.info.max_entries:
+                raise self._full_error(table, len(existing), len(new))
+            plan.append((table, new, changed))
+
+        added: list[tuple[Map, list[bytes]]] = []
+        replaced: list[tuple[Map, bytes, bytes]] = []
+        for table, new, changed in plan:
+            try:
+                try:
+                    table.update_batch(new, value * len(new))
+                except BatchError as err:
+                    added.append((table, new[: err.completed]))
+                    raise
+                added.append((table, new))
+                for key, old in changed:
+                    table.put(key, value)
+                    replaced.append((table, key, old))
+            except BpfError as err:
+                self._undo(added, replaced)
+                if err.errno in _FULL_ERRNOS:
+                    raise self._full_error(table, len(table), len(new)) from None
+                raise
+        self.refresh_prefix_flags()
+        return sum(len(keys) for _, keys in added) + len(replaced)
+
+    @staticmethod
+    def _undo(added: list[tuple[Map, list[bytes]]], replaced: list[tuple[Map, bytes, bytes]]) -> None:
+        for table, keys in added:
+            for key in keys:
+                table.pop(key, None)
+        for table, key, old in replaced:
+            table.put(key, old)
+
+    @staticmethod
+    def _full_error(table: Map, existing: int, adding: int) -> RuleTableFull:
+        what = _DESCRIPTION.get(table.name, table.name)
+        return RuleTableFull(
+            f"rule table full: at most {table.info.max_entries} {what} rules fit, "
+            f"{existing} exist and {adding} more were asked for; nothing was changed "
+            "(remove rules with `pingkiller unblock`, or cover addresses with prefixes)"
+        )
+
+    def remove(self, networks: Iterable[Network]) -> int:
+        """Remove any rule for these networks; returns how many existed."""
+        removed = 0
+        for name, keys in group_by_map(networks).items():
+            table = self.maps[name]
+            existing = set(table.keys_batch())
+            present = [key for key in keys if key in existing]
+            table.delete_batch(present)
+            removed += len(present)
+        self.refresh_prefix_flags()
+        return removed
+
+    def clear(self) -> None:
+        for table in self.maps.values():
+            table.clear()
+        self.refresh_prefix_flags()
+
+    def rules(self) -> list[Rule]:
+        """Every rule with its hit count, IPv4 before IPv6, hosts before prefixes."""
+        found: list[Rule] = []
+        for name, table in self.maps.items():
+            for key, raw in table.items_batch():
+                action, hits = abi.decode_rule(raw)
+                found.append(Rule(abi.network_from_key(name, key), action, hits))
+        found.sort(key=lambda r: (r.network.version, r.network.network_address.packed, r.network.prefixlen))
+        return found
+
+    def count(self) -> int:
+        return sum(len(table) for table in self.maps.values())
+
+    def refresh_prefix_flags(self) -> None:
+        """Tell the program whether to look in the LPM tries (skipped when they are empty)."""
+        raw = self.settings[abi.u32_key(0)]
+        config = abi.Config.decode(raw)
+        flags = config.flags & ~(abi.ConfigFlag.PREFIXES_V4 | abi.ConfigFlag.PREFIXES_V6)
+        if not self.maps[abi.PREFIXES_V4_MAP].is_empty():
+            flags |= abi.ConfigFlag.PREFIXES_V4
+        if not self.maps[abi.PREFIXES_V6_MAP].is_empty():
+            flags |= abi.ConfigFlag.PREFIXES_V6
+        if flags != config.flags:
+            updated = abi.Config(
+                config.default_action, config.icmp_set, config.events, config.event_rate, flags
+            )
+            self.settings[abi.u32_key(0)] = updated.encode()

@@ -284,7 +284,7 @@ def _open_pinned(ifname: str, directory: Path | None = None) -> Attachment:
             raise PermissionDenied(f"reading pingkiller's pins {NEEDS_ROOT}") from None
         if err.errno == errno.ENOENT:
             raise NotAttached(
-                f"pingkiller is not attached to {ifname} (its pins are incomplete; "
+                f"{ifname} has no complete pingkiller attachment (its pins are incomplete; "
                 f"`pingkiller detach {ifname}` cleans them)"
             ) from None
         raise
@@ -297,7 +297,7 @@ def open_attachment(ifname: str) -> Attachment:
     directory = pins.directory(ifname)
     if not directory.is_dir():
         raise NotAttached(
-            f"pingkiller is not attached to {ifname}: attach it with `pingkiller attach {ifname}`"
+            f"{ifname} has no pingkiller attachment: attach one with `pingkiller attach {ifname}`"
         )
     return _open_pinned(ifname)
 
@@ -348,7 +348,7 @@ def _detach_directory(directory: Path) -> None:
 
 def _detach_pinned(ifname: str) -> None:
     if not pins.directory(ifname).is_dir():
-        raise NotAttached(f"pingkiller is not attached to {ifname}: nothing to detach")
+        raise NotAttached(f"{ifname} has no pingkiller attachment: nothing to detach")
     _detach_directory(pins.retire(ifname))
 
 
@@ -517,7 +517,7 @@ def detach(ifname: str) -> Detached:
     with pins.locked():
         recover()
         if not pins.directory(ifname).is_dir():
-            raise NotAttached(f"pingkiller is not attached to {ifname}: nothing to detach")
+            raise NotAttached(f"{ifname} has no pingkiller attachment: nothing to detach")
         try:
             with _open_pinned(ifname) as attachment:
                 stale = bool(attachment.problem())

@@ -75,7 +75,7 @@ def is_bpffs(path: Path) -> bool:
 def ensure_root() -> Path:
     """Make sure bpffs is mounted and the pin root exists (0700); returns the root."""
     pin_root = root()
-    if pin_root == DEFAULT_ROOT and not is_bpffs(BPFFS):
+    if pin_root.is_relative_to(BPFFS) and not is_bpffs(BPFFS):
         result = subprocess.run(
             ["mount", "-t", "bpf", "bpf", str(BPFFS)], capture_output=True, text=True
         )

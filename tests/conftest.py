@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "root" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def pin_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private pin root on bpffs (PINGKILLER_PIN_ROOT) so tests never touch real attachments.
+
+    Subprocesses inherit it. Whatever is left attached under it is detached afterwards.
+    """
+    path = Path(f"/sys/fs/bpf/pktest-{os.getpid()}-{next(_sandbox_numbers)}")
+    monkeypatch.setenv("PINGKILLER_PIN_ROOT", str(path))
+    try:
+        yield path
+    finally:
+        if path.is_dir():
+            import pingkiller
+
+            for info in pingkiller.attachments(with_rules=False):
+                pingkiller.detach(info.ifname)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,0 +1,5 @@
+"""``python -m pingkiller``."""
+
+from pingkiller.cli import main
+
+main()

@@ -1,0 +1,539 @@
+"""The ``pingkiller`` command: parses arguments, calls the library, renders the result.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage. Errors are one line on
+stderr. ``--json`` output is documented in docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+# typer may vendor click: take its exception classes from where typer gets them.
+_click_errors = sys.modules[typer.BadParameter.__module__]
+_ABORTS = tuple(c for c in (getattr(_click_errors, "Abort", None), typer.Abort) if c is not None)
+
+if TYPE_CHECKING:
+    from pingkiller.killer import Attachment, AttachmentInfo
+    from pingkiller.stats import Stats
+
+app = typer.Typer(
+    name="pingkiller",
+    help=(
+        "Kill pings at the driver with XDP.\n\n"
+        "Examples:\n\n"
+        "  pingkiller attach eth0                          # drop every ping\n\n"
+        "  pingkiller attach eth0 --block 192.168.1.78     # drop only pings from/to it\n\n"
+        "  pingkiller status\n\n"
+        "  pingkiller detach eth0"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class DefaultChoice(str, enum.Enum):
+    drop = "drop"
+    pass_ = "pass"
+
+
+class IcmpChoice(str, enum.Enum):
+    echo = "echo"
+    echo_request = "echo-request"
+    all = "all"
+
+
+class ModeChoice(str, enum.Enum):
+    auto = "auto"
+    native = "native"
+    generic = "generic"
+
+
+class EventsChoice(str, enum.Enum):
+    off = "off"
+    drops = "drops"
+    pings = "pings"
+    all = "all"
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output (docs/cli.md).")]
+Interface = Annotated[str, typer.Argument(help="Interface name, e.g. eth0.", show_default=False)]
+Addresses = Annotated[
+    list[str] | None,
+    typer.Argument(help="IPv4/IPv6 addresses or prefixes.", show_default=False),
+]
+FromFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--from-file", "-f", help="Read addresses/prefixes from FILE, one per line (# comments).",
+        dir_okay=False, show_default=False,
+    ),
+]
+
+
+def _print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from pingkiller import __version__
+
+        typer.echo(f"pingkiller {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Kill pings at the driver with XDP."""
+
+
+@app.command()
+def attach(
+    ifname: Interface,
+    block: Annotated[
+        list[str] | None,
+        typer.Option("--block", "-b", help="Drop pings from/to ADDR (repeatable).", metavar="ADDR"),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option("--allow", "-a", help="Let pings from/to ADDR pass (repeatable).", metavar="ADDR"),
+    ] = None,
+    default: Annotated[
+        DefaultChoice | None,
+        typer.Option(help="Pings no rule decides: drop or pass. [default: drop without --block, "
+                          "pass with it]", show_default=False),
+    ] = None,
+    icmp: Annotated[
+        IcmpChoice, typer.Option(help="What counts as a ping: echo (request+reply), "
+                                      "echo-request, or all ICMP (IPv6 NDP always passes).")
+    ] = IcmpChoice.echo,
+    all_protocols: Annotated[
+        bool, typer.Option("--all-protocols", help="Block rules drop every protocol, not only pings.")
+    ] = False,
+    mode: Annotated[
+        ModeChoice, typer.Option(help="XDP mode; auto lets the kernel choose.")
+    ] = ModeChoice.auto,
+    events: Annotated[
+        EventsChoice, typer.Option(help="Which packets send an event to `pingkiller events`.")
+    ] = EventsChoice.drops,
+    event_rate: Annotated[
+        int, typer.Option(help="Events per second per CPU at most (0 = unlimited).", min=0)
+    ] = 1000,
+    timing: Annotated[
+        bool, typer.Option("--timing", help="Measure per-verdict processing time (costs 2 clock reads).")
+    ] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Swap program and policy of an existing attachment "
+                                             "atomically.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Attach pingkiller to IFNAME; it stays attached after this command exits.
+
+    With no --block every ping is dropped; with --block only pings from or to the
+    listed addresses are.
+
+    Examples:
+
+      pingkiller attach eth0
+
+      pingkiller attach eth0 --block 192.168.1.78 --block 2001:db8::/32
+
+      pingkiller attach eth0 --default drop --allow 10.0.0.0/8 --icmp all
+    """
+    import pingkiller
+    from pingkiller import policy
+
+    attachment = pingkiller.attach(
+        ifname,
+        block=block or [],
+        allow=allow or [],
+        default=policy.DEFAULT_ACTIONS[default.value] if default else None,
+        icmp=policy.ICMP_SETS[icmp.value],
+        all_protocols=all_protocols,
+        mode=pingkiller.XdpMode(mode.value),
+        events=policy.EVENT_MODES[events.value],
+        event_rate=event_rate,
+        timing=timing,
+        replace=replace,
+    )
+    with attachment:
+        info = attachment.info()
+    if as_json:
+        _print_json(info.to_json())
+        return
+    assert info.policy is not None
+    verb = "Replaced policy on" if replace else "Attached to"
+    typer.echo(f"{verb} {ifname}: program {info.program_id}, {info.mode} mode")
+    typer.echo(f"Policy: {info.policy.describe()}")
+    blocked = sum(1 for rule in info.rules if rule.action.name == "BLOCK")
+    typer.echo(f"Rules: {blocked} block, {len(info.rules) - blocked} allow")
+
+
+@app.command()
+def detach(
+    ifname: Annotated[str | None, typer.Argument(help="Interface to detach from.",
+                                                 show_default=False)] = None,
+    detach_all: Annotated[bool, typer.Option("--all", help="Detach every pingkiller attachment.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Detach pingkiller and remove its pins (also when the interface is gone).
+
+    Examples:
+
+      pingkiller detach eth0
+
+      pingkiller detach --all
+    """
+    import pingkiller
+
+    if detach_all == (ifname is not None):
+        raise pingkiller.InvalidInput("name one interface, or give --all (not both)")
+    done = pingkiller.detach_all() if detach_all else [pingkiller.detach(ifname or "")]
+    if as_json:
+        _print_json([{"interface": d.ifname, "was_stale": d.was_stale} for d in done])
+        return
+    if not done:
+        typer.echo("Nothing to detach.")
+    for item in done:
+        note = " (stale: its interface was gone; pins cleaned)" if item.was_stale else ""
+        typer.echo(f"Detached from {item.ifname}{note}")
+
+
+def _change_rules(
+    verb: str, ifname: str, addresses: list[str] | None, from_file: Path | None, as_json: bool
+) -> None:
+    import pingkiller
+    from pingkiller.policy import parse_networks, read_rule_file
+
+    networks = parse_networks(addresses or [])
+    if from_file is not None:
+        networks += read_rule_file(from_file)
+    if not networks:
+        raise pingkiller.InvalidInput(f"give addresses to {verb}, or --from-file FILE")
+    with pingkiller.open(ifname) as attachment:
+        if verb == "block":
+            changed = attachment.block(networks)
+        elif verb == "allow":
+            changed = attachment.allow(networks)
+        else:
+            changed = attachment.unblock(networks)
+        total = attachment.info(with_rules=False).rule_count
+    if as_json:
+        _print_json({"interface": ifname, "action": verb, "requested": len(networks),
+                     "changed": changed, "rule_count": total})
+        return
+    done = {"block": "Blocked", "allow": "Allowed", "unblock": "Removed rules for"}[verb]
+    typer.echo(f"{done} {changed} of {len(networks)} on {ifname} ({total} rules now)")
+
+
+@app.command()
+def block(
+    ifname: Interface, addresses: Addresses = None, from_file: FromFile = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Drop pings from/to ADDRESSES on a running attachment, at once.
+
+    Examples:
+
+      pingkiller block eth0 192.168.1.78 10.0.0.0/8
+
+      pingkiller block eth0 --from-file blocklist.txt
+    """
+    _change_rules("block", ifname, addresses, from_file, as_json)
+
+
+@app.command()
+def allow(
+    ifname: Interface, addresses: Addresses = None, from_file: FromFile = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Let pings from/to ADDRESSES pass on a running attachment (beats the default).
+
+    Example:
+
+      pingkiller allow eth0 192.168.1.1
+    """
+    _change_rules("allow", ifname, addresses, from_file, as_json)
+
+
+@app.command()
+def unblock(
+    ifname: Interface, addresses: Addresses = None, from_file: FromFile = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove any rule (block or allow) for ADDRESSES on a running attachment.
+
+    Example:
+
+      pingkiller unblock eth0 192.168.1.78
+    """
+    _change_rules("unblock", ifname, addresses, from_file, as_json)
+
+
+@app.command()
+def status(
+    ifname: Annotated[str | None, typer.Argument(help="Only this interface.",
+                                                 show_default=False)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show every attachment: program, mode, policy, counters, and rules with hit counts.
+
+    Examples:
+
+      pingkiller status
+
+      pingkiller status eth0 --json
+    """
+    import pingkiller
+
+    if ifname is not None:
+        with pingkiller.open(ifname) as attachment:
+            infos = [attachment.info()]
+    else:
+        infos = pingkiller.attachments()
+    if as_json:
+        _print_json([info.to_json() for info in infos])
+        return
+    if not infos:
+        typer.echo("No pingkiller attachments. Attach one with `pingkiller attach IFACE`.")
+        return
+    for info in infos:
+        _render_status(info)
+
+
+def _render_status(info: AttachmentInfo) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if info.stale:
+        console.print(f"[bold]{info.ifname}[/]: STALE - {info.problem}; "
+                      f"`pingkiller detach {info.ifname}` cleans it")
+    else:
+        console.print(f"[bold]{info.ifname}[/] (ifindex {info.ifindex}): program {info.program_id}, "
+                      f"link {info.link_id}, {info.mode} mode")
+    if info.policy is not None:
+        policy = info.policy.to_json()
+        console.print(f"  policy: {info.policy.describe()}")
+        console.print(f"  events: {policy['events']} (at most {policy['event_rate']}/s per CPU), "
+                      f"timing {'on' if info.policy.timing else 'off'}, rules: {info.rule_count}")
+    if info.stats is not None:
+        _render_counters(console, info.stats, None)
+    if info.rules:
+        rules = Table(title=None, show_edge=False, pad_edge=False)
+        rules.add_column("rule")
+        rules.add_column("action")
+        rules.add_column("hits", justify="right")
+        shown = info.rules[:50]
+        for rule in shown:
+            rules.add_row(rule.address, rule.action.name.lower(), str(rule.hits))
+        console.print(rules)
+        if len(info.rules) > len(shown):
+            console.print(f"  ... and {len(info.rules) - len(shown)} more (use --json for all)")
+
+
+def _render_counters(console: Any, stats: Stats, rates: dict[Any, float] | None) -> None:
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("reason")
+    table.add_column("packets", justify="right")
+    table.add_column("bytes", justify="right")
+    if rates is not None:
+        table.add_column("pps", justify="right")
+    for reason, counter in stats.reasons.items():
+        row = [reason.label, str(counter.packets), str(counter.bytes)]
+        if rates is not None:
+            row.append(f"{rates[reason]:.1f}")
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"  dropped {stats.dropped}, passed {stats.passed}; events sent "
+                  f"{stats.events_sent}, suppressed {stats.events_suppressed}, lost {stats.events_lost}")
+
+
+def _stats_lines(stats: Stats) -> list[str]:
+    lines = []
+    for verdict in ("drop", "pass"):
+        average = stats.average_ns(verdict)
+        if average is not None:
+            lines.append(f"  average processing time ({verdict}): {average:.0f} ns")
+    run = stats.average_run_ns
+    lines.append(
+        f"  kernel run time: {run:.0f} ns per packet over {stats.run_count} runs" if run
+        else "  kernel run time: n/a (use --watch, or `sysctl kernel.bpf_stats_enabled=1`)"
+    )
+    return lines
+
+
+@app.command()
+def stats(
+    ifname: Interface,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.1)] = 1.0,
+    per_cpu: Annotated[bool, typer.Option("--per-cpu", help="Also show each CPU's counters.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Counters and rates (pps) by reason, processing time, kernel run time.
+
+    With --watch the kernel's BPF run-time stats are switched on while it runs.
+
+    Examples:
+
+      pingkiller stats eth0
+
+      pingkiller stats eth0 --watch --interval 0.5
+    """
+    import os
+
+    import pingkiller
+    from pingkiller.bpf import BpfError, enable_run_time_stats
+
+    with pingkiller.open(ifname) as attachment:
+        if not watch:
+            _show_stats(attachment, per_cpu, as_json, None)
+            return
+        try:
+            stats_fd: int | None = enable_run_time_stats()
+        except BpfError:
+            stats_fd = None
+        try:
+            _watch_stats(attachment, interval, per_cpu, as_json)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if stats_fd is not None:
+                os.close(stats_fd)
+
+
+def _show_stats(attachment: Attachment, per_cpu: bool, as_json: bool, earlier: Stats | None) -> Stats:
+    from rich.console import Console
+
+    current = attachment.stats(per_cpu=per_cpu)
+    rates = current.rates(earlier) if earlier else None
+    if as_json:
+        data = current.to_json()
+        data["interface"] = attachment.ifname
+        if rates is not None:
+            data["pps"] = {reason.label: rate for reason, rate in rates.items()}
+        sys.stdout.write(json.dumps(data) + "\n")
+        sys.stdout.flush()
+        return current
+    console = Console(highlight=False)
+    console.print(f"[bold]{attachment.ifname}[/]")
+    _render_counters(console, current, rates)
+    for line in _stats_lines(current):
+        console.print(line)
+    if current.per_cpu is not None:
+        for cpu, counters in enumerate(current.per_cpu):
+            busy = ", ".join(f"{r.label} {c.packets}" for r, c in counters.items() if c.packets)
+            console.print(f"  cpu {cpu}: {busy or 'no packets'}")
+    return current
+
+
+def _watch_stats(attachment: Attachment, interval: float, per_cpu: bool, as_json: bool) -> None:
+    earlier = attachment.stats()
+    while True:
+        time.sleep(interval)
+        if not as_json:
+            sys.stdout.write("\x1b[2J\x1b[H" if sys.stdout.isatty() else "\n")
+        earlier = _show_stats(attachment, per_cpu, as_json, earlier)
+
+
+@app.command()
+def events(
+    ifname: Interface,
+    count: Annotated[int | None, typer.Option(help="Stop after N events.", min=1)] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop after S seconds.", min=0)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stream per-packet events as they happen (one JSON object per line with --json).
+
+    Which packets send events is set at attach time (--events). Ctrl-C stops cleanly;
+    the end reports how many events were received, suppressed and lost.
+
+    Examples:
+
+      pingkiller events eth0
+
+      pingkiller events eth0 --json --count 10 --timeout 30
+    """
+    import pingkiller
+
+    received = 0
+    with pingkiller.open(ifname) as attachment, attachment.events() as stream:
+        before = attachment.stats()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while count is None or received < count:
+                wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+                if wait < 0:
+                    break
+                for event in stream.poll(wait):
+                    if as_json:
+                        sys.stdout.write(json.dumps(event.to_json()) + "\n")
+                    else:
+                        sys.stdout.write(event.describe() + "\n")
+                    received += 1
+                    if count is not None and received >= count:
+                        break
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+        after = attachment.stats()
+    suppressed = after.events_suppressed - before.events_suppressed
+    lost = after.events_lost - before.events_lost
+    summary = {"received": received, "suppressed": suppressed, "lost": lost}
+    if as_json:
+        sys.stderr.write(json.dumps({"summary": summary}) + "\n")
+    else:
+        sys.stderr.write(f"{received} events received; {suppressed} suppressed by the rate limit, "
+                         f"{lost} lost (ring full) meanwhile\n")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    sys.stderr.write(f"pingkiller: {message}\n")
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning every expected error into one line and an exit code."""
+    from pingkiller.bpf import BpfError
+    from pingkiller.errors import PingkillerError
+
+    try:
+        result = app(args=argv, prog_name="pingkiller", standalone_mode=False)
+    except _click_errors.UsageError as err:
+        if type(err).__name__ == "NoArgsIsHelpError":
+            sys.stdout.write(err.format_message() + "\n")
+            raise SystemExit(2) from None
+        hint = f" (see '{err.ctx.command_path} --help')" if err.ctx else ""
+        _fail(f"{err.format_message()}{hint}", 2)
+    except _click_errors.ClickException as err:
+        _fail(err.format_message(), err.exit_code)
+    except _ABORTS:
+        _fail("aborted", 130)
+    except PingkillerError as err:
+        _fail(str(err), err.exit_code)
+    except BpfError as err:
+        _fail(f"{err}", 1)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    raise SystemExit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -33,10 +33,9 @@ from pingkiller.killer import (
     open_attachment,
 )
 from pingkiller.policy import Policy, Rule
-
-open = open_attachment  # noqa: A001 - pingkiller.open(ifname) reads naturally
 from pingkiller.stats import Counter, Stats
 
+open = open_attachment  # pingkiller.open(ifname) reads naturally; shadows the builtin here only
 __version__ = "0.1.0"
 
 __all__ = [

@@ -100,6 +100,9 @@ class ConfigFlag(enum.IntFlag):
     PREFIXES_V6 = lib.PK_F_PREFIXES_V6
 
 
+NO_FLAGS = ConfigFlag(0)
+
+
 class TimingSlot(enum.IntEnum):
     DROP = lib.PK_TIMING_DROP
     PASS = lib.PK_TIMING_PASS
@@ -138,7 +141,7 @@ class Config:
     icmp_set: IcmpSet = IcmpSet.ECHO
     events: EventsMode = EventsMode.OFF
     event_rate: int = DEFAULT_EVENT_RATE
-    flags: ConfigFlag = ConfigFlag(0)
+    flags: ConfigFlag = NO_FLAGS
 
     def encode(self) -> bytes:
         return CONFIG.pack(

@@ -40,24 +40,24 @@ app = typer.Typer(
 )
 
 
-class DefaultChoice(str, enum.Enum):
+class DefaultChoice(enum.StrEnum):
     drop = "drop"
     pass_ = "pass"
 
 
-class IcmpChoice(str, enum.Enum):
+class IcmpChoice(enum.StrEnum):
     echo = "echo"
     echo_request = "echo-request"
     all = "all"
 
 
-class ModeChoice(str, enum.Enum):
+class ModeChoice(enum.StrEnum):
     auto = "auto"
     native = "native"
     generic = "generic"
 
 
-class EventsChoice(str, enum.Enum):
+class EventsChoice(enum.StrEnum):
     off = "off"
     drops = "drops"
     pings = "pings"

@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from pingkiller.errors import InvalidInterfaceName, PermissionDenied
@@ -147,10 +147,8 @@ def retire(ifname: str) -> Path:
 
 def remove(path: Path) -> None:
     """Remove a pin directory and everything in it (unpinning what it holds)."""
-    try:
+    with suppress(FileNotFoundError):
         shutil.rmtree(path)
-    except FileNotFoundError:
-        pass
 
 
 LEFTOVER_KINDS = {_TEMP_PREFIX: "attach", _OLD_PREFIX: "replace", _DEL_PREFIX: "detach"}

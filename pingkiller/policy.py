@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ EVENT_MODES = {
 RULE_ACTIONS = {"block": RuleAction.BLOCK, "allow": RuleAction.ALLOW}
 
 
-def _name_of(table: dict[str, object], value: object) -> str:
+def _name_of(table: Mapping[str, object], value: object) -> str:
     return next(name for name, member in table.items() if member == value)
 
 
@@ -100,7 +100,7 @@ class Policy:
         if self.event_rate > 0xFFFFFFFF:
             raise InvalidInput(f"event rate {self.event_rate} is too large (max {0xFFFFFFFF})")
 
-    def to_config(self, prefix_flags: abi.ConfigFlag = abi.ConfigFlag(0)) -> abi.Config:
+    def to_config(self, prefix_flags: abi.ConfigFlag = abi.NO_FLAGS) -> abi.Config:
         flags = prefix_flags
         if self.all_protocols:
             flags |= abi.ConfigFlag.ALL_PROTOCOLS
@@ -143,7 +143,7 @@ class Policy:
         return text
 
 
-def choose(table: dict[str, object], value: str, what: str) -> object:
+def choose(table: Mapping[str, object], value: str, what: str) -> object:
     """Look up a CLI word, raising InvalidInput that lists the choices."""
     try:
         return table[value.lower()]

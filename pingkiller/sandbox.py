@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from types import TracebackType
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 PING = shutil.which("ping") or "/usr/bin/ping"
@@ -62,14 +61,17 @@ class Peer:
         """``args`` run inside the peer's namespace (network only; mounts are kept)."""
         return ["nsenter", f"--net={self.netns_path}", *args]
 
-    def run(self, args: list[str], *, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, args: list[str], *, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         return run(self.exec_args(args), check=check, timeout=timeout)
 
     def ping(self, destination: str, *, count: int = 1, wait: float = 1.0, interval: float = 0.2) -> int:
         """Ping from the peer; returns how many replies came back."""
         family = "-6" if ":" in destination else "-4"
         result = self.run(
-            [PING, family, "-n", "-q", "-c", str(count), "-W", str(wait), "-i", str(interval), destination],
+            [PING, family, "-n", "-q", "-c", str(count), "-W", str(wait), "-i", str(interval),
+             destination],
             check=False,
             timeout=count * (interval + wait) + 10,
         )
@@ -123,7 +125,5 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

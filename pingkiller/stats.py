@@ -90,7 +90,8 @@ class Stats:
 
 
 def _counter_values(counters: Map, slot: int) -> list[Counter]:
-    return [Counter(*abi.COUNTER.unpack(v[: abi.COUNTER.size])) for v in counters.per_cpu(abi.u32_key(slot))]
+    values = counters.per_cpu(abi.u32_key(slot))
+    return [Counter(*abi.COUNTER.unpack(value[: abi.COUNTER.size])) for value in values]
 
 
 def read_stats(maps: Mapping[str, Map], program: Program | None, *, per_cpu: bool = False) -> Stats:

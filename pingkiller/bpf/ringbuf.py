@@ -19,14 +19,14 @@ class RecordBatch(Sequence[bytes]):
 
     def __init__(self, raw: bytes, count: int, dropped: int = 0) -> None:
         self.raw = raw
-        self.count = count
+        self.record_count = count
         self.dropped = dropped  # records the copy could not keep (out of memory)
         self._offsets: list[int] | None = None
 
     def _index(self) -> list[int]:
         if self._offsets is None:
             offsets, at = [], 0
-            for _ in range(self.count):
+            for _ in range(self.record_count):
                 offsets.append(at)
                 (size,) = _HEADER.unpack_from(self.raw, at)
                 at += 8 + ((size + 7) & ~7)
@@ -34,7 +34,7 @@ class RecordBatch(Sequence[bytes]):
         return self._offsets
 
     def __len__(self) -> int:
-        return self.count
+        return self.record_count
 
     @overload
     def __getitem__(self, index: int) -> bytes: ...
@@ -42,17 +42,17 @@ class RecordBatch(Sequence[bytes]):
     def __getitem__(self, index: slice) -> Sequence[bytes]: ...
     def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
         if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self.count))]
+            return [self[i] for i in range(*index.indices(self.record_count))]
         at = self._index()[index]
         (size,) = _HEADER.unpack_from(self.raw, at)
         return self.raw[at + 8 : at + 8 + size]
 
     def unpack(self, record: struct.Struct) -> Iterator[tuple[Any, ...]]:
         """Decode fixed-size records in bulk; every record must be ``record.size`` bytes."""
-        if self.count == 0:
+        if self.record_count == 0:
             return iter(())
         padded = (record.size + 7) & ~7
-        if len(self.raw) != self.count * (8 + padded):
+        if len(self.raw) != self.record_count * (8 + padded):
             raise ValueError(f"records are not all {record.size} bytes")
         fmt = record.format
         order = fmt[0] if fmt[:1] in ("<", ">", "=", "!", "@") else "@"

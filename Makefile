@@ -11,13 +11,14 @@ APT_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config m
 	iproute2 iputils-ping tcpdump
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: help setup build skeleton test lint demo clean
+.PHONY: help setup build skeleton test lint demo fuzz clean
 
 help:
 	@echo "make setup     install system packages (apt-get) and pingkiller with test extras (pip)"
 	@echo "make build     vmlinux.h -> CO-RE object -> skeleton -> cffi extension (in place)"
 	@echo "make test      setup, then the whole test suite (root for the kernel tiers)"
 	@echo "make demo      setup, then kill pings in a sandbox namespace"
+	@echo "make fuzz      differential fuzzing of the data path against its oracle (100k frames)"
 	@echo "make lint      ruff and mypy --strict"
 
 $(BUILD):
@@ -57,6 +58,9 @@ lint:
 
 demo: setup
 	$(PYTHON) -m pingkiller demo
+
+fuzz: setup
+	$(PYTHON) tests/fuzz.py --examples 100000
 
 clean:
 	rm -rf build pingkiller/_native*.so pingkiller/_native.c pingkiller/_native.o *.egg-info

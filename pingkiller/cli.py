@@ -504,6 +504,79 @@ def events(
                          f"{lost} lost (ring full) meanwhile\n")
 
 
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(help="Seconds to run.", min=1)] = 10.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Kill pings in a sandbox of its own: a blocked and an allowed peer ping this host.
+
+    Creates two network namespaces joined to this host by veth pairs, attaches pingkiller
+    to both (privately: other attachments are untouched) with a blocklist naming the
+    first peer, shows pings, counters, drop events and processing time live, and removes
+    everything at the end (also on Ctrl-C). Exits 1 if a ping that should die was
+    answered, or an allowed one was lost.
+
+    Examples:
+
+      pingkiller demo
+
+      pingkiller demo --duration 3 --json
+    """
+    from pingkiller import demo as demo_module
+
+    if as_json:
+        state = demo_module.run(duration)
+        _print_json(state.to_json())
+    else:
+        state = demo_module.run_live(duration, sys.stdout)
+        for line in demo_module.summary_lines(state):
+            typer.echo(line)
+    if state.interrupted:
+        raise typer.Exit(130)
+    if state.problems():
+        raise typer.Exit(1)
+
+
+@app.command()
+def doctor(
+    interface: Annotated[
+        str | None,
+        typer.Option("--interface", "-i", help="Also try XDP native mode on IF (attaches a "
+                                               "pass-all program and detaches it at once).",
+                     metavar="IF", show_default=False),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check that this machine can run pingkiller; each problem comes with its fix.
+
+    Kernel and BTF, bpffs, capabilities, libbpf, the embedded BPF object, and with
+    --interface whether native XDP mode works there. Exits 1 if something needed is missing.
+
+    Examples:
+
+      pingkiller doctor
+
+      sudo pingkiller doctor --interface eth0
+    """
+    from pingkiller import doctor as doctor_module
+
+    checks, report = doctor_module.run(interface)
+    ok = doctor_module.healthy(checks)
+    if as_json:
+        _print_json({"ok": ok, "checks": [c.to_json() for c in checks], "object": report.to_json()})
+    else:
+        for check in checks:
+            typer.echo(check.line())
+        typer.echo(f"       maps: {', '.join(report.maps)}")
+        shown = [s for s in report.sections if not s.startswith((".debug", ".rel"))]
+        typer.echo(f"       sections: {', '.join(shown)} (+ debug and relocation sections)")
+        typer.echo("All needed pieces are there." if ok else "Something needed is missing: "
+                   "see the fixes above.")
+    if not ok:
+        raise typer.Exit(1)
+
+
 def _fail(message: str, code: int) -> NoReturn:
     sys.stderr.write(f"pingkiller: {message}\n")
     raise SystemExit(code)

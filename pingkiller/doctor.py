@@ -1,0 +1,272 @@
+"""``pingkiller doctor``: can this machine run pingkiller? A checklist with a fix per problem.
+
+Checks the kernel (version, BTF), bpffs, the process's capabilities, libbpf, the
+embedded BPF object (read with pyelftools), and, for an interface the user names,
+whether XDP native (driver) mode is available there.
+"""
+
+from __future__ import annotations
+
+import io
+import platform
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+MIN_KERNEL = (5, 9)  # XDP through bpf_link
+MIN_LIBBPF = (1, 0)  # errors as -errno, bpf_xdp_query
+VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
+_BTF_EXT_MAGIC = 0xEB9F
+_LABELS = {OK: "[ ok ]", WARN: "[warn]", FAIL: "[FAIL]", SKIP: "[skip]"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the checklist; ``fix`` says what to do when the status is fail or warn."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{_LABELS[self.status]} {self.name}: {self.detail}"
+        return f"{text} - fix: {self.fix}" if self.fix else text
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"name": self.name, "status": self.status, "detail": self.detail,
+                "fix": self.fix or None}
+
+
+@dataclass(frozen=True)
+class ObjectReport:
+    """What a BPF ELF object holds, as pyelftools reads it."""
+
+    sections: list[str]
+    programs: dict[str, str]  # program (function) name -> section
+    maps: list[str]
+    license: str
+    has_btf: bool
+    has_btf_ext: bool
+    core_relocations: int
+    machine: str = field(default="")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "machine": self.machine,
+            "sections": self.sections,
+            "programs": self.programs,
+            "maps": self.maps,
+            "license": self.license,
+            "btf": self.has_btf,
+            "btf_ext": self.has_btf_ext,
+            "core_relocations": self.core_relocations,
+        }
+
+
+def _core_relocations(btf_ext: bytes, little_endian: bool) -> int:
+    """CO-RE relocation records in a .BTF.ext section (0 if it has no CO-RE part)."""
+    order = "<" if little_endian else ">"
+    if len(btf_ext) < 24:
+        return 0
+    magic, _version, _flags, header_len = struct.unpack_from(f"{order}HBBI", btf_ext)
+    if magic != _BTF_EXT_MAGIC or header_len < 32:
+        return 0
+    core_off, core_len = struct.unpack_from(f"{order}II", btf_ext, 24)
+    data = btf_ext[header_len + core_off : header_len + core_off + core_len]
+    if len(data) < 4:
+        return 0
+    (record_size,) = struct.unpack_from(f"{order}I", data)
+    total, at = 0, 4
+    while at + 8 <= len(data):
+        _name_off, count = struct.unpack_from(f"{order}II", data, at)
+        total += count
+        at += 8 + count * record_size
+    return total
+
+
+def inspect_object(elf: bytes) -> ObjectReport:
+    """Sections, programs, maps, license and BTF of a BPF ELF object."""
+    reader = ELFFile(io.BytesIO(elf))
+    sections = [s.name for s in reader.iter_sections() if s.name]
+    programs: dict[str, str] = {}
+    maps: list[str] = []
+    symbols = reader.get_section_by_name(".symtab")
+    if isinstance(symbols, SymbolTableSection):
+        for symbol in symbols.iter_symbols():
+            index = symbol["st_shndx"]
+            if not isinstance(index, int) or not symbol.name:
+                continue
+            section = reader.get_section(index).name
+            if symbol["st_info"]["type"] == "STT_FUNC" and section != ".text":
+                programs[symbol.name] = section
+            elif symbol["st_info"]["type"] == "STT_OBJECT" and section == ".maps":
+                maps.append(symbol.name)
+    license_section = reader.get_section_by_name("license")
+    license_text = license_section.data().split(b"\0", 1)[0].decode() if license_section else ""
+    btf_ext = reader.get_section_by_name(".BTF.ext")
+    relocations = _core_relocations(btf_ext.data(), reader.little_endian) if btf_ext else 0
+    return ObjectReport(
+        sections=sections,
+        programs=programs,
+        maps=sorted(maps),
+        license=license_text,
+        has_btf=reader.get_section_by_name(".BTF") is not None,
+        has_btf_ext=btf_ext is not None,
+        core_relocations=relocations,
+        machine=str(reader["e_machine"]),
+    )
+
+
+def check_kernel(release: str | None = None) -> Check:
+    """The kernel must have XDP links (5.9)."""
+    release = release or platform.release()
+    match = re.match(r"(\d+)\.(\d+)", release)
+    if not match:
+        return Check("kernel", WARN, f"cannot read the version from {release!r}")
+    version = (int(match.group(1)), int(match.group(2)))
+    if version < MIN_KERNEL:
+        return Check("kernel", FAIL, f"{release} has no XDP links (needs >= 5.9)",
+                     "boot a kernel >= 5.9 (see docs/troubleshooting.md)")
+    return Check("kernel", OK, f"{release} (XDP links need >= 5.9)")
+
+
+def check_btf(path: Path = VMLINUX_BTF) -> Check:
+    """Kernel BTF: needed to build the CO-RE object and to relocate it at load."""
+    if path.is_file():
+        return Check("kernel BTF", OK, f"{path} ({path.stat().st_size // 1024} KiB)")
+    return Check("kernel BTF", FAIL, f"{path} missing",
+                 "use a kernel built with CONFIG_DEBUG_INFO_BTF=y")
+
+
+def _mount_points(mounts: str, fstype: str) -> list[str]:
+    points = []
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == fstype:
+            points.append(fields[1].replace("\\040", " "))
+    return points
+
+
+def check_bpffs(mounts: str | None = None, pin_root: Path | None = None) -> Check:
+    """bpffs must be mounted where pingkiller pins (PINGKILLER_PIN_ROOT or /sys/fs/bpf)."""
+    from pingkiller import pins
+
+    if mounts is None:
+        mounts = Path("/proc/self/mounts").read_text()
+    pin_root = pin_root or pins.root()
+    points = _mount_points(mounts, "bpf")
+    covering = [p for p in points if pin_root == Path(p) or Path(p) in pin_root.parents]
+    if covering:
+        return Check("bpffs", OK, f"mounted at {max(covering, key=len)} (pins under {pin_root})")
+    if points:
+        return Check("bpffs", FAIL, f"mounted at {', '.join(points)} but pins go to {pin_root}",
+                     "point PINGKILLER_PIN_ROOT into a bpffs mount")
+    return Check("bpffs", FAIL, "not mounted", "mount -t bpf bpf /sys/fs/bpf")
+
+
+def effective_capabilities() -> int:
+    """CapEff of this process (a bit per capability)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def check_capabilities(cap_eff: int | None = None) -> Check:
+    """CAP_NET_ADMIN and CAP_BPF (or CAP_SYS_ADMIN, which covers it) are needed."""
+    caps = effective_capabilities() if cap_eff is None else cap_eff
+    held = [name for name, bit in CAPABILITIES.items() if caps & (1 << bit)]
+    has_bpf = "CAP_BPF" in held or "CAP_SYS_ADMIN" in held
+    detail = ", ".join(held) if held else "none of " + ", ".join(CAPABILITIES)
+    if not (has_bpf and "CAP_NET_ADMIN" in held):
+        return Check("capabilities", FAIL, detail,
+                     "run as root (sudo), or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON")
+    if "CAP_PERFMON" not in held and "CAP_SYS_ADMIN" not in held:
+        return Check("capabilities", WARN, f"{detail}; without CAP_PERFMON the verifier is stricter",
+                     "grant CAP_PERFMON too")
+    return Check("capabilities", OK, detail)
+
+
+def check_libbpf() -> Check:
+    """The libbpf the extension is linked with must be 1.0 or newer."""
+    from pingkiller._native import lib
+
+    version = (int(lib.libbpf_major_version()), int(lib.libbpf_minor_version()))
+    text = f"{version[0]}.{version[1]}"
+    if version < MIN_LIBBPF:
+        return Check("libbpf", FAIL, f"{text} is too old (needs >= 1.0)",
+                     "install libbpf >= 1.0 (Debian 12: apt-get install libbpf-dev) and rebuild "
+                     "with `make build`")
+    return Check("libbpf", OK, text)
+
+
+def check_object(report: ObjectReport) -> Check:
+    """The embedded object must hold an XDP program, a GPL-compatible license and BTF."""
+    summary = (f"{len(report.programs)} program(s) {', '.join(report.programs.values())}, "
+               f"{len(report.maps)} maps, license {report.license or '?'}, "
+               f"{'.BTF' if report.has_btf else 'no .BTF'}, "
+               f"{'.BTF.ext' if report.has_btf_ext else 'no .BTF.ext'}, "
+               f"{report.core_relocations} CO-RE relocations")
+    if "xdp" not in report.programs.values() or not report.license or not report.has_btf:
+        return Check("BPF object", FAIL, summary, "rebuild it with `make build`")
+    return Check("BPF object", OK, summary)
+
+
+def check_xdp_native(ifname: str) -> Check:
+    """Attach the (pass-everything) data path in native mode to ``ifname`` and detach again."""
+    from pingkiller import datapath
+    from pingkiller.bpf import BpfError, NotSupportedError, XdpLink, XdpMode, xdp_query
+    from pingkiller.errors import PermissionDenied, PingkillerError
+    from pingkiller.killer import interface_index, require_privileges
+
+    name = f"XDP native mode on {ifname}"
+    try:
+        require_privileges()
+    except PermissionDenied:
+        return Check(name, SKIP, "needs the capabilities above")
+    try:
+        ifindex = interface_index(ifname)
+    except PingkillerError as err:
+        return Check(name, FAIL, str(err).split(": ")[0], "list interfaces with `ip link`")
+    state = xdp_query(ifindex)
+    if state.attached_ids:
+        return Check(name, SKIP, f"{ifname} already carries XDP program "
+                     f"{state.attached_ids[0]} ({state.mode.value} mode); not disturbed")
+    with datapath.load() as obj:
+        try:
+            with XdpLink.attach(obj.programs["pingkiller"], ifindex, XdpMode.NATIVE) as link:
+                mode = link.mode
+                link.detach()
+        except NotSupportedError:
+            return Check(name, WARN, "not supported by this driver: generic mode will be used "
+                         "(slower)", f"nothing to do, or `pingkiller attach {ifname} --mode generic`")
+        except BpfError as err:
+            return Check(name, FAIL, str(err), "see docs/troubleshooting.md")
+    return Check(name, OK, f"available ({mode.value} mode in effect while tested)")
+
+
+def run(interface: str | None = None) -> tuple[list[Check], ObjectReport]:
+    """Every check, in order; the XDP mode is tried only on ``interface`` when given."""
+    from pingkiller import datapath
+
+    report = inspect_object(datapath.elf_bytes())
+    checks = [check_kernel(), check_btf(), check_bpffs(), check_capabilities(), check_libbpf(),
+              check_object(report)]
+    if interface is None:
+        checks.append(Check("XDP native mode", SKIP, "name an interface with --interface IF to "
+                                                     "try it (attaches and detaches at once)"))
+    else:
+        checks.append(check_xdp_native(interface))
+    return checks, report
+
+
+def healthy(checks: list[Check]) -> bool:
+    """No needed thing is missing."""
+    return all(check.status != FAIL for check in checks)

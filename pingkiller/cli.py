@@ -577,6 +577,140 @@ def doctor(
         raise typer.Exit(1)
 
 
+def _exit_cleanly_on_sigterm() -> None:
+    """Let SIGTERM (systemd stop, Kubernetes) end a long-running command like Ctrl-C does."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _log_stderr(message: str) -> None:
+    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pingkiller: {message}\n")
+    sys.stderr.flush()
+
+
+PolicyPath = Annotated[
+    Path, typer.Option("--file", "-f", help="The policy file (TOML; docs/operations.md).",
+                       dir_okay=False, show_default=False),
+]
+
+
+@app.command("apply")
+def apply_policy(
+    file: PolicyPath,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Stay running; apply again whenever the file changes.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(help="Seconds between checks of the file with --watch.", min=0.05)
+    ] = 2.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Make the running attachments match a policy file: attach, update, detach.
+
+    Only differences are applied (new rules before stale ones go); pingkiller
+    attachments the file does not list are detached, nothing else is touched. An
+    invalid file is rejected whole and nothing is changed.
+
+    Examples:
+
+      pingkiller apply -f /etc/pingkiller/policy.toml --dry-run
+
+      pingkiller apply -f /etc/pingkiller/policy.toml --watch
+    """
+    from pingkiller import declarative
+
+    if watch:
+        if dry_run or as_json:
+            raise typer.BadParameter("--watch cannot be combined with --dry-run or --json")
+        _exit_cleanly_on_sigterm()
+        try:
+            declarative.watch(file, _log_stderr, interval=interval)
+        except KeyboardInterrupt:
+            _log_stderr("stopped; attachments stay as they are")
+        return
+    plan = declarative.reconcile(file, dry_run=dry_run)
+    if as_json:
+        _print_json({**plan.to_json(), "dry_run": dry_run})
+        return
+    for step in plan.steps:
+        typer.echo(("would " if dry_run else "") + step.describe())
+    if not plan.changed:
+        typer.echo(f"No changes: the running state matches {file}.")
+    elif dry_run:
+        typer.echo(f"Dry run: {len(plan.steps)} change(s) planned, nothing changed.")
+    else:
+        typer.echo(f"Applied {len(plan.steps)} change(s).")
+
+
+@app.command()
+def export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.",
+                                  dir_okay=False, show_default=False),
+    ] = None,
+) -> None:
+    """Write the running attachments as a policy file for `pingkiller apply`.
+
+    Example:
+
+      pingkiller export -o /etc/pingkiller/policy.toml
+    """
+    from pingkiller import declarative
+
+    text = declarative.export()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+@app.command()
+def exporter(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to serve /metrics on.")] = "127.0.0.1:9477",
+    rule_metrics: Annotated[
+        bool, typer.Option("--rule-metrics/--no-rule-metrics", help="Export per-rule hit counters.")
+    ] = True,
+    max_rule_series: Annotated[
+        int, typer.Option(help="Skip rule hit series of interfaces with more rules than this.", min=0)
+    ] = 1000,
+    run_time_stats: Annotated[
+        bool, typer.Option("--run-time-stats", help="Switch on the kernel's BPF run-time stats "
+                                                   "while serving (costs a little per packet).")
+    ] = False,
+) -> None:
+    """Serve Prometheus metrics of every attachment until stopped.
+
+    Example:
+
+      pingkiller exporter --listen 127.0.0.1:9477
+    """
+    import os
+
+    from pingkiller import exporter as metrics
+    from pingkiller.bpf import enable_run_time_stats
+
+    collector = metrics.PingkillerCollector(rule_metrics=rule_metrics,
+                                            max_rule_series=max_rule_series)
+    server, _ = metrics.serve(listen, collector)
+    stats_fd = enable_run_time_stats() if run_time_stats else None
+    _exit_cleanly_on_sigterm()
+    _log_stderr(f"serving metrics on http://{listen}/metrics")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        if stats_fd is not None:
+            os.close(stats_fd)
+
+
 def _fail(message: str, code: int) -> NoReturn:
     sys.stderr.write(f"pingkiller: {message}\n")
     raise SystemExit(code)

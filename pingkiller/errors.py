@@ -38,6 +38,10 @@ class RuleFileError(InvalidInput):
     """A rule file cannot be read or has a bad line."""
 
 
+class PolicyFileError(InvalidInput):
+    """A declarative policy file cannot be read or is invalid (see pingkiller.declarative)."""
+
+
 class AlreadyAttached(PingkillerError):
     """pingkiller already holds the interface."""
 

@@ -1,0 +1,575 @@
+"""Declarative policy files: parse and validate, plan against the running state, apply, export.
+
+A policy file is TOML, one table per interface (docs/operations.md has the reference)::
+
+    [interfaces.eth0]
+    default = "pass"              # drop | pass (default: drop without block rules)
+    icmp = "echo"                 # echo | echo-request | all
+    block = ["198.18.0.7", "2001:db8::/32"]
+    allow = ["10.0.0.0/8"]
+    rule_files = ["blocklist.txt"]  # more block rules, paths relative to this file
+
+Applying it reconciles the running pingkiller attachments with the file: what is missing
+is attached, pingkiller attachments that are not listed are detached (nothing else is
+touched), and kept attachments get only the settings and rule differences, new rules
+first, so no kept rule is ever missing. A file with any error is rejected whole.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from pingkiller import killer, pins
+from pingkiller.abi import DefaultAction, Network, RuleAction
+from pingkiller.bpf import BpfError, XdpMode
+from pingkiller.errors import InterfaceNotFound, PingkillerError, PolicyFileError
+from pingkiller.killer import AttachmentInfo
+from pingkiller.policy import (
+    DEFAULT_ACTIONS,
+    EVENT_MODES,
+    ICMP_SETS,
+    Policy,
+    format_network,
+    parse_network,
+    read_rule_file,
+)
+
+MODES = {"auto": XdpMode.AUTO, "native": XdpMode.NATIVE, "generic": XdpMode.GENERIC}
+_CHOICES: dict[str, list[str]] = {
+    "default": list(DEFAULT_ACTIONS),
+    "icmp": list(ICMP_SETS),
+    "events": list(EVENT_MODES),
+    "mode": list(MODES),
+}
+_BOOLS = ("all_protocols", "timing")
+_LISTS = ("block", "allow", "rule_files")
+KEYS = (*_CHOICES, *_BOOLS, "event_rate", *_LISTS)
+_MAX_EVENT_RATE = 0xFFFFFFFF
+_MAX_PROBLEMS = 5
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class InterfaceSpec:
+    """What one interface should carry: settings, XDP mode and rules."""
+
+    ifname: str
+    policy: Policy
+    mode: XdpMode = XdpMode.AUTO
+    rules: dict[Network, RuleAction] = field(default_factory=dict)
+
+    def networks(self, action: RuleAction) -> list[Network]:
+        return [network for network, act in self.rules.items() if act == action]
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    """A whole, valid policy file: the interfaces pingkiller should hold and nothing else."""
+
+    interfaces: dict[str, InterfaceSpec]
+    source: str = "<policy>"
+
+
+class _Problems:
+    """Collects every error of a file, each located by line (when found), table and key."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.lines = text.splitlines()
+        self.source = source
+        self.found: list[tuple[int, str]] = []
+
+    def add(self, ifname: str | None, key: str | None, message: str) -> None:
+        line = self._line(ifname, key)
+        where = f"{self.source}:{line}" if line else self.source
+        table = f"[interfaces.{_toml_key(ifname)}]" if ifname is not None else ""
+        field_name = " ".join(part for part in (table, key) if part)
+        text = f"{where}: {field_name}: {message}" if field_name else f"{where}: {message}"
+        self.found.append((line or 0, text))
+
+    def _line(self, ifname: str | None, key: str | None) -> int | None:
+        """Best effort: the line of ``key`` in ``[interfaces.IFNAME]`` (or of the header)."""
+        if ifname is None:
+            pattern = rf"\s*\[?\s*{re.escape(key or 'interfaces')}\b"
+            return next((n for n, line in enumerate(self.lines, 1) if re.match(pattern, line)), None)
+        header = re.compile(rf"\s*\[\s*interfaces\s*\.\s*(\"?){re.escape(ifname)}\1\s*\]")
+        start = next((n for n, line in enumerate(self.lines, 1) if header.match(line)), None)
+        if start is None or key is None:
+            return start
+        assignment = re.compile(rf"\s*(\"?){re.escape(key)}\1\s*=")
+        for number in range(start + 1, len(self.lines) + 1):
+            line = self.lines[number - 1]
+            if line.lstrip().startswith("["):
+                break
+            if assignment.match(line):
+                return number
+        return start
+
+    def raise_if_any(self) -> None:
+        if not self.found:
+            return
+        shown = [text for _, text in sorted(self.found, key=lambda item: item[0])][:_MAX_PROBLEMS]
+        more = len(self.found) - len(shown)
+        tail = f"; and {more} more" if more else ""
+        raise PolicyFileError("; ".join(shown) + tail + " (nothing was changed)")
+
+
+def load(path: str | Path) -> PolicyFile:
+    """Read and validate a policy file; PolicyFileError lists what is wrong, by line and key."""
+    file = Path(path)
+    return parse(read_text(file), source=str(file), base=file.parent)
+
+
+def read_text(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyFileError(f"policy file {str(file)!r} not found") from None
+    except IsADirectoryError:
+        raise PolicyFileError(f"policy file {str(file)!r} is a directory, not a file") from None
+    except PermissionError:
+        raise PolicyFileError(f"policy file {str(file)!r} is not readable (permission denied)") from None
+    except UnicodeDecodeError:
+        raise PolicyFileError(f"policy file {str(file)!r} is not UTF-8 text") from None
+
+
+def parse(text: str, *, source: str = "<policy>", base: Path | None = None) -> PolicyFile:
+    """Validate a policy file's text; rule_files are read relative to ``base``."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise PolicyFileError(f"{source}: not valid TOML: {err} (nothing was changed)") from None
+    problems = _Problems(text, source)
+    for key in document:
+        if key != "interfaces":
+            problems.add(None, key, f"unknown top-level key{_suggest(key, ['interfaces'])}")
+    tables = document.get("interfaces")
+    interfaces: dict[str, InterfaceSpec] = {}
+    if tables is None:
+        problems.add(None, None, "no [interfaces] table: list the interfaces pingkiller should "
+                                 "hold, e.g. [interfaces.eth0] (an empty [interfaces] detaches all)")
+    elif not isinstance(tables, dict):
+        problems.add(None, "interfaces", "must be a table of interfaces, e.g. [interfaces.eth0]")
+    else:
+        for ifname, table in tables.items():
+            spec = _parse_interface(ifname, table, problems, base or Path("."))
+            if spec is not None:
+                interfaces[ifname] = spec
+    problems.raise_if_any()
+    return PolicyFile(interfaces, source)
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _parse_interface(
+    ifname: str, table: object, problems: _Problems, base: Path
+) -> InterfaceSpec | None:
+    before = len(problems.found)
+    try:
+        pins.validate_ifname(ifname)
+    except PingkillerError as err:
+        problems.add(ifname, None, str(err))
+        return None
+    if not isinstance(table, dict):
+        problems.add(ifname, None, "must be a table of settings, e.g. default = \"drop\"")
+        return None
+    for key in table:
+        if key not in KEYS:
+            problems.add(ifname, key, f"unknown key{_suggest(key, KEYS)}; known: {', '.join(KEYS)}")
+
+    chosen: dict[str, str] = {}
+    for key, choices in _CHOICES.items():
+        if key not in table:
+            continue
+        value = table[key]
+        if isinstance(value, str) and value.lower() in choices:
+            chosen[key] = value.lower()
+        else:
+            problems.add(ifname, key, f"{value!r} is not one of {', '.join(choices)}")
+    flags: dict[str, bool] = {}
+    for key in _BOOLS:
+        value = table.get(key, False)
+        if isinstance(value, bool):
+            flags[key] = value
+        else:
+            problems.add(ifname, key, f"{value!r} is not true or false")
+    event_rate = table.get("event_rate", Policy().event_rate)
+    if isinstance(event_rate, bool) or not isinstance(event_rate, int):
+        problems.add(ifname, "event_rate", f"{event_rate!r} is not a whole number (0 = unlimited)")
+    elif not 0 <= event_rate <= _MAX_EVENT_RATE:
+        problems.add(ifname, "event_rate", f"{event_rate} is out of range 0..{_MAX_EVENT_RATE}")
+
+    rules = _parse_rules(ifname, table, problems, base)
+    if len(problems.found) > before:
+        return None
+    assert isinstance(event_rate, int)
+    if "default" in chosen:
+        default = DEFAULT_ACTIONS[chosen["default"]]
+    else:  # as `pingkiller attach`: kill every ping unless block rules say which
+        has_block = RuleAction.BLOCK in rules.values()
+        default = DefaultAction.PASS if has_block else DefaultAction.DROP
+    policy = Policy(
+        default=default,
+        icmp=ICMP_SETS[chosen.get("icmp", "echo")],
+        all_protocols=flags["all_protocols"],
+        events=EVENT_MODES[chosen.get("events", "drops")],
+        event_rate=event_rate,
+        timing=flags["timing"],
+    )
+    mode = MODES[chosen.get("mode", "auto")]
+    return InterfaceSpec(ifname, policy, mode, rules)
+
+
+def _string_list(ifname: str, key: str, table: dict[str, object], problems: _Problems) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        problems.add(ifname, key, "must be a list of strings, e.g. [\"198.18.0.7\", \"10.0.0.0/8\"]")
+        return []
+    return [str(item) for item in value]
+
+
+def _parse_rules(
+    ifname: str, table: dict[str, object], problems: _Problems, base: Path
+) -> dict[Network, RuleAction]:
+    rules: dict[Network, RuleAction] = {}
+    conflicts: set[Network] = set()
+    sources: list[tuple[str, RuleAction, list[Network]]] = []
+    for key, action in (("block", RuleAction.BLOCK), ("allow", RuleAction.ALLOW)):
+        networks = []
+        for text in _string_list(ifname, key, table, problems):
+            try:
+                networks.append(parse_network(text))
+            except PingkillerError as err:
+                problems.add(ifname, key, str(err))
+        sources.append((key, action, networks))
+    for name in _string_list(ifname, "rule_files", table, problems):
+        path = Path(name) if Path(name).is_absolute() else base / name
+        try:
+            sources.append(("rule_files", RuleAction.BLOCK, read_rule_file(path)))
+        except PingkillerError as err:
+            problems.add(ifname, "rule_files", str(err))
+    for _, action, networks in sources:
+        for network in networks:
+            if rules.get(network, action) != action:
+                conflicts.add(network)
+            rules[network] = action
+    if conflicts:
+        listed = ", ".join(sorted(format_network(n) for n in conflicts))
+        problems.add(ifname, "allow", f"{listed} both blocked and allowed: keep one")
+    return rules
+
+
+# -- plan and apply
+
+
+@dataclass(frozen=True)
+class Step:
+    """One change to one interface: attach, detach, reattach (mode change) or update."""
+
+    ifname: str
+    action: str
+    reason: str = ""
+    spec: InterfaceSpec | None = None
+    policy_from: Policy | None = None
+    add: dict[Network, RuleAction] = field(default_factory=dict)
+    remove: tuple[Network, ...] = ()
+
+    def describe(self) -> str:
+        """One line for humans."""
+        if self.action == "detach":
+            return f"detach {self.ifname}: {self.reason}"
+        assert self.spec is not None
+        if self.action in ("attach", "reattach"):
+            blocks = len(self.spec.networks(RuleAction.BLOCK))
+            allows = len(self.spec.networks(RuleAction.ALLOW))
+            what = (f"{self.spec.policy.describe()}; {blocks} block, {allows} allow rules, "
+                    f"mode {self.spec.mode.value}")
+            if self.action == "attach":
+                return f"attach {self.ifname}: {what}"
+            return f"detach and attach {self.ifname} again ({self.reason}): {what}"
+        parts = []
+        if self.policy_from is not None:
+            changed = _policy_changes(self.policy_from, self.spec.policy)
+            parts.append("set " + ", ".join(changed))
+        if self.add:
+            parts.append("add " + ", ".join(
+                f"{action.name.lower()} {format_network(network)}"
+                for network, action in _shown(self.add.items())
+            ) + _more(len(self.add)))
+        if self.remove:
+            parts.append("remove " + ", ".join(
+                format_network(network) for network in _shown(self.remove)
+            ) + _more(len(self.remove)))
+        return f"update {self.ifname}: " + "; ".join(parts)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "interface": self.ifname,
+            "action": self.action,
+            "reason": self.reason or None,
+            "policy": self.spec.policy.to_json() if self.spec else None,
+            "mode": self.spec.mode.value if self.spec else None,
+            "policy_changes": _policy_changes(self.policy_from, self.spec.policy)
+            if self.policy_from and self.spec else [],
+            "add": [{"address": format_network(n), "action": a.name.lower()}
+                    for n, a in self.add.items()],
+            "remove": [format_network(n) for n in self.remove],
+        }
+
+
+_SHOWN = 10
+_T = TypeVar("_T")
+
+
+def _shown(items: Iterable[_T]) -> list[_T]:
+    return list(items)[:_SHOWN]
+
+
+def _more(count: int) -> str:
+    return f" and {count - _SHOWN} more" if count > _SHOWN else ""
+
+
+def _policy_changes(before: Policy, after: Policy) -> list[str]:
+    old, new = before.to_json(), after.to_json()
+    return [f"{key} {old[key]} -> {new[key]}".lower() for key in new if old[key] != new[key]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What applying a policy file would change; empty when the running state matches it."""
+
+    source: str
+    steps: list[Step]
+    unchanged: list[str]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.steps)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "file": self.source,
+            "changes": [step.to_json() for step in self.steps],
+            "unchanged": self.unchanged,
+        }
+
+
+def plan(desired: PolicyFile, running: list[AttachmentInfo] | None = None) -> Plan:
+    """Compare a policy file with the running attachments (read now unless given).
+
+    Interfaces the file would attach must exist; otherwise nothing is planned and
+    PolicyFileError names them.
+    """
+    current = {info.ifname: info for info in (killer.attachments() if running is None else running)}
+    steps = [
+        Step(ifname, "detach", reason="not in the policy file")
+        for ifname in sorted(current) if ifname not in desired.interfaces
+    ]
+    unchanged = []
+    missing = []
+    for ifname, spec in desired.interfaces.items():
+        info = current.get(ifname)
+        if info is None or info.stale:
+            try:
+                killer.interface_index(ifname)
+            except PingkillerError:
+                missing.append(ifname)
+                continue
+        if info is None:
+            steps.append(Step(ifname, "attach", spec=spec))
+        elif info.stale or info.policy is None:
+            steps.append(Step(ifname, "reattach", f"the attachment is stale: {info.problem}", spec))
+        elif spec.mode != XdpMode.AUTO and info.mode != spec.mode.value:
+            steps.append(Step(ifname, "reattach", f"mode {info.mode} -> {spec.mode.value}; the "
+                                                  "kernel cannot change it in place", spec))
+        else:
+            step = _update(info, spec)
+            if step is None:
+                unchanged.append(ifname)
+            else:
+                steps.append(step)
+    if missing:
+        names = ", ".join(missing)
+        raise InterfaceNotFound(
+            f"{desired.source}: interface(s) {names} not found on this host: create them or remove "
+            "their tables (nothing was changed)"
+        )
+    return Plan(desired.source, steps, unchanged)
+
+
+def _update(info: AttachmentInfo, spec: InterfaceSpec) -> Step | None:
+    running = {rule.network: rule.action for rule in info.rules}
+    add = {n: a for n, a in spec.rules.items() if running.get(n) != a}
+    remove = tuple(n for n in running if n not in spec.rules)
+    policy_from = info.policy if info.policy != spec.policy else None
+    if not (add or remove or policy_from):
+        return None
+    return Step(info.ifname, "update", spec=spec, policy_from=policy_from, add=add, remove=remove)
+
+
+def apply(changes: Plan, log: Callable[[str], None] | None = None) -> None:
+    """Carry out a plan, step by step (each step is logged before it runs)."""
+    for step in changes.steps:
+        if log is not None:
+            log(step.describe())
+        _apply_step(step)
+
+
+def _apply_step(step: Step) -> None:
+    if step.action in ("detach", "reattach"):
+        killer.detach(step.ifname)
+    if step.action == "detach":
+        return
+    spec = step.spec
+    assert spec is not None
+    if step.action in ("attach", "reattach"):
+        killer.attach(
+            spec.ifname,
+            block=spec.networks(RuleAction.BLOCK),
+            allow=spec.networks(RuleAction.ALLOW),
+            default=spec.policy.default,
+            icmp=spec.policy.icmp,
+            all_protocols=spec.policy.all_protocols,
+            mode=spec.mode,
+            events=spec.policy.events,
+            event_rate=spec.policy.event_rate,
+            timing=spec.policy.timing,
+        ).close()
+        return
+    with killer.open_attachment(spec.ifname) as attachment:
+        # New and changed rules first, then the settings, then stale rules go:
+        # a rule that is kept is never missing.
+        attachment.block([n for n, a in step.add.items() if a == RuleAction.BLOCK])
+        attachment.allow([n for n, a in step.add.items() if a == RuleAction.ALLOW])
+        if step.policy_from is not None:
+            attachment.set_policy(spec.policy)
+        attachment.unblock(step.remove)
+
+
+def reconcile(path: str | Path, *, dry_run: bool = False,
+              log: Callable[[str], None] | None = None) -> Plan:
+    """Load, plan and (unless ``dry_run``) apply a policy file; returns the plan."""
+    changes = plan(load(path))
+    if not dry_run:
+        apply(changes, log)
+    return changes
+
+
+def watch(path: str | Path, log: Callable[[str], None], *, interval: float = 2.0) -> None:
+    """Apply ``path`` now and again whenever its content changes; runs until interrupted.
+
+    Changes are noticed by polling (inode, mtime, size, then a content hash), which also
+    sees a Kubernetes ConfigMap's symlink swap. An invalid file is logged and the last
+    good state stays until the next edit; a failed apply (e.g. an interface not there
+    yet) is retried every interval.
+    """
+    file = Path(path)
+    seen: tuple[int, int, int] | None = None
+    text: str | None = None
+    digest = ""
+    pending = False
+    last_error = ""
+    while True:
+        fingerprint = _fingerprint(file)
+        if fingerprint != seen:
+            seen = fingerprint
+            try:
+                current = read_text(file)
+            except PolicyFileError as err:
+                last_error = _log_once(log, str(err), last_error)
+            else:
+                new_digest = hashlib.sha256(current.encode()).hexdigest()
+                if new_digest != digest:
+                    text, digest, pending = current, new_digest, True
+                    log(f"{file}: read (sha256 {digest[:12]})")
+        if pending and text is not None:
+            try:
+                _apply_text(file, text, log)
+            except PolicyFileError as err:
+                pending = False
+                last_error = _log_once(log, str(err), last_error)
+            except (PingkillerError, BpfError) as err:
+                last_error = _log_once(log, f"{err} (retrying)", last_error)
+            else:
+                pending = False
+                last_error = ""
+        time.sleep(interval)
+
+
+def _fingerprint(file: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = file.stat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def _apply_text(file: Path, text: str, log: Callable[[str], None]) -> None:
+    changes = plan(parse(text, source=str(file), base=file.parent))
+    if not changes.changed:
+        log(f"{file}: running state matches ({len(changes.unchanged)} interfaces)")
+        return
+    apply(changes, log)
+    log(f"{file}: applied {len(changes.steps)} change(s)")
+
+
+def _log_once(log: Callable[[str], None], message: str, last: str) -> str:
+    if message != last:
+        log(f"error: {message}")
+    return message
+
+
+# -- export
+
+
+def from_running(running: list[AttachmentInfo] | None = None) -> PolicyFile:
+    """The running attachments as a policy file (stale ones are left out)."""
+    interfaces = {}
+    for info in killer.attachments() if running is None else running:
+        if info.stale or info.policy is None:
+            continue
+        mode = MODES.get(info.mode, XdpMode.AUTO)
+        rules = {rule.network: rule.action for rule in info.rules}
+        interfaces[info.ifname] = InterfaceSpec(info.ifname, info.policy, mode, rules)
+    return PolicyFile(interfaces, "<running>")
+
+
+def dump(policy_file: PolicyFile) -> str:
+    """A policy file as TOML text that :func:`parse` reads back to the same value."""
+    out = [
+        "# pingkiller policy: apply with `pingkiller apply -f FILE` (docs/operations.md)",
+        "",
+        "[interfaces]",
+    ]
+    for ifname, spec in sorted(policy_file.interfaces.items()):
+        out += ["", f"[interfaces.{_toml_key(ifname)}]"]
+        for key, value in spec.policy.to_json().items():
+            out.append(f"{key} = {json.dumps(value)}")
+        out.append(f"mode = {json.dumps(spec.mode.value)}")
+        for key, action in (("block", RuleAction.BLOCK), ("allow", RuleAction.ALLOW)):
+            networks = spec.networks(action)
+            if networks:
+                out.append(f"{key} = [")
+                out += [f"    {json.dumps(format_network(n))}," for n in networks]
+                out.append("]")
+    return "\n".join(out) + "\n"
+
+
+def export(running: list[AttachmentInfo] | None = None) -> str:
+    """The running state as policy-file text (round trip: applying it changes nothing)."""
+    return dump(from_running(running))
+
+
+def _toml_key(name: str) -> str:
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name)

@@ -1,0 +1,128 @@
+"""Prometheus metrics: a collector that reads every attachment's live counters per scrape.
+
+Metrics (all labelled by ``interface``; docs/operations.md lists them):
+``pingkiller_packets_total`` / ``pingkiller_bytes_total`` {reason},
+``pingkiller_rule_hits_total`` {rule, action}, ``pingkiller_rules``,
+``pingkiller_events_total`` {outcome = sent | suppressed | lost},
+``pingkiller_program_run_time_seconds_total`` and ``pingkiller_program_runs_total``
+(the kernel's BPF stats: zero unless they are on), ``pingkiller_attachment_info``
+{mode, program_id}, and ``pingkiller_up`` (1 when the attachments could be read).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from pingkiller import killer
+from pingkiller.bpf import BpfError
+from pingkiller.errors import InvalidInput, PingkillerError
+from pingkiller.killer import AttachmentInfo
+
+DEFAULT_LISTEN = "127.0.0.1:9477"
+DEFAULT_MAX_RULE_SERIES = 1000
+log = logging.getLogger(__name__)
+
+
+class PingkillerCollector(Collector):
+    """Reads the pinned attachments on every scrape (no cache, no background thread).
+
+    Rule hit counters are one series per rule: with ``rule_metrics=False`` none are
+    exported, and an interface with more than ``max_rule_series`` rules exports none
+    of its rule series (``pingkiller_rules`` still counts them).
+    """
+
+    def __init__(self, *, rule_metrics: bool = True,
+                 max_rule_series: int = DEFAULT_MAX_RULE_SERIES) -> None:
+        self.rule_metrics = rule_metrics
+        self.max_rule_series = max_rule_series
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("pingkiller_up", "1 if pingkiller's attachments could be read.")
+        try:
+            infos = killer.attachments(with_rules=self.rule_metrics)
+        except (PingkillerError, BpfError) as err:
+            log.warning("reading attachments failed: %s", err)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from self._families(infos)
+
+    def _families(self, infos: list[AttachmentInfo]) -> Iterator[Metric]:
+        packets = CounterMetricFamily(
+            "pingkiller_packets", "Packets seen, by verdict reason.", labels=["interface", "reason"])
+        octets = CounterMetricFamily(
+            "pingkiller_bytes", "Bytes seen, by verdict reason.", labels=["interface", "reason"])
+        events = CounterMetricFamily(
+            "pingkiller_events", "Events, by outcome (suppressed by the rate limit, lost: ring full).",
+            labels=["interface", "outcome"])
+        run_time = CounterMetricFamily(
+            "pingkiller_program_run_time_seconds",
+            "Kernel-measured run time of the XDP program (needs kernel.bpf_stats_enabled).",
+            labels=["interface"])
+        runs = CounterMetricFamily(
+            "pingkiller_program_runs", "Kernel-counted runs of the XDP program "
+            "(needs kernel.bpf_stats_enabled).", labels=["interface"])
+        rules = GaugeMetricFamily("pingkiller_rules", "Rules installed.", labels=["interface"])
+        hits = CounterMetricFamily(
+            "pingkiller_rule_hits", "Packets that matched a rule.",
+            labels=["interface", "rule", "action"])
+        attachment = InfoMetricFamily(
+            "pingkiller_attachment", "An attachment (mode none: stale, the interface is gone).",
+            labels=["interface", "mode", "program_id"])
+        for info in infos:
+            name = info.ifname
+            attachment.add_metric([name, info.mode, str(info.program_id)], {})
+            rules.add_metric([name], info.rule_count)
+            if self.rule_metrics and info.rule_count <= self.max_rule_series:
+                for rule in info.rules:
+                    hits.add_metric([name, rule.address, rule.action.name.lower()], rule.hits)
+            stats = info.stats
+            if stats is None:
+                continue
+            for reason, counter in stats.reasons.items():
+                packets.add_metric([name, reason.label], counter.packets)
+                octets.add_metric([name, reason.label], counter.bytes)
+            for outcome, count in (("sent", stats.events_sent),
+                                   ("suppressed", stats.events_suppressed),
+                                   ("lost", stats.events_lost)):
+                events.add_metric([name, outcome], count)
+            run_time.add_metric([name], stats.run_time_ns / 1e9)
+            runs.add_metric([name], stats.run_count)
+        yield from (attachment, packets, octets, events, rules, hits, run_time, runs)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9477`` for IPv6) as (host, port)."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(
+            f"--listen {text!r} is not HOST:PORT: e.g. 127.0.0.1:9477 or [::1]:9477 "
+            "(0.0.0.0:9477 for every address)"
+        )
+    return host, int(port)
+
+
+def serve(
+    listen: str = DEFAULT_LISTEN, collector: PingkillerCollector | None = None
+) -> tuple[WSGIServer, threading.Thread]:
+    """Serve /metrics on ``listen`` in a background thread; shut the server down to stop."""
+    killer.require_privileges()
+    host, port = parse_listen(listen)
+    registry = CollectorRegistry()
+    registry.register(collector or PingkillerCollector())
+    try:
+        return start_http_server(port, addr=host, registry=registry)
+    except OSError as err:
+        raise PingkillerError(f"cannot listen on {listen}: {err.strerror}: pick another "
+                              "--listen address or port") from None

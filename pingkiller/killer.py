@@ -293,8 +293,8 @@ def _open_pinned(ifname: str, directory: Path | None = None) -> Attachment:
 
 def open_attachment(ifname: str) -> Attachment:
     """Reopen the pinned attachment on ``ifname`` (made by any process)."""
+    directory = pins.directory(ifname)  # a bad name is bad input, also without root
     require_privileges()
-    directory = pins.directory(ifname)
     if not directory.is_dir():
         raise NotAttached(
             f"{ifname} has no pingkiller attachment: attach one with `pingkiller attach {ifname}`"
@@ -512,8 +512,8 @@ class Detached:
 
 def detach(ifname: str) -> Detached:
     """Detach pingkiller from ``ifname`` and remove its pins (works if the interface is gone)."""
-    require_privileges()
     pins.validate_ifname(ifname)
+    require_privileges()
     with pins.locked():
         recover()
         if not pins.directory(ifname).is_dir():

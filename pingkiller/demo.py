@@ -155,13 +155,20 @@ class DemoState:
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Let SIGTERM clean up like Ctrl-C does (only the main thread can install handlers)."""
+    """Let the first SIGTERM clean up like Ctrl-C does; later ones must not cut the cleanup short.
+
+    Only the main thread can install handlers; elsewhere this does nothing.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    received = False
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        nonlocal received
+        if not received:
+            received = True
+            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -178,28 +185,12 @@ def run(duration: float = 10.0, on_update: Callable[[DemoState], None] | None = 
     with each drop event. Ctrl-C (or SIGTERM) ends it early with ``interrupted`` set.
     """
     require_privileges()
+    state = DemoState(time.monotonic(), duration, [])
+    streams: dict[str, EventStream] = {}
     with _sigterm_as_interrupt(), Sandbox() as box, ExitStack() as stack:
-        blocked_peer, allowed_peer = box.add_peer(), box.add_peer()
-        blocklist = [blocked_peer.peer_v4, blocked_peer.peer_v6]
-        state = DemoState(time.monotonic(), duration, [])
-        streams: dict[str, EventStream] = {}
-        for role, peer in (("blocked", blocked_peer), ("allowed", allowed_peer)):
-            attachment = stack.enter_context(
-                attach(peer.host_ifname, block=blocklist, timing=True, persist=False)
-            )
-            streams[peer.host_ifname] = stack.enter_context(attachment.events())
-            state.peers.append(DemoPeer(role, peer, attachment, [], attachment.link.mode.value))
-            state.first_stats[peer.host_ifname] = attachment.stats()
         selector = stack.enter_context(selectors.DefaultSelector())
-        for ifname, stream in streams.items():
-            selector.register(stream.fileno(), selectors.EVENT_READ, ifname)
-        state.started = time.monotonic()
-        for demo_peer in state.peers:
-            for destination in (demo_peer.peer.host_v4, demo_peer.peer.host_v6):
-                pinger = Pinger(demo_peer.peer, destination, duration)
-                stack.callback(pinger.stop)
-                demo_peer.pingers.append(pinger)
         try:
+            _start(state, box, stack, streams, selector)
             _watch(state, streams, selector, on_update, on_event)
         except KeyboardInterrupt:
             state.interrupted = True
@@ -208,6 +199,27 @@ def run(duration: float = 10.0, on_update: Callable[[DemoState], None] | None = 
                 pinger.stop()
         _refresh(state, streams, selector, on_event, timeout=0)
         return state
+
+
+def _start(state: DemoState, box: Sandbox, stack: ExitStack, streams: dict[str, EventStream],
+           selector: selectors.BaseSelector) -> None:
+    """Peers, attachments with one blocklist naming the blocked peer, event streams, pings."""
+    blocked_peer, allowed_peer = box.add_peer(), box.add_peer()
+    blocklist = [blocked_peer.peer_v4, blocked_peer.peer_v6]
+    for role, peer in (("blocked", blocked_peer), ("allowed", allowed_peer)):
+        attachment = stack.enter_context(
+            attach(peer.host_ifname, block=blocklist, timing=True, persist=False)
+        )
+        stream = streams[peer.host_ifname] = stack.enter_context(attachment.events())
+        selector.register(stream.fileno(), selectors.EVENT_READ, peer.host_ifname)
+        state.peers.append(DemoPeer(role, peer, attachment, [], attachment.link.mode.value))
+        state.first_stats[peer.host_ifname] = attachment.stats()
+    state.started = time.monotonic()
+    for demo_peer in state.peers:
+        for destination in (demo_peer.peer.host_v4, demo_peer.peer.host_v6):
+            pinger = Pinger(demo_peer.peer, destination, state.duration)
+            stack.callback(pinger.stop)
+            demo_peer.pingers.append(pinger)
 
 
 def _watch(state: DemoState, streams: dict[str, EventStream], selector: selectors.BaseSelector,

@@ -1,0 +1,89 @@
+"""`pingkiller demo` end to end: real namespaces, real ping, JSON summary, nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pingkiller.sandbox import IP, run
+
+pytestmark = pytest.mark.root
+
+DEMO = [sys.executable, "-m", "pingkiller", "demo"]
+
+
+def _leftovers(peers: list[dict[str, Any]]) -> list[str]:
+    """Namespaces and host-side interfaces of the demo that still exist."""
+    namespaces = run([IP, "netns", "list"]).stdout
+    links = run([IP, "-o", "link", "show"]).stdout
+    found = [p["namespace"] for p in peers if p["namespace"] in namespaces.split()]
+    found += [p["interface"] for p in peers if f": {p['interface']}@" in links
+              or f": {p['interface']}:" in links]
+    return found
+
+
+def _demo_namespaces(pid: int) -> list[str]:
+    return [n for n in run([IP, "netns", "list"]).stdout.split() if n.startswith(f"pk-{pid % 100000}-")]
+
+
+def test_demo_json_summary_kills_only_the_blocked_peer(pin_root: Path) -> None:
+    result = subprocess.run([*DEMO, "--duration", "3", "--json"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr + result.stdout
+    summary = json.loads(result.stdout)
+    assert summary["ok"] is True and summary["problems"] == []
+    blocked, allowed = summary["peers"]
+    assert (blocked["role"], allowed["role"]) == ("blocked", "allowed")
+    for family in ("ipv4", "ipv6"):
+        assert blocked["pings"][family]["sent"] >= 5
+        assert blocked["pings"][family]["answered"] == 0
+        assert allowed["pings"][family]["sent"] >= 5
+        assert allowed["pings"][family]["answered"] >= allowed["pings"][family]["sent"] - 1
+    blocked_stats = summary["stats"][blocked["interface"]]
+    allowed_stats = summary["stats"][allowed["interface"]]
+    requests = sum(blocked["pings"][f]["sent"] for f in ("ipv4", "ipv6"))
+    assert blocked_stats["packets"]["drop_block"] == requests
+    assert allowed_stats["dropped"] == 0
+    assert summary["events_received"] == requests
+    assert summary["average_ns"]["drop"] > 0 and summary["average_ns"]["pass"] > 0
+    assert _leftovers(summary["peers"]) == []
+    assert not pin_root.exists(), "the demo must not pin anything"
+
+
+def test_demo_plain_lines_when_stdout_is_not_a_terminal(pin_root: Path) -> None:
+    result = subprocess.run([*DEMO, "--duration", "2"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr + result.stdout
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("t=") and "blocked: ipv4 0/" in line for line in lines)
+    assert any(line.startswith("event ") and "drop (drop_block)" in line for line in lines)
+    assert "\x1b[" not in result.stdout
+    assert any("OK: every ping to or from the blocked peer was killed" in line for line in lines)
+
+
+def test_demo_cleans_up_on_sigterm(pin_root: Path) -> None:
+    process = subprocess.Popen([*DEMO, "--duration", "30", "--json"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while len(_demo_namespaces(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(_demo_namespaces(process.pid)) == 2
+        time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    summary = json.loads(out)
+    assert summary["interrupted"] is True and summary["ok"] is False
+    assert _demo_namespaces(process.pid) == []
+    assert _leftovers(summary["peers"]) == []

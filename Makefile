@@ -11,13 +11,14 @@ APT_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config m
 	iproute2 iputils-ping tcpdump
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: help setup build skeleton test lint demo fuzz clean
+.PHONY: help setup build skeleton test lint demo fuzz examples clean
 
 help:
 	@echo "make setup     install system packages (apt-get) and pingkiller with test extras (pip)"
 	@echo "make build     vmlinux.h -> CO-RE object -> skeleton -> cffi extension (in place)"
 	@echo "make test      setup, then the whole test suite (root for the kernel tiers)"
 	@echo "make demo      setup, then kill pings in a sandbox namespace"
+	@echo "make examples  the BPF C of docs/examples/bpf -> build/examples/*.bpf.o"
 	@echo "make fuzz      differential fuzzing of the data path against its oracle (100k frames)"
 	@echo "make lint      ruff and mypy --strict"
 
@@ -35,6 +36,19 @@ $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< name $*_bpf > $@.tmp && mv $@.tmp $@
 
 skeleton: $(BUILD)/pingkiller.skel.h
+
+# docs/examples/bpf/*.bpf.c, with the same flags as the main object
+EXAMPLES_BUILD := build/examples
+EXAMPLE_OBJECTS := $(patsubst docs/examples/bpf/%.bpf.c,$(EXAMPLES_BUILD)/%.bpf.o,\
+	$(wildcard docs/examples/bpf/*.bpf.c))
+
+$(EXAMPLES_BUILD):
+	mkdir -p $@
+
+$(EXAMPLES_BUILD)/%.bpf.o: docs/examples/bpf/%.bpf.c $(BUILD)/vmlinux.h | $(EXAMPLES_BUILD)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+examples: $(EXAMPLE_OBJECTS)
 
 .SECONDARY: $(BUILD)/pingkiller.bpf.o
 

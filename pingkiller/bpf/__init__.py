@@ -4,7 +4,7 @@ This layer knows nothing about pings; it can load and drive any BPF object.
 """
 
 from pingkiller.bpf.errors import BpfError, NotSupportedError, VerifierError
-from pingkiller.bpf.link import LinkInfo, XdpLink, XdpMode, XdpState, xdp_query
+from pingkiller.bpf.link import Link, LinkInfo, XdpLink, XdpMode, XdpState, xdp_query
 from pingkiller.bpf.maps import UPDATE_ANY, UPDATE_EXIST, UPDATE_NOEXIST, BatchError, Map, MapInfo
 from pingkiller.bpf.object import Object
 from pingkiller.bpf.program import Program, ProgramInfo, enable_run_time_stats
@@ -31,6 +31,7 @@ __all__ = [
     "XDP_TX",
     "BatchError",
     "BpfError",
+    "Link",
     "LinkInfo",
     "Map",
     "MapInfo",

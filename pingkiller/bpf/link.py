@@ -6,10 +6,49 @@ import enum
 import errno
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pingkiller.bpf._ffi import ffi, lib
 from pingkiller.bpf.errors import BpfError, NotSupportedError, check, error_from_errno
-from pingkiller.bpf.program import Program
+
+if TYPE_CHECKING:
+    from pingkiller.bpf.program import Program
+
+
+class Link:
+    """A program attached through a bpf_link (e.g. a raw tracepoint); closing it detaches."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    @property
+    def fd(self) -> int:
+        if self._fd < 0:
+            raise ValueError("link is closed")
+        return self._fd
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin the link on bpffs so it outlives this process."""
+        check(lib.bpf_obj_pin(self.fd, os.fsencode(path)), "pinning link", str(path))
+
+    def detach(self) -> None:
+        """Detach the program now, even if the link is pinned or shared."""
+        check(lib.bpf_link_detach(self.fd), "detaching link")
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            os.close(self._fd)
 
 
 class XdpMode(enum.Enum):

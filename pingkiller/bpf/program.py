@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pingkiller.bpf._ffi import ffi, lib
 from pingkiller.bpf.errors import check
+from pingkiller.bpf.link import Link
 from pingkiller.bpf.testrun import ProgramRun, run_program
 
 
@@ -70,6 +71,12 @@ class Program:
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the program at ``path`` on bpffs."""
         check(lib.bpf_obj_pin(self.fd, os.fsencode(path)), "pinning program", str(path))
+
+    def attach_raw_tracepoint(self, tracepoint: str) -> Link:
+        """Attach this (raw_tracepoint) program to ``tracepoint``, e.g. ``sys_enter``."""
+        fd = check(lib.bpf_raw_tracepoint_open(tracepoint.encode(), self.fd),
+                   "attaching raw tracepoint", tracepoint)
+        return Link(fd)
 
     def test_run(
         self, data: bytes, *, repeat: int = 1, flags: int = 0, batch_size: int = 0,

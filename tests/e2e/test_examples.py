@@ -1,0 +1,223 @@
+"""The runnable examples of docs/examples/, each run for real on a sandbox (never a real NIC)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pingkiller.bpf.maps import possible_cpus
+from pingkiller.sandbox import Peer, Sandbox
+
+pytestmark = pytest.mark.root
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "docs" / "examples"
+# The recipes call `pingkiller`: find the one installed beside this interpreter first.
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+@pytest.fixture(scope="module")
+def built_examples() -> None:
+    """`make examples`: the BPF C of docs/examples/bpf with the project's rules."""
+    result = subprocess.run(["make", "-s", "-C", str(ROOT), "examples"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+class Running:
+    """An example running in its own session; output read line by line until it is stopped."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, env=ENV, start_new_session=True)
+        self.lines: list[str] = []
+
+    def wait_for(self, text: str, timeout: float = 20) -> str:
+        """Read stdout until a line holds ``text``; returns that line."""
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"no {text!r} in output: {''.join(self.lines)}{self.stderr()}")
+
+    def stderr(self) -> str:
+        return self.process.stderr.read() if self.process.stderr and self.process.poll() is not None \
+            else ""
+
+    def stop(self) -> tuple[str, str]:
+        """Ctrl-C (SIGINT to the whole session), as a user would; returns the rest of the output."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            out, err = self.process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            out, err = self.process.communicate()
+        self.lines.append(out)
+        return "".join(self.lines), err
+
+
+@contextmanager
+def running(args: list[str]) -> Iterator[Running]:
+    example = Running(args)
+    try:
+        yield example
+    finally:
+        example.stop()
+
+
+def pk_json(*args: str, netns: Peer | None = None) -> Any:
+    command = ["pingkiller", *args, "--json"]
+    if netns is not None:
+        command = netns.exec_args(command)
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_drop_all_icmp_with_timing_and_watch(sandbox: Sandbox, pin_root: Path) -> None:
+    peer = sandbox.add_peer()
+    with running([str(EXAMPLES / "drop-all-icmp.sh"), peer.host_ifname]) as recipe:
+        recipe.wait_for(f"Attached to {peer.host_ifname}")
+        assert peer.ping(peer.host_v4, count=3, wait=0.3, interval=0.05) == 0
+        assert peer.ping(peer.host_v6, count=3, wait=0.3, interval=0.05) == 0
+        recipe.wait_for("average processing time (drop)")
+        stats = pk_json("stats", peer.host_ifname)
+        assert stats["packets"]["drop_default"] >= 6
+        assert stats["average_ns"]["drop"] > 0
+        out, _ = recipe.stop()
+    assert recipe.process.returncode == 0
+    assert f"Detached from {peer.host_ifname}" in out
+    assert pk_json("status") == []
+
+
+_PROBE = r"""
+import socket, sys
+address, port = sys.argv[1], int(sys.argv[2])
+listener = socket.create_server(("0.0.0.0", port))
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("0.0.0.0", port))
+udp.settimeout(0.5)
+result = {}
+try:
+    socket.create_connection((address, port), timeout=1).close()
+    result["tcp"] = True
+except OSError:
+    result["tcp"] = False
+sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sender.bind((address, 0))
+sender.sendto(b"x", (address, port))
+try:
+    udp.recvfrom(16)
+    result["udp"] = True
+except OSError:
+    result["udp"] = False
+print(result["tcp"], result["udp"])
+"""
+
+
+def _probe(peer: Peer, address: str, port: int) -> tuple[bool, bool]:
+    """TCP connect and UDP send from ``address`` to itself, inside the peer's namespace (lo)."""
+    result = peer.run([sys.executable, "-c", _PROBE, address, str(port)], timeout=20)
+    tcp, udp = result.stdout.split()
+    return tcp == "True", udp == "True"
+
+
+def test_drop_source_on_lo_in_a_namespace_with_per_cpu_counters(
+    sandbox: Sandbox, pin_root: Path
+) -> None:
+    peer = sandbox.add_peer()  # its namespace has lo and the address peer.peer_v4
+    script = peer.exec_args(["bash", str(EXAMPLES / "drop-source.sh"), "lo", peer.peer_v4])
+    with running(script) as recipe:
+        recipe.wait_for("Attached to lo")
+        assert _probe(peer, "127.0.0.1", 40001) == (True, True)  # other sources pass
+        assert _probe(peer, peer.peer_v4, 40002) == (False, False)  # TCP and UDP dropped
+        recipe.wait_for("cpu 0:")
+        stats = pk_json("stats", "lo", "--per-cpu", netns=peer)
+        per_cpu = stats["per_cpu"]
+        assert len(per_cpu) == possible_cpus()
+        assert sum(cpu["drop_block"]["packets"] for cpu in per_cpu) == \
+            stats["packets"]["drop_block"] >= 2
+        out, _ = recipe.stop()
+    assert "Detached from lo" in out
+
+
+def test_block_ping_changed_on_the_fly_with_an_event_per_ping(
+    sandbox: Sandbox, pin_root: Path
+) -> None:
+    peer = sandbox.add_peer()
+    ifname = peer.host_ifname
+    with running([str(EXAMPLES / "block-ping.sh"), ifname]) as recipe:
+        recipe.wait_for(f"Attached to {ifname}")
+        time.sleep(0.3)  # `pingkiller events` opens the ring
+        assert peer.ping(peer.host_v4, count=1) == 1
+        recipe.wait_for("pass (pass_default)")
+        pk_json("block", ifname, peer.peer_v4)
+        assert peer.ping(peer.host_v4, count=1, wait=0.5) == 0
+        recipe.wait_for("drop (drop_block)")
+        pk_json("unblock", ifname, peer.peer_v4)
+        assert peer.ping(peer.host_v4, count=1) == 1
+        line = recipe.wait_for("echo-request")
+        out, err = recipe.stop()
+    assert line.startswith(f"{peer.peer_v4} > {peer.host_v4} echo-request")
+    assert line.rstrip().endswith("pass (pass_default)")
+    assert "events received" in err
+    assert f"Detached from {ifname}" in out
+
+
+def test_hello_world_raw_tracepoint(built_examples: None) -> None:
+    with running([sys.executable, str(EXAMPLES / "hello.py")]) as hello:
+        hello.wait_for("ready")
+        started = subprocess.Popen(["/bin/sleep", "0"])
+        started.wait()
+        line = hello.wait_for(f"from pid {started.pid} ")
+    assert line.strip() == f"Hello World! from pid {started.pid} (sleep)"
+
+
+def test_syscall_counter_from_its_hash_map(built_examples: None) -> None:
+    with running([sys.executable, str(EXAMPLES / "syscount.py"), "--duration", "2",
+                  "--top", "1000"]) as syscount:
+        syscount.wait_for("ready")
+        # 5000 one-byte reads and writes: at least 10000 system calls by this pid
+        busy = subprocess.Popen(["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=5000"],
+                                stderr=subprocess.DEVNULL)
+        busy.wait()
+        header = syscount.wait_for("SYSCALLS")
+        assert header.split() == ["PID", "SYSCALLS", "COMMAND"]
+        rows = {}
+        while True:
+            line = syscount.process.stdout.readline() if syscount.process.stdout else ""
+            if not line:
+                break
+            pid, count, _command = line.split(maxsplit=2)
+            rows[int(pid)] = int(count)
+    assert 10000 <= rows[busy.pid] < 10500
+
+
+def test_xdp_tracer_reports_ipv4_packets_on_a_sandbox_veth(
+    built_examples: None, sandbox: Sandbox, pin_root: Path
+) -> None:
+    peer = sandbox.add_peer()
+    with running([sys.executable, str(EXAMPLES / "xdp_tracer.py"), peer.host_ifname,
+                  "--count", "2"]) as tracer:
+        tracer.wait_for("ready")
+        assert peer.ping(peer.host_v4, count=2, interval=0.05) == 2  # the tracer lets all pass
+        first = tracer.wait_for(" bytes")
+        second = tracer.wait_for(" bytes")
+    for line in (first, second):
+        assert line.strip() == f"{peer.peer_v4} > {peer.host_v4} icmp 98 bytes"

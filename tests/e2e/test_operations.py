@@ -1,0 +1,289 @@
+"""Operations end to end: apply/export/--watch and the Prometheus exporter on real attachments.
+
+Sandbox peers ping the host end of their veth, where pingkiller is attached; every CLI
+call is a new process working through the pins of a private pin root.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from helpers import CLI, attach_foreign_program, pk, pk_json, pk_ok, xdp_prog_id
+from prometheus_client.parser import text_string_to_metric_families
+
+import pingkiller
+from pingkiller import EventsMode, IcmpSet, XdpMode
+from pingkiller.killer import AttachmentInfo
+from pingkiller.sandbox import Sandbox
+
+DROP_WAIT = 0.4  # seconds a ping that is expected to be dropped waits for its reply
+
+pytestmark = pytest.mark.root
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def info_of(ifname: str) -> AttachmentInfo:
+    """The attachment's state, read in this process (faster than `pingkiller status`)."""
+    with pingkiller.open(ifname) as attachment:
+        return attachment.info()
+
+
+def rules_of(ifname: str) -> dict[str, str]:
+    return {rule.address: rule.action.name.lower() for rule in info_of(ifname).rules}
+
+
+def hits_of(info: AttachmentInfo, address: str) -> int:
+    (rule,) = [rule for rule in info.rules if rule.address == address]
+    return rule.hits
+
+
+def test_apply_reconciles_and_touches_nothing_else(
+    pin_root: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    kept, dropped, foreign = sandbox.add_peer(), sandbox.add_peer(), sandbox.add_peer()
+    foreign_id = attach_foreign_program(foreign.host_ifname, tmp_path)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        f'[interfaces.{kept.host_ifname}]\nblock = ["{kept.peer_v4}", "198.18.255.0/24"]\n'
+        f"[interfaces.{dropped.host_ifname}]\n"
+    )
+    plan = pk_json("apply", "-f", str(policy), "--dry-run")
+    assert [(c["interface"], c["action"]) for c in plan["changes"]] == [
+        (kept.host_ifname, "attach"), (dropped.host_ifname, "attach")]
+    assert pingkiller.attachments() == []  # a dry run changes nothing
+
+    pk_ok("apply", "-f", str(policy))
+    assert kept.ping(kept.host_v4, count=2, wait=DROP_WAIT) == 0
+    assert dropped.ping(dropped.host_v4, wait=DROP_WAIT) == 0
+    assert foreign.ping(foreign.host_v4) == 1
+    before = info_of(kept.host_ifname)
+    assert hits_of(before, kept.peer_v4) == 2
+
+    # Keep one interface with a changed policy and rules; drop the other from the file.
+    policy.write_text(
+        f'[interfaces.{kept.host_ifname}]\ndefault = "drop"\nicmp = "echo-request"\n'
+        f'allow = ["{kept.peer_v4}"]\nblock = ["198.18.255.0/24", "fd00:dead::/32"]\n'
+    )
+    out = pk_ok("apply", "-f", str(policy))
+    assert f"detach {dropped.host_ifname}: not in the policy file" in out
+    assert (f"update {kept.host_ifname}: set default pass -> drop, icmp echo -> echo-request; "
+            f"add block fd00:dead::/32, allow {kept.peer_v4}") in out
+    after = info_of(kept.host_ifname)
+    assert after.program_id == before.program_id  # updated in place, not re-attached
+    assert after.stats is not None and after.stats.dropped == 2  # counters carried on
+    assert rules_of(kept.host_ifname) == {kept.peer_v4: "allow", "198.18.255.0/24": "block",
+                                          "fd00:dead::/32": "block"}
+    assert after.policy is not None and after.policy.to_json()["default"] == "drop"
+    assert after.policy.to_json()["icmp"] == "echo-request"
+    assert kept.ping(kept.host_v4) == 1  # allowed now
+    assert kept.ping(kept.host_v6, wait=DROP_WAIT) == 0  # default drop
+    assert dropped.ping(dropped.host_v4) == 1  # detached
+    assert [info.ifname for info in pingkiller.attachments()] == [kept.host_ifname]
+    assert xdp_prog_id(foreign.host_ifname) == foreign_id  # never touched
+
+    assert pk_ok("apply", "-f", str(policy)).startswith("No changes")  # idempotent
+
+    # Listing the foreign interface is refused at attach time, and it stays untouched.
+    policy.write_text(policy.read_text() + f"[interfaces.{foreign.host_ifname}]\n")
+    result = pk("apply", "-f", str(policy))
+    assert result.returncode == 1 and "did not attach" in result.stderr
+    assert xdp_prog_id(foreign.host_ifname) == foreign_id
+
+
+def test_mode_change_reattaches(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> None:
+    peer = sandbox.add_peer()
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[interfaces.{peer.host_ifname}]\nmode = "native"\n')
+    pk_ok("apply", "-f", str(policy))
+    assert info_of(peer.host_ifname).mode == "native"
+    policy.write_text(f'[interfaces.{peer.host_ifname}]\nmode = "generic"\n')
+    out = pk_ok("apply", "-f", str(policy))
+    assert ("detach and attach pk" in out
+            and "again (mode native -> generic; the kernel cannot change it in place)" in out)
+    assert info_of(peer.host_ifname).mode == "generic"
+    assert peer.ping(peer.host_v4, wait=DROP_WAIT) == 0
+
+
+def test_invalid_file_changes_nothing(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> None:
+    peer, other = sandbox.add_peer(), sandbox.add_peer()
+    pingkiller.attach(peer.host_ifname, block=[peer.peer_v4]).close()
+    before = info_of(peer.host_ifname)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(  # a valid first table, then a bad key: the whole file is refused
+        f'[interfaces.{other.host_ifname}]\n\n[interfaces.{peer.host_ifname}]\n'
+        'block = ["198.18.0.1", "nonsense"]\n'
+    )
+    result = pk("apply", "-f", str(policy))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"{policy}:4: [interfaces.{peer.host_ifname}] block: 'nonsense'" in result.stderr
+    policy.write_text(f"[interfaces.{peer.host_ifname}]\n[interfaces.pknothere0]\n")
+    result = pk("apply", "-f", str(policy))
+    assert result.returncode == 2 and "pknothere0 not found on this host" in result.stderr
+    assert [info.ifname for info in pingkiller.attachments()] == [peer.host_ifname]
+    after = info_of(peer.host_ifname)
+    assert (after.program_id, after.policy, after.rules) == (before.program_id, before.policy,
+                                                             before.rules)
+
+
+def test_export_round_trip(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> None:
+    first, second = sandbox.add_peer(), sandbox.add_peer()
+    pingkiller.attach(
+        first.host_ifname, block=[first.peer_v4, "2001:db8::/32"], allow=["198.18.200.0/24"],
+        icmp=IcmpSet.ALL, events=EventsMode.OFF, event_rate=7, timing=True, mode=XdpMode.GENERIC,
+    ).close()
+    pingkiller.attach(second.host_ifname, all_protocols=True, allow=[second.peer_v6]).close()
+    exported = tmp_path / "exported.toml"
+    pk_ok("export", "-o", str(exported))
+    plan = pk_json("apply", "-f", str(exported), "--dry-run")
+    assert plan["changes"] == [] and sorted(plan["unchanged"]) == sorted(
+        [first.host_ifname, second.host_ifname])
+
+    # From nothing, applying the export rebuilds the same state.
+    before = {info.ifname: info for info in pingkiller.attachments()}
+    pingkiller.detach_all()
+    pk_ok("apply", "-f", str(exported))
+    assert pk_ok("export") == exported.read_text()
+    for info in pingkiller.attachments():
+        old = before[info.ifname]
+        assert (info.policy, info.mode, [r.network for r in info.rules]) == (
+            old.policy, old.mode, [r.network for r in old.rules])
+    assert first.ping(first.host_v4, wait=DROP_WAIT) == 0
+
+
+def test_watch_applies_each_edit(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> None:
+    peer = sandbox.add_peer()
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[interfaces.{peer.host_ifname}]\nblock = ["198.18.254.1"]\n')
+    watcher = subprocess.Popen(
+        [*CLI, "apply", "--watch", "--interval", "0.1", "-f", str(policy)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(lambda: bool(pingkiller.attachments()), "the first apply")
+        assert peer.ping(peer.host_v4) == 1
+
+        policy.write_text(f'[interfaces.{peer.host_ifname}]\nblock = ["{peer.peer_v4}"]\n')
+        wait_for(lambda: rules_of(peer.host_ifname) == {peer.peer_v4: "block"}, "the edit")
+        assert peer.ping(peer.host_v4, wait=DROP_WAIT) == 0
+
+        policy.write_text("[interfaces\n")  # a broken edit is logged, the state stays
+        time.sleep(0.5)
+        assert rules_of(peer.host_ifname) == {peer.peer_v4: "block"}
+
+        replacement = tmp_path / "next.toml"  # a ConfigMap-style atomic swap
+        replacement.write_text("[interfaces]\n")
+        replacement.rename(policy)
+        wait_for(lambda: pingkiller.attachments() == [], "the detach")
+        assert watcher.poll() is None
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        out, err = watcher.communicate(timeout=10)
+    assert watcher.returncode == 0, err
+    assert out == "" and "Traceback" not in err
+    log = err.splitlines()
+    assert sum("read (sha256" in line for line in log) == 4
+    assert any(f"attach {peer.host_ifname}:" in line for line in log)
+    assert any(f"update {peer.host_ifname}: add block {peer.peer_v4}; remove 198.18.254.1" in line
+               for line in log)
+    assert sum("error: " in line and "not valid TOML" in line for line in log) == 1
+    assert any(f"detach {peer.host_ifname}: not in the policy file" in line for line in log)
+    assert log[-1].endswith("stopped; attachments stay as they are")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def exporter(*args: str) -> Iterator[str]:
+    """Run `pingkiller exporter` on a free loopback port; yields its /metrics URL."""
+    port = free_port()
+    server = subprocess.Popen([*CLI, "exporter", "--listen", f"127.0.0.1:{port}", *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_for(lambda: _reachable(url) or server.poll() is not None, "the exporter")
+        assert server.poll() is None, server.communicate()[1]
+        yield url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=10)
+    assert server.returncode == 0, err
+
+
+def _reachable(url: str) -> bool:
+    try:
+        scrape(url)
+    except OSError:
+        return False
+    return True
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """One scrape with a real HTTP client: {(sample name, sorted labels): value}."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
+          **labels: str) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+def test_exporter_counts_dropped_pings(pin_root: Path, sandbox: Sandbox) -> None:
+    peer = sandbox.add_peer()
+    with pingkiller.attach(peer.host_ifname, block=[peer.peer_v4, "198.18.254.0/24"]) as attachment:
+        program_id = attachment.info().program_id
+    with exporter() as url:
+        assert value(scrape(url), "pingkiller_packets_total", interface=peer.host_ifname,
+                     reason="drop_block") == 0
+        assert peer.ping(peer.host_v4, count=3, wait=DROP_WAIT) == 0
+        samples = scrape(url)
+        iface = peer.host_ifname
+        assert value(samples, "pingkiller_up") == 1
+        assert value(samples, "pingkiller_packets_total", interface=iface, reason="drop_block") == 3
+        assert value(samples, "pingkiller_bytes_total", interface=iface, reason="drop_block") == 3 * 98
+        assert value(samples, "pingkiller_rule_hits_total", interface=iface, rule=peer.peer_v4,
+                     action="block") == 3
+        assert value(samples, "pingkiller_rule_hits_total", interface=iface,
+                     rule="198.18.254.0/24", action="block") == 0
+        assert value(samples, "pingkiller_rules", interface=iface) == 2
+        assert value(samples, "pingkiller_events_total", interface=iface, outcome="sent") == 3
+        assert value(samples, "pingkiller_attachment_info", interface=iface, mode="native",
+                     program_id=str(program_id)) == 1
+        assert ("pingkiller_program_runs_total", (("interface", iface),)) in samples
+        assert value(samples, "pingkiller_program_run_time_seconds_total", interface=iface) >= 0
+
+    with exporter("--no-rule-metrics") as url:
+        samples = scrape(url)
+        assert not any(name == "pingkiller_rule_hits_total" for name, _ in samples)
+        assert value(samples, "pingkiller_rules", interface=iface) == 2
+
+
+def test_exporter_refuses_a_bad_listen_address(pin_root: Path) -> None:
+    result = pk("exporter", "--listen", "localhost")
+    assert result.returncode == 2 and "is not HOST:PORT" in result.stderr

@@ -217,27 +217,28 @@ def _change_rules(
     verb: str, ifname: str, addresses: list[str] | None, from_file: Path | None, as_json: bool
 ) -> None:
     import pingkiller
-    from pingkiller.policy import parse_networks, read_rule_file
+    from pingkiller.policy import parse_networks
+    from pingkiller.rules import RuleKeys, read_rule_keys
 
-    networks = parse_networks(addresses or [])
+    keys = RuleKeys.of(parse_networks(addresses or []))
     if from_file is not None:
-        networks += read_rule_file(from_file)
-    if not networks:
+        keys += read_rule_keys(from_file)  # packed straight from the text: fast for big lists
+    if not keys.requested:
         raise pingkiller.InvalidInput(f"give addresses to {verb}, or --from-file FILE")
     with pingkiller.open(ifname) as attachment:
         if verb == "block":
-            changed = attachment.block(networks)
+            changed = attachment.set_rules(keys, pingkiller.RuleAction.BLOCK)
         elif verb == "allow":
-            changed = attachment.allow(networks)
+            changed = attachment.set_rules(keys, pingkiller.RuleAction.ALLOW)
         else:
-            changed = attachment.unblock(networks)
+            changed = attachment.remove_rules(keys)
         total = attachment.info(with_rules=False).rule_count
     if as_json:
-        _print_json({"interface": ifname, "action": verb, "requested": len(networks),
+        _print_json({"interface": ifname, "action": verb, "requested": keys.requested,
                      "changed": changed, "rule_count": total})
         return
     done = {"block": "Blocked", "allow": "Allowed", "unblock": "Removed rules for"}[verb]
-    typer.echo(f"{done} {changed} of {len(networks)} on {ifname} ({total} rules now)")
+    typer.echo(f"{done} {changed} of {keys.requested} on {ifname} ({total} rules now)")
 
 
 @app.command()

@@ -30,8 +30,8 @@ from pingkiller.errors import (
     PermissionDenied,
 )
 from pingkiller.events import EventStream
-from pingkiller.policy import Policy, Rule, parse_network, read_rule_file
-from pingkiller.rules import RuleTable
+from pingkiller.policy import Policy, Rule, parse_network
+from pingkiller.rules import RuleKeys, RuleTable, read_rule_keys
 from pingkiller.stats import Stats, read_stats
 
 PINNED_MAPS = (
@@ -49,8 +49,12 @@ CARRIED_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, abi.EVENTS_MAP)
 
 _CAP_NET_ADMIN = 12
 _CAP_SYS_ADMIN = 21
+_CAP_PERFMON = 38
 _CAP_BPF = 39
 NEEDS_ROOT = "needs root (CAP_BPF + CAP_NET_ADMIN): run it with sudo"
+# Pinned only during --replace, until the link is pinned: tells recover() whether the
+# interrupted writer had already swapped the link to the new program.
+_NEW_PROGRAM_PIN = "program"
 
 
 def _effective_caps() -> int:
@@ -61,12 +65,24 @@ def _effective_caps() -> int:
     return 0
 
 
-def require_privileges() -> None:
-    """Raise PermissionDenied unless the process may load and attach BPF programs."""
+def require_privileges(*, load: bool = False) -> None:
+    """Raise PermissionDenied unless the process may use pingkiller's pins (and, with
+    ``load``, load and attach its program: the verifier needs CAP_PERFMON for it too).
+
+    CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, as in the kernel. The pins are
+    root's (0600 in a 0700 directory), so a non-root user is refused even with the caps.
+    """
     caps = _effective_caps()
-    has_bpf = caps & (1 << _CAP_BPF) or caps & (1 << _CAP_SYS_ADMIN)
-    if not (has_bpf and caps & (1 << _CAP_NET_ADMIN)):
+    admin = caps & (1 << _CAP_SYS_ADMIN)
+    if not ((caps & (1 << _CAP_BPF) or admin) and caps & (1 << _CAP_NET_ADMIN)):
         raise PermissionDenied(f"pingkiller {NEEDS_ROOT}")
+    if load and not (caps & (1 << _CAP_PERFMON) or admin):
+        raise PermissionDenied(
+            f"pingkiller {NEEDS_ROOT} (loading its XDP program also needs CAP_PERFMON)"
+        )
+    pin_root = pins.root()
+    if pin_root.exists() and not os.access(pin_root, os.R_OK | os.W_OK | os.X_OK, effective_ids=True):
+        raise PermissionDenied(f"the pins in {pin_root} are root's: pingkiller {NEEDS_ROOT}")
 
 
 def interface_index(ifname: str) -> int:
@@ -189,7 +205,17 @@ class Attachment:
 
     def block_file(self, path: str | Path, action: RuleAction = RuleAction.BLOCK) -> int:
         """Load a blocklist file (one address/prefix per line, # comments) in batches."""
-        return self._set(read_rule_file(path), action)
+        return self.set_rules(read_rule_keys(path), action)
+
+    def set_rules(self, keys: RuleKeys, action: RuleAction) -> int:
+        """Give every rule in ``keys`` the ``action``; returns rules changed (big lists)."""
+        with self._locked():
+            return self._table.set_keys(keys.by_map, action)
+
+    def remove_rules(self, keys: RuleKeys) -> int:
+        """Remove any rule in ``keys``; returns how many existed."""
+        with self._locked():
+            return self._table.remove_keys(keys.by_map)
 
     def unblock(self, addresses: Iterable[str | Network]) -> int:
         """Remove any rule for these addresses; returns how many existed."""
@@ -313,8 +339,18 @@ def recover() -> list[str]:
             continue
         final = pins.directory(ifname)
         if kind == "attach" and not final.exists() and _link_alive(path):
+            (path / _NEW_PROGRAM_PIN).unlink(missing_ok=True)
             pins.publish(path, ifname)
             notes.append(f"{ifname}: completed an interrupted attach")
+            continue
+        if kind == "attach" and final.exists() and _replace_done(path, final):
+            if not (path / pins.LINK_PIN).exists():
+                with XdpLink.from_pin(final / pins.LINK_PIN) as link:
+                    link.pin(path / pins.LINK_PIN)
+                pins.secure(path / pins.LINK_PIN)
+            (path / _NEW_PROGRAM_PIN).unlink(missing_ok=True)
+            pins.publish(path, ifname)
+            notes.append(f"{ifname}: completed an interrupted replace")
             continue
         if kind == "replace" and not final.exists():
             path.rename(final)
@@ -326,6 +362,26 @@ def recover() -> list[str]:
             pins.remove(path)
         notes.append(f"{ifname}: cleaned up after an interrupted {kind}")
     return notes
+
+
+def _replace_done(temp: Path, final: Path) -> bool:
+    """Whether an interrupted --replace had already swapped the link to ``temp``'s program.
+
+    Then the running program uses the maps pinned in ``temp``, so ``temp`` must win.
+    """
+    if (temp / pins.LINK_PIN).exists():
+        return True  # the link is pinned there only after the swap
+    try:
+        program = Program.from_pin(temp / _NEW_PROGRAM_PIN)
+    except BpfError:
+        return False  # killed before the new program was pinned, so before the swap
+    try:
+        with XdpLink.from_pin(final / pins.LINK_PIN) as link:
+            return link.info().prog_id == program.info().id
+    except BpfError:
+        return False
+    finally:
+        program.close()
 
 
 def _link_alive(directory: Path) -> bool:
@@ -384,7 +440,7 @@ def attach(
     if default is None:
         default = DefaultAction.PASS if block_networks else DefaultAction.DROP
     policy = Policy(default, icmp, all_protocols, events, event_rate, timing)
-    require_privileges()
+    require_privileges(load=True)
     ifindex = interface_index(ifname)
 
     if not persist:
@@ -426,12 +482,16 @@ def attach(
                 obj.maps[name].pin(temp / name)
                 pins.secure(temp / name)
             if existing is not None:
+                program = obj.programs[abi.PROGRAM_NAME]
+                program.pin(temp / _NEW_PROGRAM_PIN)
+                pins.secure(temp / _NEW_PROGRAM_PIN)
                 link = existing.link
-                link.update(obj.programs[abi.PROGRAM_NAME])
+                link.update(program)
             else:
                 link = _attach_link(obj, ifname, ifindex, mode)
             link.pin(temp / pins.LINK_PIN)
             pins.secure(temp / pins.LINK_PIN)
+            (temp / _NEW_PROGRAM_PIN).unlink(missing_ok=True)
             pins.publish(temp, ifname)
         except BaseException:
             pins.remove(temp)

@@ -151,14 +151,11 @@ def choose(table: Mapping[str, object], value: str, what: str) -> object:
         raise InvalidInput(f"unknown {what} {value!r}: choose one of {', '.join(table)}") from None
 
 
-def read_rule_file(path: str | Path) -> list[Network]:
-    """Addresses/prefixes from a blocklist file: one per line, ``#`` or ``;`` starts a comment.
-
-    Errors name the file and line. An empty file (no rules at all) is an error too.
-    """
+def rule_file_lines(path: str | Path) -> list[str]:
+    """The lines of a rule file; RuleFileError when it cannot be read as UTF-8 text."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8", errors="strict")
+        return file.read_text(encoding="utf-8", errors="strict").splitlines()
     except FileNotFoundError:
         raise RuleFileError(f"rule file {str(file)!r} not found") from None
     except IsADirectoryError:
@@ -167,8 +164,16 @@ def read_rule_file(path: str | Path) -> list[Network]:
         raise RuleFileError(f"rule file {str(file)!r} is not readable (permission denied)") from None
     except UnicodeDecodeError:
         raise RuleFileError(f"rule file {str(file)!r} is not UTF-8 text") from None
+
+
+def read_rule_file(path: str | Path) -> list[Network]:
+    """Addresses/prefixes from a blocklist file: one per line, ``#`` or ``;`` starts a comment.
+
+    Errors name the file and line. An empty file (no rules at all) is an error too.
+    """
+    file = Path(path)
     networks: list[Network] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(rule_file_lines(file), start=1):
         entry = line.split("#", 1)[0].split(";", 1)[0].strip()
         if not entry:
             continue

@@ -7,14 +7,17 @@ Callers hold the attachment's lock around every change (read-modify-write).
 from __future__ import annotations
 
 import errno
+import socket
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from pingkiller import abi
 from pingkiller.abi import Network, RuleAction
 from pingkiller.bpf import BatchError, BpfError, Map
 from pingkiller.errors import RuleTableFull
-from pingkiller.policy import Rule
+from pingkiller.policy import Rule, read_rule_file, rule_file_lines
 
 RULE_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP)
 _FULL_ERRNOS = (errno.E2BIG, errno.ENOSPC, errno.ENOMEM)
@@ -34,6 +37,71 @@ def group_by_map(networks: Iterable[Network]) -> dict[str, list[bytes]]:
     return {name: list(keys) for name, keys in grouped.items()}
 
 
+@dataclass(frozen=True)
+class RuleKeys:
+    """Rules as map keys: ``by_map`` holds each rule map's keys (no duplicates, order kept);
+    ``requested`` counts the addresses/prefixes given, duplicates included."""
+
+    requested: int
+    by_map: dict[str, list[bytes]]
+
+    @classmethod
+    def of(cls, networks: Sequence[Network]) -> RuleKeys:
+        return cls(len(networks), group_by_map(networks))
+
+    def __add__(self, other: RuleKeys) -> RuleKeys:
+        if not self.requested:
+            return other
+        merged = {name: dict.fromkeys(keys) for name, keys in self.by_map.items()}
+        for name, keys in other.by_map.items():
+            merged.setdefault(name, {}).update(dict.fromkeys(keys))
+        return RuleKeys(self.requested + other.requested, {n: list(k) for n, k in merged.items()})
+
+
+def read_rule_keys(path: str | Path) -> RuleKeys:
+    """:func:`~pingkiller.policy.read_rule_file` as map keys, fast for plain IPv4 lists.
+
+    When every non-blank line is a bare IPv4 address or prefix, the keys are packed
+    straight from the text with the C library's inet_pton (it accepts exactly the dotted
+    quads ``ipaddress`` accepts); any other file goes through read_rule_file, so the
+    rules and the errors are the same either way.
+    """
+    entries = [entry for line in rule_file_lines(path) if (entry := line.strip())]
+    by_map = _ipv4_keys(entries) if entries else None
+    if by_map is None:
+        return RuleKeys.of(read_rule_file(path))
+    return RuleKeys(len(entries), by_map)
+
+
+def _ipv4_keys(entries: list[str]) -> dict[str, list[bytes]] | None:
+    """Keys of bare IPv4 addresses/prefixes, or None if any entry is something else."""
+    pton, inet = socket.inet_pton, socket.AF_INET
+    try:
+        keys = [pton(inet, entry) for entry in entries]
+        return {abi.RULES_V4_MAP: keys if len(set(keys)) == len(keys) else list(dict.fromkeys(keys))}
+    except (OSError, ValueError):
+        pass  # not all bare addresses: try addresses and prefixes one by one
+    grouped: dict[str, dict[bytes, None]] = {}
+    for entry in entries:
+        address, slash, length = entry.partition("/")
+        try:
+            packed = pton(inet, address)
+        except (OSError, ValueError):
+            return None
+        prefixlen = 32
+        if slash:
+            if not (length.isascii() and length.isdigit()):
+                return None
+            prefixlen = int(length)
+            if prefixlen > 32 or int.from_bytes(packed, "big") & (0xFFFFFFFF >> prefixlen):
+                return None  # read_rule_file words the error
+        if prefixlen == 32:
+            grouped.setdefault(abi.RULES_V4_MAP, {})[packed] = None
+        else:
+            grouped.setdefault(abi.PREFIXES_V4_MAP, {})[abi.U32_KEY.pack(prefixlen) + packed] = None
+    return {name: list(keys) for name, keys in grouped.items()}
+
+
 class RuleTable:
     """Add, remove and list the rules of one loaded or pinned pingkiller instance."""
 
@@ -47,11 +115,15 @@ class RuleTable:
         A rule that already has the action keeps its hit count. All or nothing: if a map
         would overflow, nothing changes and RuleTableFull names the capacity.
         """
+        return self.set_keys(group_by_map(networks), action)
+
+    def set_keys(self, by_map: Mapping[str, Sequence[bytes]], action: RuleAction) -> int:
+        """:meth:`set` for keys already grouped by map (see :class:`RuleKeys`)."""
         value = abi.encode_rule(action)
         plan: list[tuple[Map, list[bytes], list[tuple[bytes, bytes]]]] = []
-        for name, keys in group_by_map(networks).items():
+        for name, keys in by_map.items():
             table = self.maps[name]
-            existing = dict(table.items_batch())
+            existing = {} if table.is_empty() else dict(table.items_batch())
             new = [key for key in keys if key not in existing]
             changed = [
                 (key, existing[key])
@@ -102,8 +174,12 @@ class RuleTable:
 
     def remove(self, networks: Iterable[Network]) -> int:
         """Remove any rule for these networks; returns how many existed."""
+        return self.remove_keys(group_by_map(networks))
+
+    def remove_keys(self, by_map: Mapping[str, Sequence[bytes]]) -> int:
+        """:meth:`remove` for keys already grouped by map (see :class:`RuleKeys`)."""
         removed = 0
-        for name, keys in group_by_map(networks).items():
+        for name, keys in by_map.items():
             table = self.maps[name]
             existing = set(table.keys_batch())
             present = [key for key in keys if key in existing]

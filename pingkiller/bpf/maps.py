@@ -201,7 +201,8 @@ class Map(MutableMapping[bytes, bytes]):
         return self.keys_iter()
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.keys_iter())
+        """How many keys the map holds (counted in batches where the map type allows it)."""
+        return sum(count for _, _, count in self._batches(4096))
 
     def is_empty(self) -> bool:
         """True when the map holds no key (one syscall, whatever its size)."""
@@ -303,6 +304,13 @@ class Map(MutableMapping[bytes, bytes]):
         Falls back to key iteration where the map type has no batch lookup.
         """
         ksize, vsize = self.info.key_size, self.full_value_size
+        for keys, values, count in self._batches(chunk):
+            for i in range(count):
+                yield keys[i * ksize : (i + 1) * ksize], values[i * vsize : (i + 1) * vsize]
+
+    def _batches(self, chunk: int) -> Iterator[tuple[bytes, bytes, int]]:
+        """(packed keys, packed values, count) for up to ``chunk`` elements at a time."""
+        ksize, vsize = self.info.key_size, self.full_value_size
         keys = ffi.new("char[]", ksize * chunk)
         values = ffi.new("char[]", vsize * chunk)
         # The batch cursor is opaque to user space and at least a key wide.
@@ -316,17 +324,16 @@ class Map(MutableMapping[bytes, bytes]):
                 self._batch_opts(),
             )
             if result < 0 and -result in _BATCH_UNSUPPORTED and first:
-                yield from self._items_one_by_one()
+                for key, value in self._items_one_by_one():
+                    yield key, value, 1
                 return
             if result < 0 and result != -errno.ENOENT:
                 raise error_from_errno(-result, f"batch lookup of map {self.name}")
-            key_bytes = ffi.buffer(keys, ksize * count[0])
-            value_bytes = ffi.buffer(values, vsize * count[0])
-            for i in range(count[0]):
-                yield (
-                    bytes(key_bytes[i * ksize : (i + 1) * ksize]),
-                    bytes(value_bytes[i * vsize : (i + 1) * vsize]),
-                )
+            yield (
+                bytes(ffi.buffer(keys, ksize * count[0])),
+                bytes(ffi.buffer(values, vsize * count[0])),
+                count[0],
+            )
             if result == -errno.ENOENT:
                 return
             ffi.memmove(in_batch, out_batch, ffi.sizeof(in_batch))

@@ -274,14 +274,20 @@ static __always_inline int parse_ipv6(void *cursor, void *data_end, struct pk_pa
 			fragmented = true;
 			cursor = frag + 1;
 		} else {
-			pkt->protocol = nexthdr;
-			if (nexthdr != PK_IPPROTO_ICMPV6)
-				return PK_L4_OTHER;
-			return parse_icmp(cursor, data_end, pkt, fragmented, icmp_set);
+			break;
 		}
 	}
-	/* The chain goes on past the walk: the stack would follow it, so must we. */
-	return PK_L4_SUSPECT;
+	/*
+	 * The chain goes on past the walk: the stack would follow it, so must we.
+	 * A chain of exactly PK_MAX_IPV6_EXT_HDRS headers is judged by what follows.
+	 */
+	if (nexthdr == PK_IPPROTO_HOPOPTS || nexthdr == PK_IPPROTO_ROUTING ||
+	    nexthdr == PK_IPPROTO_DSTOPTS || nexthdr == PK_IPPROTO_FRAGMENT)
+		return PK_L4_SUSPECT;
+	pkt->protocol = nexthdr;
+	if (nexthdr != PK_IPPROTO_ICMPV6)
+		return PK_L4_OTHER;
+	return parse_icmp(cursor, data_end, pkt, fragmented, icmp_set);
 }
 
 static __always_inline bool is_v4_mapped(const __u8 *addr)
@@ -331,6 +337,15 @@ static __always_inline void hit(struct pk_rule *rule, __u32 action)
 		__sync_fetch_and_add(&rule->hits, 1);
 }
 
+/* Count the packet once on each distinct rule that decided it (src and dst may share one). */
+static __always_inline void hit_rules(struct pk_rule *src_rule, struct pk_rule *dst_rule,
+				      __u32 action)
+{
+	hit(src_rule, action);
+	if (dst_rule != src_rule)
+		hit(dst_rule, action);
+}
+
 static __always_inline bool has_action(const struct pk_rule *rule, __u32 action)
 {
 	return rule && rule->action == action;
@@ -354,8 +369,7 @@ static __always_inline __u32 judge(const struct pk_config *cfg, int l4_class,
 
 	if (l4_class != PK_L4_PING && l4_class != PK_L4_SUSPECT) {
 		if (blocked && (cfg->flags & PK_F_ALL_PROTOCOLS)) {
-			hit(src_rule, PK_RULE_BLOCK);
-			hit(dst_rule, PK_RULE_BLOCK);
+			hit_rules(src_rule, dst_rule, PK_RULE_BLOCK);
 			return PK_REASON_DROP_BLOCK;
 		}
 		if (l4_class == PK_L4_FRAGMENT)
@@ -365,13 +379,11 @@ static __always_inline __u32 judge(const struct pk_config *cfg, int l4_class,
 		return PK_REASON_PASS_NOT_PING;
 	}
 	if (blocked) {
-		hit(src_rule, PK_RULE_BLOCK);
-		hit(dst_rule, PK_RULE_BLOCK);
+		hit_rules(src_rule, dst_rule, PK_RULE_BLOCK);
 		return PK_REASON_DROP_BLOCK;
 	}
 	if (has_action(src_rule, PK_RULE_ALLOW) || has_action(dst_rule, PK_RULE_ALLOW)) {
-		hit(src_rule, PK_RULE_ALLOW);
-		hit(dst_rule, PK_RULE_ALLOW);
+		hit_rules(src_rule, dst_rule, PK_RULE_ALLOW);
 		return PK_REASON_PASS_ALLOW;
 	}
 	if (cfg->default_action == PK_ACTION_DROP)

@@ -475,7 +475,7 @@ def watch(path: str | Path, log: Callable[[str], None], *, interval: float = 2.0
     yet) is retried every interval.
     """
     file = Path(path)
-    seen: tuple[int, int, int] | None = None
+    seen: tuple[int, int, int] | None = (-1, -1, -1)  # differs from any file, and from None
     text: str | None = None
     digest = ""
     pending = False

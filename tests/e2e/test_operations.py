@@ -168,12 +168,15 @@ def test_export_round_trip(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> 
 def test_watch_applies_each_edit(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> None:
     peer = sandbox.add_peer()
     policy = tmp_path / "policy.toml"
-    policy.write_text(f'[interfaces.{peer.host_ifname}]\nblock = ["198.18.254.1"]\n')
-    watcher = subprocess.Popen(
-        [*CLI, "apply", "--watch", "--interval", "0.1", "-f", str(policy)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    log_file = tmp_path / "watch.log"
+    with log_file.open("w") as stderr:
+        watcher = subprocess.Popen(
+            [*CLI, "apply", "--watch", "--interval", "0.1", "-f", str(policy)],
+            stdout=subprocess.PIPE, stderr=stderr, text=True,
+        )
     try:
+        wait_for(lambda: "not found" in log_file.read_text(), "the missing file to be reported")
+        policy.write_text(f'[interfaces.{peer.host_ifname}]\nblock = ["198.18.254.1"]\n')
         wait_for(lambda: bool(pingkiller.attachments()), "the first apply")
         assert peer.ping(peer.host_v4) == 1
 
@@ -192,10 +195,12 @@ def test_watch_applies_each_edit(pin_root: Path, sandbox: Sandbox, tmp_path: Pat
         assert watcher.poll() is None
     finally:
         watcher.send_signal(signal.SIGINT)
-        out, err = watcher.communicate(timeout=10)
+        out, _ = watcher.communicate(timeout=10)
+    err = log_file.read_text()
     assert watcher.returncode == 0, err
     assert out == "" and "Traceback" not in err
     log = err.splitlines()
+    assert sum(f"error: policy file '{policy}' not found" in line for line in log) == 1
     assert sum("read (sha256" in line for line in log) == 4
     assert any(f"attach {peer.host_ifname}:" in line for line in log)
     assert any(f"update {peer.host_ifname}: add block {peer.peer_v4}; remove 198.18.254.1" in line

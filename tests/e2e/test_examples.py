@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -221,3 +222,35 @@ def test_xdp_tracer_reports_ipv4_packets_on_a_sandbox_veth(
         second = tracer.wait_for(" bytes")
     for line in (first, second):
         assert line.strip() == f"{peer.peer_v4} > {peer.host_v4} icmp 98 bytes"
+
+
+def _python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", markdown, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_library_doc_examples_run_as_written(pin_root: Path) -> None:
+    blocks = _python_blocks((ROOT / "docs" / "library.md").read_text())
+    assert len(blocks) >= 8
+    namespace: dict[str, Any] = {}
+    try:
+        for number, block in enumerate(blocks, 1):
+            code = compile(block, f"docs/library.md python block {number}", "exec")
+            exec(code, namespace)
+    finally:
+        box = namespace.get("box")
+        if isinstance(box, Sandbox):
+            box.close()
+    assert namespace["box"].peers == []
+
+
+def test_troubleshooting_verifier_example(
+    built_examples: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (block,) = _python_blocks((ROOT / "docs" / "troubleshooting.md").read_text())
+    monkeypatch.chdir(ROOT)
+    exec(compile(block, "docs/troubleshooting.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("loading program 'unchecked': Permission denied "
+                        "(R1 offset is outside of the packet)")
+    assert lines[1] == "R1 offset is outside of the packet"
+    assert "invalid access to packet" in "\n".join(lines[2:])

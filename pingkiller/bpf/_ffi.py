@@ -10,6 +10,8 @@ from pingkiller._native import ffi, lib
 
 __all__ = ["capture_libbpf_log", "ffi", "lib"]
 
+# A library logs, the application decides where to: no stderr fallback by default.
+logging.getLogger("pingkiller.bpf").addHandler(logging.NullHandler())
 _log = logging.getLogger("pingkiller.bpf.libbpf")
 _LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 _captures: list[list[str]] = []

@@ -172,7 +172,7 @@ class XdpLink:
         opts = ffi.new("struct bpf_link_update_opts *")
         opts.sz = ffi.sizeof("struct bpf_link_update_opts")
         if expected is not None:
-            opts.flags = lib.XDP_FLAGS_REPLACE
+            opts.flags = lib.BPF_F_REPLACE
             opts.old_prog_fd = expected.fd
         check(lib.bpf_link_update(self.fd, program.fd, opts), "replacing the XDP program")
 

@@ -127,12 +127,6 @@ def test_xdp_link_end_to_end(peer, dropper, passer, bpffs_dir):
         pin.unlink()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=BpfError,
-    reason="pingkiller/bpf/link.py XdpLink.update(expected=) sets XDP_FLAGS_REPLACE (1<<4) in "
-    "bpf_link_update_opts.flags; BPF_LINK_UPDATE only knows BPF_F_REPLACE (1<<2): EINVAL",
-)
 def test_update_replaces_only_the_expected_program(peer, dropper, passer):
     ifindex = host_ifindex(peer)
     dropping = dropper.programs[abi.PROGRAM_NAME]

@@ -1,0 +1,111 @@
+"""Helpers for the end-to-end tests: the real CLI as a subprocess, real ping, kernel state."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pingkiller.sandbox import IP, PING, Peer, run
+
+CLI = [sys.executable, "-m", "pingkiller"]
+
+
+def pk(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``pingkiller ARGS`` in a new process (it inherits PINGKILLER_PIN_ROOT)."""
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def pk_ok(*args: str, timeout: float = 60) -> str:
+    """Run the CLI, assert exit 0 and a clean stderr; returns stdout."""
+    result = pk(*args, timeout=timeout)
+    assert result.returncode == 0, f"pingkiller {' '.join(args)}: {result.stderr}{result.stdout}"
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def pk_json(*args: str) -> Any:
+    return json.loads(pk_ok(*args, "--json"))
+
+
+def status(ifname: str) -> dict[str, Any]:
+    """``pingkiller status IFNAME --json`` of one attachment."""
+    (info,) = pk_json("status", ifname)
+    assert isinstance(info, dict)
+    return info
+
+
+def hits(info: dict[str, Any], address: str) -> int:
+    """Hit count of the rule for ``address`` in a status JSON object."""
+    (rule,) = [r for r in info["rules"] if r["address"] == address]
+    return int(rule["hits"])
+
+
+def host_ping(destination: str, *, count: int = 1, wait: float = 1.0) -> int:
+    """Ping from this (root) namespace; returns how many replies came back."""
+    family = "-6" if ":" in destination else "-4"
+    result = subprocess.run(
+        [PING, family, "-n", "-q", "-c", str(count), "-W", str(wait), "-i", "0.2", destination],
+        capture_output=True, text=True, timeout=count * (wait + 0.2) + 10,
+    )
+    match = re.search(r"(\d+) received", result.stdout)
+    return int(match.group(1)) if match else 0
+
+
+def peer_ping_from(peer: Peer, source: str, destination: str, *, count: int = 1) -> int:
+    """Ping from ``peer`` with a chosen source address; returns replies."""
+    result = peer.run([PING, "-n", "-q", "-c", str(count), "-W", "1", "-i", "0.2", "-I", source,
+                       destination], check=False)
+    match = re.search(r"(\d+) received", result.stdout)
+    return int(match.group(1)) if match else 0
+
+
+def xdp_prog_id(ifname: str) -> int | None:
+    """The id of the XDP program on ``ifname`` (any mode), or None."""
+    out = run([IP, "-d", "-j", "link", "show", "dev", ifname]).stdout
+    (link,) = json.loads(out)
+    xdp = link.get("xdp")
+    if not xdp:
+        return None
+    prog = xdp.get("prog") or next((a["prog"] for a in xdp.get("attached", []) if "prog" in a), None)
+    return int(prog["id"]) if prog else None
+
+
+def pins_left(pin_root: Path) -> list[str]:
+    """Everything under the pin root (empty when no attachment is pinned)."""
+    if not pin_root.exists():
+        return []
+    return sorted(str(p.relative_to(pin_root)) for p in pin_root.rglob("*"))
+
+
+def flush_neighbours(peer: Peer) -> None:
+    """Forget IPv6 neighbours on both ends so the next ping must do NDP again."""
+    run([IP, "-6", "neigh", "flush", "dev", peer.host_ifname], check=False)
+    peer.run([IP, "-6", "neigh", "flush", "dev", peer.peer_ifname], check=False)
+
+
+def host_neighbour_known(peer: Peer, address: str) -> bool:
+    """Whether this host has a usable neighbour entry for ``address`` on the peer's link."""
+    out = run([IP, "-6", "neigh", "show", "dev", peer.host_ifname, address]).stdout
+    return bool(out.strip()) and "FAILED" not in out and "INCOMPLETE" not in out
+
+
+FOREIGN_XDP_C = """
+__attribute__((section("xdp"), used)) int foreign_pass(void *ctx) { return 2; }
+char _license[] __attribute__((section("license"), used)) = "GPL";
+"""
+
+
+def attach_foreign_program(ifname: str, workdir: Path) -> int:
+    """Attach a tiny pass-everything XDP program with iproute2 (not pingkiller); returns its id."""
+    source = workdir / "foreign.c"
+    obj = workdir / "foreign.o"
+    source.write_text(FOREIGN_XDP_C)
+    run(["clang", "-O2", "-target", "bpf", "-c", str(source), "-o", str(obj)])
+    run([IP, "link", "set", "dev", ifname, "xdpgeneric", "obj", str(obj), "sec", "xdp"])
+    prog_id = xdp_prog_id(ifname)
+    assert prog_id is not None
+    return prog_id

@@ -134,6 +134,9 @@ class RuleTable:
                 raise self._full_error(table, len(existing), len(new))
             plan.append((table, new, changed))
 
+        # Prefix lookups are switched on before prefixes are added (and off only after
+        # they are removed), so a writer killed in between never leaves a rule unenforced.
+        self.refresh_prefix_flags(adding=[table.name for table, new, _ in plan if new])
         added: list[tuple[Map, list[bytes]]] = []
         replaced: list[tuple[Map, bytes, bytes]] = []
         for table, new, changed in plan:
@@ -206,14 +209,16 @@ class RuleTable:
     def count(self) -> int:
         return sum(len(table) for table in self.maps.values())
 
-    def refresh_prefix_flags(self) -> None:
-        """Tell the program whether to look in the LPM tries (skipped when they are empty)."""
+    def refresh_prefix_flags(self, adding: Iterable[str] = ()) -> None:
+        """Tell the program whether to look in the LPM tries (skipped when they are empty);
+        ``adding`` names tries about to get rules, which count as non-empty."""
         raw = self.settings[abi.u32_key(0)]
         config = abi.Config.decode(raw)
         flags = config.flags & ~(abi.ConfigFlag.PREFIXES_V4 | abi.ConfigFlag.PREFIXES_V6)
-        if not self.maps[abi.PREFIXES_V4_MAP].is_empty():
+        soon = set(adding)
+        if abi.PREFIXES_V4_MAP in soon or not self.maps[abi.PREFIXES_V4_MAP].is_empty():
             flags |= abi.ConfigFlag.PREFIXES_V4
-        if not self.maps[abi.PREFIXES_V6_MAP].is_empty():
+        if abi.PREFIXES_V6_MAP in soon or not self.maps[abi.PREFIXES_V6_MAP].is_empty():
             flags |= abi.ConfigFlag.PREFIXES_V6
         if flags != config.flags:
             updated = abi.Config(

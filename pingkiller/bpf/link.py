@@ -32,7 +32,8 @@ class Link:
         check(lib.bpf_obj_pin(self.fd, os.fsencode(path)), "pinning link", str(path))
 
     def detach(self) -> None:
-        """Detach the program now, even if the link is pinned or shared."""
+        """Detach now, even if pinned or shared (NotSupportedError for kinds that cannot,
+        e.g. raw tracepoints: those detach when the last fd and pin are gone)."""
         check(lib.bpf_link_detach(self.fd), "detaching link")
 
     def close(self) -> None:

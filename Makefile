@@ -11,7 +11,7 @@ APT_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config m
 	iproute2 iputils-ping tcpdump
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: help setup build skeleton test lint demo fuzz examples clean
+.PHONY: help setup build skeleton test lint demo fuzz examples bench clean
 
 help:
 	@echo "make setup     install system packages (apt-get) and pingkiller with test extras (pip)"
@@ -21,6 +21,7 @@ help:
 	@echo "make examples  the BPF C of docs/examples/bpf -> build/examples/*.bpf.o"
 	@echo "make fuzz      differential fuzzing of the data path against its oracle (100k frames)"
 	@echo "make lint      ruff and mypy --strict"
+	@echo "make bench     (root) peers + benchmarks side by side; rewrites docs/performance.md"
 
 $(BUILD):
 	mkdir -p $@
@@ -65,6 +66,26 @@ build: skeleton
 
 test: setup
 	$(PYTHON) -m pytest -q tests
+
+BENCH_APT := xdp-tools nftables python3-bpfcc hyperfine
+BENCH_BUILD := build/bench
+
+$(BENCH_BUILD)/%.bpf.o: bench/bpf/%.bpf.c $(BUILD)/vmlinux.h
+	@mkdir -p $(BENCH_BUILD)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BENCH_BUILD)/%: bench/c/%.c
+	@mkdir -p $(BENCH_BUILD)
+	gcc -O2 -Wall -o $@ $< -lbpf
+
+bench: setup build $(BENCH_BUILD)/null.bpf.o $(BENCH_BUILD)/blog.bpf.o $(BENCH_BUILD)/gen.bpf.o \
+		$(BENCH_BUILD)/rbconsume $(BENCH_BUILD)/loadrules
+	@for p in $(BENCH_APT); do \
+		dpkg -s $$p >/dev/null 2>&1 && continue; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$p >/dev/null 2>&1 \
+			|| echo "note: $$p could not be installed; its comparison is skipped"; \
+	done
+	$(PYTHON) bench/run.py
 
 lint:
 	$(PYTHON) -m ruff check pingkiller tests build.py

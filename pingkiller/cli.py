@@ -320,7 +320,7 @@ def _render_status(info: AttachmentInfo) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # a pipe must not split commands
     if info.stale:
         console.print(f"[bold]{info.ifname}[/]: STALE - {info.problem}; "
                       f"`pingkiller detach {info.ifname}` cleans it")
@@ -433,7 +433,7 @@ def _show_stats(attachment: Attachment, per_cpu: bool, as_json: bool, earlier: S
         sys.stdout.write(json.dumps(data) + "\n")
         sys.stdout.flush()
         return current
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     console.print(f"[bold]{attachment.ifname}[/]")
     _render_counters(console, current, rates)
     for line in _stats_lines(current):

@@ -96,6 +96,7 @@ int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
 int bpf_map__reuse_fd(struct bpf_map *map, int fd);
 
 int libbpf_num_possible_cpus(void);
+int libbpf_strerror(int err, char *buf, size_t size);
 __u32 libbpf_major_version(void);
 __u32 libbpf_minor_version(void);
 

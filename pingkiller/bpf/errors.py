@@ -7,6 +7,8 @@ import os
 
 # Kernel-internal errno values that leak out of the bpf() syscall.
 ENOTSUPP = 524
+# libbpf's own error codes (LIBBPF_ERRNO__START).
+_LIBBPF_ERRNO_BASE = 4000
 
 
 class BpfError(OSError):
@@ -15,7 +17,7 @@ class BpfError(OSError):
     def __init__(self, err: int, operation: str, detail: str = "") -> None:
         self.operation = operation
         self.detail = detail
-        reason = "operation not supported" if err == ENOTSUPP else os.strerror(err)
+        reason = _describe(err)
         message = f"{operation}: {reason}"
         if detail:
             message += f" ({detail})"
@@ -23,6 +25,19 @@ class BpfError(OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+def _describe(err: int) -> str:
+    """strerror, with libbpf's own codes (4000 and up) and the kernel's ENOTSUPP spelled out."""
+    if err == ENOTSUPP:
+        return "operation not supported"
+    if err >= _LIBBPF_ERRNO_BASE:
+        from pingkiller.bpf._ffi import ffi, lib
+
+        text = ffi.new("char[]", 256)
+        if lib.libbpf_strerror(err, text, 256) == 0:
+            return str(ffi.string(text).decode())
+    return os.strerror(err)
 
 
 class NotSupportedError(BpfError):

@@ -32,6 +32,12 @@ def _verifier_log(lines: list[str]) -> tuple[str, str] | None:
     return name, log
 
 
+def _why(what: str, lines: list[str]) -> str:
+    """``what``, with libbpf's last word on it when it said something."""
+    said = [line.strip() for line in lines if line.strip()]
+    return f"{what}: {said[-1]}" if said else what
+
+
 class Object:
     """A BPF object file opened with libbpf. Use as a context manager; closing frees all.
 
@@ -54,17 +60,21 @@ class Object:
         object_name = ffi.new("char[]", name.encode())
         opts.object_name = object_name
         buffer = ffi.from_buffer(elf)
-        handle = lib.bpf_object__open_mem(buffer, len(elf), opts)
+        with capture_libbpf_log() as lines:
+            handle = lib.bpf_object__open_mem(buffer, len(elf), opts)
+            err = ffi.errno
         if handle == ffi.NULL:
-            raise error_from_errno(ffi.errno or errno.EINVAL, "opening BPF object", name)
+            raise error_from_errno(err or errno.EINVAL, "opening BPF object", _why(name, lines))
         return cls(handle, keepalive=(elf, buffer))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Object:
         """Open an object from an ELF file."""
-        handle = lib.bpf_object__open_file(os.fsencode(path), ffi.NULL)
+        with capture_libbpf_log() as lines:
+            handle = lib.bpf_object__open_file(os.fsencode(path), ffi.NULL)
+            err = ffi.errno
         if handle == ffi.NULL:
-            raise error_from_errno(ffi.errno or errno.EINVAL, "opening BPF object", str(path))
+            raise error_from_errno(err or errno.EINVAL, "opening BPF object", _why(str(path), lines))
         return cls(handle)
 
     @property

@@ -352,11 +352,25 @@ static __always_inline bool has_action(const struct pk_rule *rule, __u32 action)
 }
 
 /* Reason for a packet whose IP header parsed; the verdict follows from it. */
+static __always_inline __u32 pass_reason(int l4_class)
+{
+	if (l4_class == PK_L4_FRAGMENT)
+		return PK_REASON_PASS_FRAGMENT;
+	if (l4_class == PK_L4_UNPARSED)
+		return PK_REASON_PASS_UNPARSED;
+	return PK_REASON_PASS_NOT_PING;
+}
+
 static __always_inline __u32 judge(const struct pk_config *cfg, int l4_class,
 				   struct pk_packet *pkt)
 {
+	bool ping = l4_class == PK_L4_PING || l4_class == PK_L4_SUSPECT;
 	struct pk_rule *src_rule, *dst_rule;
 	bool blocked;
+
+	/* Rules only matter to a non-ping when block rules cover every protocol. */
+	if (!ping && !(cfg->flags & PK_F_ALL_PROTOCOLS))
+		return pass_reason(l4_class);
 
 	if (pkt->family == 4) {
 		src_rule = lookup_v4(pkt->src, cfg->flags);
@@ -367,21 +381,12 @@ static __always_inline __u32 judge(const struct pk_config *cfg, int l4_class,
 	}
 	blocked = has_action(src_rule, PK_RULE_BLOCK) || has_action(dst_rule, PK_RULE_BLOCK);
 
-	if (l4_class != PK_L4_PING && l4_class != PK_L4_SUSPECT) {
-		if (blocked && (cfg->flags & PK_F_ALL_PROTOCOLS)) {
-			hit_rules(src_rule, dst_rule, PK_RULE_BLOCK);
-			return PK_REASON_DROP_BLOCK;
-		}
-		if (l4_class == PK_L4_FRAGMENT)
-			return PK_REASON_PASS_FRAGMENT;
-		if (l4_class == PK_L4_UNPARSED)
-			return PK_REASON_PASS_UNPARSED;
-		return PK_REASON_PASS_NOT_PING;
-	}
 	if (blocked) {
 		hit_rules(src_rule, dst_rule, PK_RULE_BLOCK);
 		return PK_REASON_DROP_BLOCK;
 	}
+	if (!ping)
+		return pass_reason(l4_class);
 	if (has_action(src_rule, PK_RULE_ALLOW) || has_action(dst_rule, PK_RULE_ALLOW)) {
 		hit_rules(src_rule, dst_rule, PK_RULE_ALLOW);
 		return PK_REASON_PASS_ALLOW;

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pingkiller import abi
 from pingkiller.abi import Reason
@@ -23,33 +23,54 @@ _PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 
 def _address(family: int, raw: bytes) -> str:
     if family == 4:
-        return str(ipaddress.IPv4Address(raw[:4]))
+        return socket.inet_ntop(socket.AF_INET, raw[:4])
     if family == 6:
-        return str(ipaddress.IPv6Address(raw))
+        return socket.inet_ntop(socket.AF_INET6, raw)
     return ""
 
 
-@dataclass(frozen=True)
-class Event:
-    """One packet the program reported."""
+class Event(NamedTuple):
+    """One packet the program reported, field for field as ``struct pk_event``.
+
+    A NamedTuple, not a frozen dataclass: it is as immutable and typed, and a whole
+    ring-buffer batch becomes events in C (struct.iter_unpack + _make), which keeps a
+    Python consumer close to a C one under a flood. Addresses and names are decoded
+    when read.
+    """
 
     timestamp_ns: int
     ifindex: int
     length: int
-    dropped: bool
-    reason: Reason
-    family: int
+    src_bytes: bytes  # network order; IPv4 in the first 4 bytes
+    dst_bytes: bytes
+    verdict_code: int  # XDP_DROP or XDP_PASS
+    reason_code: int
+    family: int  # 4, 6, or 0 when the IP header was not parsed
     protocol: int
-    src: str
-    dst: str
     icmp_type: int
     icmp_code: int
     icmp_id: int
     icmp_seq: int
 
     @property
+    def dropped(self) -> bool:
+        return bool(self.verdict_code == XDP_DROP)
+
+    @property
     def verdict(self) -> str:
         return "drop" if self.dropped else "pass"
+
+    @property
+    def reason(self) -> Reason:
+        return Reason(self.reason_code)
+
+    @property
+    def src(self) -> str:
+        return _address(self.family, self.src_bytes)
+
+    @property
+    def dst(self) -> str:
+        return _address(self.family, self.dst_bytes)
 
     @property
     def is_icmp(self) -> bool:
@@ -91,17 +112,7 @@ class Event:
 
 def decode(batch: RecordBatch) -> list[Event]:
     """Events of one ring-buffer batch."""
-    events = []
-    for ts, ifindex, length, src, dst, verdict, reason, family, proto, itype, icode, iid, iseq in (
-        batch.unpack(abi.EVENT)
-    ):
-        events.append(
-            Event(
-                ts, ifindex, length, verdict == XDP_DROP, Reason(reason), family, proto,
-                _address(family, src), _address(family, dst), itype, icode, iid, iseq,
-            )
-        )
-    return events
+    return list(map(Event._make, batch.unpack(abi.EVENT)))
 
 
 class EventStream:

@@ -33,6 +33,17 @@ from pingkiller.sandbox import IP, PING, Peer, Sandbox, run
 
 pytestmark = pytest.mark.root
 
+# The --json schemas of docs/cli.md: fields may be added there, never renamed or removed.
+STATUS_FIELDS = {"interface", "ifindex", "program_id", "link_id", "mode", "stale", "problem",
+                 "policy", "rule_count", "rules", "stats", "pin_dir"}
+POLICY_FIELDS = {"default", "icmp", "all_protocols", "events", "event_rate", "timing"}
+STATS_FIELDS = {"interface", "packets", "bytes", "dropped", "passed", "events", "average_ns",
+                "kernel_run_time"}
+EVENT_FIELDS = {"timestamp_ns", "ifindex", "length", "verdict", "reason", "family", "protocol",
+                "src", "dst", "type", "icmp_type", "icmp_code", "icmp_id", "icmp_seq"}
+REASONS = {"pass_not_ping", "pass_allow", "pass_default", "drop_block", "drop_default",
+           "pass_fragment", "pass_unparsed"}
+
 
 @pytest.fixture
 def peer(sandbox: Sandbox, pin_root: Path) -> Peer:
@@ -50,6 +61,8 @@ def test_block_outlives_cli_then_unblock_and_detach_restore(peer: Peer, pin_root
 
     assert peer.ping(peer.host_v4) == 0
     first = status(ifname)
+    assert set(first) == STATUS_FIELDS and set(first["policy"]) == POLICY_FIELDS
+    assert set(first["stats"]["packets"]) == REASONS
     assert first["stale"] is False and first["interface"] == ifname
     assert first["program_id"] == xdp_prog_id(ifname)
     assert first["policy"]["default"] == "pass"
@@ -90,7 +103,7 @@ def test_ipv6_block_unblock_and_ndp_passes(peer: Peer, pin_root: Path) -> None:
     flush_neighbours(peer)
     assert peer.ping(peer.host_v6) == 1
     assert peer.ping(peer.host_v4) == 0  # everything else is still dropped
-    pk_ok("detach", ifname)
+    assert pk_json("detach", ifname) == [{"interface": ifname, "was_stale": False}]
     assert pins_left(pin_root) == []
 
 
@@ -136,6 +149,7 @@ def test_events_and_stats_count_real_pings(peer: Peer) -> None:
     events = [json.loads(line) for line in out.splitlines()]
     assert [e["icmp_seq"] for e in events] == [1, 2, 3]
     for event in events:
+        assert set(event) == EVENT_FIELDS
         assert (event["src"], event["dst"]) == (peer.peer_v4, peer.host_v4)
         assert (event["verdict"], event["reason"], event["type"]) == ("drop", "drop_block", "echo-request")
         assert event["family"] == 4 and event["protocol"] == 1
@@ -146,6 +160,7 @@ def test_events_and_stats_count_real_pings(peer: Peer) -> None:
     pk_ok("unblock", ifname, peer.peer_v4)
     assert peer.ping(peer.host_v4, count=2) == 2
     counters = pk_json("stats", ifname)
+    assert set(counters) == STATS_FIELDS
     assert counters["interface"] == ifname
     assert counters["packets"]["drop_block"] == 3
     assert counters["packets"]["pass_default"] == 2

@@ -118,8 +118,9 @@ CASES = [
 ]
 
 
-def as_nobody(args: list[str], view: Path) -> list[str]:
-    """``python3 -m pingkiller ...`` run as uid/gid 65534 with no capabilities.
+def as_nobody(args: list[str], view: Path, caps: str = "") -> list[str]:
+    """``python3 -m pingkiller ...`` run as uid/gid 65534 with only ``caps`` (e.g.
+    ",+bpf,+net_admin"; none by default).
 
     The interpreter may live under /root (0700, e.g. pyenv), so its prefix is bind-mounted
     at ``view`` in a private mount namespace first: only pingkiller may refuse the user.
@@ -131,8 +132,8 @@ def as_nobody(args: list[str], view: Path) -> list[str]:
     python = view / Path(sys.executable).relative_to(prefix)
     script = f'mount --bind "{prefix}" "{view}" && PYTHONPATH="{pythonpath}" exec "$@"'
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-            "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-            str(python), *args[1:]]
+            "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+            f"--inh-caps=-all{caps}", f"--ambient-caps=-all{caps}", str(python), *args[1:]]
 
 
 def state() -> list[dict[str, object]]:

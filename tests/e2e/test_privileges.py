@@ -1,0 +1,170 @@
+"""Least privilege: root-only pins, the capabilities each verb needs, and other tools'
+XDP programs and interfaces left alone.
+
+Capabilities are limited with ``setpriv --bounding-set``: for uid 0 an exec then gets
+exactly the bounding set, so the CLI runs with only the capabilities named.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from test_hostile_input import as_nobody
+
+import pingkiller
+from pingkiller.sandbox import IP, Sandbox, run
+
+pytestmark = pytest.mark.root
+
+CLI = [sys.executable, "-m", "pingkiller"]
+NEEDS_ROOT = "needs root (CAP_BPF + CAP_NET_ADMIN)"
+LEAST = "bpf,net_admin,perfmon"  # what attach needs (docs/security.md)
+
+
+def with_caps(caps: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as root with only ``caps`` (comma-separated names, '' for none)."""
+    wanted = "".join(f",+{cap}" for cap in caps.split(",") if cap)
+    return subprocess.run(
+        ["setpriv", f"--bounding-set=-all{wanted}", "--inh-caps=-all", *CLI, *args],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_pins_are_root_only(pin_root: Path, sandbox: Sandbox) -> None:
+    ifname = sandbox.add_peer().host_ifname
+    subprocess.run([*CLI, "attach", ifname, "--block", "198.19.3.3"], check=True, capture_output=True)
+    subprocess.run([*CLI, "attach", ifname, "--replace"], check=True, capture_output=True)
+    directories = [pin_root, *(p for p in pin_root.iterdir())]
+    assert len(directories) == 2
+    for directory in directories:
+        info = directory.stat()
+        assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == 0 and info.st_gid == 0
+    files = list(directories[1].iterdir())
+    assert len(files) == 9  # the link and eight maps
+    for pin in files:
+        info = pin.stat()
+        assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_uid == 0, pin
+
+
+def test_attach_works_with_least_capabilities(pin_root: Path, sandbox: Sandbox) -> None:
+    """CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON suffice for every verb; no CAP_SYS_ADMIN."""
+    peer = sandbox.add_peer()
+    ifname = peer.host_ifname
+    attached = with_caps(LEAST, "attach", ifname, "--json")
+    assert attached.returncode == 0, attached.stderr
+    assert peer.ping(peer.host_v4, count=2, wait=0.5) == 0  # really dropping pings
+    for verb in (["attach", ifname, "--replace"], ["status", "--json"], ["block", ifname, "198.19.3.4"],
+                 ["allow", ifname, "198.19.3.5"], ["unblock", ifname, "198.19.3.4"],
+                 ["stats", ifname, "--json"], ["events", ifname, "--timeout", "0.1"]):
+        result = with_caps(LEAST, *verb)
+        assert result.returncode == 0, (verb, result.stderr)
+    (info,) = json.loads(with_caps(LEAST, "status", "--json").stdout)
+    assert [rule["address"] for rule in info["rules"]] == ["198.19.3.5"]
+    assert with_caps(LEAST, "detach", ifname).returncode == 0
+    assert list(pin_root.iterdir()) == []
+    assert peer.ping(peer.host_v4, count=1, wait=1) == 1
+
+
+def test_attach_without_perfmon_is_refused_clearly(pin_root: Path, sandbox: Sandbox) -> None:
+    """The verifier needs CAP_PERFMON for this program; say so instead of EPERM from libbpf."""
+    ifname = sandbox.add_peer().host_ifname
+    result = with_caps("bpf,net_admin", "attach", ifname)
+    assert result.returncode == 1
+    line = one_line(result)
+    assert NEEDS_ROOT in line and "CAP_PERFMON" in line
+    assert not pin_root.exists() or list(pin_root.iterdir()) == []
+    # Changing and reading an attachment needs no CAP_PERFMON.
+    pingkiller.attach(ifname).close()
+    for verb in (["status"], ["block", ifname, "198.19.3.4"], ["detach", ifname]):
+        assert with_caps("bpf,net_admin", *verb).returncode == 0, verb
+
+
+@pytest.mark.parametrize("caps", ["", "bpf", "net_admin", "perfmon"])
+def test_too_few_capabilities_are_refused(caps: str, pin_root: Path, sandbox: Sandbox) -> None:
+    ifname = sandbox.add_peer().host_ifname
+    pingkiller.attach(ifname, block=["198.19.3.3"]).close()
+    for verb in (["attach", ifname, "--replace"], ["block", ifname, "198.19.3.4"], ["status"],
+                 ["detach", "--all"]):
+        result = with_caps(caps, *verb)
+        assert result.returncode == 1, (verb, result.stderr)
+        assert NEEDS_ROOT in one_line(result)
+    (info,) = pingkiller.attachments()
+    assert [rule.address for rule in info.rules] == ["198.19.3.3"]
+
+
+def test_non_root_user_with_capabilities_is_refused(pin_root: Path, sandbox: Sandbox) -> None:
+    """The pins are root's: even CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON do not open them."""
+    ifname = sandbox.add_peer().host_ifname
+    pingkiller.attach(ifname, block=["198.19.3.3"]).close()
+    view = Path(tempfile.mkdtemp(prefix="pk-python-"))
+    view.chmod(0o755)
+    try:
+        for verb in (["status"], ["status", ifname], ["stats", ifname], ["block", ifname, "198.19.3.4"],
+                     ["detach", ifname], ["attach", ifname, "--replace"]):
+            command = as_nobody([*CLI, *verb], view, caps=",+bpf,+net_admin,+perfmon")
+            result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+            assert result.returncode == 1, (verb, result.stderr)
+            line = one_line(result)
+            assert NEEDS_ROOT in line and str(pin_root) in line, line
+    finally:
+        view.rmdir()
+    (info,) = pingkiller.attachments()
+    assert [rule.address for rule in info.rules] == ["198.19.3.3"]
+
+
+# -- other tools' programs and interfaces
+
+FOREIGN_C = """
+#define SEC(name) __attribute__((section(name), used))
+struct xdp_md;
+SEC("xdp") int foreign(struct xdp_md *ctx) { return 2; /* XDP_PASS */ }
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def xdp_ids(ifname: str) -> list[int]:
+    (found,) = json.loads(run(["bpftool", "-j", "net", "show", "dev", ifname]).stdout)
+    return sorted(entry["id"] for entry in found["xdp"])
+
+
+@pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang to build a foreign program")
+def test_foreign_programs_and_interfaces_are_left_alone(
+    pin_root: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    ours, foreign, bystander = (sandbox.add_peer().host_ifname for _ in range(3))
+    source, obj = tmp_path / "foreign.bpf.c", tmp_path / "foreign.bpf.o"
+    source.write_text(FOREIGN_C)
+    run(["clang", "-O2", "-target", "bpf", "-c", str(source), "-o", str(obj)])
+    run([IP, "link", "set", "dev", foreign, "xdpgeneric", "obj", str(obj), "sec", "xdp"])
+    (foreign_id,) = xdp_ids(foreign)
+
+    for args in (["attach", foreign], ["attach", foreign, "--replace"], ["detach", foreign]):
+        result = subprocess.run([*CLI, *args], capture_output=True, text=True)
+        assert result.returncode in (1, 2), (args, result.stderr)
+        line = one_line(result)
+        assert f"program id {foreign_id}" in line or "no pingkiller attachment" in line, line
+        assert xdp_ids(foreign) == [foreign_id]
+
+    subprocess.run([*CLI, "attach", ours], check=True, capture_output=True)
+    assert xdp_ids(foreign) == [foreign_id] and xdp_ids(bystander) == []
+    (info,) = pingkiller.attachments()
+    assert info.ifname == ours and xdp_ids(ours) == [info.program_id]
+
+    done = json.loads(subprocess.run([*CLI, "detach", "--all", "--json"], check=True,
+                                     capture_output=True, text=True).stdout)
+    assert done == [{"interface": ours, "was_stale": False}]
+    assert xdp_ids(ours) == [] and xdp_ids(bystander) == []
+    assert xdp_ids(foreign) == [foreign_id]

@@ -8,7 +8,7 @@ ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I$(BUILD) -Ikern
 
 APT_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make \
-	iproute2 iputils-ping tcpdump
+	iproute2 iputils-ping tcpdump strace util-linux libcap2-bin
 export PIP_ROOT_USER_ACTION := ignore
 
 .PHONY: help setup build skeleton test lint demo fuzz examples bench clean

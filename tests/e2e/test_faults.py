@@ -111,6 +111,7 @@ def address(n: int) -> str:
 
 def test_kill_9_at_random_points(pin_root: Path, sandbox: Sandbox) -> None:
     """SIGKILL attach/replace/block/detach at random moments; status never lies."""
+    print(f"PK_FAULT_SEED={SEED}")  # shown on failure: replays the same kills
     ifname = sandbox.add_peer().host_ifname
     rng = random.Random(SEED)
     started = time.monotonic()

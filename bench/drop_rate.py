@@ -1,0 +1,290 @@
+"""2. Drop rate on a real path: generated pings redirected into a veth, dropped on its peer.
+
+The generator is bench/bpf/gen.bpf.c run with BPF_PROG_RUN + BPF_F_TEST_XDP_LIVE_FRAMES on
+one CPU: every frame is XDP_REDIRECTed into the host end of a sandbox veth, so it arrives
+on the peer end (in a namespace) as a real received frame, where the program under test
+runs in native mode. Every dropper gets its own veth pair; rounds alternate between them
+so a change in machine load hits all of them alike. Drops are read from each dropper's
+own counters. Run alone as root: ``python3 bench/drop_rate.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from pathlib import Path
+
+from common import BUILD, Row, cpu, ping_frame, run
+
+from pingkiller import abi
+from pingkiller.abi import EventsMode
+from pingkiller.bpf import LIVE_FRAMES, Map, Object, Program, XdpLink, XdpMode
+from pingkiller.killer import interface_index
+from pingkiller.sandbox import Peer, Sandbox
+
+BATCH = 64  # frames per generator batch (the veth ring holds 256)
+ROUNDS = 7
+RUN_SECONDS = 0.6  # length of one measurement run
+CALIBRATE = 50_000  # frames of the first (warm-up) run into each target
+GENERATOR_CPU = 0
+NFT_TABLE = "pkbench"
+PINGKILLER = f"pingkiller, 1 block rule (default: events on drops, {abi.DEFAULT_EVENT_RATE}/s)"
+
+
+def mac_of(peer: Peer) -> bytes:
+    """The MAC address of the peer end, read inside its namespace."""
+    out = run(["ip", "-n", peer.netns, "-j", "link", "show", peer.peer_ifname]).stdout
+    return bytes.fromhex(json.loads(out)[0]["address"].replace(":", ""))
+
+
+def host_mac(peer: Peer) -> bytes:
+    out = run(["ip", "-j", "link", "show", peer.host_ifname]).stdout
+    return bytes.fromhex(json.loads(out)[0]["address"].replace(":", ""))
+
+
+def frame_for(peer: Peer) -> bytes:
+    """A ping from the host end's address to the peer's, addressed to the peer's MAC."""
+    return mac_of(peer) + host_mac(peer) + ping_frame(peer.host_v4, peer.peer_v4)[12:]
+
+
+# -- droppers: each holds a program (and maybe a rule) on one peer and counts its drops ----
+
+
+@contextmanager
+def held(kind: str, peer: Peer) -> Iterator[Callable[[], int]]:
+    """A helper process in the peer's namespace holds ``kind`` attached; yields its counter."""
+    helper = subprocess.Popen(
+        peer.exec_args([sys.executable, str(Path(__file__).resolve()), "--hold", kind,
+                        peer.peer_ifname, peer.host_v4]),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert helper.stdin is not None and helper.stdout is not None
+    stdin, stdout = helper.stdin, helper.stdout
+
+    def count() -> int:
+        stdin.write("count\n")
+        stdin.flush()
+        return int(stdout.readline())
+
+    try:
+        if stdout.readline().strip() != "ready":
+            raise RuntimeError(f"{kind} helper failed to attach on {peer.peer_ifname}")
+        yield count
+    finally:
+        stdin.close()
+        try:
+            helper.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            helper.kill()
+            helper.wait()
+
+
+@contextmanager
+def xdp_filter(peer: Peer) -> Iterator[Callable[[], int]]:
+    """xdp-filter on the peer, denying the generator's source; its pins live on a private
+    bpffs (``ip netns exec`` gives a mount namespace of its own), so they never meet other
+    xdp-filter users. Drops: XDP_DROP in its per-CPU xdp_stats_map, read by map id."""
+    script = (f"mount -t bpf bpf /sys/fs/bpf && xdp-filter load -f ipv4 {peer.peer_ifname} && "
+              f"xdp-filter ip {peer.host_v4} -m src")
+    try:
+        run(["ip", "netns", "exec", peer.netns, "sh", "-c", script],
+            env=dict(os.environ, LIBXDP_SKIP_DISPATCHER="1"))
+        out = run(["ip", "-n", peer.netns, "-j", "link", "show", peer.peer_ifname]).stdout
+        prog_id = json.loads(out)[0]["xdp"]["prog"]["id"]
+        info = json.loads(run(["bpftool", "prog", "show", "id", str(prog_id), "-j"]).stdout)
+        stats = None
+        for map_id in info["map_ids"]:
+            candidate = Map.from_id(map_id)
+            if candidate.name == "xdp_stats_map":
+                stats = candidate
+                break
+            candidate.close()
+        if stats is None:
+            raise RuntimeError("xdp-filter's program has no xdp_stats_map")
+        drop_key = (1).to_bytes(4, "little")  # XDP_DROP; value: rx_packets, rx_bytes
+        try:
+            yield lambda: int(stats.sum(drop_key, "QQ")[0])
+        finally:
+            stats.close()
+    finally:
+        subprocess.run(["ip", "-n", peer.netns, "link", "set", "dev", peer.peer_ifname, "xdp",
+                        "off"], capture_output=True)
+
+
+@contextmanager
+def nftables(peer: Peer) -> Iterator[Callable[[], int]]:
+    """XDP_PASS on the peer (so frames reach its stack) and an nft input rule that counts and
+    drops echo requests in the peer's namespace."""
+    nft = ["ip", "netns", "exec", peer.netns, "nft"]
+    with held("pass", peer):
+        run([*nft, "-f", "-"], input=(
+            f"table inet {NFT_TABLE} {{\n"
+            "  counter pings { }\n"
+            "  chain input { type filter hook input priority 0; policy accept;\n"
+            "    icmp type echo-request counter name pings drop\n  }\n}\n"
+        ))
+        try:
+            def count() -> int:
+                out = run([*nft, "-j", "list", "counter", "inet", NFT_TABLE, "pings"]).stdout
+                for item in json.loads(out)["nftables"]:
+                    if "counter" in item:
+                        return int(item["counter"]["packets"])
+                raise RuntimeError("nft counter pings not found")
+
+            yield count
+        finally:
+            subprocess.run([*nft, "delete", "table", "inet", NFT_TABLE], capture_output=True)
+
+
+# -- the helper process (runs inside a peer's namespace) ------------------------------------
+
+
+def hold(kind: str, ifname: str, source: str) -> None:
+    """Attach ``kind`` to ``ifname`` (this namespace), answer "count" lines until stdin ends."""
+    with ExitStack() as stack:
+        if kind.startswith("pingkiller"):
+            import pingkiller
+
+            events = EventsMode.OFF if kind == "pingkiller-events-off" else EventsMode.DROPS
+            attachment = stack.enter_context(pingkiller.attach(
+                ifname, block=[source], mode=XdpMode.NATIVE, events=events, persist=False))
+
+            def count() -> int:
+                return int(attachment.stats().dropped)
+        else:
+            obj = stack.enter_context(Object.from_file(BUILD / "null.bpf.o"))
+            obj.load()
+            name = "null_drop_count" if kind == "null" else "null_pass"
+            stack.enter_context(  # the link is not pinned: closing it detaches
+                XdpLink.attach(obj.programs[name], interface_index(ifname), XdpMode.NATIVE))
+            drops = obj.maps["null_drops"]
+
+            def count() -> int:
+                return int(drops.sum((0).to_bytes(4, "little"), "Q")[0])
+        print("ready", flush=True)
+        for line in sys.stdin:
+            if line.strip() == "count":
+                print(count(), flush=True)
+
+
+# -- the measurement --------------------------------------------------------------------------
+
+
+class Target:
+    """One dropper behind one veth: the frame that reaches it and its drop counter."""
+
+    def __init__(self, name: str, peer: Peer, count: Callable[[], int]) -> None:
+        self.name = name
+        self.ifindex = interface_index(peer.host_ifname)
+        self.frame = frame_for(peer)
+        self.count = count
+        self.rates: list[float] = []  # dropped per second of the run's own timer, per round
+        self.wall_rates: list[float] = []  # dropped per second of wall time, per round
+        self.delivered: list[float] = []  # dropped / generated, one per round
+        self.frames = CALIBRATE
+
+    def measure(self, generator: Program, target_map: Map, frames: int) -> None:
+        """One run of ``frames`` generated pings into this target."""
+        target_map[(0).to_bytes(4, "little")] = self.ifindex.to_bytes(4, "little")
+        before = self.count()
+        start = time.perf_counter()
+        result = generator.test_run(self.frame, flags=LIVE_FRAMES, repeat=frames, batch_size=BATCH)
+        elapsed = time.perf_counter() - start
+        dropped = self.count() - before
+        self.rates.append(dropped / (frames * result.duration_ns * 1e-9))
+        self.wall_rates.append(dropped / elapsed)
+        self.delivered.append(dropped / frames)
+        self.frames = max(CALIBRATE, int(frames / elapsed * RUN_SECONDS))  # next run's size
+
+
+def measure(have_xdp_filter: bool, have_nft: bool) -> list[Row]:
+    """Median packets per second dropped by each dropper, and ratios to null and nftables."""
+    droppers: list[tuple[str, Callable[[Peer], AbstractContextManager[Callable[[], int]]]]] = [
+        ("null XDP_DROP (the limit)", lambda peer: held("null", peer)),
+        (PINGKILLER, lambda peer: held("pingkiller", peer)),
+        ("pingkiller, 1 block rule, events off",
+         lambda peer: held("pingkiller-events-off", peer)),
+    ]
+    if have_xdp_filter:
+        droppers.append(("xdp-filter, 1 deny rule", xdp_filter))
+    if have_nft:
+        droppers.append(("nftables input hook, counter drop", nftables))
+    with ExitStack() as stack:
+        box = stack.enter_context(Sandbox(tag=f"dr{os.getpid() % 10000}"))
+        targets = []
+        for name, make in droppers:
+            peer = box.add_peer()
+            targets.append(Target(name, peer, stack.enter_context(make(peer))))
+        gen = stack.enter_context(Object.from_file(BUILD / "gen.bpf.o"))
+        gen.load()
+        generator, target_map = gen.programs["gen_redirect"], gen.maps["target"]
+        with cpu(GENERATOR_CPU):
+            for target in targets:  # warm-up and calibration, not recorded
+                target.measure(generator, target_map, CALIBRATE)
+                target.rates.clear()
+                target.wall_rates.clear()
+                target.delivered.clear()
+            for _ in range(ROUNDS):
+                for target in targets:
+                    target.measure(generator, target_map, target.frames)
+    rows = rows_of(targets)
+    for name, present in (("xdp-filter", have_xdp_filter), ("nft", have_nft)):
+        if not present:
+            rows.append(Row("2 drop rate", name, 0.0, "Mpps",
+                            note=f"not measured: {name} is not installed"))
+    return rows
+
+
+def rows_of(targets: list[Target]) -> list[Row]:
+    """Median Mpps of each dropper; ratios are medians of per-round ratios (same load)."""
+    null = targets[0]
+    nft = next((t for t in targets if t.name.startswith("nftables")), None)
+
+    def ratio(t: Target, reference: Target) -> float:
+        return statistics.median(a / b for a, b in zip(t.rates, reference.rates, strict=True))
+
+    rows = []
+    for t in targets:
+        note = (f"wall clock {statistics.median(t.wall_rates) / 1e6:.2f} Mpps; "
+                f"runs {min(t.rates) / 1e6:.2f}-{max(t.rates) / 1e6:.2f}; "
+                f"{min(t.delivered):.3f}-{max(t.delivered):.3f} of sent frames counted")
+        row = Row("2 drop rate", t.name, statistics.median(t.rates) / 1e6, "Mpps", "null",
+                  ratio(t, null), note=note)
+        if t.name == PINGKILLER:
+            to_nft = ratio(t, nft) if nft is not None else None
+            row.target = ">= 0.8x null, >= 3x nftables"
+            row.met = row.ratio is not None and row.ratio >= 0.8 and (to_nft is None or to_nft >= 3)
+            if to_nft is not None:
+                row.note = f"{to_nft:.1f}x nftables; {note}"
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--hold":
+        hold(*sys.argv[2:])
+        return
+    if os.geteuid() != 0:
+        sys.exit("needs root (BPF, namespaces)")
+    # pingkiller is attached without pins; a private pin root all the same, removed after
+    pin_root = Path(f"/sys/fs/bpf/pkbench-{os.getpid()}-dr-pins")
+    os.environ["PINGKILLER_PIN_ROOT"] = str(pin_root)
+    start = time.monotonic()
+    try:
+        rows = measure(shutil.which("xdp-filter") is not None, shutil.which("nft") is not None)
+    finally:
+        shutil.rmtree(pin_root, ignore_errors=True)
+    for row in rows:
+        print(f"{row.what:36} {row.value:7.3f} {row.unit} {row.ratio or 0:5.2f}x null  {row.note}")
+    print(f"{time.monotonic() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,16 +8,21 @@ also after an error; nothing touches the machine's own interfaces.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 PING = shutil.which("ping") or "/usr/bin/ping"
 _V4_POOL = ipaddress.IPv4Network("198.18.0.0/15")
+# Held from choosing a free subnet until its host address exists, so that sandboxes made
+# at the same time by different processes never share a subnet.
+_SUBNET_LOCK = os.path.join(tempfile.gettempdir(), "pingkiller-sandbox.lock")
 
 
 class SandboxError(RuntimeError):
@@ -89,23 +94,25 @@ class Sandbox:
     def add_peer(self) -> Peer:
         """Create one more namespace with a veth pair and IPv4/IPv6 addresses on both ends."""
         index = len(self.peers) + 1
-        used = _used_v4_subnets()
-        subnet = next(i for i in range(1, _V4_POOL.num_addresses >> 8) if i not in used)
-        base = int(_V4_POOL.network_address) + (subnet << 8)
-        peer = Peer(
-            netns=f"pk-{self.tag}-{index}",
-            host_ifname=f"pk{self.tag}h{index}",
-            peer_ifname=f"pk{self.tag}p{index}",
-            host_v4=str(ipaddress.IPv4Address(base + 1)),
-            peer_v4=str(ipaddress.IPv4Address(base + 2)),
-            host_v6=f"fd00:706b:{subnet:x}::1",
-            peer_v6=f"fd00:706b:{subnet:x}::2",
-        )
-        self.peers.append(peer)  # registered first, so close() removes a half-made peer
-        run([IP, "netns", "add", peer.netns])
-        run([IP, "link", "add", peer.host_ifname, "type", "veth", "peer", "name", peer.peer_ifname,
-             "netns", peer.netns])
-        run([IP, "addr", "add", f"{peer.host_v4}/24", "dev", peer.host_ifname])
+        with open(_SUBNET_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            used = _used_v4_subnets()
+            subnet = next(i for i in range(1, _V4_POOL.num_addresses >> 8) if i not in used)
+            base = int(_V4_POOL.network_address) + (subnet << 8)
+            peer = Peer(
+                netns=f"pk-{self.tag}-{index}",
+                host_ifname=f"pk{self.tag}h{index}",
+                peer_ifname=f"pk{self.tag}p{index}",
+                host_v4=str(ipaddress.IPv4Address(base + 1)),
+                peer_v4=str(ipaddress.IPv4Address(base + 2)),
+                host_v6=f"fd00:706b:{subnet:x}::1",
+                peer_v6=f"fd00:706b:{subnet:x}::2",
+            )
+            self.peers.append(peer)  # registered first, so close() removes a half-made peer
+            run([IP, "netns", "add", peer.netns])
+            run([IP, "link", "add", peer.host_ifname, "type", "veth", "peer", "name",
+                 peer.peer_ifname, "netns", peer.netns])
+            run([IP, "addr", "add", f"{peer.host_v4}/24", "dev", peer.host_ifname])
         run([IP, "-6", "addr", "add", f"{peer.host_v6}/64", "dev", peer.host_ifname, "nodad"])
         run([IP, "link", "set", peer.host_ifname, "up"])
         inside = [IP, "-n", peer.netns]

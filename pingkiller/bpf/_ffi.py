@@ -33,7 +33,8 @@ def capture_libbpf_log() -> Iterator[list[str]]:
     try:
         yield lines
     finally:
-        _captures.remove(lines)
+        # by identity: two captures holding equal lines must not be confused
+        del _captures[next(i for i, c in enumerate(_captures) if c is lines)]
 
 
 lib.pk_route_libbpf_log()

@@ -1,0 +1,403 @@
+"""Bypass regressions (issue #4): ways to slip a ping past the policy, and collateral damage.
+
+Every frame here wraps a ping in something a naive parser would give up on (VLAN and QinQ
+tags, IPv6 extension headers, IPv4 options, fragments, IPv4-mapped addresses, overlong
+header chains, a first fragment cut inside the ICMP header); each one must be dropped when
+the policy says drop. The "no collateral" cases check the converse: neighbour discovery,
+TCP and UDP pass under every ping-only policy.
+
+Frames are built with scapy, independently of the struct builders in tests/fuzz.py, and
+every case is also checked field by field (verdict, reason counter, hits, event) against
+the oracle in tests/oracle.py.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator, Sequence
+
+import fuzz
+import oracle
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP, fragment
+from scapy.layers.inet6 import (
+    ICMPv6EchoReply,
+    ICMPv6EchoRequest,
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6ND_RA,
+    ICMPv6ND_Redirect,
+    ICMPv6ND_RS,
+    IPv6,
+    IPv6ExtHdrDestOpt,
+    IPv6ExtHdrFragment,
+    IPv6ExtHdrHopByHop,
+    IPv6ExtHdrRouting,
+    PadN,
+    fragment6,
+)
+from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+from scapy.packet import Packet, Raw
+
+from pingkiller import abi
+
+pytestmark = pytest.mark.root
+
+R = abi.Reason
+BLOCK, ALLOW = abi.RuleAction.BLOCK, abi.RuleAction.ALLOW
+DROP = abi.DefaultAction.DROP
+XDP_DROP, XDP_PASS = oracle.XDP_DROP, oracle.XDP_PASS
+
+MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
+V4_SRC, V4_DST = "198.18.0.1", "198.18.0.2"
+V6_SRC, V6_DST = "fd00::1", "fd00::2"
+
+Rules = Sequence[tuple[str, abi.RuleAction]]
+
+
+@pytest.fixture(scope="module")
+def path() -> Iterator[fuzz.DataPath]:
+    with fuzz.DataPath() as loaded:
+        yield loaded
+
+
+def judge(path: fuzz.DataPath, frame: Packet | bytes, rules: Rules = (),
+          **config: object) -> fuzz.Observed:
+    """Run ``frame`` under the policy; demand the oracle's verdict, counters, hits, event."""
+    policy = oracle.Policy.make(
+        [(ipaddress.ip_network(net), action) for net, action in rules],
+        events=abi.EventsMode.ALL, **config,
+    )
+    scenario = fuzz.Scenario(policy, bytes(frame))
+    path.apply(scenario)
+    observed = path.run(scenario.frame)
+    expected = oracle.judge(policy, scenario.frame)
+    problems = fuzz.differences(expected, observed, len(scenario.frame))
+    assert not problems, "program and oracle disagree\n" + fuzz.report(scenario, problems)
+    return observed
+
+
+def reason(observed: fuzz.Observed) -> abi.Reason:
+    (slot,) = (s for s in range(abi.REASON_COUNT) if observed.counters[s][0])
+    return abi.Reason(slot)
+
+
+def assert_dropped(observed: fuzz.Observed, why: abi.Reason) -> None:
+    assert (observed.verdict, reason(observed)) == (XDP_DROP, why)
+
+
+def assert_passed(observed: fuzz.Observed, why: abi.Reason) -> None:
+    assert (observed.verdict, reason(observed)) == (XDP_PASS, why)
+
+
+def ether(*tags: Packet) -> Packet:
+    frame = Ether(**MACS)
+    for tag in tags:
+        frame = frame / tag
+    return frame
+
+
+def echo4(src: str = V4_SRC, dst: str = V4_DST, **ip: object) -> Packet:
+    return IP(src=src, dst=dst, **ip) / ICMP(type=8, id=0x77, seq=1) / (b"p" * 56)
+
+
+def echo6(*ext: Packet, src: str = V6_SRC, dst: str = V6_DST) -> Packet:
+    packet = IPv6(src=src, dst=dst)
+    for header in ext:
+        packet = packet / header
+    return packet / ICMPv6EchoRequest(id=0x77, seq=1, data=b"p" * 56)
+
+
+# Policies that say "drop this ping": by default, by an exact block rule on the destination,
+# or by a prefix block rule that is the best rule of both ends.
+DROP_POLICIES = {
+    "default-drop": ((), {"default_action": DROP}),
+    "block-dst": ((("198.18.0.2/32", BLOCK), ("fd00::2/128", BLOCK)), {}),
+    "block-prefix": ((("198.18.0.0/24", BLOCK), ("fd00::/64", BLOCK)), {}),
+}
+DROP_REASON = {"default-drop": R.DROP_DEFAULT, "block-dst": R.DROP_BLOCK,
+               "block-prefix": R.DROP_BLOCK}
+
+
+def policy_params() -> list[object]:
+    return [pytest.param(name, id=name) for name in DROP_POLICIES]
+
+
+def dropped_under(path: fuzz.DataPath, frame: Packet | bytes, policy: str) -> None:
+    rules, config = DROP_POLICIES[policy]
+    assert_dropped(judge(path, frame, rules, **config), DROP_REASON[policy])
+
+
+# --- Layer 2 -------------------------------------------------------------------------------
+
+VLAN_STACKS = {
+    "802.1q": (Dot1Q(vlan=7),),
+    "802.1ad": (Dot1AD(vlan=7),),
+    "qinq": (Dot1AD(vlan=100), Dot1Q(vlan=7)),
+    "double-802.1q": (Dot1Q(vlan=100), Dot1Q(vlan=7)),
+}
+
+
+@pytest.mark.parametrize("policy", policy_params())
+@pytest.mark.parametrize("tags", VLAN_STACKS.values(), ids=VLAN_STACKS.keys())
+@pytest.mark.parametrize("family", [4, 6])
+def test_vlan_and_qinq_tagged_pings_are_dropped(path, tags, family, policy):
+    frame = ether(*tags) / (echo4() if family == 4 else echo6())
+    dropped_under(path, frame, policy)
+
+
+def test_a_third_vlan_tag_is_passed_unparsed_not_dropped(path):
+    """Beyond the two tags the program walks, it does not guess: it passes and counts."""
+    frame = ether(Dot1AD(vlan=1), Dot1Q(vlan=2), Dot1Q(vlan=3)) / echo4()
+    assert_passed(judge(path, frame, default_action=DROP), R.PASS_UNPARSED)
+
+
+# --- IPv6 extension headers ----------------------------------------------------------------
+
+EXTENSION_CHAINS = {
+    "hop-by-hop": lambda: [IPv6ExtHdrHopByHop()],
+    "destination-options": lambda: [IPv6ExtHdrDestOpt()],
+    "routing": lambda: [IPv6ExtHdrRouting()],
+    "atomic-fragment": lambda: [IPv6ExtHdrFragment(m=0, offset=0, id=9)],
+    "first-fragment": lambda: [IPv6ExtHdrFragment(m=1, offset=0, id=9)],
+    "long-options": lambda: [IPv6ExtHdrDestOpt(options=[PadN(optdata=bytes(36))])],
+    "all-four": lambda: [IPv6ExtHdrHopByHop(), IPv6ExtHdrRouting(),
+                         IPv6ExtHdrFragment(m=1, id=9), IPv6ExtHdrDestOpt()],
+    "seven": lambda: [IPv6ExtHdrHopByHop()] + [IPv6ExtHdrDestOpt()] * 6,
+    "exactly-eight": lambda: [IPv6ExtHdrHopByHop()] + [IPv6ExtHdrDestOpt()] * 7,
+}
+
+
+@pytest.mark.parametrize("policy", policy_params())
+@pytest.mark.parametrize("chain", EXTENSION_CHAINS.values(), ids=EXTENSION_CHAINS.keys())
+def test_extension_headers_before_icmpv6_do_not_hide_the_ping(path, chain, policy):
+    dropped_under(path, ether() / echo6(*chain()), policy)
+
+
+@pytest.mark.parametrize("policy", policy_params())
+@pytest.mark.parametrize("count", [9, 10, 16, 40])
+@pytest.mark.parametrize("transport", ["icmpv6", "tcp"])
+def test_chains_longer_than_the_walk_are_judged_as_pings(path, count, transport, policy):
+    """Past 8 extension headers the transport is unseen: it is judged as a ping (suspect)."""
+    chain = [IPv6ExtHdrDestOpt()] * count
+    packet = echo6(*chain) if transport == "icmpv6" else IPv6(src=V6_SRC, dst=V6_DST)
+    if transport == "tcp":
+        for header in chain:
+            packet = packet / header
+        packet = packet / TCP(dport=22)
+    dropped_under(path, ether() / packet, policy)
+
+
+# --- IPv4 options and fragments ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", policy_params())
+@pytest.mark.parametrize("ihl", range(6, 16))
+def test_ipv4_options_do_not_hide_the_ping(path, ihl, policy):
+    packet = echo4(options=[IPOption_NOP()] * ((ihl - 5) * 4))
+    frame = ether() / packet
+    assert packet.__class__(bytes(packet)).ihl == ihl
+    dropped_under(path, frame, policy)
+
+
+@pytest.mark.parametrize("policy", policy_params())
+@pytest.mark.parametrize("family", [4, 6])
+def test_first_fragment_of_a_large_ping_is_dropped(path, family, policy):
+    if family == 4:
+        first = fragment(echo4() / (b"x" * 4000), fragsize=1400)[0]
+        assert first.flags.MF and first.frag == 0
+    else:
+        big = IPv6(src=V6_SRC, dst=V6_DST) / IPv6ExtHdrFragment(id=5) / ICMPv6EchoRequest(
+            id=0x77, seq=1, data=b"x" * 4000)
+        first = fragment6(big, 1400)[0]
+        assert first[IPv6ExtHdrFragment].m == 1 and first[IPv6ExtHdrFragment].offset == 0
+    dropped_under(path, ether() / first, policy)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_later_fragments_pass_unless_all_protocols_blocks_them(path, family):
+    """No L4 header to judge: passed (the dropped first fragment stops reassembly) ..."""
+    if family == 4:
+        later = fragment(echo4() / (b"x" * 4000), fragsize=1400)[1]
+    else:
+        big = IPv6(src=V6_SRC, dst=V6_DST) / IPv6ExtHdrFragment(id=5) / ICMPv6EchoRequest(
+            data=b"x" * 4000)
+        later = fragment6(big, 1400)[1]
+    assert_passed(judge(path, ether() / later, default_action=DROP), R.PASS_FRAGMENT)
+    # ... but a block rule with all-protocols drops every fragment of a blocked host.
+    rules = [("198.18.0.2/32", BLOCK), ("fd00::2/128", BLOCK)]
+    observed = judge(path, ether() / later, rules, all_protocols=True)
+    assert_dropped(observed, R.DROP_BLOCK)
+
+
+# The tiny-fragment attack: a first fragment that ends inside the ICMP header. The type byte
+# may even be missing; the stack reassembles it with the next fragment, so it is a ping.
+def _tiny_v4(keep: int) -> Packet:
+    icmp = bytes(ICMP(type=8, id=0x77, seq=1))
+    return IP(src=V4_SRC, dst=V4_DST, proto=1, flags="MF") / Raw(icmp[:keep])
+
+
+def _tiny_v6(keep: int) -> Packet:
+    icmp = bytes(ICMPv6EchoRequest(id=0x77, seq=1))
+    return IPv6(src=V6_SRC, dst=V6_DST) / IPv6ExtHdrFragment(m=1, nh=58, id=5) / Raw(icmp[:keep])
+
+
+def _tiny_v6_cut_in_extension(keep: int) -> Packet:
+    """The fragment header, then a destination-options header that the fragment cuts."""
+    options = bytes(IPv6ExtHdrDestOpt(nh=58, options=[PadN(optdata=bytes(12))]))
+    assert len(options) == 16
+    return IPv6(src=V6_SRC, dst=V6_DST) / IPv6ExtHdrFragment(m=1, nh=60, id=5) / Raw(
+        options[:keep])
+
+
+@pytest.mark.parametrize("policy", policy_params())
+@pytest.mark.parametrize("keep", range(0, 8))
+@pytest.mark.parametrize("build", [_tiny_v4, _tiny_v6], ids=["ipv4", "ipv6"])
+def test_tiny_first_fragment_is_judged_as_a_ping(path, build, keep, policy):
+    dropped_under(path, ether() / build(keep), policy)
+
+
+@pytest.mark.parametrize("policy", policy_params())
+@pytest.mark.parametrize("keep", [0, 1, 2, 8, 15])
+def test_first_fragment_cut_inside_an_extension_header(path, keep, policy):
+    dropped_under(path, ether() / _tiny_v6_cut_in_extension(keep), policy)
+
+
+@pytest.mark.parametrize("keep", range(0, 8))
+def test_truncated_icmp_outside_a_fragment_is_unparsed_not_dropped(path, keep):
+    """Without a fragment to complete it, a cut ICMP header is just malformed: passed."""
+    icmp = bytes(ICMP(type=8))
+    frame = ether() / IP(src=V4_SRC, dst=V4_DST, proto=1) / Raw(icmp[:keep])
+    assert_passed(judge(path, frame, default_action=DROP), R.PASS_UNPARSED)
+
+
+# --- Addresses -----------------------------------------------------------------------------
+
+ADDRESS_CASES = {
+    # id: (rules, src, dst, rule that must get the hit)
+    "v4-exact-dst": ([("198.18.0.2/32", BLOCK)], V4_SRC, V4_DST, "198.18.0.2/32"),
+    "v4-exact-src": ([("198.18.0.1/32", BLOCK)], V4_SRC, V4_DST, "198.18.0.1/32"),
+    "v4-prefix": ([("198.18.0.0/15", BLOCK)], "10.0.0.1", "198.19.255.254", "198.18.0.0/15"),
+    "v4-default-route": ([("0.0.0.0/0", BLOCK)], V4_SRC, V4_DST, "0.0.0.0/0"),
+    "v4-block-beats-allow": ([("198.18.0.1/32", ALLOW), ("198.18.0.2/32", BLOCK)],
+                             V4_SRC, V4_DST, "198.18.0.2/32"),
+    "v4-longer-prefix-blocks": ([("198.18.0.0/16", ALLOW), ("198.18.0.0/30", BLOCK)],
+                                "10.0.0.1", V4_DST, "198.18.0.0/30"),
+    "v6-exact-dst": ([("fd00::2/128", BLOCK)], V6_SRC, V6_DST, "fd00::2/128"),
+    "v6-exact-src": ([("fd00::1/128", BLOCK)], V6_SRC, V6_DST, "fd00::1/128"),
+    "v6-prefix": ([("fd00:706b::/32", BLOCK)], "fe80::1", "fd00:706b:1::2", "fd00:706b::/32"),
+    "v6-default-route": ([("::/0", BLOCK)], V6_SRC, V6_DST, "::/0"),
+    "v6-block-beats-allow": ([("fd00::1/128", ALLOW), ("fd00::/64", BLOCK)],
+                             V6_SRC, "fd00::99", "fd00::/64"),
+    # IPv4-mapped IPv6 addresses are judged by the IPv4 rules.
+    "mapped-src-v4-exact": ([("198.18.0.1/32", BLOCK)], "::ffff:198.18.0.1", V6_DST,
+                            "198.18.0.1/32"),
+    "mapped-dst-v4-prefix": ([("198.18.0.0/24", BLOCK)], V6_SRC, "::ffff:198.18.0.2",
+                             "198.18.0.0/24"),
+    "mapped-rule-spelled-v6": ([("::ffff:198.18.0.2/128", BLOCK)], V6_SRC,
+                               "::ffff:198.18.0.2", "198.18.0.2/32"),
+    "mapped-falls-back-to-v6-prefix": ([("::/80", BLOCK)], V6_SRC, "::ffff:198.18.0.2",
+                                       "::/80"),
+}
+
+
+@pytest.mark.parametrize("echo_type", ["request", "reply"])
+@pytest.mark.parametrize(("rules", "src", "dst", "decider"), ADDRESS_CASES.values(),
+                         ids=ADDRESS_CASES.keys())
+def test_pings_to_and_from_blocked_addresses_are_dropped(path, rules, src, dst, decider,
+                                                         echo_type):
+    if ":" in src:
+        icmp = ICMPv6EchoRequest() if echo_type == "request" else ICMPv6EchoReply()
+        frame = ether() / IPv6(src=src, dst=dst) / icmp
+    else:
+        frame = ether() / IP(src=src, dst=dst) / ICMP(type=8 if echo_type == "request" else 0)
+    observed = judge(path, frame, rules)
+    assert_dropped(observed, R.DROP_BLOCK)
+    assert observed.hits == {oracle.normalize(ipaddress.ip_network(decider)): 1}
+
+
+@pytest.mark.parametrize("lookalike", ["::198.18.0.2", "::ffff:0:c612:2", "::fffe:c612:2",
+                                       "0:0:0:1:0:ffff:c612:2", "64:ff9b::c612:2"])
+def test_ipv4_mapped_lookalikes_are_not_judged_by_ipv4_rules(path, lookalike):
+    """Only ::ffff:0:0/96 maps to IPv4: nearby addresses must not hit the IPv4 rule."""
+    frame = ether() / echo6(dst=lookalike)
+    assert_passed(judge(path, frame, [("198.18.0.2/32", BLOCK)]), R.PASS_DEFAULT)
+
+
+# --- No collateral -------------------------------------------------------------------------
+
+NDP = {
+    "router-solicitation": ICMPv6ND_RS,
+    "router-advertisement": ICMPv6ND_RA,
+    "neighbour-solicitation": lambda: ICMPv6ND_NS(tgt=V6_DST),
+    "neighbour-advertisement": lambda: ICMPv6ND_NA(tgt=V6_SRC),
+    "redirect": ICMPv6ND_Redirect,
+}
+
+
+@pytest.mark.parametrize("icmp_set", list(abi.IcmpSet))
+@pytest.mark.parametrize("message", NDP.values(), ids=NDP.keys())
+def test_neighbour_discovery_always_passes(path, message, icmp_set):
+    """NDP (133-137) is never a ping, even with icmp set ALL and a default of drop."""
+    for frame in (ether() / IPv6(src="fe80::1", dst="ff02::1", hlim=255) / message(),
+                  ether(Dot1Q(vlan=7)) / IPv6(src=V6_SRC, dst=V6_DST, hlim=255)
+                  / IPv6ExtHdrHopByHop() / message()):
+        observed = judge(path, frame, [("fd00::/8", BLOCK)], icmp_set=icmp_set,
+                         default_action=DROP)
+        assert_passed(observed, R.PASS_NOT_PING)
+
+
+PING_ONLY_POLICIES = {
+    "default-drop": ((), {"default_action": DROP}),
+    "default-drop-all-icmp": ((), {"default_action": DROP, "icmp_set": abi.IcmpSet.ALL}),
+    "echo-request-only": ((), {"default_action": DROP,
+                               "icmp_set": abi.IcmpSet.ECHO_REQUEST}),
+    "block-both-ends": ((("198.18.0.0/15", BLOCK), ("fd00::/8", BLOCK)), {}),
+    "block-exact-all-icmp": ((("198.18.0.2/32", BLOCK), ("fd00::2/128", BLOCK)),
+                             {"icmp_set": abi.IcmpSet.ALL, "default_action": DROP}),
+}
+
+TRANSPORTS = {
+    "tcp4": lambda: IP(src=V4_SRC, dst=V4_DST) / TCP(dport=443, flags="S"),
+    "udp4": lambda: IP(src=V4_SRC, dst=V4_DST) / UDP(dport=53) / (b"q" * 30),
+    "tcp4-options": lambda: IP(src=V4_SRC, dst=V4_DST, options=[IPOption_NOP()] * 40)
+    / TCP(dport=443),
+    "udp4-first-fragment": lambda: fragment(IP(src=V4_SRC, dst=V4_DST) / UDP() / (b"q" * 3000),
+                                            fragsize=1400)[0],
+    "tcp6": lambda: IPv6(src=V6_SRC, dst=V6_DST) / TCP(dport=443, flags="S"),
+    "udp6": lambda: IPv6(src=V6_SRC, dst=V6_DST) / UDP(dport=53) / (b"q" * 30),
+    "tcp6-hop-by-hop": lambda: IPv6(src=V6_SRC, dst=V6_DST) / IPv6ExtHdrHopByHop()
+    / TCP(dport=443),
+    "udp6-first-fragment": lambda: IPv6(src=V6_SRC, dst=V6_DST)
+    / IPv6ExtHdrFragment(m=1, id=3) / UDP(dport=53),
+    "tcp6-seven-headers": lambda: IPv6(src=V6_SRC, dst=V6_DST)
+    / _chain(7) / TCP(dport=443),
+    "tcp6-exactly-eight-headers": lambda: IPv6(src=V6_SRC, dst=V6_DST)
+    / _chain(8) / TCP(dport=443),
+    "udp6-exactly-eight-headers": lambda: IPv6(src=V6_SRC, dst=V6_DST)
+    / _chain(8) / UDP(dport=53),
+}
+
+
+def _chain(count: int) -> Packet:
+    chain = IPv6ExtHdrHopByHop()
+    for _ in range(count - 1):
+        chain = chain / IPv6ExtHdrDestOpt()
+    return chain
+
+
+@pytest.mark.parametrize("tagged", [False, True], ids=["untagged", "qinq"])
+@pytest.mark.parametrize("policy", PING_ONLY_POLICIES.values(), ids=PING_ONLY_POLICIES.keys())
+@pytest.mark.parametrize("transport", TRANSPORTS.values(), ids=TRANSPORTS.keys())
+def test_tcp_and_udp_pass_under_every_ping_only_policy(path, transport, policy, tagged):
+    rules, config = policy
+    tags = (Dot1AD(vlan=100), Dot1Q(vlan=7)) if tagged else ()
+    observed = judge(path, ether(*tags) / transport(), rules, **config)
+    assert_passed(observed, R.PASS_NOT_PING)
+    assert observed.hits == {}
+
+
+def test_non_ip_passes_under_default_drop(path):
+    frame = ether() / ARP(psrc=V4_SRC, pdst=V4_DST)
+    assert_passed(judge(path, frame, [("0.0.0.0/0", BLOCK)], default_action=DROP,
+                        all_protocols=True), R.PASS_NOT_PING)

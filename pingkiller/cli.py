@@ -65,7 +65,9 @@ class EventsChoice(enum.StrEnum):
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output (docs/cli.md).")]
-Interface = Annotated[str, typer.Argument(help="Interface name, e.g. eth0.", show_default=False)]
+Interface = Annotated[
+    str, typer.Argument(help="Interface name, e.g. eth0.", show_default=False, metavar="IFACE")
+]
 Addresses = Annotated[
     list[str] | None,
     typer.Argument(help="IPv4/IPv6 addresses or prefixes.", show_default=False),

@@ -30,7 +30,7 @@ from pingkiller.errors import (
     PermissionDenied,
 )
 from pingkiller.events import EventStream
-from pingkiller.policy import Policy, Rule, parse_network
+from pingkiller.policy import Policy, Rule, format_network, parse_network
 from pingkiller.rules import RuleKeys, RuleTable, read_rule_keys
 from pingkiller.stats import Stats, read_stats
 
@@ -75,10 +75,10 @@ def require_privileges(*, load: bool = False) -> None:
     caps = _effective_caps()
     admin = caps & (1 << _CAP_SYS_ADMIN)
     if not ((caps & (1 << _CAP_BPF) or admin) and caps & (1 << _CAP_NET_ADMIN)):
-        raise PermissionDenied(f"pingkiller {NEEDS_ROOT}")
+        raise PermissionDenied(f"{NEEDS_ROOT}")
     if load and not (caps & (1 << _CAP_PERFMON) or admin):
         raise PermissionDenied(
-            f"pingkiller {NEEDS_ROOT} (loading its XDP program also needs CAP_PERFMON)"
+            f"{NEEDS_ROOT} (loading its XDP program also needs CAP_PERFMON)"
         )
     pin_root = pins.root()
     if pin_root.exists() and not os.access(pin_root, os.R_OK | os.W_OK | os.X_OK, effective_ids=True):
@@ -435,7 +435,7 @@ def attach(
     allow_networks = _networks(allow)
     both = set(block_networks) & set(allow_networks)
     if both:
-        listed = ", ".join(sorted(str(n) for n in both))
+        listed = ", ".join(sorted(format_network(n) for n in both))
         raise InvalidInput(f"{listed} given both to block and to allow: pick one")
     if default is None:
         default = DefaultAction.PASS if block_networks else DefaultAction.DROP

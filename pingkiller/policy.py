@@ -36,6 +36,10 @@ def parse_network(text: str) -> Network:
     cleaned = text.strip()
     if not cleaned:
         raise InvalidAddress("empty address: give an IPv4/IPv6 address or prefix, e.g. 192.0.2.7")
+    if "%" in cleaned:
+        raise InvalidAddress(
+            f"{cleaned!r} has a zone id: rules match addresses on every interface, drop the %zone"
+        )
     try:
         network = ipaddress.ip_network(cleaned, strict=True)
     except ValueError as err:

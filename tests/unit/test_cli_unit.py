@@ -38,7 +38,7 @@ USAGE_ERRORS = [
     # (argv, words the one stderr line must hold)
     (["frobnicate"], "No such command 'frobnicate'"),
     (["attach"], "Missing argument"),
-    (["attach", "pkunit0", "--bogus"], "No such option: --bogus"),
+    (["attach", "pkunit0", "--bogus"], "--bogus"),
     (["attach", "pkunit0", "--icmp", "bogus"], "'bogus'"),
     (["attach", "pkunit0", "--default", "maybe"], "'maybe'"),
     (["attach", "pkunit0", "--mode", "turbo"], "'turbo'"),

@@ -410,17 +410,23 @@ static __always_inline bool wants_event(const struct pk_config *cfg, int l4_clas
 	}
 }
 
-/* Per-CPU budget of event_rate events per second; true when one may be sent. */
-static __always_inline bool take_event_budget(const struct pk_config *cfg, __u64 now)
+/*
+ * Per-CPU budget of event_rate events per second; true when one may be sent.
+ * The one-second window runs on the coarse clock: a flood over budget then costs
+ * no precise clock read per packet.
+ */
+static __always_inline bool take_event_budget(const struct pk_config *cfg)
 {
 	struct pk_event_budget *budget;
 	__u32 zero = 0;
+	__u64 now;
 
 	if (!cfg->event_rate)
 		return true;
 	budget = bpf_map_lookup_elem(&event_budget, &zero);
 	if (!budget)
 		return false;
+	now = bpf_ktime_get_coarse_ns();
 	if (now - budget->window_start_ns >= PK_NSEC_PER_SEC) {
 		budget->window_start_ns = now;
 		budget->sent = 0;
@@ -435,10 +441,9 @@ static __always_inline void send_event(struct xdp_md *ctx, const struct pk_confi
 				       const struct pk_packet *pkt, __u32 reason,
 				       __u32 verdict, __u32 length)
 {
-	__u64 now = bpf_ktime_get_ns();
 	struct pk_event *event;
 
-	if (!take_event_budget(cfg, now)) {
+	if (!take_event_budget(cfg)) {
 		count(PK_COUNTER_EVENTS_SUPPRESSED, 0);
 		return;
 	}
@@ -447,7 +452,7 @@ static __always_inline void send_event(struct xdp_md *ctx, const struct pk_confi
 		count(PK_COUNTER_EVENTS_LOST, 0);
 		return;
 	}
-	event->timestamp_ns = now;
+	event->timestamp_ns = bpf_ktime_get_ns();
 	event->ifindex = ctx->ingress_ifindex;
 	event->length = length;
 	__builtin_memcpy(event->src, pkt->src, 16);

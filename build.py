@@ -175,6 +175,7 @@ const void *pingkiller_bpf__elf_bytes(size_t *sz);
 """
 
 SHIM_SOURCE = r"""
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -232,10 +233,13 @@ static void pk_libbpf_log(int level, const char *message);
 
 static int pk_print(enum libbpf_print_level level, const char *format, va_list args)
 {
-    char message[4096];
+    /* Whole messages: libbpf prints a verifier log of any length in one call. */
+    char *message = NULL;
 
-    vsnprintf(message, sizeof(message), format, args);
+    if (vasprintf(&message, format, args) < 0)
+        return 0;
     pk_libbpf_log((int)level, message);
+    free(message);
     return 0;
 }
 

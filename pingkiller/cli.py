@@ -329,6 +329,8 @@ def _render_status(info: AttachmentInfo) -> None:
     else:
         console.print(f"[bold]{info.ifname}[/] (ifindex {info.ifindex}): program {info.program_id}, "
                       f"link {info.link_id}, {info.mode} mode")
+        if info.problem:
+            console.print(f"  note: {info.problem}; it still filters")
     if info.policy is not None:
         policy = info.policy.to_json()
         console.print(f"  policy: {info.policy.describe()}")

@@ -9,8 +9,10 @@ attachment detaches it.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
+import struct
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -96,6 +98,31 @@ def interface_index(ifname: str) -> int:
         ) from None
 
 
+_RENAMED = "the interface was renamed to"
+_SIOCGIFHWADDR = 0x8927
+_ARPHRD_ETHER = 1
+_ARPHRD_LOOPBACK = 772
+
+
+def _check_ethernet(ifname: str) -> None:
+    """Refuse devices whose frames do not start with an Ethernet header (tun, wireguard,
+    ipip, gre, ppp...): the program would parse them as Ethernet and every ping would pass.
+    """
+    request = struct.pack("16sH14s", ifname.encode(), 0, b"")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            reply = fcntl.ioctl(sock, _SIOCGIFHWADDR, request)
+    except OSError:
+        return  # cannot tell; the kernel decides
+    (link_type,) = struct.unpack_from("H", reply, 16)
+    if link_type not in (_ARPHRD_ETHER, _ARPHRD_LOOPBACK):
+        raise InvalidInput(
+            f"{ifname} is not an Ethernet device (link type {link_type}): pingkiller parses "
+            "Ethernet frames, so it would pass every ping there; attach it to an Ethernet "
+            "interface (e.g. the one carrying this tunnel)"
+        )
+
+
 def interface_name(ifindex: int) -> str | None:
     try:
         return socket.if_indextoname(ifindex)
@@ -107,9 +134,27 @@ def _networks(addresses: Iterable[str | Network]) -> list[Network]:
     return [a if not isinstance(a, str) else parse_network(a) for a in addresses]
 
 
+def _pinned_program_ids() -> dict[int, str]:
+    """Program id -> interface name of every pinned pingkiller link."""
+    held = {}
+    for name in pins.listed():
+        try:
+            with XdpLink.from_pin(pins.directory(name) / pins.LINK_PIN) as link:
+                held[link.info().prog_id] = name
+        except (BpfError, ValueError):
+            continue
+    return held
+
+
 def _check_foreign(ifname: str, ifindex: int) -> None:
     state = xdp_query(ifindex)
+    ours = _pinned_program_ids() if state.attached_ids else {}
     for prog_id in state.attached_ids:
+        if prog_id in ours:
+            raise AlreadyAttached(
+                f"{ifname} already carries pingkiller's attachment pinned as {ours[prog_id]!r} "
+                f"(the interface was renamed): `pingkiller detach {ours[prog_id]}` first"
+            )
         try:
             name = Program.from_id(prog_id).info().name
         except BpfError:
@@ -243,7 +288,11 @@ class Attachment:
         return EventStream(self.maps[abi.EVENTS_MAP])
 
     def problem(self) -> str:
-        """Why the attachment no longer filters anything, or '' when it does."""
+        """What is wrong with the attachment, or '' when nothing is.
+
+        A renamed interface is a problem (the pins keep the old name) but not stale:
+        the program still filters. Everything else reported here is stale.
+        """
         try:
             info = self.link.info()
         except BpfError:
@@ -252,23 +301,29 @@ class Attachment:
             return "the interface is gone (the link is defunct)"
         current = interface_name(info.ifindex)
         if current != self.ifname:
-            return f"the interface was renamed to {current!r}" if current else "the interface is gone"
+            return f"{_RENAMED} {current!r}" if current else "the interface is gone"
         return ""
+
+    def is_stale(self) -> bool:
+        """True when the attachment filters nothing any more (link defunct, interface gone)."""
+        problem = self.problem()
+        return bool(problem) and not problem.startswith(_RENAMED)
 
     def info(self, *, with_rules: bool = True) -> AttachmentInfo:
         problem = self.problem()
+        stale = self.is_stale()
         link_info = self.link.info() if not problem.startswith("its XDP") else None
         return AttachmentInfo(
             ifname=self.ifname,
             ifindex=link_info.ifindex if link_info else 0,
             program_id=link_info.prog_id if link_info else 0,
             link_id=link_info.id if link_info else 0,
-            mode=self.link.mode.value if link_info and not problem else "none",
+            mode=self.link.mode.value if link_info and not stale else "none",
             policy=self.policy,
             rule_count=self._table.count(),
             rules=self.rules() if with_rules else [],
             stats=self.stats(),
-            stale=bool(problem),
+            stale=stale,
             problem=problem,
             pin_dir=str(pins.directory(self.ifname)) if self.pinned else "",
         )
@@ -331,12 +386,12 @@ def open_attachment(ifname: str) -> Attachment:
 def recover() -> list[str]:
     """Finish or undo what killed writers left half done; returns what was done, in words.
 
-    Call with the pin lock held.
+    Call with the pin lock held. Every writer holds that lock from its first pin to its
+    last, so whatever is left over now was left by a writer that is gone (its pid may
+    have been reused, or live in another pid namespace sharing this bpffs).
     """
     notes = []
-    for path, kind, ifname, pid in pins.leftovers():
-        if pins.process_alive(pid) and pid != os.getpid():
-            continue
+    for path, kind, ifname, _pid in pins.leftovers():
         final = pins.directory(ifname)
         if kind == "attach" and not final.exists() and _link_alive(path):
             (path / _NEW_PROGRAM_PIN).unlink(missing_ok=True)
@@ -442,6 +497,7 @@ def attach(
     policy = Policy(default, icmp, all_protocols, events, event_rate, timing)
     require_privileges(load=True)
     ifindex = interface_index(ifname)
+    _check_ethernet(ifname)
 
     if not persist:
         _check_foreign(ifname, ifindex)
@@ -454,10 +510,17 @@ def attach(
         existing: Attachment | None = None
         if pins.directory(ifname).is_dir():
             existing = _open_pinned(ifname)
-            if existing.problem():
+            if existing.is_stale():
                 existing.close()
                 _detach_directory(pins.retire(ifname))
                 existing = None
+            elif existing.problem():
+                problem = existing.problem()
+                existing.close()
+                raise AlreadyAttached(
+                    f"pingkiller's attachment for {ifname} still filters, but {problem}: "
+                    f"`pingkiller detach {ifname}` first"
+                )
             elif not replace:
                 prog_id = existing.link.info().prog_id
                 existing.close()
@@ -477,6 +540,7 @@ def attach(
         carried = {name: existing.maps[name] for name in CARRIED_MAPS} if existing else {}
         obj = _load(policy, block_networks, allow_networks, carried)
         temp = pins.temporary(ifname)
+        swapped = False
         try:
             for name in PINNED_MAPS:
                 obj.maps[name].pin(temp / name)
@@ -487,6 +551,7 @@ def attach(
                 pins.secure(temp / _NEW_PROGRAM_PIN)
                 link = existing.link
                 link.update(program)
+                swapped = True
             else:
                 link = _attach_link(obj, ifname, ifindex, mode)
             link.pin(temp / pins.LINK_PIN)
@@ -494,7 +559,11 @@ def attach(
             (temp / _NEW_PROGRAM_PIN).unlink(missing_ok=True)
             pins.publish(temp, ifname)
         except BaseException:
-            pins.remove(temp)
+            if swapped:
+                # The new program runs already: its maps must win, as after a kill -9.
+                recover()
+            else:
+                pins.remove(temp)
             obj.close()
             raise
         if existing is not None:
@@ -580,7 +649,7 @@ def detach(ifname: str) -> Detached:
             raise NotAttached(f"{ifname} has no pingkiller attachment: nothing to detach")
         try:
             with _open_pinned(ifname) as attachment:
-                stale = bool(attachment.problem())
+                stale = attachment.is_stale()
         except NotAttached:
             stale = True
         _detach_pinned(ifname)

@@ -8,7 +8,6 @@ killed writer are recovered by :func:`recover`.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import re
@@ -171,14 +170,6 @@ def leftovers() -> list[tuple[Path, str, str, int]]:
                     found.append((path, kind, _decode(ifname), int(pid_text)))
     order = list(LEFTOVER_KINDS.values())
     return sorted(found, key=lambda item: order.index(item[1]))
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError as err:
-        return err.errno == errno.EPERM
-    return True
 
 
 def secure(path: Path) -> None:

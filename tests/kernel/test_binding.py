@@ -459,17 +459,40 @@ char LICENSE[] __attribute__((section("license"), used)) = "GPL";
 """
 
 
-@pytest.fixture(scope="module")
-def bad_object(tmp_path_factory) -> Path:
+# The same mistake after 300 logged steps: a verifier log far beyond any fixed buffer.
+LONG_BAD_PROGRAM = BAD_PROGRAM.replace(
+    "	unsigned char *data = (unsigned char *)(long)ctx->data;\n",
+    "	volatile unsigned int acc = 0;\n"
+    "#pragma unroll\n"
+    "	for (int i = 0; i < 300; i++)\n"
+    "		acc += i;\n"
+    "	unsigned char *data = (unsigned char *)(long)ctx->data + acc % 2;\n",
+)
+
+
+def _compile(tmp_path_factory, source: str) -> Path:
     clang = shutil.which("clang")
     if clang is None:
         pytest.skip("clang is needed to build the invalid program")
     src = tmp_path_factory.mktemp("verifier") / "bad.c"
-    src.write_text(BAD_PROGRAM)
+    src.write_text(source)
     out = src.with_suffix(".o")
     subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-c", str(src), "-o", str(out)],
                    check=True, capture_output=True)
     return out
+
+
+@pytest.fixture(scope="module")
+def bad_object(tmp_path_factory) -> Path:
+    return _compile(tmp_path_factory, BAD_PROGRAM)
+
+
+def test_verifier_error_of_a_long_log_keeps_the_cause(tmp_path_factory):
+    long_object = _compile(tmp_path_factory, LONG_BAD_PROGRAM)
+    with Object.from_file(long_object) as bad, pytest.raises(VerifierError) as caught:
+        bad.load()
+    assert len(caught.value.log) > 16384
+    assert "packet" in caught.value.summary
 
 
 def test_verifier_error_names_the_cause(bad_object):

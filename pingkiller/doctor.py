@@ -18,7 +18,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
-MIN_KERNEL = (5, 9)  # XDP through bpf_link
+MIN_KERNEL = (5, 11)  # XDP through bpf_link (5.9), bpf_ktime_get_coarse_ns (5.11)
 MIN_LIBBPF = (1, 0)  # errors as -errno, bpf_xdp_query
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
@@ -125,16 +125,16 @@ def inspect_object(elf: bytes) -> ObjectReport:
 
 
 def check_kernel(release: str | None = None) -> Check:
-    """The kernel must have XDP links (5.9)."""
+    """The kernel must have XDP links (5.9) and the coarse clock helper (5.11)."""
     release = release or platform.release()
     match = re.match(r"(\d+)\.(\d+)", release)
     if not match:
         return Check("kernel", WARN, f"cannot read the version from {release!r}")
     version = (int(match.group(1)), int(match.group(2)))
     if version < MIN_KERNEL:
-        return Check("kernel", FAIL, f"{release} has no XDP links (needs >= 5.9)",
-                     "boot a kernel >= 5.9 (see docs/troubleshooting.md)")
-    return Check("kernel", OK, f"{release} (XDP links need >= 5.9)")
+        return Check("kernel", FAIL, f"{release} is too old (needs >= 5.11: XDP links, coarse clock helper)",
+                     "boot a kernel >= 5.11 (see docs/troubleshooting.md)")
+    return Check("kernel", OK, f"{release} (pingkiller needs >= 5.11)")
 
 
 def check_btf(path: Path = VMLINUX_BTF) -> Check:

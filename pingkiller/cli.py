@@ -671,7 +671,12 @@ def export(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as err:
+            from pingkiller.errors import InvalidInput
+
+            raise InvalidInput(f"cannot write {str(output)!r}: {err.strerror}") from None
 
 
 @app.command()
@@ -742,6 +747,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(err), err.exit_code)
     except BpfError as err:
         _fail(f"{err}", 1)
+    except OSError as err:  # e.g. a file the user named cannot be read or written
+        where = f" ({err.filename})" if err.filename else ""
+        _fail(f"{err.strerror or err}{where}", 1)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     raise SystemExit(result if isinstance(result, int) else 0)

@@ -22,6 +22,7 @@
 #define PK_IPPROTO_ICMP		1
 #define PK_IPPROTO_ROUTING	43
 #define PK_IPPROTO_FRAGMENT	44
+#define PK_IPPROTO_AH		51
 #define PK_IPPROTO_ICMPV6	58
 #define PK_IPPROTO_DSTOPTS	60
 
@@ -110,6 +111,7 @@ enum pk_l4_class {
 	PK_L4_PING,		/* a ping under the configured icmp set */
 	PK_L4_SUSPECT,		/* transport header unseen: judged as a ping */
 	PK_L4_OTHER,		/* any other transport, or ICMP that is no ping */
+	PK_L4_NDP,		/* ICMPv6 neighbour discovery: always passes */
 	PK_L4_FRAGMENT,		/* non-first fragment */
 	PK_L4_UNPARSED,		/* malformed or not understood */
 };
@@ -199,6 +201,8 @@ static __always_inline int parse_icmp(void *l4, void *data_end, struct pk_packet
 	pkt->icmp_code = icmp->code;
 	pkt->icmp_id = bpf_ntohs(icmp->id);
 	pkt->icmp_seq = bpf_ntohs(icmp->sequence);
+	if (pkt->family == 6 && icmp->type >= PK_ICMPV6_NDP_FIRST && icmp->type <= PK_ICMPV6_NDP_LAST)
+		return PK_L4_NDP;
 	return is_ping(pkt->family, icmp->type, icmp_set) ? PK_L4_PING : PK_L4_OTHER;
 }
 
@@ -232,6 +236,13 @@ static __always_inline int parse_ipv4(void *cursor, void *data_end, struct pk_pa
 	return parse_icmp(cursor + hdr_len, data_end, pkt, frag_off & PK_IP_MF, icmp_set);
 }
 
+/* IPv6 extension headers shaped (next header, length, ...): options, routing and AH. */
+static __always_inline bool is_ext_header(__u8 nexthdr)
+{
+	return nexthdr == PK_IPPROTO_HOPOPTS || nexthdr == PK_IPPROTO_ROUTING ||
+	       nexthdr == PK_IPPROTO_DSTOPTS || nexthdr == PK_IPPROTO_AH;
+}
+
 static __always_inline int parse_ipv6(void *cursor, void *data_end, struct pk_packet *pkt,
 				      __u32 icmp_set)
 {
@@ -251,14 +262,16 @@ static __always_inline int parse_ipv6(void *cursor, void *data_end, struct pk_pa
 	cursor = ip6 + 1;
 
 	for (int i = 0; i < PK_MAX_IPV6_EXT_HDRS; i++) {
-		if (nexthdr == PK_IPPROTO_HOPOPTS || nexthdr == PK_IPPROTO_ROUTING ||
-		    nexthdr == PK_IPPROTO_DSTOPTS) {
+		if (is_ext_header(nexthdr)) {
 			struct pk_ipv6_opt_hdr *opt = cursor;
 			__u32 len;
 
 			if ((void *)(opt + 1) > data_end)
 				return truncated(fragmented);
-			len = ((__u32)opt->hdrlen + 1) * 8;
+			if (nexthdr == PK_IPPROTO_AH)	/* in 4-byte units, less 2 */
+				len = ((__u32)opt->hdrlen + 2) * 4;
+			else
+				len = ((__u32)opt->hdrlen + 1) * 8;
 			nexthdr = opt->nexthdr;
 			if (cursor + len > data_end)
 				return truncated(fragmented);
@@ -281,8 +294,7 @@ static __always_inline int parse_ipv6(void *cursor, void *data_end, struct pk_pa
 	 * The chain goes on past the walk: the stack would follow it, so must we.
 	 * A chain of exactly PK_MAX_IPV6_EXT_HDRS headers is judged by what follows.
 	 */
-	if (nexthdr == PK_IPPROTO_HOPOPTS || nexthdr == PK_IPPROTO_ROUTING ||
-	    nexthdr == PK_IPPROTO_DSTOPTS || nexthdr == PK_IPPROTO_FRAGMENT)
+	if (is_ext_header(nexthdr) || nexthdr == PK_IPPROTO_FRAGMENT)
 		return PK_L4_SUSPECT;
 	pkt->protocol = nexthdr;
 	if (nexthdr != PK_IPPROTO_ICMPV6)
@@ -367,6 +379,10 @@ static __always_inline __u32 judge(const struct pk_config *cfg, int l4_class,
 	bool ping = l4_class == PK_L4_PING || l4_class == PK_L4_SUSPECT;
 	struct pk_rule *src_rule, *dst_rule;
 	bool blocked;
+
+	/* Without neighbour discovery IPv6 stops working: no rule or option drops it. */
+	if (l4_class == PK_L4_NDP)
+		return PK_REASON_PASS_NOT_PING;
 
 	/* Rules only matter to a non-ping when block rules cover every protocol. */
 	if (!ping && !(cfg->flags & PK_F_ALL_PROTOCOLS))

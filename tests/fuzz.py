@@ -245,6 +245,12 @@ def _option_header(draw: st.DrawFn, nexthdr: int) -> bytes:
     return bytes((nexthdr, hdrlen)) + bytes(hdrlen * 8 + 6)
 
 
+def _ah_header(draw: st.DrawFn, nexthdr: int) -> bytes:
+    """An authentication header: (hdrlen + 2) * 4 bytes."""
+    hdrlen = weighted(draw, (1, 2, 4), U8, rare_one_in=12)
+    return bytes((nexthdr, hdrlen)) + bytes((hdrlen + 2) * 4 - 2)
+
+
 def _fragment_header(draw: st.DrawFn, nexthdr: int) -> bytes:
     """A fragment header: mostly offset 0 (a first fragment); M flag; rarely junk bits."""
     offset = weighted(draw, (0, 0, 0), _ints(1, 0x1FFF))
@@ -253,7 +259,7 @@ def _fragment_header(draw: st.DrawFn, nexthdr: int) -> bytes:
     return struct.pack("!BBHI", nexthdr, junk >> 24, offset << 3 | (junk & 6) | more, junk)
 
 
-EXT_HEADER_KINDS = (0, 43, 60, 44, 44)
+EXT_HEADER_KINDS = (0, 43, 60, 44, 44, 51)
 CHAIN_LENGTHS = (0, 0, 0, 1, 1, 2, 3)
 IPV6_FINALS = (58, 58, 58, 58, 58, 6, 17)
 IPV6_OTHER_FINALS = _pick((59, 1, 50, 51, 135, 139, 255)) | U8
@@ -269,6 +275,7 @@ def ipv6_packets(draw: st.DrawFn) -> tuple[bytes, int]:
     kinds = [*chain, final]
     headers = b"".join(
         _fragment_header(draw, kinds[i + 1]) if kind == 44 else
+        _ah_header(draw, kinds[i + 1]) if kind == 51 else
         _option_header(draw, kinds[i + 1])
         for i, kind in enumerate(chain)
     )

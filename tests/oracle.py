@@ -42,9 +42,10 @@ IPPROTO_HOPOPTS = 0
 IPPROTO_ICMP = 1
 IPPROTO_ROUTING = 43
 IPPROTO_FRAGMENT = 44
+IPPROTO_AH = 51
 IPPROTO_ICMPV6 = 58
 IPPROTO_DSTOPTS = 60
-OPTION_HEADERS = frozenset({IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_DSTOPTS})
+OPTION_HEADERS = frozenset({IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_DSTOPTS, IPPROTO_AH})
 EXTENSION_HEADERS = OPTION_HEADERS | {IPPROTO_FRAGMENT}
 
 ICMP_HLEN = 8
@@ -73,6 +74,7 @@ class L4(enum.Enum):
     PING = "ping"  # a ping under the configured ICMP set
     SUSPECT = "suspect"  # transport header unseen behind a fragment/walk limit: judged as a ping
     OTHER = "other"  # another transport, ICMP that is no ping, or a non-IP ethertype
+    NDP = "ndp"  # ICMPv6 neighbour discovery (133-137): passes whatever the rules say
     FRAGMENT = "fragment"  # non-first fragment
     UNPARSED = "unparsed"  # malformed or not understood
 
@@ -221,6 +223,8 @@ def _icmp(frame: bytes, at: int, fragmented: bool, family: int,
     if at + ICMP_HLEN > len(frame):
         return _truncated(fragmented), None
     icmp_type, code, _, ident, seq = _ICMP.unpack_from(frame, at)
+    if family == 6 and icmp_type in ICMPV6_NDP:
+        return L4.NDP, (icmp_type, code, ident, seq)
     kind = L4.PING if is_ping(family, icmp_type, icmp_set) else L4.OTHER
     return kind, (icmp_type, code, ident, seq)
 
@@ -276,7 +280,8 @@ def _parse_ipv6(frame: bytes, at: int, icmp_set: IcmpSet, tags: int) -> Parsed:
             if cursor + 2 > end:
                 return stop(_truncated(fragmented))
             following = frame[cursor]
-            length = (frame[cursor + 1] + 1) * 8
+            hdrlen = frame[cursor + 1]
+            length = (hdrlen + 2) * 4 if nexthdr == IPPROTO_AH else (hdrlen + 1) * 8
             if cursor + length > end:
                 return stop(_truncated(fragmented))
             cursor += length
@@ -346,6 +351,8 @@ def _action(policy: Policy, rule: Network | None) -> RuleAction | None:
 def _reason(policy: Policy, parsed: Parsed) -> tuple[Reason, dict[Network, int]]:
     if parsed.family == 0:
         return (Reason.PASS_NOT_PING if parsed.l4 is L4.OTHER else Reason.PASS_UNPARSED), {}
+    if parsed.l4 is L4.NDP:
+        return Reason.PASS_NOT_PING, {}
     src = best_rule(policy, parsed.family, parsed.src)
     dst = best_rule(policy, parsed.family, parsed.dst)
     src_action, dst_action = _action(policy, src), _action(policy, dst)

@@ -36,6 +36,7 @@ from scapy.layers.inet6 import (
     PadN,
     fragment6,
 )
+from scapy.layers.ipsec import AH
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
@@ -165,6 +166,10 @@ EXTENSION_CHAINS = {
                          IPv6ExtHdrFragment(m=1, id=9), IPv6ExtHdrDestOpt()],
     "seven": lambda: [IPv6ExtHdrHopByHop()] + [IPv6ExtHdrDestOpt()] * 6,
     "exactly-eight": lambda: [IPv6ExtHdrHopByHop()] + [IPv6ExtHdrDestOpt()] * 7,
+    # scapy leaves AH's next header and length to the caller: ICMPv6, (24 / 4) - 2
+    "authentication-header": lambda: [AH(nh=58, payloadlen=4, spi=1, seq=1, icv=bytes(12))],
+    "options-and-ah": lambda: [IPv6ExtHdrHopByHop(),
+                               AH(nh=58, payloadlen=4, spi=1, seq=1, icv=bytes(12))],
 }
 
 

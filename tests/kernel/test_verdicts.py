@@ -593,7 +593,6 @@ ALL_PROTOCOL_FRAMES = {
     "v4-non-first-fragment": (echo4(offset=20), R.PASS_FRAGMENT),
     "v4-icmp-cut": (echo4().cut(14 + 20 + 2), R.PASS_UNPARSED),
     "v6-tcp": (ipv6(tcp_bytes(), nh=IPPROTO_TCP), R.PASS_NOT_PING),
-    "v6-neighbour-solicitation": (as_other(echo6(135)), R.PASS_NOT_PING),
     "v6-non-first-fragment": (echo6(ext=[fragment(9)]), R.PASS_FRAGMENT),
     "v6-ext-cut": (echo6(ext=[hop_by_hop(pad=30)]).cut(14 + 40 + 9), R.PASS_UNPARSED),
     "v6-icmp-cut": (echo6().cut(14 + 40 + 7), R.PASS_UNPARSED),
@@ -619,6 +618,15 @@ def test_all_protocols_block_drops_non_pings(dp, name):
     dp.rule(_src_rule(frame), BLOCK)
     dp.run(frame).verify(frame, R.DROP_BLOCK)
     assert dp.hits(_src_rule(frame)) == 1
+
+
+@pytest.mark.parametrize("icmp_type", range(133, 138))
+def test_neighbour_discovery_passes_even_all_protocols_blocks(dp, icmp_type):
+    frame = as_other(echo6(icmp_type))
+    dp.configure(flags=F.ALL_PROTOCOLS, default_action=DROP_DEFAULT, icmp_set=abi.IcmpSet.ALL)
+    dp.rule(_src_rule(frame), BLOCK)
+    dp.run(frame).verify(frame, R.PASS_NOT_PING)
+    assert dp.hits(_src_rule(frame)) == 0
 
 
 @pytest.mark.parametrize("name", ALL_PROTOCOL_FRAMES)

@@ -226,7 +226,7 @@ static void pk_rb_batch_free(struct pk_rb_batch *batch)
 {
     free(batch->data);
     batch->data = NULL;
-    batch->used = batch->capacity = batch->count = 0;
+    batch->used = batch->capacity = batch->count = batch->dropped = 0;
 }
 
 static void pk_libbpf_log(int level, const char *message);

@@ -19,6 +19,7 @@ _ICMP_NAMES = {
     },
 }
 _PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
+_ECHO_TYPES = {False: (0, 8), True: (128, 129)}  # by "is IPv6"
 
 
 def _address(family: int, raw: bytes) -> str:
@@ -77,6 +78,11 @@ class Event(NamedTuple):
         return self.protocol in (1, 58)
 
     @property
+    def is_echo(self) -> bool:
+        """An echo request or reply: the only ICMP messages whose id/seq mean something."""
+        return self.is_icmp and self.icmp_type in _ECHO_TYPES[self.family == 6]
+
+    @property
     def kind(self) -> str:
         """``echo-request``, ``tcp``, ``icmp type 13``... for display."""
         if self.is_icmp:
@@ -105,7 +111,7 @@ class Event(NamedTuple):
     def describe(self) -> str:
         """One line: ``198.18.1.2 > 198.18.1.1 echo-request id 7 seq 1: drop (drop_block)``."""
         text = f"{self.src or '?'} > {self.dst or '?'} {self.kind}"
-        if self.is_icmp:
+        if self.is_echo:
             text += f" id {self.icmp_id} seq {self.icmp_seq}"
         return f"{text}: {self.verdict} ({self.reason.label})"
 

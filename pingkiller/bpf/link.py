@@ -6,7 +6,7 @@ import enum
 import errno
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from pingkiller.bpf._ffi import ffi, lib
 from pingkiller.bpf.errors import BpfError, NotSupportedError, check, error_from_errno
@@ -20,6 +20,11 @@ class Link:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+
+    @classmethod
+    def from_pin(cls, path: str | os.PathLike[str]) -> Self:
+        """Reopen a link pinned on bpffs."""
+        return cls(check(lib.bpf_obj_get(os.fsencode(path)), "opening pinned link", str(path)))
 
     @property
     def fd(self) -> int:
@@ -41,7 +46,7 @@ class Link:
             os.close(self._fd)
         self._fd = -1
 
-    def __enter__(self) -> Link:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -120,11 +125,8 @@ class LinkInfo:
     ifindex: int
 
 
-class XdpLink:
+class XdpLink(Link):
     """An XDP program attached to an interface through a bpf_link."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
 
     @classmethod
     def attach(cls, program: Program, ifindex: int, mode: XdpMode = XdpMode.AUTO) -> XdpLink:
@@ -141,17 +143,6 @@ class XdpLink:
             raise error_from_errno(err, "attaching XDP program", where)
         return cls(result)
 
-    @classmethod
-    def from_pin(cls, path: str | os.PathLike[str]) -> XdpLink:
-        """Reopen a link pinned on bpffs."""
-        return cls(check(lib.bpf_obj_get(os.fsencode(path)), "opening pinned link", str(path)))
-
-    @property
-    def fd(self) -> int:
-        if self._fd < 0:
-            raise ValueError("XDP link is closed")
-        return self._fd
-
     def info(self) -> LinkInfo:
         ids = ffi.new("__u32[4]")
         check(lib.pk_link_info(self.fd, ids, ids + 1, ids + 2, ids + 3), "reading link info")
@@ -164,9 +155,6 @@ class XdpLink:
         if not ifindex:
             return XdpMode.NONE
         return xdp_query(ifindex).mode
-
-    def pin(self, path: str | os.PathLike[str]) -> None:
-        check(lib.bpf_obj_pin(self.fd, os.fsencode(path)), "pinning link", str(path))
 
     def update(self, program: Program, expected: Program | None = None) -> None:
         """Swap in ``program`` atomically (only if ``expected`` is what runs, when given)."""
@@ -182,18 +170,3 @@ class XdpLink:
         result = lib.bpf_link_detach(self.fd)
         if result < 0 and -result not in (errno.ENOLINK, errno.EINVAL):
             raise BpfError(-result, "detaching XDP link")
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._fd = -1
-
-    def __enter__(self) -> XdpLink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            os.close(self._fd)

@@ -98,8 +98,14 @@ class Map(MutableMapping[bytes, bytes]):
 
     @classmethod
     def from_fd(cls, fd: int, *, owns_fd: bool = True, owner: object = None) -> Map:
-        """Wrap a map file descriptor."""
-        return cls(fd, map_info(fd), owns_fd=owns_fd, owner=owner)
+        """Wrap a map file descriptor (closed if this fails and ``owns_fd``)."""
+        try:
+            info = map_info(fd)
+        except BaseException:
+            if owns_fd:
+                os.close(fd)
+            raise
+        return cls(fd, info, owns_fd=owns_fd, owner=owner)
 
     @classmethod
     def from_pin(cls, path: str | os.PathLike[str]) -> Map:

@@ -51,13 +51,23 @@ class Program:
     def from_id(cls, program_id: int) -> Program:
         """Open a loaded program by its kernel id."""
         fd = check(lib.bpf_prog_get_fd_by_id(program_id), "opening program", f"id {program_id}")
-        return cls(fd, program_info(fd).name, owns_fd=True)
+        return cls._owning(fd)
 
     @classmethod
     def from_pin(cls, path: str | os.PathLike[str]) -> Program:
         """Open a program pinned on bpffs."""
         fd = check(lib.bpf_obj_get(os.fsencode(path)), "opening pinned program", str(path))
-        return cls(fd, program_info(fd).name, owns_fd=True)
+        return cls._owning(fd)
+
+    @classmethod
+    def _owning(cls, fd: int) -> Program:
+        """Wrap a fresh fd; it is closed if reading the program's name fails."""
+        try:
+            name = program_info(fd).name
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(fd, name, owns_fd=True)
 
     @property
     def fd(self) -> int:

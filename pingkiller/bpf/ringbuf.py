@@ -127,5 +127,5 @@ class RingBuffer:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_rb", None) is not None:
+        if getattr(self, "_rb", None) is not None and lib is not None:  # not at interpreter exit
             self.close()

@@ -21,6 +21,9 @@ from pingkiller.policy import Rule, read_rule_file, rule_file_lines
 
 RULE_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP)
 _FULL_ERRNOS = (errno.E2BIG, errno.ENOSPC, errno.ENOMEM)
+# Exact maps are hashes: a lookup there is exact (in an LPM trie it is a longest match).
+_EXACT_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP)
+_FEW_KEYS = 256
 _DESCRIPTION = {
     abi.RULES_V4_MAP: "IPv4 address",
     abi.RULES_V6_MAP: "IPv6 address",
@@ -123,14 +126,21 @@ class RuleTable:
         plan: list[tuple[Map, list[bytes], list[tuple[bytes, bytes]]]] = []
         for name, keys in by_map.items():
             table = self.maps[name]
-            existing = {} if table.is_empty() else dict(table.items_batch())
+            few_exact = name in _EXACT_MAPS and len(keys) <= _FEW_KEYS
+            if few_exact:
+                # A handful of hash keys: look them up instead of reading the whole table;
+                # the kernel's E2BIG then guards the capacity (and the change is undone).
+                found = ((key, table.get_raw(key)) for key in keys)
+                existing = {key: raw for key, raw in found if raw is not None}
+            else:
+                existing = {} if table.is_empty() else dict(table.items_batch())
             new = [key for key in keys if key not in existing]
             changed = [
                 (key, existing[key])
                 for key in keys
                 if key in existing and abi.decode_rule(existing[key])[0] != action
             ]
-            if len(existing) + len(new) > table.info.max_entries:
+            if not few_exact and len(existing) + len(new) > table.info.max_entries:
                 raise self._full_error(table, len(existing), len(new))
             plan.append((table, new, changed))
 

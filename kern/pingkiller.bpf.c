@@ -350,6 +350,11 @@ static __always_inline void hit(struct pk_rule *rule, __u32 action)
 }
 
 /* Count the packet once on each distinct rule that decided it (src and dst may share one). */
+static __always_inline struct pk_rule *lookup(__u8 family, const __u8 *addr, __u32 flags)
+{
+	return family == 4 ? lookup_v4(addr, flags) : lookup_v6(addr, flags);
+}
+
 static __always_inline void hit_rules(struct pk_rule *src_rule, struct pk_rule *dst_rule,
 				      __u32 action)
 {
@@ -388,17 +393,17 @@ static __always_inline __u32 judge(const struct pk_config *cfg, int l4_class,
 	if (!ping && !(cfg->flags & PK_F_ALL_PROTOCOLS))
 		return pass_reason(l4_class);
 
-	if (pkt->family == 4) {
-		src_rule = lookup_v4(pkt->src, cfg->flags);
-		dst_rule = lookup_v4(pkt->dst, cfg->flags);
-	} else {
-		src_rule = lookup_v6(pkt->src, cfg->flags);
-		dst_rule = lookup_v6(pkt->dst, cfg->flags);
+	src_rule = lookup(pkt->family, pkt->src, cfg->flags);
+	/* A blocked source decides alone: the destination need not be looked up. */
+	if (has_action(src_rule, PK_RULE_BLOCK)) {
+		hit(src_rule, PK_RULE_BLOCK);
+		return PK_REASON_DROP_BLOCK;
 	}
-	blocked = has_action(src_rule, PK_RULE_BLOCK) || has_action(dst_rule, PK_RULE_BLOCK);
+	dst_rule = lookup(pkt->family, pkt->dst, cfg->flags);
+	blocked = has_action(dst_rule, PK_RULE_BLOCK);
 
 	if (blocked) {
-		hit_rules(src_rule, dst_rule, PK_RULE_BLOCK);
+		hit(dst_rule, PK_RULE_BLOCK);
 		return PK_REASON_DROP_BLOCK;
 	}
 	if (!ping)

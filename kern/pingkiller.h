@@ -86,7 +86,8 @@ struct pk_config {
 struct pk_rule {
 	__u32 action;		/* enum pk_rule_action */
 	__u32 pad;
-	__u64 hits;		/* packets whose verdict this rule decided */
+	__u64 hits;		/* packets whose verdict this rule decided; a blocked
+				 * source decides alone */
 };
 
 struct pk_prefix_v4 {

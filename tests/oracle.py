@@ -367,16 +367,19 @@ def _reason(policy: Policy, parsed: Parsed) -> tuple[Reason, dict[Network, int]]
             counted = dict.fromkeys(counted, 1)
         return counted
 
+    # A blocked source decides alone (the program does not look the destination up then).
+    block_hits = {src: 1} if src_action == RuleAction.BLOCK and src else hits(RuleAction.BLOCK)
+
     if parsed.l4 in (L4.PING, L4.SUSPECT):
         if blocked:
-            return Reason.DROP_BLOCK, hits(RuleAction.BLOCK)
+            return Reason.DROP_BLOCK, block_hits
         if RuleAction.ALLOW in (src_action, dst_action):
             return Reason.PASS_ALLOW, hits(RuleAction.ALLOW)
         if policy.default_action == DefaultAction.DROP:
             return Reason.DROP_DEFAULT, {}
         return Reason.PASS_DEFAULT, {}
     if blocked and policy.all_protocols:
-        return Reason.DROP_BLOCK, hits(RuleAction.BLOCK)
+        return Reason.DROP_BLOCK, block_hits
     if parsed.l4 is L4.FRAGMENT:
         return Reason.PASS_FRAGMENT, {}
     if parsed.l4 is L4.UNPARSED:

@@ -462,8 +462,9 @@ RULE_CASES = [
      DROP_DEFAULT, echo4(), R.DROP_BLOCK, {f"{V4_SRC}/32": 1, f"{V4_DST}/32": 0}),
     ("v4-both-allowed", [(f"{V4_SRC}/32", ALLOW), (f"{V4_DST}/32", ALLOW)], NO_FLAGS,
      DROP_DEFAULT, echo4(), R.PASS_ALLOW, {f"{V4_SRC}/32": 1, f"{V4_DST}/32": 1}),
+    # A blocked source decides alone: the destination is not even looked up.
     ("v4-both-blocked", [(f"{V4_SRC}/32", BLOCK), (f"{V4_DST}/32", BLOCK)], NO_FLAGS,
-     PASS_DEFAULT, echo4(), R.DROP_BLOCK, {f"{V4_SRC}/32": 1, f"{V4_DST}/32": 1}),
+     PASS_DEFAULT, echo4(), R.DROP_BLOCK, {f"{V4_SRC}/32": 1, f"{V4_DST}/32": 0}),
     ("v4-unrelated-block", [("198.18.9.9/32", BLOCK)], NO_FLAGS, PASS_DEFAULT, echo4(),
      R.PASS_DEFAULT, {"198.18.9.9/32": 0}),
     ("v4-unrelated-allow", [("198.18.9.9/32", ALLOW)], NO_FLAGS, DROP_DEFAULT, echo4(),

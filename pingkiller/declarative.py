@@ -41,6 +41,7 @@ from pingkiller.policy import (
     format_network,
     parse_network,
     read_rule_file,
+    read_user_file,
 )
 
 MODES = {"auto": XdpMode.AUTO, "native": XdpMode.NATIVE, "generic": XdpMode.GENERIC}
@@ -129,16 +130,7 @@ def load(path: str | Path) -> PolicyFile:
 
 
 def read_text(file: Path) -> str:
-    try:
-        return file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PolicyFileError(f"policy file {str(file)!r} not found") from None
-    except IsADirectoryError:
-        raise PolicyFileError(f"policy file {str(file)!r} is a directory, not a file") from None
-    except PermissionError:
-        raise PolicyFileError(f"policy file {str(file)!r} is not readable (permission denied)") from None
-    except UnicodeDecodeError:
-        raise PolicyFileError(f"policy file {str(file)!r} is not UTF-8 text") from None
+    return read_user_file(file, "policy file", PolicyFileError)
 
 
 def parse(text: str, *, source: str = "<policy>", base: Path | None = None) -> PolicyFile:

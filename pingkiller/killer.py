@@ -605,14 +605,19 @@ def _attach_link(obj: Object, ifname: str, ifindex: int, mode: XdpMode) -> XdpLi
         raise AttachFailed(f"attaching to {ifname} failed: {err}") from None
 
 
-def attachments(*, with_rules: bool = True) -> list[AttachmentInfo]:
-    """Every pinned attachment, stale ones included (interface gone, link defunct)."""
+def _recovered_names() -> list[str]:
+    """Interfaces with pins, after recovering what killed writers left behind."""
     require_privileges()
     if not pins.root().is_dir():
         return []
     with pins.locked():
         recover()
-        names = pins.listed()
+        return pins.listed()
+
+
+def attachments(*, with_rules: bool = True) -> list[AttachmentInfo]:
+    """Every pinned attachment, stale ones included (interface gone, link defunct)."""
+    names = _recovered_names()
     found = []
     for ifname in names:
         try:
@@ -658,10 +663,4 @@ def detach(ifname: str) -> Detached:
 
 def detach_all() -> list[Detached]:
     """Detach every pingkiller attachment (and nothing else)."""
-    require_privileges()
-    if not pins.root().is_dir():
-        return []
-    with pins.locked():
-        recover()
-        names = pins.listed()
-    return [detach(ifname) for ifname in names]
+    return [detach(ifname) for ifname in _recovered_names()]

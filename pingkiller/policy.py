@@ -147,27 +147,24 @@ class Policy:
         return text
 
 
-def choose(table: Mapping[str, object], value: str, what: str) -> object:
-    """Look up a CLI word, raising InvalidInput that lists the choices."""
+def read_user_file(path: str | Path, what: str, error: type[InvalidInput]) -> str:
+    """The UTF-8 text of a file the user named; ``error`` names ``what`` it is and the problem."""
+    file = Path(path)
     try:
-        return table[value.lower()]
-    except KeyError:
-        raise InvalidInput(f"unknown {what} {value!r}: choose one of {', '.join(table)}") from None
+        return file.read_text(encoding="utf-8", errors="strict")
+    except FileNotFoundError:
+        raise error(f"{what} {str(file)!r} not found") from None
+    except IsADirectoryError:
+        raise error(f"{what} {str(file)!r} is a directory, not a file") from None
+    except PermissionError:
+        raise error(f"{what} {str(file)!r} is not readable (permission denied)") from None
+    except UnicodeDecodeError:
+        raise error(f"{what} {str(file)!r} is not UTF-8 text") from None
 
 
 def rule_file_lines(path: str | Path) -> list[str]:
     """The lines of a rule file; RuleFileError when it cannot be read as UTF-8 text."""
-    file = Path(path)
-    try:
-        return file.read_text(encoding="utf-8", errors="strict").splitlines()
-    except FileNotFoundError:
-        raise RuleFileError(f"rule file {str(file)!r} not found") from None
-    except IsADirectoryError:
-        raise RuleFileError(f"rule file {str(file)!r} is a directory, not a file") from None
-    except PermissionError:
-        raise RuleFileError(f"rule file {str(file)!r} is not readable (permission denied)") from None
-    except UnicodeDecodeError:
-        raise RuleFileError(f"rule file {str(file)!r} is not UTF-8 text") from None
+    return read_user_file(path, "rule file", RuleFileError).splitlines()
 
 
 def read_rule_file(path: str | Path) -> list[Network]:

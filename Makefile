@@ -85,6 +85,16 @@ bench: setup build $(BENCH_BUILD)/null.bpf.o $(BENCH_BUILD)/blog.bpf.o $(BENCH_B
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$p >/dev/null 2>&1 \
 			|| echo "note: $$p could not be installed; its comparison is skipped"; \
 	done
+	@# bcc compiles at run time against kernel headers. A kernel without a headers package
+	@# (e.g. a custom VM kernel) gets Debian's: the bcc program only uses the stable UAPI.
+	@mods=/lib/modules/$$(uname -r); if [ ! -e $$mods/build ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-headers-amd64 >/dev/null 2>&1; \
+		hdr=$$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -1); \
+		if [ -n "$$hdr" ]; then mkdir -p $$mods && ln -sfn $$hdr $$mods/build \
+			&& ln -sfn $${hdr%-amd64}-common $$mods/source \
+			&& echo "note: bcc uses $$hdr (no headers for $$(uname -r))"; \
+		else echo "note: no kernel headers; the bcc comparison is skipped"; fi; \
+	fi
 	$(PYTHON) bench/run.py
 
 lint:

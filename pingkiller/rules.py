@@ -194,10 +194,8 @@ class RuleTable:
         removed = 0
         for name, keys in by_map.items():
             table = self.maps[name]
-            existing = set(table.keys_batch())
-            present = [key for key in keys if key in existing]
-            table.delete_batch(present)
-            removed += len(present)
+            # Deletion is exact in hashes and LPM tries alike: no need to read the table.
+            removed += sum(table.discard(key) for key in keys)
         self.refresh_prefix_flags()
         return removed
 

@@ -191,6 +191,14 @@ class Map(MutableMapping[bytes, bytes]):
             raise KeyError(key)
         check(result, f"deleting from map {self.name}")
 
+    def discard(self, key: bytes) -> bool:
+        """Delete ``key`` if present; True when it was."""
+        result = lib.bpf_map_delete_elem(self.fd, self._key(key))
+        if result == -errno.ENOENT:
+            return False
+        check(result, f"deleting from map {self.name}")
+        return True
+
     def keys_iter(self) -> Iterator[bytes]:
         """Iterate over keys with BPF_MAP_GET_NEXT_KEY (safe against concurrent deletes)."""
         key = ffi.new("char[]", self.info.key_size)

@@ -52,12 +52,16 @@ def main():
     fn = bpf.load_func("bcc_flood", BPF.XDP)
     received = [0, 0.0, 0.0]
 
+    events = bpf["events"]
+
     def on_event(ctx, data, size):
+        # Deliver the event as bcc users do: a ctypes struct with fields (cf. pingkiller's Event).
+        events.event(data)
         if not received[0]:
             received[1] = time.monotonic()
         received[0] += 1
 
-    bpf["events"].open_ring_buffer(on_event)
+    events.open_ring_buffer(on_event)
     info = ctypes.create_string_buffer(256)
     size = ctypes.c_uint(256)
     libc_bpf = ctypes.CDLL("libbpf.so.1")

@@ -20,6 +20,7 @@ from pingkiller.errors import (
     PingkillerError,
     RuleFileError,
     RuleTableFull,
+    StaleAttachment,
 )
 from pingkiller.events import Event, EventStream
 from pingkiller.killer import (
@@ -64,6 +65,7 @@ __all__ = [
     "RuleAction",
     "RuleFileError",
     "RuleTableFull",
+    "StaleAttachment",
     "Stats",
     "XdpMode",
     "__version__",

@@ -46,6 +46,10 @@ class AlreadyAttached(PingkillerError):
     """pingkiller already holds the interface."""
 
 
+class StaleAttachment(PingkillerError):
+    """The attachment filters nothing any more (its interface is gone)."""
+
+
 class ForeignProgram(PingkillerError):
     """Another tool's XDP program is on the interface; pingkiller leaves it alone."""
 

@@ -30,6 +30,7 @@ from pingkiller.errors import (
     InvalidInput,
     NotAttached,
     PermissionDenied,
+    StaleAttachment,
 )
 from pingkiller.events import EventStream
 from pingkiller.policy import Policy, Rule, format_network, parse_network
@@ -235,6 +236,15 @@ class Attachment:
         """The pin lock for pinned attachments; private ones have no other writer."""
         return pins.locked() if self.pinned else nullcontext()
 
+    def _changing(self) -> AbstractContextManager[None]:
+        """The lock for a rule change, refusing one that would filter nothing."""
+        if self.is_stale():
+            raise StaleAttachment(
+                f"{self.ifname}'s attachment filters nothing ({self.problem()}): "
+                f"`pingkiller detach {self.ifname}` cleans it, then attach again"
+            )
+        return self._locked()
+
     def block(self, addresses: Iterable[str | Network]) -> int:
         """Block pings from/to these addresses or prefixes; returns rules changed."""
         return self._set(addresses, RuleAction.BLOCK)
@@ -245,7 +255,7 @@ class Attachment:
 
     def _set(self, addresses: Iterable[str | Network], action: RuleAction) -> int:
         networks = _networks(addresses)
-        with self._locked():
+        with self._changing():
             return self._table.set(networks, action)
 
     def block_file(self, path: str | Path, action: RuleAction = RuleAction.BLOCK) -> int:
@@ -254,18 +264,18 @@ class Attachment:
 
     def set_rules(self, keys: RuleKeys, action: RuleAction) -> int:
         """Give every rule in ``keys`` the ``action``; returns rules changed (big lists)."""
-        with self._locked():
+        with self._changing():
             return self._table.set_keys(keys.by_map, action)
 
     def remove_rules(self, keys: RuleKeys) -> int:
         """Remove any rule in ``keys``; returns how many existed."""
-        with self._locked():
+        with self._changing():
             return self._table.remove_keys(keys.by_map)
 
     def unblock(self, addresses: Iterable[str | Network]) -> int:
         """Remove any rule for these addresses; returns how many existed."""
         networks = _networks(addresses)
-        with self._locked():
+        with self._changing():
             return self._table.remove(networks)
 
     def rules(self) -> list[Rule]:

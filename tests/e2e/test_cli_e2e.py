@@ -240,6 +240,10 @@ def test_interface_deleted_while_attached_is_stale_and_detach_cleans(peer: Peer,
     (line,) = [line for line in pk_ok("status").splitlines() if "STALE" in line]
     assert line.endswith(f"`pingkiller detach {ifname}` cleans it")  # one line, even in a pipe
 
+    refused = pk("block", ifname, "198.18.99.9")  # a rule there would filter nothing
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+    assert f"pingkiller detach {ifname}" in refused.stderr
+
     result = pk("detach", ifname)
     assert result.returncode == 0 and result.stderr == ""
     assert "stale" in result.stdout

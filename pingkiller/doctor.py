@@ -17,11 +17,12 @@ from pathlib import Path
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from pingkiller import capabilities
+
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MIN_KERNEL = (5, 11)  # XDP through bpf_link (5.9), bpf_ktime_get_coarse_ns (5.11)
 MIN_LIBBPF = (1, 0)  # errors as -errno, bpf_xdp_query
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
-CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
 _BTF_EXT_MAGIC = 0xEB9F
 _LABELS = {OK: "[ ok ]", WARN: "[warn]", FAIL: "[FAIL]", SKIP: "[skip]"}
 
@@ -171,26 +172,15 @@ def check_bpffs(mounts: str | None = None, pin_root: Path | None = None) -> Chec
     return Check("bpffs", FAIL, "not mounted", "mount -t bpf bpf /sys/fs/bpf")
 
 
-def effective_capabilities() -> int:
-    """CapEff of this process (a bit per capability)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("CapEff:"):
-            return int(line.split()[1], 16)
-    return 0
-
-
 def check_capabilities(cap_eff: int | None = None) -> Check:
-    """CAP_NET_ADMIN and CAP_BPF (or CAP_SYS_ADMIN, which covers it) are needed."""
-    caps = effective_capabilities() if cap_eff is None else cap_eff
-    held = [name for name, bit in CAPABILITIES.items() if caps & (1 << bit)]
-    has_bpf = "CAP_BPF" in held or "CAP_SYS_ADMIN" in held
-    detail = ", ".join(held) if held else "none of " + ", ".join(CAPABILITIES)
-    if not (has_bpf and "CAP_NET_ADMIN" in held):
-        return Check("capabilities", FAIL, detail,
+    """What attach needs: CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON (CAP_SYS_ADMIN covers two)."""
+    caps = capabilities.effective() if cap_eff is None else cap_eff
+    held = capabilities.held(caps)
+    detail = ", ".join(held) if held else "none of " + ", ".join(capabilities.CAPABILITIES)
+    lacking = capabilities.missing(caps, load=True)
+    if lacking:
+        return Check("capabilities", FAIL, f"{detail}; attach lacks {', '.join(lacking)}",
                      "run as root (sudo), or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON")
-    if "CAP_PERFMON" not in held and "CAP_SYS_ADMIN" not in held:
-        return Check("capabilities", WARN, f"{detail}; without CAP_PERFMON the verifier is stricter",
-                     "grant CAP_PERFMON too")
     return Check("capabilities", OK, detail)
 
 

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from pingkiller import abi, datapath, pins
+from pingkiller import abi, capabilities, datapath, pins
 from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Network, RuleAction
 from pingkiller.bpf import BpfError, Map, NotSupportedError, Object, Program, XdpLink, XdpMode
 from pingkiller.bpf.link import xdp_query
@@ -50,22 +50,10 @@ PINNED_MAPS = (
 # Kept across --replace so counters and event readers carry on.
 CARRIED_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, abi.EVENTS_MAP)
 
-_CAP_NET_ADMIN = 12
-_CAP_SYS_ADMIN = 21
-_CAP_PERFMON = 38
-_CAP_BPF = 39
 NEEDS_ROOT = "needs root (CAP_BPF + CAP_NET_ADMIN): run it with sudo"
 # Pinned only during --replace, until the link is pinned: tells recover() whether the
 # interrupted writer had already swapped the link to the new program.
 _NEW_PROGRAM_PIN = "program"
-
-
-def _effective_caps() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0
 
 
 def require_privileges(*, load: bool = False) -> None:
@@ -75,17 +63,14 @@ def require_privileges(*, load: bool = False) -> None:
     CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, as in the kernel. The pins are
     root's (0600 in a 0700 directory), so a non-root user is refused even with the caps.
     """
-    caps = _effective_caps()
-    admin = caps & (1 << _CAP_SYS_ADMIN)
-    if not ((caps & (1 << _CAP_BPF) or admin) and caps & (1 << _CAP_NET_ADMIN)):
-        raise PermissionDenied(f"{NEEDS_ROOT}")
-    if load and not (caps & (1 << _CAP_PERFMON) or admin):
-        raise PermissionDenied(
-            f"{NEEDS_ROOT} (loading its XDP program also needs CAP_PERFMON)"
-        )
+    lacking = capabilities.missing(capabilities.effective(), load=load)
+    if lacking == ["CAP_PERFMON"]:
+        raise PermissionDenied(f"{NEEDS_ROOT} (loading its XDP program also needs CAP_PERFMON)")
+    if lacking:
+        raise PermissionDenied(NEEDS_ROOT)
     pin_root = pins.root()
     if pin_root.exists() and not os.access(pin_root, os.R_OK | os.W_OK | os.X_OK, effective_ids=True):
-        raise PermissionDenied(f"the pins in {pin_root} are root's: pingkiller {NEEDS_ROOT}")
+        raise PermissionDenied(f"the pins in {pin_root} are root's: {NEEDS_ROOT}")
 
 
 def interface_index(ifname: str) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pingkiller import abi, datapath, doctor
+from pingkiller import abi, capabilities, datapath, doctor
 from pingkiller.bpf import XdpLink, xdp_query
 from pingkiller.cli import app
 from pingkiller.doctor import FAIL, OK, SKIP, WARN, Check
@@ -87,16 +87,19 @@ def test_bpffs_checks() -> None:
 
 
 def _caps(*names: str) -> int:
-    return sum(1 << doctor.CAPABILITIES[name] for name in names)
+    return sum(1 << capabilities.CAPABILITIES[name] for name in names)
 
 
 def test_capabilities() -> None:
     assert doctor.check_capabilities(_caps("CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON")).status == OK
     assert doctor.check_capabilities(_caps("CAP_SYS_ADMIN", "CAP_NET_ADMIN")).status == OK
-    assert doctor.check_capabilities(_caps("CAP_BPF", "CAP_NET_ADMIN")).status == WARN
-    for caps in (0, _caps("CAP_BPF"), _caps("CAP_NET_ADMIN", "CAP_PERFMON")):
+    for caps, lacking in ((0, "CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON"),
+                          (_caps("CAP_BPF"), "CAP_NET_ADMIN, CAP_PERFMON"),
+                          (_caps("CAP_NET_ADMIN", "CAP_PERFMON"), "CAP_BPF"),
+                          (_caps("CAP_BPF", "CAP_NET_ADMIN"), "CAP_PERFMON")):
         check = doctor.check_capabilities(caps)
         assert check.status == FAIL and "root" in check.fix
+        assert check.detail.endswith(f"attach lacks {lacking}")
 
 
 def test_libbpf_version_is_read_from_the_extension() -> None:

@@ -234,7 +234,7 @@ def _change_rules(
             changed = attachment.set_rules(keys, pingkiller.RuleAction.ALLOW)
         else:
             changed = attachment.remove_rules(keys)
-        total = attachment.info(with_rules=False).rule_count
+        total = attachment.rule_count()
     if as_json:
         _print_json({"interface": ifname, "action": verb, "requested": keys.requested,
                      "changed": changed, "rule_count": total})

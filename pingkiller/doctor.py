@@ -146,23 +146,12 @@ def check_btf(path: Path = VMLINUX_BTF) -> Check:
                  "use a kernel built with CONFIG_DEBUG_INFO_BTF=y")
 
 
-def _mount_points(mounts: str, fstype: str) -> list[str]:
-    points = []
-    for line in mounts.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == fstype:
-            points.append(fields[1].replace("\\040", " "))
-    return points
-
-
 def check_bpffs(mounts: str | None = None, pin_root: Path | None = None) -> Check:
     """bpffs must be mounted where pingkiller pins (PINGKILLER_PIN_ROOT or /sys/fs/bpf)."""
     from pingkiller import pins
 
-    if mounts is None:
-        mounts = Path("/proc/self/mounts").read_text()
     pin_root = pin_root or pins.root()
-    points = _mount_points(mounts, "bpf")
+    points = pins.bpffs_mount_points(mounts)
     covering = [p for p in points if pin_root == Path(p) or Path(p) in pin_root.parents]
     if covering:
         return Check("bpffs", OK, f"mounted at {max(covering, key=len)} (pins under {pin_root})")

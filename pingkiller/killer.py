@@ -21,7 +21,7 @@ from pathlib import Path
 from pingkiller import abi, capabilities, datapath, pins
 from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Network, RuleAction
 from pingkiller.bpf import BpfError, Map, NotSupportedError, Object, Program, XdpLink, XdpMode
-from pingkiller.bpf.link import xdp_query
+from pingkiller.bpf.link import LinkInfo, xdp_query
 from pingkiller.errors import (
     AlreadyAttached,
     AttachFailed,
@@ -90,6 +90,11 @@ _ARPHRD_ETHER = 1
 _ARPHRD_LOOPBACK = 772
 
 
+def _is_stale(problem: str) -> bool:
+    """A renamed interface is a problem but still filters; every other problem is stale."""
+    return bool(problem) and not problem.startswith(_RENAMED)
+
+
 def _check_ethernet(ifname: str) -> None:
     """Refuse devices whose frames do not start with an Ethernet header (tun, wireguard,
     ipip, gre, ppp...): the program would parse them as Ethernet and every ping would pass.
@@ -133,23 +138,25 @@ def _pinned_program_ids() -> dict[int, str]:
 
 
 def _check_foreign(ifname: str, ifindex: int) -> None:
-    state = xdp_query(ifindex)
-    ours = _pinned_program_ids() if state.attached_ids else {}
-    for prog_id in state.attached_ids:
-        if prog_id in ours:
-            raise AlreadyAttached(
-                f"{ifname} already carries pingkiller's attachment pinned as {ours[prog_id]!r} "
-                f"(the interface was renamed): `pingkiller detach {ours[prog_id]}` first"
-            )
-        try:
-            name = Program.from_id(prog_id).info().name
-        except BpfError:
-            name = "?"
-        raise ForeignProgram(
-            f"{ifname} already carries XDP program id {prog_id} ({name!r}) that pingkiller did "
-            f"not attach; it is left alone: remove it with the tool that loaded it "
-            f"(or `ip link set dev {ifname} xdp off`) and try again"
+    attached = xdp_query(ifindex).attached_ids
+    if not attached:
+        return
+    prog_id = attached[0]
+    ours = _pinned_program_ids()
+    if prog_id in ours:
+        raise AlreadyAttached(
+            f"{ifname} already carries pingkiller's attachment pinned as {ours[prog_id]!r} "
+            f"(the interface was renamed): `pingkiller detach {ours[prog_id]}` first"
         )
+    try:
+        name = Program.from_id(prog_id).info().name
+    except BpfError:
+        name = "?"
+    raise ForeignProgram(
+        f"{ifname} already carries XDP program id {prog_id} ({name!r}) that pingkiller did "
+        f"not attach; it is left alone: remove it with the tool that loaded it "
+        f"(or `ip link set dev {ifname} xdp off`) and try again"
+    )
 
 
 @dataclass(frozen=True)
@@ -266,6 +273,9 @@ class Attachment:
     def rules(self) -> list[Rule]:
         return self._table.rules()
 
+    def rule_count(self) -> int:
+        return self._table.count()
+
     # -- observation
 
     def program(self) -> Program:
@@ -278,6 +288,19 @@ class Attachment:
             program = None
         return read_stats(self.maps, program, per_cpu=per_cpu)
 
+    def _link_state(self) -> tuple[LinkInfo | None, str]:
+        """The link's kernel info (None if unreadable) and what is wrong, '' if nothing."""
+        try:
+            info = self.link.info()
+        except BpfError:
+            return None, "its XDP link cannot be read"
+        if info.ifindex == 0:
+            return info, "the interface is gone (the link is defunct)"
+        current = interface_name(info.ifindex)
+        if current != self.ifname:
+            return info, f"{_RENAMED} {current!r}" if current else "the interface is gone"
+        return info, ""
+
     def events(self) -> EventStream:
         """A stream of this attachment's events (the mode is set by the policy)."""
         return EventStream(self.maps[abi.EVENTS_MAP])
@@ -288,36 +311,30 @@ class Attachment:
         A renamed interface is a problem (the pins keep the old name) but not stale:
         the program still filters. Everything else reported here is stale.
         """
-        try:
-            info = self.link.info()
-        except BpfError:
-            return "its XDP link cannot be read"
-        if info.ifindex == 0:
-            return "the interface is gone (the link is defunct)"
-        current = interface_name(info.ifindex)
-        if current != self.ifname:
-            return f"{_RENAMED} {current!r}" if current else "the interface is gone"
-        return ""
+        return self._link_state()[1]
 
     def is_stale(self) -> bool:
         """True when the attachment filters nothing any more (link defunct, interface gone)."""
-        problem = self.problem()
-        return bool(problem) and not problem.startswith(_RENAMED)
+        return _is_stale(self.problem())
 
     def info(self, *, with_rules: bool = True) -> AttachmentInfo:
-        problem = self.problem()
-        stale = self.is_stale()
-        link_info = self.link.info() if not problem.startswith("its XDP") else None
+        link_info, problem = self._link_state()
+        stale = _is_stale(problem)
+        rules = self.rules() if with_rules else []
+        try:
+            program = Program.from_id(link_info.prog_id) if link_info else None
+        except BpfError:
+            program = None
         return AttachmentInfo(
             ifname=self.ifname,
             ifindex=link_info.ifindex if link_info else 0,
             program_id=link_info.prog_id if link_info else 0,
             link_id=link_info.id if link_info else 0,
-            mode=self.link.mode.value if link_info and not stale else "none",
+            mode=xdp_query(link_info.ifindex).mode.value if link_info and not stale else "none",
             policy=self.policy,
-            rule_count=self._table.count(),
-            rules=self.rules() if with_rules else [],
-            stats=self.stats(),
+            rule_count=len(rules) if with_rules else self.rule_count(),
+            rules=rules,
+            stats=read_stats(self.maps, program),
             stale=stale,
             problem=problem,
             pin_dir=str(pins.directory(self.ifname)) if self.pinned else "",
@@ -505,12 +522,12 @@ def attach(
         existing: Attachment | None = None
         if pins.directory(ifname).is_dir():
             existing = _open_pinned(ifname)
-            if existing.is_stale():
+            problem = existing.problem()
+            if _is_stale(problem):
                 existing.close()
                 _detach_directory(pins.retire(ifname))
                 existing = None
-            elif existing.problem():
-                problem = existing.problem()
+            elif problem:
                 existing.close()
                 raise AlreadyAttached(
                     f"pingkiller's attachment for {ifname} still filters, but {problem}: "

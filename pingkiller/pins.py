@@ -62,19 +62,25 @@ def directory(ifname: str) -> Path:
     return root() / _encode(ifname)
 
 
-def is_bpffs(path: Path) -> bool:
-    try:
-        with open("/proc/self/mounts") as mounts:
-            points = [line.split()[1] for line in mounts if line.split()[2] == "bpf"]
-    except OSError:
-        return False
-    return str(path) in points
+def bpffs_mount_points(mounts: str | None = None) -> list[str]:
+    """Where bpffs is mounted, from /proc/self/mounts (or the text of such a file)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text()
+        except OSError:
+            return []
+    points = []
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "bpf":
+            points.append(fields[1].replace("\\040", " "))
+    return points
 
 
 def ensure_root() -> Path:
     """Make sure bpffs is mounted and the pin root exists (0700); returns the root."""
     pin_root = root()
-    if pin_root.is_relative_to(BPFFS) and not is_bpffs(BPFFS):
+    if pin_root.is_relative_to(BPFFS) and str(BPFFS) not in bpffs_mount_points():
         result = subprocess.run(
             ["mount", "-t", "bpf", "bpf", str(BPFFS)], capture_output=True, text=True
         )

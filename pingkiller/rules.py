@@ -10,7 +10,7 @@ import errno
 import socket
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pingkiller import abi
@@ -199,11 +199,6 @@ class RuleTable:
         self.refresh_prefix_flags()
         return removed
 
-    def clear(self) -> None:
-        for table in self.maps.values():
-            table.clear()
-        self.refresh_prefix_flags()
-
     def rules(self) -> list[Rule]:
         """Every rule with its hit count, IPv4 before IPv6, hosts before prefixes."""
         found: list[Rule] = []
@@ -229,7 +224,4 @@ class RuleTable:
         if abi.PREFIXES_V6_MAP in soon or not self.maps[abi.PREFIXES_V6_MAP].is_empty():
             flags |= abi.ConfigFlag.PREFIXES_V6
         if flags != config.flags:
-            updated = abi.Config(
-                config.default_action, config.icmp_set, config.events, config.event_rate, flags
-            )
-            self.settings[abi.u32_key(0)] = updated.encode()
+            self.settings[abi.u32_key(0)] = replace(config, flags=flags).encode()

@@ -353,11 +353,6 @@ class Map(MutableMapping[bytes, bytes]):
             ffi.memmove(in_batch, out_batch, ffi.sizeof(in_batch))
             first = False
 
-    def keys_batch(self, chunk: int = 4096) -> Iterator[bytes]:
-        """All keys, read in batches (see :meth:`items_batch`)."""
-        for key, _ in self.items_batch(chunk):
-            yield key
-
     def _items_one_by_one(self) -> Iterator[tuple[bytes, bytes]]:
         for key in self.keys_iter():
             value = self.get_raw(key)

@@ -18,7 +18,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pingkiller import declarative, pins
+from pingkiller import capabilities, declarative, pins
 from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, RuleAction
 from pingkiller.bpf import XdpMode
 from pingkiller.cli import main
@@ -308,19 +308,11 @@ def test_parse_listen_rejects(text: str) -> None:
 
 
 def required_capabilities() -> set[str]:
-    """What the code needs: killer.py's checks (CAP_BPF, CAP_NET_ADMIN) plus CAP_PERFMON.
-
-    CAP_PERFMON is not checked by killer.require_privileges, but the verifier refuses the
-    program without it (EACCES with only CAP_BPF + CAP_NET_ADMIN on this kernel).
-    """
-    source = (REPO / "pingkiller" / "killer.py").read_text()
-    checked = set(re.findall(r"^_CAP_(BPF|NET_ADMIN) = \d+$", source, re.M))
-    assert checked == {"BPF", "NET_ADMIN"}
-    caps = {f"CAP_{name}" for name in checked} | {"CAP_PERFMON"}
-    security = REPO / "docs" / "security.md"
-    if security.exists():  # the security doc must name every one of them
-        text = security.read_text()
-        assert all(cap in text for cap in caps), f"docs/security.md lacks one of {caps}"
+    """What attach needs, as the code checks it; docs/security.md must name each one."""
+    caps = set(capabilities.missing(0, load=True))
+    assert caps == {"CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"}
+    text = (REPO / "docs" / "security.md").read_text()
+    assert all(cap in text for cap in caps), f"docs/security.md lacks one of {caps}"
     return caps
 
 

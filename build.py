@@ -175,7 +175,6 @@ const void *pingkiller_bpf__elf_bytes(size_t *sz);
 """
 
 SHIM_SOURCE = r"""
-#define _GNU_SOURCE
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -233,7 +232,8 @@ static void pk_libbpf_log(int level, const char *message);
 
 static int pk_print(enum libbpf_print_level level, const char *format, va_list args)
 {
-    /* Whole messages: libbpf prints a verifier log of any length in one call. */
+    /* Whole messages: libbpf prints a verifier log of any length in one call.
+     * (vasprintf is a GNU extension: Python.h, included first, defines _GNU_SOURCE.) */
     char *message = NULL;
 
     if (vasprintf(&message, format, args) < 0)

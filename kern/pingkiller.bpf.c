@@ -383,7 +383,6 @@ static __always_inline __u32 judge(const struct pk_config *cfg, int l4_class,
 {
 	bool ping = l4_class == PK_L4_PING || l4_class == PK_L4_SUSPECT;
 	struct pk_rule *src_rule, *dst_rule;
-	bool blocked;
 
 	/* Without neighbour discovery IPv6 stops working: no rule or option drops it. */
 	if (l4_class == PK_L4_NDP)
@@ -400,9 +399,7 @@ static __always_inline __u32 judge(const struct pk_config *cfg, int l4_class,
 		return PK_REASON_DROP_BLOCK;
 	}
 	dst_rule = lookup(pkt->family, pkt->dst, cfg->flags);
-	blocked = has_action(dst_rule, PK_RULE_BLOCK);
-
-	if (blocked) {
+	if (has_action(dst_rule, PK_RULE_BLOCK)) {
 		hit(dst_rule, PK_RULE_BLOCK);
 		return PK_REASON_DROP_BLOCK;
 	}

@@ -89,15 +89,16 @@ class Stats:
         return data
 
 
-def _counter_values(counters: Map, slot: int) -> list[Counter]:
-    values = counters.per_cpu(abi.u32_key(slot))
-    return [Counter(*abi.COUNTER.unpack(value[: abi.COUNTER.size])) for value in values]
+def _per_cpu_counters(counters: Map, raw: bytes) -> list[Counter]:
+    return [Counter(*abi.COUNTER.unpack(value)) for value in counters.split_per_cpu(raw)]
 
 
 def read_stats(maps: Mapping[str, Map], program: Program | None, *, per_cpu: bool = False) -> Stats:
     """Read every counter of one pingkiller instance."""
     counters = maps[abi.COUNTERS_MAP]
-    per_slot = {slot: _counter_values(counters, slot) for slot in range(abi.COUNTER_COUNT)}
+    # One batch read of the whole per-CPU array rather than a lookup per slot.
+    slots = {abi.U32_KEY.unpack(key)[0]: raw for key, raw in counters.items_batch()}
+    per_slot = {slot: _per_cpu_counters(counters, slots[slot]) for slot in range(abi.COUNTER_COUNT)}
     reasons = {
         reason: Counter(
             sum(c.packets for c in per_slot[reason]), sum(c.bytes for c in per_slot[reason])

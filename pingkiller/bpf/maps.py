@@ -231,7 +231,10 @@ class Map(MutableMapping[bytes, bytes]):
 
     def per_cpu(self, key: bytes) -> list[bytes]:
         """One value per possible CPU (a one-item list for ordinary maps)."""
-        raw = self[key]
+        return self.split_per_cpu(self[key])
+
+    def split_per_cpu(self, raw: bytes) -> list[bytes]:
+        """A full value (as read by lookup or a batch) cut into one value per CPU."""
         size, stride = self.info.value_size, self.value_stride
         return [raw[i * stride : i * stride + size] for i in range(self.cpus)]
 

@@ -44,6 +44,7 @@ import oracle  # noqa: E402
 from oracle import Network, Policy  # noqa: E402
 
 from pingkiller import abi, bpf, datapath  # noqa: E402
+from pingkiller.rules import RULE_MAPS  # noqa: E402
 
 T = TypeVar("T")
 
@@ -371,14 +372,12 @@ class Observed:
 class DataPath:
     """One loaded pingkiller object that runs scenarios one at a time (close() when done)."""
 
-    RULE_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP)
-
     def __init__(self) -> None:
         self.obj = datapath.load(abi.Config(event_rate=0))
         self.program = self.obj.programs[abi.PROGRAM_NAME]
         self.settings = self.obj.maps[abi.SETTINGS_MAP]
         self.counters = self.obj.maps[abi.COUNTERS_MAP]
-        self.rule_maps = {name: self.obj.maps[name] for name in self.RULE_MAPS}
+        self.rule_maps = {name: self.obj.maps[name] for name in RULE_MAPS}
         self.ring = bpf.RingBuffer(self.obj.maps[abi.EVENTS_MAP])
         self.installed: list[tuple[bpf.Map, bytes, Network]] = []
         for rules in self.rule_maps.values():

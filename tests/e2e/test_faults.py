@@ -27,14 +27,13 @@ from pingkiller.abi import RuleAction
 from pingkiller.bpf import Map
 from pingkiller.errors import RuleTableFull
 from pingkiller.policy import format_network
-from pingkiller.rules import RuleTable
+from pingkiller.rules import RULE_MAPS, RuleTable
 from pingkiller.sandbox import IP, Sandbox, run
 
 pytestmark = pytest.mark.root
 
 CLI = [sys.executable, "-m", "pingkiller"]
 SEED = int(os.environ.get("PK_FAULT_SEED", "0")) or random.randrange(1 << 30)
-RULE_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP)
 PREFIX_FLAGS = {
     abi.PREFIXES_V4_MAP: abi.ConfigFlag.PREFIXES_V4,
     abi.PREFIXES_V6_MAP: abi.ConfigFlag.PREFIXES_V6,

@@ -18,12 +18,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import fuzz
 import pytest
 
 from pingkiller import abi, datapath
 from pingkiller import bpf as bpflib
+from pingkiller.rules import RULE_MAPS
 
-RULE_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP)
 STATE_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, "event_budget")
 
 # What every test starts from: pings pass, every packet makes an event, no rate limit.
@@ -201,3 +202,11 @@ def bpffs_dir() -> Iterator[Path]:
         yield Path(path)
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def path() -> Iterator[fuzz.DataPath]:
+    """The real program with the oracle's harness (tests/fuzz.py), loaded once per module;
+    every example resets what it uses."""
+    with fuzz.DataPath() as loaded:
+        yield loaded

@@ -24,6 +24,7 @@ from scapy.layers.inet6 import (
     PadN,
 )
 from scapy.packet import Packet, Raw
+from scapy.utils import checksum
 
 MAC_DST = bytes.fromhex("020000000002")
 MAC_SRC = bytes.fromhex("020000000001")
@@ -154,17 +155,8 @@ def icmp_bytes(icmp: Icmp, payload: bytes = b"") -> bytes:
 def icmp4_bytes(icmp: Icmp, payload: bytes = b"") -> bytes:
     """ICMPv4 with a correct checksum."""
     raw = bytearray(icmp_bytes(icmp, payload))
-    struct.pack_into("!H", raw, 2, _inet_checksum(bytes(raw)))
+    struct.pack_into("!H", raw, 2, checksum(bytes(raw)))
     return bytes(raw)
-
-
-def _inet_checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def tcp_bytes() -> bytes:

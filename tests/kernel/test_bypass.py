@@ -14,7 +14,7 @@ the oracle in tests/oracle.py.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import fuzz
 import oracle
@@ -55,11 +55,6 @@ V6_SRC, V6_DST = "fd00::1", "fd00::2"
 
 Rules = Sequence[tuple[str, abi.RuleAction]]
 
-
-@pytest.fixture(scope="module")
-def path() -> Iterator[fuzz.DataPath]:
-    with fuzz.DataPath() as loaded:
-        yield loaded
 
 
 def judge(path: fuzz.DataPath, frame: Packet | bytes, rules: Rules = (),

@@ -12,8 +12,6 @@ the harness live in tests/fuzz.py, which also runs the same check standalone at 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import fuzz
 import oracle
 import pytest
@@ -31,12 +29,6 @@ DIFFERENTIAL = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-
-@pytest.fixture(scope="module")
-def path() -> Iterator[fuzz.DataPath]:
-    """The real program, loaded once for the module; every example resets what it uses."""
-    with fuzz.DataPath() as loaded:
-        yield loaded
 
 
 def agree(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:

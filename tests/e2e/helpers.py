@@ -63,15 +63,15 @@ def peer_ping_from(peer: Peer, source: str, destination: str, *, count: int = 1)
     return int(match.group(1)) if match else 0
 
 
+def xdp_ids(ifname: str) -> list[int]:
+    """Program ids XDP-attached to ``ifname`` (any mode), as bpftool sees them."""
+    (found,) = json.loads(run(["bpftool", "-j", "net", "show", "dev", ifname]).stdout)
+    return sorted(entry["id"] for entry in found["xdp"])
+
+
 def xdp_prog_id(ifname: str) -> int | None:
-    """The id of the XDP program on ``ifname`` (any mode), or None."""
-    out = run([IP, "-d", "-j", "link", "show", "dev", ifname]).stdout
-    (link,) = json.loads(out)
-    xdp = link.get("xdp")
-    if not xdp:
-        return None
-    prog = xdp.get("prog") or next((a["prog"] for a in xdp.get("attached", []) if "prog" in a), None)
-    return int(prog["id"]) if prog else None
+    """The id of the XDP program on ``ifname``, or None."""
+    return next(iter(xdp_ids(ifname)), None)
 
 
 def pins_left(pin_root: Path) -> list[str]:

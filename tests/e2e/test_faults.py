@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import xdp_ids
 
 import pingkiller
 from pingkiller import abi, datapath
@@ -52,12 +53,6 @@ def bpftool_json(*args: str) -> object:
     return json.loads(run(["bpftool", "-j", *args]).stdout)
 
 
-def xdp_on(ifname: str) -> list[int]:
-    """Program ids XDP-attached to ``ifname``, as bpftool sees them."""
-    (found,) = bpftool_json("net", "show", "dev", ifname)  # type: ignore[misc]
-    return sorted(entry["id"] for entry in found["xdp"])
-
-
 def rule_set(ifname: str) -> frozenset[str]:
     with pingkiller.open(ifname) as attachment:
         return frozenset(rule.address for rule in attachment.rules())
@@ -66,7 +61,7 @@ def rule_set(ifname: str) -> frozenset[str]:
 def assert_truthful(pin_root: Path, ifname: str) -> RuleSet:
     """Check status against the kernel for ``ifname``; return its rules (None: detached)."""
     infos = {info.ifname: info for info in pingkiller.attachments()}  # what `status` shows
-    on_wire = xdp_on(ifname)
+    on_wire = xdp_ids(ifname)
     left = sorted(p.name for p in pin_root.iterdir()) if pin_root.is_dir() else []
     assert left == sorted(infos), f"pin root holds {left}, status shows {sorted(infos)}"
     info = infos.get(ifname)
@@ -89,7 +84,7 @@ def assert_truthful(pin_root: Path, ifname: str) -> RuleSet:
 
 
 def assert_clean(pin_root: Path, ifname: str) -> None:
-    assert xdp_on(ifname) == []
+    assert xdp_ids(ifname) == []
     assert not pin_root.is_dir() or list(pin_root.iterdir()) == []
 
 
@@ -241,7 +236,7 @@ def test_interface_deleted_while_attached(pin_root: Path, sandbox: Sandbox) -> N
 
     recreate(ifname, peer.netns)
     attached = json.loads(cli("attach", ifname, "--block", "198.19.7.8", "--json").stdout)
-    assert attached["stale"] is False and xdp_on(ifname) == [attached["program_id"]]
+    assert attached["stale"] is False and xdp_ids(ifname) == [attached["program_id"]]
     assert [r["address"] for r in attached["rules"]] == ["198.19.7.8"]
 
 
@@ -253,9 +248,9 @@ def test_interface_recreated_before_detach(pin_root: Path, sandbox: Sandbox) -> 
     run([IP, "link", "del", ifname])
     recreate(ifname, peer.netns)
     (info,) = json.loads(cli("status", "--json").stdout)
-    assert info["stale"] is True and xdp_on(ifname) == []
+    assert info["stale"] is True and xdp_ids(ifname) == []
     attached = json.loads(cli("attach", ifname, "--json").stdout)
-    assert not attached["stale"] and xdp_on(ifname) == [attached["program_id"]]
+    assert not attached["stale"] and xdp_ids(ifname) == [attached["program_id"]]
     assert assert_truthful(pin_root, ifname) == frozenset()
     cli("detach", "--all")
     assert_clean(pin_root, ifname)

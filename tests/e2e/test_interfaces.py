@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import pk
 
 import pingkiller
 from pingkiller import pins
@@ -14,12 +15,6 @@ from pingkiller.bpf import xdp_query
 from pingkiller.sandbox import IP, Sandbox
 
 pytestmark = pytest.mark.root
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pingkiller", *args], capture_output=True, text=True, timeout=60
-    )
 
 
 def test_non_ethernet_device_is_refused(sandbox: Sandbox, pin_root: Path) -> None:
@@ -40,7 +35,7 @@ def test_renamed_interface_still_filters_and_is_not_taken_for_foreign(
     sandbox: Sandbox, pin_root: Path
 ) -> None:
     peer = sandbox.add_peer()
-    assert cli("attach", peer.host_ifname, "--block", peer.peer_v4).returncode == 0
+    assert pk("attach", peer.host_ifname, "--block", peer.peer_v4).returncode == 0
     renamed = f"pk{sandbox.tag}r"
     subprocess.run([IP, "link", "set", peer.host_ifname, "down"], check=True)
     subprocess.run([IP, "link", "set", peer.host_ifname, "name", renamed], check=True)
@@ -50,12 +45,12 @@ def test_renamed_interface_still_filters_and_is_not_taken_for_foreign(
         [info] = pingkiller.attachments()
         assert not info.stale and "renamed" in info.problem and info.mode != "none"
 
-        again = cli("attach", renamed)
+        again = pk("attach", renamed)
         assert again.returncode == 1
         assert f"pingkiller detach {peer.host_ifname}" in again.stderr
         assert "did not attach" not in again.stderr  # not called foreign
 
-        assert cli("detach", peer.host_ifname).returncode == 0
+        assert pk("detach", peer.host_ifname).returncode == 0
         assert xdp_query(pingkiller.killer.interface_index(renamed)).attached_ids == []
         assert peer.ping(peer.host_v4) == 1
     finally:

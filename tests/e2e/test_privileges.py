@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from helpers import xdp_ids
 from test_hostile_input import as_nobody
 
 import pingkiller
@@ -133,11 +134,6 @@ struct xdp_md;
 SEC("xdp") int foreign(struct xdp_md *ctx) { return 2; /* XDP_PASS */ }
 char LICENSE[] SEC("license") = "GPL";
 """
-
-
-def xdp_ids(ifname: str) -> list[int]:
-    (found,) = json.loads(run(["bpftool", "-j", "net", "show", "dev", ifname]).stdout)
-    return sorted(entry["id"] for entry in found["xdp"])
 
 
 @pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang to build a foreign program")

@@ -16,37 +16,20 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import fuzz
 import pytest
 
 from pingkiller import abi, datapath
 from pingkiller import bpf as bpflib
+from pingkiller.events import Event, decode
 from pingkiller.rules import RULE_MAPS
 
 STATE_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, "event_budget")
 
 # What every test starts from: pings pass, every packet makes an event, no rate limit.
 BASE_CONFIG = abi.Config(events=abi.EventsMode.ALL, event_rate=0)
-
-
-class Event(NamedTuple):
-    """One ring-buffer record, decoded with abi.EVENT."""
-
-    timestamp_ns: int
-    ifindex: int
-    length: int
-    src: bytes
-    dst: bytes
-    verdict: int
-    reason: int
-    family: int
-    protocol: int
-    icmp_type: int
-    icmp_code: int
-    icmp_id: int
-    icmp_seq: int
 
 
 @dataclass(frozen=True)
@@ -82,12 +65,12 @@ class Outcome:
         ev = self.events[0]
         parsed = frame.parsed
         icmp = parsed.icmp
-        assert ev.verdict == expected_retval
-        assert abi.Reason(ev.reason) == reason
+        assert ev.verdict_code == expected_retval
+        assert ev.reason == reason
         assert ev.length == len(frame.data)
         assert ev.family == parsed.family
         assert ev.protocol == parsed.protocol
-        assert (ev.src, ev.dst) == (frame.src, frame.dst)
+        assert (ev.src_bytes, ev.dst_bytes) == (frame.src, frame.dst)
         assert (ev.icmp_type, ev.icmp_code, ev.icmp_id, ev.icmp_seq) == (
             (icmp.type, icmp.code, icmp.id, icmp.seq) if icmp else (0, 0, 0, 0)
         )
@@ -132,7 +115,7 @@ class Datapath:
         return count, total
 
     def drain(self) -> list[Event]:
-        return [Event(*row) for row in self.ring.consume().unpack(abi.EVENT)]
+        return decode(self.ring.consume())
 
     def run(self, frame: Any, *, repeat: int = 1) -> Outcome:
         """Run ``frame`` (bytes or a frames.Frame) and report what changed."""

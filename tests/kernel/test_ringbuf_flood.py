@@ -49,7 +49,7 @@ def test_flood_without_rate_limit(dp: Datapath) -> None:
 
     received = dp.drain()
     assert len(received) == sent
-    assert {(e.reason, e.verdict, e.icmp_seq) for e in received} == {
+    assert {(e.reason, e.verdict_code, e.icmp_seq) for e in received} == {
         (abi.Reason.DROP_DEFAULT, bpflib.XDP_DROP, 7)
     }
     # Consumed: there is room again and nothing more is lost.

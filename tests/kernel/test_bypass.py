@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import fuzz
 import oracle
 import pytest
+from frames import MAC_DST, MAC_SRC, V4_DST, V4_SRC, V6_DST, V6_SRC
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP, fragment
 from scapy.layers.inet6 import (
     ICMPv6EchoReply,
@@ -49,9 +50,7 @@ BLOCK, ALLOW = abi.RuleAction.BLOCK, abi.RuleAction.ALLOW
 DROP = abi.DefaultAction.DROP
 XDP_DROP, XDP_PASS = oracle.XDP_DROP, oracle.XDP_PASS
 
-MACS = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
-V4_SRC, V4_DST = "198.18.0.1", "198.18.0.2"
-V6_SRC, V6_DST = "fd00::1", "fd00::2"
+MACS = {"src": MAC_SRC.hex(":"), "dst": MAC_DST.hex(":")}
 
 Rules = Sequence[tuple[str, abi.RuleAction]]
 

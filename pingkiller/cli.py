@@ -1,7 +1,8 @@
 """The ``pingkiller`` command: parses arguments, calls the library, renders the result.
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage. Errors are one line on
-stderr. ``--json`` output is documented in docs/cli.md.
+stderr. ``--json`` output is documented in docs/cli.md and in the man pages, which
+pingkiller.manpages makes from this module's help texts (``make man``).
 """
 
 from __future__ import annotations
@@ -14,22 +15,64 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 # typer may vendor click: take its exception classes from where typer gets them.
 _click_errors = sys.modules[typer.BadParameter.__module__]
 _ABORTS = tuple(c for c in (getattr(_click_errors, "Abort", None), typer.Abort) if c is not None)
 
 if TYPE_CHECKING:
+    import click
+
     from pingkiller.killer import Attachment, AttachmentInfo
     from pingkiller.stats import Stats
 
+# What `main` exits with; the man pages' EXIT STATUS.
+EXIT_STATUS = {
+    0: "success",
+    1: "runtime failure: the input was fine, the system said no",
+    2: "bad input or usage",
+    130: "interrupted (Ctrl-C)",
+}
+
+# Where a verb is documented at length in the source tree (docs/cli.md unless named here).
+_DOCS = {"demo": "README.md", "doctor": "docs/troubleshooting.md", "apply": "docs/operations.md",
+         "export": "docs/operations.md", "exporter": "docs/operations.md"}
+
+
+def doc_path(command_path: str) -> str:
+    """The document of ``pingkiller VERB ...`` in the source tree, e.g. docs/cli.md."""
+    words = command_path.split()
+    return _DOCS.get(words[1], "docs/cli.md") if len(words) > 1 else "docs/cli.md"
+
+
+def _point_at_manual(ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    """End --help with the man page (installed) and the document (source tree)."""
+    formatter.write_paragraph()
+    page = ctx.command_path.replace(" ", "-")
+    formatter.write_text(f"Manual: man {page}; {doc_path(ctx.command_path)} in the source.")
+
+
+class _Verb(TyperCommand):
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        _point_at_manual(ctx, formatter)
+
+
+class _Group(TyperGroup):
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        _point_at_manual(ctx, formatter)
+
+
 app = typer.Typer(
     name="pingkiller",
+    cls=_Group,
     help=(
         "Kill pings at the driver with XDP.\n\n"
         "Examples:\n\n"
-        "  pingkiller attach eth0                          # drop every ping\n\n"
-        "  pingkiller attach eth0 --block 192.168.1.78     # drop only pings from/to it\n\n"
+        "  pingkiller attach eth0                       # drop every ping\n\n"
+        "  pingkiller attach eth0 --block 192.168.1.78  # drop only pings from/to it\n\n"
         "  pingkiller status\n\n"
         "  pingkiller detach eth0"
     ),
@@ -64,7 +107,12 @@ class EventsChoice(enum.StrEnum):
     all = "all"
 
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output (docs/cli.md).")]
+def _json(schema: str | None = None, docs: str = "docs/cli.md") -> Any:
+    """--json; SCHEMA is the verb whose man page (and DOCS) describes the output."""
+    where = f" (schema: man pingkiller-{schema}, {docs})" if schema else ""
+    return typer.Option("--json", help=f"Machine-readable output{where}.")
+
+
 Interface = Annotated[
     str, typer.Argument(help="Interface name, e.g. eth0.", show_default=False, metavar="IFACE")
 ]
@@ -102,7 +150,7 @@ def _root(
     """Kill pings at the driver with XDP."""
 
 
-@app.command()
+@app.command(cls=_Verb)
 def attach(
     ifname: Interface,
     block: Annotated[
@@ -132,7 +180,8 @@ def attach(
         EventsChoice, typer.Option(help="Which packets send an event to `pingkiller events`.")
     ] = EventsChoice.drops,
     event_rate: Annotated[
-        int, typer.Option(help="Events per second per CPU at most (0 = unlimited).", min=0)
+        int, typer.Option(help="Events per second per CPU at most (0 = unlimited).", min=0,
+                          metavar="N")
     ] = 1000,
     timing: Annotated[
         bool, typer.Option("--timing", help="Measure per-verdict processing time (costs 2 clock reads).")
@@ -141,9 +190,9 @@ def attach(
         bool, typer.Option("--replace", help="Swap program and policy of an existing attachment "
                                              "atomically.")
     ] = False,
-    as_json: JsonOption = False,
+    as_json: Annotated[bool, _json("status")] = False,
 ) -> None:
-    """Attach pingkiller to IFNAME; it stays attached after this command exits.
+    """Attach pingkiller to IFACE; it stays attached after this command exits.
 
     With no --block every ping is dropped; with --block only pings from or to the
     listed addresses are.
@@ -185,12 +234,12 @@ def attach(
     typer.echo(f"Rules: {blocked} block, {len(info.rules) - blocked} allow")
 
 
-@app.command()
+@app.command(cls=_Verb)
 def detach(
     ifname: Annotated[str | None, typer.Argument(help="Interface to detach from.",
-                                                 show_default=False)] = None,
+                                                 show_default=False, metavar="IFACE")] = None,
     detach_all: Annotated[bool, typer.Option("--all", help="Detach every pingkiller attachment.")] = False,
-    as_json: JsonOption = False,
+    as_json: Annotated[bool, _json("detach")] = False,
 ) -> None:
     """Detach pingkiller and remove its pins (also when the interface is gone).
 
@@ -243,10 +292,10 @@ def _change_rules(
     typer.echo(f"{done} {changed} of {keys.requested} on {ifname} ({total} rules now)")
 
 
-@app.command()
+@app.command(cls=_Verb)
 def block(
     ifname: Interface, addresses: Addresses = None, from_file: FromFile = None,
-    as_json: JsonOption = False,
+    as_json: Annotated[bool, _json("block")] = False,
 ) -> None:
     """Drop pings from/to ADDRESSES on a running attachment, at once.
 
@@ -259,10 +308,10 @@ def block(
     _change_rules("block", ifname, addresses, from_file, as_json)
 
 
-@app.command()
+@app.command(cls=_Verb)
 def allow(
     ifname: Interface, addresses: Addresses = None, from_file: FromFile = None,
-    as_json: JsonOption = False,
+    as_json: Annotated[bool, _json("allow")] = False,
 ) -> None:
     """Let pings from/to ADDRESSES pass on a running attachment (beats the default).
 
@@ -273,10 +322,10 @@ def allow(
     _change_rules("allow", ifname, addresses, from_file, as_json)
 
 
-@app.command()
+@app.command(cls=_Verb)
 def unblock(
     ifname: Interface, addresses: Addresses = None, from_file: FromFile = None,
-    as_json: JsonOption = False,
+    as_json: Annotated[bool, _json("unblock")] = False,
 ) -> None:
     """Remove any rule (block or allow) for ADDRESSES on a running attachment.
 
@@ -287,11 +336,11 @@ def unblock(
     _change_rules("unblock", ifname, addresses, from_file, as_json)
 
 
-@app.command()
+@app.command(cls=_Verb)
 def status(
     ifname: Annotated[str | None, typer.Argument(help="Only this interface.",
-                                                 show_default=False)] = None,
-    as_json: JsonOption = False,
+                                                 show_default=False, metavar="IFACE")] = None,
+    as_json: Annotated[bool, _json("status")] = False,
 ) -> None:
     """Show every attachment: program, mode, policy, counters, and rules with hit counts.
 
@@ -384,13 +433,14 @@ def _stats_lines(stats: Stats) -> list[str]:
     return lines
 
 
-@app.command()
+@app.command(cls=_Verb)
 def stats(
     ifname: Interface,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
-    interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.1)] = 1.0,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.1,
+                                            metavar="S")] = 1.0,
     per_cpu: Annotated[bool, typer.Option("--per-cpu", help="Also show each CPU's counters.")] = False,
-    as_json: JsonOption = False,
+    as_json: Annotated[bool, _json("stats")] = False,
 ) -> None:
     """Counters and rates (pps) by reason, processing time, kernel run time.
 
@@ -458,12 +508,13 @@ def _watch_stats(attachment: Attachment, interval: float, per_cpu: bool, as_json
         earlier = _show_stats(attachment, per_cpu, as_json, earlier)
 
 
-@app.command()
+@app.command(cls=_Verb)
 def events(
     ifname: Interface,
-    count: Annotated[int | None, typer.Option(help="Stop after N events.", min=1)] = None,
-    timeout: Annotated[float | None, typer.Option(help="Stop after S seconds.", min=0)] = None,
-    as_json: JsonOption = False,
+    count: Annotated[int | None, typer.Option(help="Stop after N events.", min=1, metavar="N")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop after S seconds.", min=0,
+                                                  metavar="S")] = None,
+    as_json: Annotated[bool, _json("events")] = False,
 ) -> None:
     """Stream per-packet events as they happen (one JSON object per line with --json).
 
@@ -509,10 +560,10 @@ def events(
                          f"{lost} lost (ring full) meanwhile\n")
 
 
-@app.command()
+@app.command(cls=_Verb)
 def demo(
-    duration: Annotated[float, typer.Option(help="Seconds to run.", min=1)] = 10.0,
-    as_json: JsonOption = False,
+    duration: Annotated[float, typer.Option(help="Seconds to run.", min=1, metavar="S")] = 10.0,
+    as_json: Annotated[bool, _json()] = False,
 ) -> None:
     """Kill pings in a sandbox of its own: a blocked and an allowed peer ping this host.
 
@@ -543,7 +594,7 @@ def demo(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_Verb)
 def doctor(
     interface: Annotated[
         str | None,
@@ -551,7 +602,7 @@ def doctor(
                                                "pass-all program and detaches it at once).",
                      metavar="IF", show_default=False),
     ] = None,
-    as_json: JsonOption = False,
+    as_json: Annotated[bool, _json()] = False,
 ) -> None:
     """Check that this machine can run pingkiller; each problem comes with its fix.
 
@@ -598,12 +649,12 @@ def _log_stderr(message: str) -> None:
 
 
 PolicyPath = Annotated[
-    Path, typer.Option("--file", "-f", help="The policy file (TOML; docs/operations.md).",
+    Path, typer.Option("--file", "-f", help="The policy file (TOML; man pingkiller-apply).",
                        dir_okay=False, show_default=False),
 ]
 
 
-@app.command("apply")
+@app.command("apply", cls=_Verb)
 def apply_policy(
     file: PolicyPath,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")] = False,
@@ -611,9 +662,10 @@ def apply_policy(
         bool, typer.Option("--watch", help="Stay running; apply again whenever the file changes.")
     ] = False,
     interval: Annotated[
-        float, typer.Option(help="Seconds between checks of the file with --watch.", min=0.05)
+        float, typer.Option(help="Seconds between checks of the file with --watch.", min=0.05,
+                            metavar="S")
     ] = 2.0,
-    as_json: JsonOption = False,
+    as_json: Annotated[bool, _json("apply", "docs/operations.md")] = False,
 ) -> None:
     """Make the running attachments match a policy file: attach, update, detach.
 
@@ -652,7 +704,7 @@ def apply_policy(
         typer.echo(f"Applied {len(plan.steps)} change(s).")
 
 
-@app.command()
+@app.command(cls=_Verb)
 def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.",
@@ -679,14 +731,17 @@ def export(
             raise InvalidInput(f"cannot write {str(output)!r}: {err.strerror}") from None
 
 
-@app.command()
+@app.command(cls=_Verb)
 def exporter(
-    listen: Annotated[str, typer.Option(help="HOST:PORT to serve /metrics on.")] = "127.0.0.1:9477",
+    listen: Annotated[
+        str, typer.Option(help="Serve /metrics on HOST:PORT.", metavar="HOST:PORT")
+    ] = "127.0.0.1:9477",
     rule_metrics: Annotated[
         bool, typer.Option("--rule-metrics/--no-rule-metrics", help="Export per-rule hit counters.")
     ] = True,
     max_rule_series: Annotated[
-        int, typer.Option(help="Skip rule hit series of interfaces with more rules than this.", min=0)
+        int, typer.Option(help="Skip rule hit series of interfaces with more than N rules.", min=0,
+                          metavar="N")
     ] = 1000,
     run_time_stats: Annotated[
         bool, typer.Option("--run-time-stats", help="Switch on the kernel's BPF run-time stats "

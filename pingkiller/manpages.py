@@ -53,19 +53,23 @@ class DocSection:
     stop: str | None = None
 
 
-def _json_section(heading: str) -> tuple[DocSection]:
-    return (DocSection("JSON OUTPUT", "docs/cli.md", heading, start="`--json`"),)
+def _json_section(heading: str) -> DocSection:
+    return DocSection("JSON OUTPUT", "docs/cli.md", heading, start="`--json`")
+
+
+# The reasons packets are counted under (status, stats and events print them).
+_REASONS = DocSection("REASONS", "docs/cli.md", "## Concepts", start="**Reasons**")
 
 
 # Page name -> the sections of docs/ it carries, after OPTIONS (most pages carry none).
 DOC_SECTIONS: dict[str, tuple[DocSection, ...]] = {
-    "pingkiller-detach": _json_section("## `pingkiller detach`"),
-    "pingkiller-block": _json_section("## `pingkiller block`, `allow`, `unblock`"),
-    "pingkiller-allow": _json_section("## `pingkiller block`, `allow`, `unblock`"),
-    "pingkiller-unblock": _json_section("## `pingkiller block`, `allow`, `unblock`"),
-    "pingkiller-status": _json_section("## `pingkiller status`"),
-    "pingkiller-stats": _json_section("## `pingkiller stats`"),
-    "pingkiller-events": _json_section("## `pingkiller events`"),
+    "pingkiller-detach": (_json_section("## `pingkiller detach`"),),
+    "pingkiller-block": (_json_section("## `pingkiller block`, `allow`, `unblock`"),),
+    "pingkiller-allow": (_json_section("## `pingkiller block`, `allow`, `unblock`"),),
+    "pingkiller-unblock": (_json_section("## `pingkiller block`, `allow`, `unblock`"),),
+    "pingkiller-status": (_REASONS, _json_section("## `pingkiller status`")),
+    "pingkiller-stats": (_REASONS, _json_section("## `pingkiller stats`")),
+    "pingkiller-events": (_REASONS, _json_section("## `pingkiller events`")),
     "pingkiller-apply": (
         DocSection("POLICY FILE", "docs/operations.md", "### File reference"),
         DocSection("JSON OUTPUT", "docs/operations.md", "### `--json` plan"),

@@ -8,7 +8,7 @@
  * seen because it sits behind a fragment boundary or beyond the bounded
  * IPv6 extension-header walk is judged as if it were a ping ("suspect").
  */
-#include "vmlinux.h"
+#include "uapi.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "pingkiller.h"

@@ -1,6 +1,6 @@
 """``pingkiller doctor``: can this machine run pingkiller? A checklist with a fix per problem.
 
-Checks the kernel (version, BTF), bpffs, the process's capabilities, libbpf, the
+Checks the kernel (version; BTF only if the object needs relocating), bpffs, the process's capabilities, libbpf, the
 embedded BPF object (read with pyelftools), and, for an interface the user names,
 whether XDP native (driver) mode is available there.
 """
@@ -138,11 +138,19 @@ def check_kernel(release: str | None = None) -> Check:
     return Check("kernel", OK, f"{release} (pingkiller needs >= 5.11)")
 
 
-def check_btf(path: Path = VMLINUX_BTF) -> Check:
-    """Kernel BTF: needed to build the CO-RE object and to relocate it at load."""
-    if path.is_file():
-        return Check("kernel BTF", OK, f"{path} ({path.stat().st_size // 1024} KiB)")
-    return Check("kernel BTF", FAIL, f"{path} missing",
+def check_btf(core_relocations: int, path: Path = VMLINUX_BTF) -> Check:
+    """Kernel BTF: needed at load only to relocate CO-RE accesses (never to build).
+
+    pingkiller's object uses UAPI types only, so it has no relocation and runs on kernels
+    built without CONFIG_DEBUG_INFO_BTF; an object with relocations needs it.
+    """
+    present = path.is_file()
+    where = f"{path} ({path.stat().st_size // 1024} KiB)" if present else f"{path} absent"
+    if core_relocations == 0:
+        return Check("kernel BTF", OK, f"not needed (the object has no CO-RE relocations); {where}")
+    if present:
+        return Check("kernel BTF", OK, f"{where}, for {core_relocations} CO-RE relocations")
+    return Check("kernel BTF", FAIL, f"{where}; the object has {core_relocations} CO-RE relocations",
                  "use a kernel built with CONFIG_DEBUG_INFO_BTF=y")
 
 
@@ -236,7 +244,7 @@ def run(interface: str | None = None) -> tuple[list[Check], ObjectReport]:
     from pingkiller import datapath
 
     report = inspect_object(datapath.elf_bytes())
-    checks = [check_kernel(), check_btf(), check_bpffs(), check_capabilities(), check_libbpf(),
+    checks = [check_kernel(), check_btf(report.core_relocations), check_bpffs(), check_capabilities(), check_libbpf(),
               check_object(report)]
     if interface is None:
         checks.append(Check("XDP native mode", SKIP, "name an interface with --interface IF to "

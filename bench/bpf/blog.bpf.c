@@ -4,7 +4,7 @@
  * tell user space about it with bpf_ringbuf_output(..., BPF_RB_FORCE_WAKEUP), i.e. one
  * forced wakeup per packet and no rate limit.
  */
-#include "vmlinux.h"
+#include "uapi.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 

@@ -3,7 +3,7 @@
  * Traffic generator: run with BPF_PROG_RUN + BPF_F_TEST_XDP_LIVE_FRAMES, it redirects
  * every generated frame into the interface whose ifindex sits in target[0].
  */
-#include "vmlinux.h"
+#include "uapi.h"
 #include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "GPL";

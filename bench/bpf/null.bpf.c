@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The limit: an XDP program that drops every frame and does nothing else. */
-#include "vmlinux.h"
+#include "uapi.h"
 #include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "GPL";

@@ -3,14 +3,15 @@
  * The workshop's "hello world", through a ring buffer instead of bpf_printk:
  * every exec sends {pid, comm, "Hello World!"} to user space.
  */
-#include "vmlinux.h"
+#include "uapi.h"
 #include <bpf/bpf_helpers.h>
 
+#define HELLO_COMM_LEN 16	/* the kernel's TASK_COMM_LEN */
 #define HELLO_MESSAGE_LEN 16
 
 struct hello_event {
 	__u32 pid;
-	char comm[TASK_COMM_LEN];
+	char comm[HELLO_COMM_LEN];
 	char message[HELLO_MESSAGE_LEN];
 };
 

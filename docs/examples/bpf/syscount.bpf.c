@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The workshop's per-process syscall counter: a hash map from pid (tgid) to a count. */
-#include "vmlinux.h"
+#include "uapi.h"
 #include <bpf/bpf_helpers.h>
 
 struct {

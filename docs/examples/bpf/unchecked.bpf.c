@@ -3,7 +3,7 @@
  * A program the verifier rejects on purpose (see docs/troubleshooting.md): it reads
  * the EtherType without first checking that the packet is long enough.
  */
-#include "vmlinux.h"
+#include "uapi.h"
 #include <bpf/bpf_helpers.h>
 
 #define UNCHECKED_ETH_P_ARP_BE 0x0608	/* 0x0806 in network order, on little endian */

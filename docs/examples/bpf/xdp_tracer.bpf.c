@@ -3,7 +3,7 @@
  * The workshop's XDP tracer: report source, destination and protocol of every
  * IPv4 packet through a ring buffer (not bpf_printk), and let everything pass.
  */
-#include "vmlinux.h"
+#include "uapi.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 

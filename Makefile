@@ -5,7 +5,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 CLANG ?= clang
-BPFTOOL ?= bpftool
+# Ubuntu's bpftool wrapper wants the running kernel's linux-tools; any version's binary works.
+BPFTOOL ?= $(shell bpftool version >/dev/null 2>&1 && echo bpftool || ls /usr/lib/linux-tools/*/bpftool 2>/dev/null | tail -1)
 BUILD := build/bpf
 ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 # -ffile-prefix-map: the object (embedded in the wheel) names kern/..., not the build directory.

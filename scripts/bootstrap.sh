@@ -30,7 +30,11 @@ apt_install() {
 	for package in "$@"; do
 		# Ubuntu ships bpftool in linux-tools, not in a package of its own.
 		if [ "$package" = bpftool ] && ! apt-cache show bpftool >/dev/null 2>&1; then
-			packages+=(linux-tools-common "linux-tools-$(uname -r)")
+			if apt-cache show "linux-tools-$(uname -r)" >/dev/null 2>&1; then
+				packages+=(linux-tools-common "linux-tools-$(uname -r)")
+			else
+				packages+=(linux-tools-common linux-tools-generic)  # another kernel's is fine
+			fi
 		else
 			packages+=("$package")
 		fi
@@ -41,7 +45,8 @@ apt_install() {
 missing() {
 	for package in "$@"; do
 		if [ "$package" = bpftool ]; then
-			command -v bpftool >/dev/null || echo bpftool
+			bpftool version >/dev/null 2>&1 || ls /usr/lib/linux-tools/*/bpftool >/dev/null 2>&1 \
+				|| echo bpftool
 		else
 			dpkg -s "$package" >/dev/null 2>&1 || echo "$package"
 		fi
@@ -65,6 +70,13 @@ pick_python() {
 
 # shellcheck disable=SC2046
 apt_install $(missing "$@")
+
+libbpf=$(pkg-config --modversion libbpf 2>/dev/null || echo 0)
+if [ "${libbpf%%.*}" -lt 1 ]; then
+	echo "error: libbpf $libbpf is too old (pingkiller needs >= 1.0; Ubuntu 22.04 ships 0.5):" \
+		"install libbpf-dev >= 1.0, or use the wheel (make wheel on another machine; libbpf is bundled)" >&2
+	exit 1
+fi
 
 if [ -x "$venv/bin/python" ] && good_python "$venv/bin/python" \
 	&& "$venv/bin/python" -m pip --version >/dev/null 2>&1; then

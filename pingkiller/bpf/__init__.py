@@ -5,7 +5,15 @@ This layer knows nothing about pings; it can load and drive any BPF object.
 
 from pingkiller.bpf.errors import BpfError, NotSupportedError, VerifierError
 from pingkiller.bpf.link import Link, LinkInfo, XdpLink, XdpMode, XdpState, xdp_query
-from pingkiller.bpf.maps import UPDATE_ANY, UPDATE_EXIST, UPDATE_NOEXIST, BatchError, Map, MapInfo
+from pingkiller.bpf.maps import (
+    MAP_TYPE_ARRAY,
+    UPDATE_ANY,
+    UPDATE_EXIST,
+    UPDATE_NOEXIST,
+    BatchError,
+    Map,
+    MapInfo,
+)
 from pingkiller.bpf.object import Object
 from pingkiller.bpf.program import Program, ProgramInfo, enable_run_time_stats
 from pingkiller.bpf.ringbuf import RecordBatch, RingBuffer
@@ -21,6 +29,7 @@ from pingkiller.bpf.testrun import (
 
 __all__ = [
     "LIVE_FRAMES",
+    "MAP_TYPE_ARRAY",
     "UPDATE_ANY",
     "UPDATE_EXIST",
     "UPDATE_NOEXIST",

@@ -23,7 +23,8 @@ class Link:
 
     @classmethod
     def from_pin(cls, path: str | os.PathLike[str]) -> Self:
-        """Reopen a link pinned on bpffs."""
+        """Reopen a link pinned on bpffs. This needs write access to the pin: the kernel
+        opens link pins only read-write (it refuses BPF_F_RDONLY with EINVAL)."""
         return cls(check(lib.bpf_obj_get(os.fsencode(path)), "opening pinned link", str(path)))
 
     @property

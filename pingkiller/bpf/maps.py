@@ -11,6 +11,7 @@ from typing import Any
 
 from pingkiller.bpf._ffi import ffi, lib
 from pingkiller.bpf.errors import ENOTSUPP, BpfError, check, error_from_errno
+from pingkiller.bpf.pin import open_pinned
 
 PER_CPU_TYPES = frozenset(
     {
@@ -22,6 +23,7 @@ PER_CPU_TYPES = frozenset(
 )
 # Maps whose keys cannot be deleted; "deleting" is not what they do.
 ARRAY_TYPES = frozenset({lib.BPF_MAP_TYPE_ARRAY, lib.BPF_MAP_TYPE_PERCPU_ARRAY})
+MAP_TYPE_ARRAY: int = lib.BPF_MAP_TYPE_ARRAY  # for Map.create
 
 UPDATE_ANY = lib.BPF_ANY
 UPDATE_NOEXIST = lib.BPF_NOEXIST
@@ -108,9 +110,18 @@ class Map(MutableMapping[bytes, bytes]):
         return cls(fd, info, owns_fd=owns_fd, owner=owner)
 
     @classmethod
-    def from_pin(cls, path: str | os.PathLike[str]) -> Map:
-        """Open a map pinned on bpffs."""
-        fd = check(lib.bpf_obj_get(os.fsencode(path)), "opening pinned map", str(path))
+    def from_pin(cls, path: str | os.PathLike[str], *, read_only: bool = False) -> Map:
+        """Open a map pinned on bpffs; ``read_only`` asks only for read access (updates
+        through the handle then fail with EPERM)."""
+        return cls.from_fd(open_pinned(path, "opening pinned map", read_only=read_only))
+
+    @classmethod
+    def create(
+        cls, map_type: int, name: str, key_size: int, value_size: int, max_entries: int
+    ) -> Map:
+        """Create a map from user space (bpf_map_create), e.g. a record to pin."""
+        fd = check(lib.bpf_map_create(map_type, name.encode(), key_size, value_size, max_entries,
+                                      ffi.NULL), "creating map", name)
         return cls.from_fd(fd)
 
     @classmethod

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pingkiller.bpf._ffi import ffi, lib
 from pingkiller.bpf.errors import check
 from pingkiller.bpf.link import Link
+from pingkiller.bpf.pin import open_pinned
 from pingkiller.bpf.testrun import ProgramRun, run_program
 
 
@@ -54,10 +55,10 @@ class Program:
         return cls._owning(fd)
 
     @classmethod
-    def from_pin(cls, path: str | os.PathLike[str]) -> Program:
-        """Open a program pinned on bpffs."""
-        fd = check(lib.bpf_obj_get(os.fsencode(path)), "opening pinned program", str(path))
-        return cls._owning(fd)
+    def from_pin(cls, path: str | os.PathLike[str], *, read_only: bool = False) -> Program:
+        """Open a program pinned on bpffs; ``read_only`` asks only for read access, which
+        is all that reading its info needs."""
+        return cls._owning(open_pinned(path, "opening pinned program", read_only=read_only))
 
     @classmethod
     def _owning(cls, fd: int) -> Program:

@@ -353,7 +353,7 @@ def status(
     import pingkiller
 
     if ifname is not None:
-        with pingkiller.open(ifname) as attachment:
+        with pingkiller.open(ifname, read_only=True) as attachment:
             infos = [attachment.info()]
     else:
         infos = pingkiller.attachments()
@@ -457,7 +457,7 @@ def stats(
     import pingkiller
     from pingkiller.bpf import BpfError, enable_run_time_stats
 
-    with pingkiller.open(ifname) as attachment:
+    with pingkiller.open(ifname, read_only=True) as attachment:
         if not watch:
             _show_stats(attachment, per_cpu, as_json, None)
             return
@@ -530,7 +530,7 @@ def events(
     import pingkiller
 
     received = 0
-    with pingkiller.open(ifname) as attachment, attachment.events() as stream:
+    with pingkiller.open(ifname, read_only=True) as attachment, attachment.events() as stream:
         before = attachment.stats()
         deadline = None if timeout is None else time.monotonic() + timeout
         try:

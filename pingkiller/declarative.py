@@ -451,8 +451,15 @@ def _apply_step(step: Step) -> None:
 
 def reconcile(path: str | Path, *, dry_run: bool = False,
               log: Callable[[str], None] | None = None) -> Plan:
-    """Load, plan and (unless ``dry_run``) apply a policy file; returns the plan."""
-    changes = plan(load(path))
+    """Load, plan and (unless ``dry_run``) apply a policy file; returns the plan.
+
+    Applying is writing: what a killed writer left half done is finished first, so the
+    plan starts from what the pins will hold. A dry run only reads.
+    """
+    desired = load(path)
+    if not dry_run:
+        killer.recover_interrupted()
+    changes = plan(desired)
     if not dry_run:
         apply(changes, log)
     return changes
@@ -508,7 +515,10 @@ def _fingerprint(file: Path) -> tuple[int, int, int] | None:
 
 
 def _apply_text(file: Path, text: str, log: Callable[[str], None]) -> None:
-    changes = plan(parse(text, source=str(file), base=file.parent))
+    desired = parse(text, source=str(file), base=file.parent)
+    for note in killer.recover_interrupted():
+        log(note)
+    changes = plan(desired)
     if not changes.changed:
         log(f"{file}: running state matches ({len(changes.unchanged)} interfaces)")
         return

@@ -7,16 +7,23 @@ Metrics (all labelled by ``interface``; docs/operations.md lists them):
 ``pingkiller_program_run_time_seconds_total`` and ``pingkiller_program_runs_total``
 (the kernel's BPF stats: zero unless they are on), ``pingkiller_attachment_info``
 {mode, program_id}, and ``pingkiller_up`` (1 when the attachments could be read).
+
+Besides /metrics the server answers two probes for Kubernetes: ``/livez`` (200 while
+it serves) and ``/readyz`` (200 when the pins can be read, 503 and the reason if not).
+Everything here only reads: the exporter works on a read-only bpffs with CAP_BPF.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
-from collections.abc import Iterator
-from wsgiref.simple_server import WSGIServer
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -113,16 +120,67 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def readiness() -> tuple[bool, str]:
+    """Whether the pins can be read now (what /readyz answers), and why not."""
+    try:
+        killer.attachments(with_rules=False)
+    except (PingkillerError, BpfError) as err:
+        return False, str(err)
+    return True, "ok"
+
+
+def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+    return [body.encode() + b"\n"]
+
+
+def make_app(registry: CollectorRegistry,
+             ready: Callable[[], tuple[bool, str]] = readiness) -> WSGIApplication:
+    """/metrics of ``registry``, plus /livez and /readyz."""
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/livez":
+            return _text(start_response, "200 OK", "ok")
+        if path == "/readyz":
+            ok, why = ready()
+            return _text(start_response, "200 OK" if ok else "503 Service Unavailable", why)
+        served: Iterable[bytes] = metrics(environ, start_response)
+        return served
+
+    return app
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], family: socket.AddressFamily) -> None:
+        self.address_family = family  # IPv4 or IPv6, as the listen address is
+        super().__init__(address, _QuietHandler)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # probes every few seconds
+        pass
+
+
 def serve(
     listen: str = DEFAULT_LISTEN, collector: PingkillerCollector | None = None
 ) -> tuple[WSGIServer, threading.Thread]:
-    """Serve /metrics on ``listen`` in a background thread; shut the server down to stop."""
-    killer.require_privileges()
+    """Serve /metrics, /livez and /readyz on ``listen`` in a background thread; shut the
+    server down to stop. Needs only read access to the pins (and CAP_BPF)."""
+    killer.require_read_privileges()
     host, port = parse_listen(listen)
     registry = CollectorRegistry()
     registry.register(collector or PingkillerCollector())
     try:
-        return start_http_server(port, addr=host, registry=registry)
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        server = _Server((host, port), family)
     except OSError as err:
-        raise PingkillerError(f"cannot listen on {listen}: {err.strerror}: pick another "
+        raise PingkillerError(f"cannot listen on {listen}: {err.strerror or err}: pick another "
                               "--listen address or port") from None
+    server.set_app(make_app(registry))
+    thread = threading.Thread(target=server.serve_forever, name="pingkiller-exporter", daemon=True)
+    thread.start()
+    return server, thread

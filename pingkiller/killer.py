@@ -1,9 +1,14 @@
 """Attachments: attach, open, list and detach pingkiller on interfaces; change policy live.
 
-An attachment pins its XDP link and maps under one bpffs directory per interface
-(:mod:`pingkiller.pins`), so it outlives the process that made it and any later
-process can reopen it. With ``persist=False`` nothing is pinned and closing the
-attachment detaches it.
+An attachment pins its XDP link, program, identity record and maps under one bpffs
+directory per interface (:mod:`pingkiller.pins`), so it outlives the process that made
+it and any later process can reopen it. With ``persist=False`` nothing is pinned and
+closing the attachment detaches it.
+
+Writers (attach, detach, rule and policy changes) hold the pin lock, and the first
+thing they do is finish what a killed writer left half done. Readers (status, stats,
+export, the exporter) only read: they open every pin read-only, take no lock and
+finish nothing, so they work on a read-only bpffs with CAP_BPF alone.
 """
 
 from __future__ import annotations
@@ -13,14 +18,24 @@ import fcntl
 import os
 import socket
 import struct
+import time
 from collections.abc import Iterable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from pingkiller import abi, capabilities, datapath, pins
 from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Network, RuleAction
-from pingkiller.bpf import BpfError, Map, NotSupportedError, Object, Program, XdpLink, XdpMode
+from pingkiller.bpf import (
+    MAP_TYPE_ARRAY,
+    BpfError,
+    Map,
+    NotSupportedError,
+    Object,
+    Program,
+    XdpLink,
+    XdpMode,
+)
 from pingkiller.bpf.link import LinkInfo, xdp_query
 from pingkiller.errors import (
     AlreadyAttached,
@@ -51,13 +66,16 @@ PINNED_MAPS = (
 CARRIED_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, abi.EVENTS_MAP)
 
 NEEDS_ROOT = "needs root (CAP_BPF + CAP_NET_ADMIN): run it with sudo"
-# Pinned only during --replace, until the link is pinned: tells recover() whether the
-# interrupted writer had already swapped the link to the new program.
-_NEW_PROGRAM_PIN = "program"
+NEEDS_ROOT_TO_READ = "needs root (CAP_BPF): run it with sudo"
+# A reader that finds a directory missing or changing looks again this often: a
+# --replace renames the old directory away just before the new one takes its name.
+_READ_ATTEMPTS = 20
+_READ_RETRY_SECONDS = 0.005
+_FD_DIR = Path("/proc/self/fd")
 
 
 def require_privileges(*, load: bool = False) -> None:
-    """Raise PermissionDenied unless the process may use pingkiller's pins (and, with
+    """Raise PermissionDenied unless the process may change pingkiller's pins (and, with
     ``load``, load and attach its program: the verifier needs CAP_PERFMON for it too).
 
     CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, as in the kernel. The pins are
@@ -70,7 +88,39 @@ def require_privileges(*, load: bool = False) -> None:
         raise PermissionDenied(NEEDS_ROOT)
     pin_root = pins.root()
     if pin_root.exists() and not os.access(pin_root, os.R_OK | os.W_OK | os.X_OK, effective_ids=True):
+        read_only = pins.read_only_mount(pin_root)
+        if read_only is not None:
+            raise pins.read_only_error(read_only)
         raise PermissionDenied(f"the pins in {pin_root} are root's: {NEEDS_ROOT}")
+
+
+SECCOMP_REFUSED = (
+    "the kernel refused bpf() (EPERM) although this process has CAP_BPF, and a seccomp "
+    "filter applies to it: a container runtime's default seccomp profile may allow bpf() "
+    "only with CAP_SYS_ADMIN; run it with seccomp unconfined (docs/operations.md)"
+)
+
+
+def _seccomp_refused(err: BpfError) -> bool:
+    """Whether a seccomp filter is the likely cause of an EPERM: the capabilities are there."""
+    held = not capabilities.missing(capabilities.effective(), load=False, write=False)
+    return err.errno == errno.EPERM and held and capabilities.seccomp_filtered()
+
+
+def _refused(err: BpfError, needs: str) -> PermissionDenied:
+    """What to say when bpf() refuses to open pins with EPERM or EACCES."""
+    return PermissionDenied(SECCOMP_REFUSED if _seccomp_refused(err)
+                            else f"reading pingkiller's pins {needs}")
+
+
+def require_read_privileges() -> None:
+    """Raise PermissionDenied unless the process may read pingkiller's pins: CAP_BPF (or
+    CAP_SYS_ADMIN) and read access to the pin root; write access is not needed."""
+    if capabilities.missing(capabilities.effective(), load=False, write=False):
+        raise PermissionDenied(NEEDS_ROOT_TO_READ)
+    pin_root = pins.root()
+    if pin_root.exists() and not os.access(pin_root, os.R_OK | os.X_OK, effective_ids=True):
+        raise PermissionDenied(f"the pins in {pin_root} are root's: reading them {NEEDS_ROOT_TO_READ}")
 
 
 def interface_index(ifname: str) -> int:
@@ -193,23 +243,86 @@ class AttachmentInfo:
         }
 
 
+class RecordedLink:
+    """A pinned attachment's XDP link as a reader knows it without opening it.
+
+    The kernel opens link pins only read-write, so a reader takes the link's id and
+    interface from the identity record and the program from its (read-only) pin, and
+    asks the kernel which program the interface runs: the link is alive while that is
+    the pinned program (or the new one of a --replace that was killed after swapping,
+    which the next writer completes), and ``info().ifindex`` is 0 otherwise, as for a
+    defunct link.
+    """
+
+    def __init__(self, ifname: str, program: Program, identity: pins.Identity) -> None:
+        self.ifname = ifname
+        self.program = program
+        self.identity = identity
+        self.prog_id = program.info().id
+
+    def info(self) -> LinkInfo:
+        try:
+            attached = set(xdp_query(self.identity.ifindex).attached_ids)
+        except BpfError:
+            attached = set()  # the interface is gone
+        alive = self.prog_id in attached or bool(attached & _replacing_programs(self.ifname))
+        return LinkInfo(id=self.identity.link_id, prog_id=self.prog_id,
+                        ifindex=self.identity.ifindex if alive else 0)
+
+    def close(self) -> None:
+        self.program.close()
+
+
+def _replacing_programs(ifname: str) -> set[int]:
+    """Ids of the programs that interrupted writers pinned for ``ifname`` (read-only)."""
+    ids = set()
+    for path, kind, name, _pid in pins.leftovers():
+        if kind != "attach" or name != ifname:
+            continue
+        try:
+            program = Program.from_pin(path / pins.PROGRAM_PIN, read_only=True)
+        except BpfError:
+            continue
+        try:
+            ids.add(program.info().id)
+        except BpfError:
+            pass
+        finally:
+            program.close()
+    return ids
+
+
 class Attachment:
     """pingkiller on one interface. Obtain it with :func:`attach` or :func:`open`.
 
     As a context manager it closes its handles on exit; an attachment made with
-    ``persist=False`` is detached then, a pinned one stays.
+    ``persist=False`` is detached then, a pinned one stays. One opened with
+    ``read_only=True`` reads everything but refuses changes, and has no ``link``.
     """
 
     def __init__(
-        self, ifname: str, link: XdpLink, maps: dict[str, Map], *, pinned: bool,
-        obj: Object | None = None,
+        self, ifname: str, link: XdpLink | RecordedLink, maps: dict[str, Map], *, pinned: bool,
+        obj: Object | None = None, program: Program | None = None, read_only: bool = False,
     ) -> None:
         self.ifname = ifname
-        self.link = link
+        self._link = link
         self.maps = maps
         self.pinned = pinned
+        self.read_only = read_only
         self._obj = obj
+        self._program = program  # the pinned program, when it was opened (read-only handle)
+        self._events_map: Map | None = None
         self._table = RuleTable(maps)
+
+    @property
+    def link(self) -> XdpLink:
+        """The XDP link (not open in an attachment opened read-only)."""
+        if isinstance(self._link, XdpLink):
+            return self._link
+        raise PermissionDenied(
+            f"{self.ifname}'s attachment was opened read-only and its XDP link is not open "
+            "(the kernel opens link pins only read-write): open it with read_only=False"
+        )
 
     # -- policy
 
@@ -226,10 +339,19 @@ class Attachment:
 
     def _locked(self) -> AbstractContextManager[None]:
         """The pin lock for pinned attachments; private ones have no other writer."""
+        self._refuse_if_read_only()
         return pins.locked() if self.pinned else nullcontext()
+
+    def _refuse_if_read_only(self) -> None:
+        if self.read_only:
+            raise PermissionDenied(
+                f"{self.ifname}'s attachment was opened read-only: changing it needs "
+                "`pingkiller.open(ifname)` with write access to the pins"
+            )
 
     def _changing(self) -> AbstractContextManager[None]:
         """The lock for a rule change, refusing one that would filter nothing."""
+        self._refuse_if_read_only()
         if self.is_stale():
             raise StaleAttachment(
                 f"{self.ifname}'s attachment filters nothing ({self.problem()}): "
@@ -279,19 +401,29 @@ class Attachment:
     # -- observation
 
     def program(self) -> Program:
-        return Program.from_id(self.link.info().prog_id)
+        """A new handle on the running program (by id: needs CAP_SYS_ADMIN)."""
+        return Program.from_id(self._link.info().prog_id)
 
     def stats(self, *, per_cpu: bool = False) -> Stats:
+        return self._stats(None, per_cpu=per_cpu)
+
+    def _stats(self, prog_id: int | None, *, per_cpu: bool = False) -> Stats:
+        """Counters, with the program's run time from its pin, or else by id if allowed."""
+        if self._program is not None:
+            return read_stats(self.maps, self._program, per_cpu=per_cpu)
         try:
-            program: Program | None = self.program()
+            program = Program.from_id(self._link.info().prog_id if prog_id is None else prog_id)
         except BpfError:
-            program = None
-        return read_stats(self.maps, program, per_cpu=per_cpu)
+            return read_stats(self.maps, None, per_cpu=per_cpu)
+        try:
+            return read_stats(self.maps, program, per_cpu=per_cpu)
+        finally:
+            program.close()
 
     def _link_state(self) -> tuple[LinkInfo | None, str]:
         """The link's kernel info (None if unreadable) and what is wrong, '' if nothing."""
         try:
-            info = self.link.info()
+            info = self._link.info()
         except BpfError:
             return None, "its XDP link cannot be read"
         if info.ifindex == 0:
@@ -302,8 +434,27 @@ class Attachment:
         return info, ""
 
     def events(self) -> EventStream:
-        """A stream of this attachment's events (the mode is set by the policy)."""
-        return EventStream(self.maps[abi.EVENTS_MAP])
+        """A stream of this attachment's events (the mode is set by the policy).
+
+        Reading events moves the ring buffer's read position, which the kernel lets
+        only a read-write handle do: an attachment opened read-only opens the events
+        pin read-write for it (and fails clearly where the pin is not writable).
+        """
+        if not self.read_only:
+            return EventStream(self.maps[abi.EVENTS_MAP])
+        if self._events_map is None:
+            pin = pins.directory(self.ifname) / abi.EVENTS_MAP
+            try:
+                self._events_map = Map.from_pin(pin)
+            except BpfError as err:
+                if err.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                    raise
+                raise PermissionDenied(
+                    f"streaming {self.ifname}'s events moves the ring buffer's read position, "
+                    f"which needs write access to {pin} ({os.strerror(err.errno)}): run "
+                    "`pingkiller events` where bpffs is writable; stats and status only read"
+                ) from None
+        return EventStream(self._events_map)
 
     def problem(self) -> str:
         """What is wrong with the attachment, or '' when nothing is.
@@ -321,10 +472,10 @@ class Attachment:
         link_info, problem = self._link_state()
         stale = _is_stale(problem)
         rules = self.rules() if with_rules else []
-        try:
-            program = Program.from_id(link_info.prog_id) if link_info else None
-        except BpfError:
-            program = None
+        if link_info is not None:
+            stats = self._stats(link_info.prog_id)
+        else:
+            stats = read_stats(self.maps, self._program)
         return AttachmentInfo(
             ifname=self.ifname,
             ifindex=link_info.ifindex if link_info else 0,
@@ -334,7 +485,7 @@ class Attachment:
             policy=self.policy,
             rule_count=len(rules) if with_rules else self.rule_count(),
             rules=rules,
-            stats=read_stats(self.maps, program),
+            stats=stats,
             stale=stale,
             problem=problem,
             pin_dir=str(pins.directory(self.ifname)) if self.pinned else "",
@@ -344,6 +495,7 @@ class Attachment:
 
     def detach(self) -> None:
         """Detach from the interface and remove the pins."""
+        self._refuse_if_read_only()
         if self.pinned:
             with pins.locked():
                 _detach_pinned(self.ifname)
@@ -353,9 +505,12 @@ class Attachment:
 
     def close(self) -> None:
         """Release this process's handles (a pinned attachment stays attached)."""
-        self.link.close()
+        self._link.close()
         for bpf_map in self.maps.values():
             bpf_map.close()
+        for handle in (self._program, self._events_map):
+            if handle is not None:
+                handle.close()
         if self._obj is not None:
             self._obj.close()
             self._obj = None
@@ -367,32 +522,180 @@ class Attachment:
         self.close()
 
 
+def _incomplete(ifname: str) -> NotAttached:
+    return NotAttached(
+        f"{ifname} has no complete pingkiller attachment (its pins are incomplete; "
+        f"`pingkiller detach {ifname}` cleans them)"
+    )
+
+
 def _open_pinned(ifname: str, directory: Path | None = None) -> Attachment:
+    """A writer's view: the link and maps opened read-write."""
     where = directory or pins.directory(ifname)
+    with ExitStack() as opened:
+        try:
+            link = opened.enter_context(XdpLink.from_pin(where / pins.LINK_PIN))
+            maps = {name: opened.enter_context(Map.from_pin(where / name)) for name in PINNED_MAPS}
+        except BpfError as err:
+            if err.errno in (errno.EACCES, errno.EPERM):
+                raise _refused(err, NEEDS_ROOT) from None
+            if err.errno == errno.ENOENT:
+                raise _incomplete(ifname) from None
+            raise
+        program = _pinned_program(where)  # None for pins made before programs were pinned
+        opened.pop_all()
+    return Attachment(ifname, link, maps, pinned=True, program=program)
+
+
+def _pinned_program(directory: Path) -> Program | None:
     try:
-        link = XdpLink.from_pin(where / pins.LINK_PIN)
-        maps = {name: Map.from_pin(where / name) for name in PINNED_MAPS}
+        return Program.from_pin(directory / pins.PROGRAM_PIN, read_only=True)
+    except BpfError:
+        return None
+
+
+class _Gone(NotAttached):
+    """The attachment's directory disappeared while it was being read (a detach)."""
+
+
+class _Moved(Exception):
+    """The directory was renamed while it was being read: read it again."""
+
+
+def _open_read_only(ifname: str) -> Attachment:
+    """A reader's view: every pin opened read-only, no lock, nothing written.
+
+    A writer renames whole directories (a --replace moves the old one away just before
+    the new one takes its place), so the pins are opened through one directory fd and a
+    directory that vanishes or changes meanwhile is read again. Where a writer was killed
+    between those renames, the directory the next writer will publish is read instead
+    (see :func:`_pending_directory`), without finishing anything.
+    """
+    directory = pins.directory(ifname)
+    for _ in range(_READ_ATTEMPTS):
+        where = directory if directory.is_dir() else _pending_directory(ifname)
+        if where is not None:
+            try:
+                return _read_directory(ifname, where)
+            except _Moved:
+                pass
+        time.sleep(_READ_RETRY_SECONDS)
+    if not directory.is_dir() and _pending_directory(ifname) is None:
+        raise _Gone(f"{ifname} has no pingkiller attachment: attach one with "
+                    f"`pingkiller attach {ifname}`")
+    raise _incomplete(ifname)
+
+
+def _pending_directory(ifname: str) -> Path | None:
+    """For an interface whose pin directory is missing, the directory an interrupted
+    writer left that the next writer's recovery will publish: the new pins of an attach
+    or --replace whose program runs on the interface, else the previous pins of an
+    interrupted --replace. None when there is none (the interface has no attachment).
+    """
+    previous = None
+    for path, kind, name, _pid in pins.leftovers():
+        if name != ifname:
+            continue
+        if kind == "attach" and _runs_on(path, ifname):
+            return path
+        if kind == "replace":
+            previous = path
+    return previous
+
+
+def _runs_on(directory: Path, ifname: str) -> bool:
+    """Whether the program pinned in ``directory`` is the one ``ifname`` runs (read-only)."""
+    try:
+        ifindex = socket.if_nametoindex(ifname)
+        program = Program.from_pin(directory / pins.PROGRAM_PIN, read_only=True)
+    except (OSError, BpfError):
+        return False
+    try:
+        return program.info().id in xdp_query(ifindex).attached_ids
+    except BpfError:
+        return False
+    finally:
+        program.close()
+
+
+def _read_directory(ifname: str, directory: Path) -> Attachment:
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        raise _Moved from None
+    except PermissionError:
+        raise PermissionDenied(f"reading pingkiller's pins {NEEDS_ROOT_TO_READ}") from None
+    try:
+        base = _FD_DIR / str(dir_fd) if _FD_DIR.is_dir() else directory
+        with ExitStack() as opened:
+            try:
+                maps = {name: opened.enter_context(Map.from_pin(base / name, read_only=True))
+                        for name in PINNED_MAPS}
+                view = _recorded_link(base, opened, ifname)
+            except BpfError as err:
+                if err.errno in (errno.EACCES, errno.EPERM):
+                    raise _refused(err, NEEDS_ROOT_TO_READ) from None
+                if err.errno == errno.ENOENT:
+                    _raise_if_moved(dir_fd, directory)
+                    raise _incomplete(ifname) from None
+                raise
+            program = view.program if isinstance(view, RecordedLink) else _pinned_program(base)
+            _raise_if_moved(dir_fd, directory)
+            opened.pop_all()
+    finally:
+        os.close(dir_fd)
+    return Attachment(ifname, view, maps, pinned=True, program=program, read_only=True)
+
+
+def _recorded_link(base: Path, opened: ExitStack, ifname: str) -> RecordedLink | XdpLink:
+    """The link as recorded (program pin + identity), or the link pin itself for pins
+    made before those records existed (which needs write access to it)."""
+    try:
+        program = Program.from_pin(base / pins.PROGRAM_PIN, read_only=True)
+        try:
+            with Map.from_pin(base / pins.IDENTITY_PIN, read_only=True) as record:
+                identity = pins.Identity.decode(record[abi.u32_key(0)])
+        except BaseException:
+            program.close()
+            raise
     except BpfError as err:
-        if err.errno in (errno.EACCES, errno.EPERM):
-            raise PermissionDenied(f"reading pingkiller's pins {NEEDS_ROOT}") from None
-        if err.errno == errno.ENOENT:
-            raise NotAttached(
-                f"{ifname} has no complete pingkiller attachment (its pins are incomplete; "
-                f"`pingkiller detach {ifname}` cleans them)"
-            ) from None
-        raise
-    return Attachment(ifname, link, maps, pinned=True)
+        if err.errno != errno.ENOENT or not (base / pins.LINK_PIN).exists():
+            raise
+        return opened.enter_context(XdpLink.from_pin(base / pins.LINK_PIN))
+    except ValueError as err:  # a record of another version
+        raise NotAttached(f"cannot read {ifname}'s attachment: {err}") from None
+    opened.callback(program.close)
+    return RecordedLink(ifname, program, identity)
 
 
-def open_attachment(ifname: str) -> Attachment:
-    """Reopen the pinned attachment on ``ifname`` (made by any process)."""
+def _raise_if_moved(dir_fd: int, directory: Path) -> None:
+    """Raise _Moved unless ``directory`` still names the directory behind ``dir_fd``."""
+    held = os.fstat(dir_fd)
+    try:
+        now = os.stat(directory)
+    except FileNotFoundError:
+        raise _Moved from None
+    if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+        raise _Moved
+
+
+def open_attachment(ifname: str, *, read_only: bool = False) -> Attachment:
+    """Reopen the pinned attachment on ``ifname`` (made by any process).
+
+    With ``read_only`` every pin is opened read-only and nothing is locked or written:
+    that needs only read access to the pins and CAP_BPF, and the attachment refuses
+    changes. Otherwise the link and maps are opened read-write, to change them.
+    """
     directory = pins.directory(ifname)  # a bad name is bad input, also without root
-    require_privileges()
+    if read_only:
+        require_read_privileges()
+    else:
+        require_privileges()
     if not directory.is_dir():
         raise NotAttached(
             f"{ifname} has no pingkiller attachment: attach one with `pingkiller attach {ifname}`"
         )
-    return _open_pinned(ifname)
+    return _open_read_only(ifname) if read_only else _open_pinned(ifname)
 
 
 def recover() -> list[str]:
@@ -406,16 +709,15 @@ def recover() -> list[str]:
     for path, kind, ifname, _pid in pins.leftovers():
         final = pins.directory(ifname)
         if kind == "attach" and not final.exists() and _link_alive(path):
-            (path / _NEW_PROGRAM_PIN).unlink(missing_ok=True)
+            with XdpLink.from_pin(path / pins.LINK_PIN) as link:
+                _pin_link(link, path)  # the identity record, if the writer died before it
             pins.publish(path, ifname)
             notes.append(f"{ifname}: completed an interrupted attach")
             continue
         if kind == "attach" and final.exists() and _replace_done(path, final):
-            if not (path / pins.LINK_PIN).exists():
-                with XdpLink.from_pin(final / pins.LINK_PIN) as link:
-                    link.pin(path / pins.LINK_PIN)
-                pins.secure(path / pins.LINK_PIN)
-            (path / _NEW_PROGRAM_PIN).unlink(missing_ok=True)
+            source = path if (path / pins.LINK_PIN).exists() else final
+            with XdpLink.from_pin(source / pins.LINK_PIN) as link:
+                _pin_link(link, path)
             pins.publish(path, ifname)
             notes.append(f"{ifname}: completed an interrupted replace")
             continue
@@ -439,7 +741,7 @@ def _replace_done(temp: Path, final: Path) -> bool:
     if (temp / pins.LINK_PIN).exists():
         return True  # the link is pinned there only after the swap
     try:
-        program = Program.from_pin(temp / _NEW_PROGRAM_PIN)
+        program = Program.from_pin(temp / pins.PROGRAM_PIN, read_only=True)
     except BpfError:
         return False  # killed before the new program was pinned, so before the swap
     try:
@@ -449,6 +751,24 @@ def _replace_done(temp: Path, final: Path) -> bool:
         return False
     finally:
         program.close()
+
+
+def _pin_link(link: XdpLink, directory: Path) -> None:
+    """Pin the link and the identity record beside it, each unless already there.
+
+    The record (the link's id and ifindex, in a one-entry array map) tells readers which
+    link this is: they cannot open the link pin, which the kernel opens only read-write.
+    """
+    if not (directory / pins.LINK_PIN).exists():
+        link.pin(directory / pins.LINK_PIN)
+        pins.secure(directory / pins.LINK_PIN)
+    if not (directory / pins.IDENTITY_PIN).exists():
+        info = link.info()
+        record = pins.Identity(info.id, info.ifindex)
+        with Map.create(MAP_TYPE_ARRAY, "pk_identity", 4, pins.Identity.FORMAT.size, 1) as bpf_map:
+            bpf_map[abi.u32_key(0)] = record.encode()
+            bpf_map.pin(directory / pins.IDENTITY_PIN)
+        pins.secure(directory / pins.IDENTITY_PIN)
 
 
 def _link_alive(directory: Path) -> bool:
@@ -557,18 +877,18 @@ def attach(
             for name in PINNED_MAPS:
                 obj.maps[name].pin(temp / name)
                 pins.secure(temp / name)
+            # Pinned before the link runs it: during a --replace it tells recover() whether
+            # the swap happened; afterwards it tells readers which program the link runs.
+            program = obj.programs[abi.PROGRAM_NAME]
+            program.pin(temp / pins.PROGRAM_PIN)
+            pins.secure(temp / pins.PROGRAM_PIN)
             if existing is not None:
-                program = obj.programs[abi.PROGRAM_NAME]
-                program.pin(temp / _NEW_PROGRAM_PIN)
-                pins.secure(temp / _NEW_PROGRAM_PIN)
                 link = existing.link
                 link.update(program)
                 swapped = True
             else:
                 link = _attach_link(obj, ifname, ifindex, mode)
-            link.pin(temp / pins.LINK_PIN)
-            pins.secure(temp / pins.LINK_PIN)
-            (temp / _NEW_PROGRAM_PIN).unlink(missing_ok=True)
+            _pin_link(link, temp)
             pins.publish(temp, ifname)
         except BaseException:
             if swapped:
@@ -591,7 +911,12 @@ def _load(
     try:
         for name, existing in carried.items():
             obj.reuse_map(name, existing)
-        obj.load()
+        try:
+            obj.load()
+        except BpfError as err:
+            if _seccomp_refused(err):
+                raise PermissionDenied(SECCOMP_REFUSED) from None
+            raise
         obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = policy.to_config().encode()
         table = RuleTable(obj.maps)
         table.set(block, RuleAction.BLOCK)
@@ -627,14 +952,33 @@ def _recovered_names() -> list[str]:
         return pins.listed()
 
 
+def recover_interrupted() -> list[str]:
+    """Finish or undo what killed writers left half done (under the pin lock), as every
+    writer does first; returns what was done, in words. Readers never do this: until a
+    writer runs, they show the last change that was completed."""
+    require_privileges()
+    if not pins.root().is_dir():
+        return []
+    with pins.locked():
+        return recover()
+
+
 def attachments(*, with_rules: bool = True) -> list[AttachmentInfo]:
-    """Every pinned attachment, stale ones included (interface gone, link defunct)."""
-    names = _recovered_names()
+    """Every pinned attachment, stale ones included (interface gone, link defunct).
+
+    Only reads: every pin is opened read-only, no lock is taken and no interrupted
+    writer's change is finished (the next writer does that), so this needs only read
+    access to the pins and CAP_BPF, and works on a read-only bpffs.
+    """
+    require_read_privileges()
+    interrupted = {name for _, kind, name, _pid in pins.leftovers() if kind in ("attach", "replace")}
     found = []
-    for ifname in names:
+    for ifname in sorted(set(pins.listed()) | interrupted):
         try:
-            with _open_pinned(ifname) as attachment:
+            with _open_read_only(ifname) as attachment:
                 found.append(attachment.info(with_rules=with_rules))
+        except _Gone:
+            continue  # detached while we looked
         except NotAttached as err:
             found.append(_broken(ifname, str(err)))
     return found

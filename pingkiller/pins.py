@@ -1,20 +1,27 @@
 """Where an attachment's pins live on bpffs, and the lock that serializes changes to them.
 
-Layout: ``<root>/<ifname>/{link,settings,counters,...}`` with root
+Layout: ``<root>/<ifname>/{link,program,identity,settings,counters,...}`` with root
 ``/sys/fs/bpf/pingkiller`` (0700). A directory is written under a temporary name
 and renamed into place, so a reader sees a whole attachment or none; leftovers of a
-killed writer are recovered by :func:`recover`.
+killed writer are recovered by the next writer (``killer.recover``), never by a reader.
+
+Readers need only read access: the kernel opens a link pin only read-write, so the
+writer also pins the program and an :class:`Identity` record (the link's id and
+interface), which open read-only.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
 import shutil
+import struct
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 from pingkiller.errors import InvalidInterfaceName, PermissionDenied
@@ -22,6 +29,8 @@ from pingkiller.errors import InvalidInterfaceName, PermissionDenied
 BPFFS = Path("/sys/fs/bpf")
 DEFAULT_ROOT = BPFFS / "pingkiller"
 LINK_PIN = "link"
+PROGRAM_PIN = "program"  # the program the link runs, for readers (and a --replace in progress)
+IDENTITY_PIN = "identity"  # an Identity record in a one-entry array map
 # Linux interface names: at most 15 bytes, no '/', no whitespace, not '.' or '..'.
 _IFNAME = re.compile(r"[A-Za-z0-9_.@:+-]{1,15}")
 # bpffs refuses names with '.', so a '.' of an interface name is stored as '~', and the
@@ -62,6 +71,52 @@ def directory(ifname: str) -> Path:
     return root() / _encode(ifname)
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What the writer records beside the link pin: the link's id and interface index.
+
+    A reader that cannot open the link (link pins open only read-write) learns from it
+    which link and interface the attachment is, and checks with the kernel that the
+    pinned program is still the one attached there.
+    """
+
+    link_id: int
+    ifindex: int
+
+    FORMAT = struct.Struct("<IIII")  # version, link id, ifindex, reserved
+    VERSION = 1
+
+    def encode(self) -> bytes:
+        return self.FORMAT.pack(self.VERSION, self.link_id, self.ifindex, 0)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Identity:
+        version, link_id, ifindex, _ = cls.FORMAT.unpack_from(raw)
+        if version != cls.VERSION:
+            raise ValueError(f"identity record version {version} (this pingkiller reads "
+                             f"{cls.VERSION}): written by another pingkiller version")
+        return cls(link_id, ifindex)
+
+
+def read_only_mount(path: Path | None = None) -> Path | None:
+    """``path`` (default: the pin root), or its closest existing parent, if it is on a
+    read-only mount; None when it is writable."""
+    where = path or root()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        return where if os.statvfs(where).f_flag & os.ST_RDONLY else None
+    except OSError:
+        return None
+
+
+def read_only_error(where: Path) -> PermissionDenied:
+    return PermissionDenied(
+        f"{where} is mounted read-only here: changing attachments needs bpffs mounted "
+        "read-write (status, stats, export and exporter only read)"
+    )
+
+
 def bpffs_mount_points(mounts: str | None = None) -> list[str]:
     """Where bpffs is mounted, from /proc/self/mounts (or the text of such a file)."""
     if mounts is None:
@@ -89,12 +144,19 @@ def ensure_root() -> Path:
                 f"bpffs is not mounted at {BPFFS} and mounting it failed: "
                 "run as root, or `mount -t bpf bpf /sys/fs/bpf`"
             )
+    read_only = read_only_mount(pin_root)
+    if read_only is not None:
+        raise read_only_error(read_only)
     try:
         pin_root.mkdir(mode=0o700, exist_ok=True)
     except PermissionError:
         raise PermissionDenied(
             f"cannot create {pin_root}: needs root (CAP_BPF + CAP_NET_ADMIN)"
         ) from None
+    except OSError as err:
+        if err.errno == errno.EROFS:
+            raise read_only_error(pin_root) from None
+        raise
     return pin_root
 
 

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,50 @@ def attach_foreign_program(ifname: str, workdir: Path) -> int:
     prog_id = xdp_prog_id(ifname)
     assert prog_id is not None
     return prog_id
+
+
+class MountNamespace:
+    """A private mount namespace, kept alive by a sleeping process, to run commands in.
+
+    Mounts made in it (a read-only bind of bpffs, a private bpffs) are seen only by the
+    commands run in it, and vanish with it; the rest of the machine is not touched.
+    """
+
+    def __init__(self) -> None:
+        self.holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private",
+                                        "sleep", "infinity"])
+        comm = Path(f"/proc/{self.holder.pid}/comm")
+        for _ in range(500):  # until unshare has made the namespace and exec'd sleep
+            if comm.read_text().strip() == "sleep":
+                break
+            time.sleep(0.01)
+        else:
+            self.close()
+            raise RuntimeError("unshare did not start")
+
+    def args(self, command: list[str]) -> list[str]:
+        """``command`` run in the namespace (network, pid and the rest are this process's)."""
+        return ["nsenter", f"--target={self.holder.pid}", "--mount", "--", *command]
+
+    def sh(self, script: str) -> None:
+        """Run a shell script in the namespace (as root with every capability); must pass."""
+        run(self.args(["sh", "-euc", script]))
+
+    def close(self) -> None:
+        self.holder.kill()
+        self.holder.wait()
+
+    def __enter__(self) -> MountNamespace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def limited(caps: list[str], command: list[str]) -> list[str]:
+    """``command`` as root with only ``caps`` (lower-case names, e.g. "bpf") and no way to
+    gain more (no_new_privs): what a container's `capabilities: {drop: [ALL], add: ...}`
+    and `allowPrivilegeEscalation: false` leave a process."""
+    bounding = "".join(f",+{cap}" for cap in caps)
+    return ["setpriv", f"--bounding-set=-all{bounding}", "--inh-caps=-all", "--no-new-privs",
+            *command]

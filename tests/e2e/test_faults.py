@@ -1,6 +1,8 @@
 """State survives faults: kill -9 at any point, interfaces that vanish, a full rule table.
 
-After every fault, three independent views must agree: what ``status`` reports, what
+After every fault, ``status`` (a reader: it finishes nothing) shows the last change that
+was completed, never a broken one; then, once the next writer has finished or undone
+what was interrupted, three independent views must agree: what ``status`` reports, what
 the kernel has on the interface (``bpftool net``), and which maps the running program
 really uses (``bpftool prog``) compared with the pinned ones. ``detach`` always cleans up.
 """
@@ -27,6 +29,7 @@ from pingkiller import abi, datapath
 from pingkiller.abi import RuleAction
 from pingkiller.bpf import Map
 from pingkiller.errors import RuleTableFull
+from pingkiller.killer import recover_interrupted
 from pingkiller.policy import format_network
 from pingkiller.rules import RULE_MAPS, RuleTable
 from pingkiller.sandbox import IP, Sandbox, run
@@ -58,8 +61,17 @@ def rule_set(ifname: str) -> frozenset[str]:
         return frozenset(rule.address for rule in attachment.rules())
 
 
-def assert_truthful(pin_root: Path, ifname: str) -> RuleSet:
-    """Check status against the kernel for ``ifname``; return its rules (None: detached)."""
+def assert_truthful(pin_root: Path, ifname: str, outcomes: list[RuleSet]) -> RuleSet:
+    """Check what status shows right after a fault (one of ``outcomes``, never stale),
+    then, after the next writer's recovery, status against the kernel for ``ifname``;
+    return its rules (None: detached)."""
+    completed = {info.ifname: info for info in pingkiller.attachments()}  # before any writer
+    assert set(completed) <= {ifname}, completed
+    shown = completed.get(ifname)
+    assert shown is None or not shown.stale, shown.problem
+    shown_rules = None if shown is None else frozenset(rule.address for rule in shown.rules)
+    assert shown_rules in outcomes, f"status shows {shown_rules} before recovery"
+    recover_interrupted()  # what the next writer does first
     infos = {info.ifname: info for info in pingkiller.attachments()}  # what `status` shows
     on_wire = xdp_ids(ifname)
     left = sorted(p.name for p in pin_root.iterdir()) if pin_root.is_dir() else []
@@ -125,7 +137,7 @@ def test_kill_9_at_random_points(pin_root: Path, sandbox: Sandbox) -> None:
                 "detach": (["detach", ifname], [current, None]),
             }[op]
         kill_after(args, rng.uniform(0, full_run * 1.2))
-        current = assert_truthful(pin_root, ifname)
+        current = assert_truthful(pin_root, ifname, outcomes)
         assert current in outcomes, f"seed {SEED}, step {n} ({op}): rules {current}"
     infos = json.loads(cli("status", "--json").stdout)
     assert [info["interface"] for info in infos] == ([] if current is None else [ifname])
@@ -203,7 +215,7 @@ def test_kill_9_at_every_step(
             pingkiller.detach(ifname)
         prepare()
         kill_at(args, call, n)
-        found = assert_truthful(pin_root, ifname)
+        found = assert_truthful(pin_root, ifname, outcomes)
         assert found in outcomes, f"killed at {call} #{n}: rules {found}"
         if found is not None:
             pingkiller.detach(ifname)
@@ -251,7 +263,7 @@ def test_interface_recreated_before_detach(pin_root: Path, sandbox: Sandbox) -> 
     assert info["stale"] is True and xdp_ids(ifname) == []
     attached = json.loads(cli("attach", ifname, "--json").stdout)
     assert not attached["stale"] and xdp_ids(ifname) == [attached["program_id"]]
-    assert assert_truthful(pin_root, ifname) == frozenset()
+    assert assert_truthful(pin_root, ifname, [frozenset()]) == frozenset()
     cli("detach", "--all")
     assert_clean(pin_root, ifname)
 

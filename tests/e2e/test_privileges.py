@@ -26,6 +26,7 @@ pytestmark = pytest.mark.root
 
 CLI = [sys.executable, "-m", "pingkiller"]
 NEEDS_ROOT = "needs root (CAP_BPF + CAP_NET_ADMIN)"
+NEEDS_ROOT_TO_READ = "needs root (CAP_BPF)"  # readers: status, stats, export, exporter
 LEAST = "bpf,net_admin,perfmon"  # what attach needs (docs/security.md)
 
 
@@ -54,7 +55,7 @@ def test_pins_are_root_only(pin_root: Path, sandbox: Sandbox) -> None:
         info = directory.stat()
         assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == 0 and info.st_gid == 0
     files = list(directories[1].iterdir())
-    assert len(files) == 9  # the link and eight maps
+    assert len(files) == 11  # the link, the program, the identity record and eight maps
     for pin in files:
         info = pin.stat()
         assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_uid == 0, pin
@@ -95,13 +96,21 @@ def test_attach_without_perfmon_is_refused_clearly(pin_root: Path, sandbox: Sand
 
 @pytest.mark.parametrize("caps", ["", "bpf", "net_admin", "perfmon"])
 def test_too_few_capabilities_are_refused(caps: str, pin_root: Path, sandbox: Sandbox) -> None:
+    """Writers need CAP_BPF + CAP_NET_ADMIN; readers CAP_BPF alone."""
     ifname = sandbox.add_peer().host_ifname
     pingkiller.attach(ifname, block=["198.19.3.3"]).close()
-    for verb in (["attach", ifname, "--replace"], ["block", ifname, "198.19.3.4"], ["status"],
+    for verb in (["attach", ifname, "--replace"], ["block", ifname, "198.19.3.4"],
                  ["detach", "--all"]):
         result = with_caps(caps, *verb)
         assert result.returncode == 1, (verb, result.stderr)
         assert NEEDS_ROOT in one_line(result)
+    for verb in (["status"], ["stats", ifname], ["export"]):
+        result = with_caps(caps, *verb)
+        if caps == "bpf":
+            assert result.returncode == 0, (verb, result.stderr)
+        else:
+            assert result.returncode == 1, (verb, result.stderr)
+            assert NEEDS_ROOT_TO_READ in one_line(result)
     (info,) = pingkiller.attachments()
     assert [rule.address for rule in info.rules] == ["198.19.3.3"]
 
@@ -119,7 +128,8 @@ def test_non_root_user_with_capabilities_is_refused(pin_root: Path, sandbox: San
             result = subprocess.run(command, capture_output=True, text=True, timeout=60)
             assert result.returncode == 1, (verb, result.stderr)
             line = one_line(result)
-            assert NEEDS_ROOT in line and str(pin_root) in line, line
+            needs = NEEDS_ROOT if verb[0] in ("block", "detach", "attach") else NEEDS_ROOT_TO_READ
+            assert needs in line and str(pin_root) in line, line
     finally:
         view.rmdir()
     (info,) = pingkiller.attachments()

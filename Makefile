@@ -163,3 +163,14 @@ clean:
 .PHONY: man
 man:
 	$(PYTHON) -m pingkiller.manpages --output docs/man
+
+# --- container image (docs/deploy) ---
+# docs/deploy/Containerfile built from this tree: `make image`, or with another tool or
+# name, e.g. `make image CONTAINER=docker IMAGE=registry.example.com/pingkiller:0.1.0`.
+# IMAGE_FLAGS passes build flags (docs/operations.md shows the ones a host may need).
+CONTAINER ?= podman
+IMAGE ?= localhost/pingkiller:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_FLAGS ?=
+.PHONY: image
+image:
+	$(CONTAINER) build -f docs/deploy/Containerfile -t $(IMAGE) $(IMAGE_FLAGS) .

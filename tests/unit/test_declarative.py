@@ -2,23 +2,21 @@
 
 Planning is a pure function of the file and the running state, so the running state here
 is given as AttachmentInfo values (what `pingkiller.attachments()` returns). The
-deployment files (systemd unit, DaemonSet, Containerfile) are checked at the end.
+systemd unit is checked at the end (docs/deploy in test_deploy.py).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pingkiller import capabilities, declarative, pins
+from pingkiller import capabilities, declarative
 from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, RuleAction
 from pingkiller.bpf import XdpMode
 from pingkiller.cli import main
@@ -314,44 +312,6 @@ def required_capabilities() -> set[str]:
     text = (REPO / "docs" / "security.md").read_text()
     assert all(cap in text for cap in caps), f"docs/security.md lacks one of {caps}"
     return caps
-
-
-def test_daemonset_names_the_capabilities_and_paths_of_the_code() -> None:
-    documents = list(yaml.safe_load_all((REPO / "docs/deploy/daemonset.yaml").read_text()))
-    kinds = {doc["kind"]: doc for doc in documents}
-    assert set(kinds) == {"ConfigMap", "DaemonSet"}
-    policy_text = kinds["ConfigMap"]["data"]["policy.toml"]
-    assert declarative.parse(policy_text).interfaces  # the example policy is valid
-    pod = kinds["DaemonSet"]["spec"]["template"]["spec"]
-    assert pod["hostNetwork"] is True
-    containers = {c["name"]: c for c in pod["containers"]}
-    applier, exporter = containers["pingkiller"], containers["exporter"]
-    assert applier["command"] == ["pingkiller", "apply", "--watch", "-f",
-                                  "/etc/pingkiller/policy.toml"]
-    assert exporter["command"][:2] == ["pingkiller", "exporter"]
-    needed = required_capabilities()
-    for container in containers.values():
-        security = container["securityContext"]
-        added = {f"CAP_{cap}" for cap in security["capabilities"]["add"]}
-        # the applier loads the program (all of them); the exporter only reads maps
-        expected = needed if container is applier else {"CAP_BPF", "CAP_NET_ADMIN"}
-        assert added == expected, container["name"]
-        assert security["capabilities"]["drop"] == ["ALL"]
-        assert security["privileged"] is False
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    for container in containers.values():
-        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-        assert volumes[mounts[str(pins.BPFFS)]]["hostPath"]["path"] == str(pins.BPFFS)
-    assert pins.DEFAULT_ROOT.parent == pins.BPFFS  # the pin root lives on that mount
-    config = {m["mountPath"]: m["name"] for m in applier["volumeMounts"]}["/etc/pingkiller"]
-    assert volumes[config]["configMap"]["name"] == kinds["ConfigMap"]["metadata"]["name"]
-
-
-def test_containerfile_installs_the_cli_and_runs_apply_watch() -> None:
-    text = (REPO / "docs/deploy/Containerfile").read_text()
-    assert re.search(r"^FROM ", text, re.M)
-    assert "pip install" in text and "make build" in text
-    assert '"pingkiller", "apply", "--watch", "-f", "/etc/pingkiller/policy.toml"' in text
 
 
 def unit_file() -> Path:

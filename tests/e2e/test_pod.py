@@ -1,0 +1,212 @@
+"""The DaemonSet's pod without a container runtime: docs/deploy/daemonset.yaml, emulated.
+
+Each container runs its manifest command in a private mount namespace with the pod's
+security context: the root file system read-only (readOnlyRootFilesystem), the host's
+bpffs read-write for the applier and read-only for the exporter (the volumeMounts), and
+only the capabilities the manifest adds (setpriv: bounding set, no new privileges, as
+allowPrivilegeEscalation: false). Everything is read from the manifest, so the test
+follows it. What differs from a cluster, for safety: the policy names a sandbox veth
+instead of eth0, the pins go to a private pin root, the ConfigMap is a file in a test
+directory, and the exporter listens on 127.0.0.1 and a free port instead of the node's
+address and 9477.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import CLI, MountNamespace, limited, xdp_ids
+from test_operations import DROP_WAIT, free_port, scrape, wait_for
+
+import pingkiller
+from pingkiller import capabilities
+from pingkiller.sandbox import Sandbox
+
+pytestmark = pytest.mark.root
+
+MANIFEST = Path(__file__).resolve().parents[2] / "docs" / "deploy" / "daemonset.yaml"
+DOCUMENTS = {doc["kind"]: doc for doc in yaml.safe_load_all(MANIFEST.read_text()) if doc}
+POD = DOCUMENTS["DaemonSet"]["spec"]["template"]["spec"]
+CONTAINERS = {c["name"]: c for c in POD["containers"]}
+VOLUMES = {v["name"]: v for v in POD["volumes"]}
+
+
+def test_the_pod_runs_without_a_seccomp_filter_as_here() -> None:
+    """setpriv sets no seccomp filter: the emulation matches the manifest's Unconfined."""
+    assert POD["securityContext"]["seccompProfile"] == {"type": "Unconfined"}
+
+
+def granted(container: dict[str, Any]) -> list[str]:
+    """The capabilities the manifest leaves the container (setpriv's names)."""
+    caps = container["securityContext"]["capabilities"]
+    assert caps["drop"] == ["ALL"]
+    return [cap.lower() for cap in caps["add"]]
+
+
+def mount_script(container: dict[str, Any]) -> str:
+    """The container's view of the file system, made in its mount namespace."""
+    steps = []
+    if container["securityContext"]["readOnlyRootFilesystem"]:
+        steps.append("mount -o remount,bind,ro /")
+    for mount in container["volumeMounts"]:
+        host = VOLUMES[mount["name"]].get("hostPath")
+        if host is None:
+            continue  # the ConfigMap: a test directory, named in the command instead
+        assert host["path"] == mount["mountPath"] == "/sys/fs/bpf"
+        if mount.get("readOnly"):
+            steps.append("mount --bind /sys/fs/bpf /sys/fs/bpf && "
+                         "mount -o remount,bind,ro /sys/fs/bpf")
+    return " && ".join(steps) or "true"
+
+
+def command(container: dict[str, Any], config_dir: Path, port: int) -> list[str]:
+    """The manifest's command, with the substitutions the module docstring lists."""
+    words = container["command"]
+    assert words[0] == "pingkiller"
+    config = next(m["mountPath"] for m in container.get("volumeMounts", [])
+                  if "configMap" in VOLUMES[m["name"]]) if container is CONTAINERS["pingkiller"] \
+        else None
+    out = []
+    for word in words[1:]:
+        if config is not None:
+            word = word.replace(config, str(config_dir))
+        for port_spec in container.get("ports", []):
+            word = re.sub(rf"^\$\(NODE_IP\):{port_spec['containerPort']}$", f"127.0.0.1:{port}",
+                          word)
+        assert "$(" not in word, word
+        out.append(word)
+    return [*CLI, *out]
+
+
+class Container:
+    """One container of the pod, running."""
+
+    def __init__(self, name: str, config_dir: Path, port: int) -> None:
+        self.spec = CONTAINERS[name]
+        self.namespace = MountNamespace()
+        self.namespace.sh(mount_script(self.spec))
+        self.process = subprocess.Popen(
+            self.namespace.args(limited(granted(self.spec), command(self.spec, config_dir, port))),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+    def effective_capabilities(self) -> set[str]:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        assert "\nNoNewPrivs:\t1\n" in status  # allowPrivilegeEscalation: false
+        (line,) = [x for x in status.splitlines() if x.startswith("CapEff:")]
+        bits = int(line.split()[1], 16)
+        names = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39,
+                 "CAP_DAC_OVERRIDE": 1, "CAP_SYS_RESOURCE": 24, "CAP_NET_RAW": 13}
+        assert bits & ~sum(1 << bit for bit in names.values()) == 0, hex(bits)  # nothing else
+        return {name for name, bit in names.items() if bits & (1 << bit)}
+
+    def stop(self) -> str:
+        """SIGTERM, as the kubelet sends; returns stderr (the exit must be clean)."""
+        self.process.send_signal(signal.SIGTERM)
+        _, err = self.process.communicate(timeout=15)
+        self.namespace.close()
+        assert self.process.returncode == 0, err
+        assert "Traceback" not in err, err
+        return err
+
+
+@pytest.fixture
+def pod(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    peer = sandbox.add_peer()
+    config_dir = tmp_path / "pingkiller-policy"  # the ConfigMap's volume
+    config_dir.mkdir()
+    policy = DOCUMENTS["ConfigMap"]["data"]["policy.toml"]
+    assert "[interfaces.eth0]" in policy
+    (config_dir / "policy.toml").write_text(
+        policy.replace("[interfaces.eth0]", f"[interfaces.{peer.host_ifname}]"))
+    port = free_port()
+    started = []
+    try:
+        for name in ("pingkiller", "exporter"):
+            started.append(Container(name, config_dir, port))
+        yield {"peer": peer, "config": config_dir / "policy.toml", "port": port,
+               "applier": started[0], "exporter": started[1]}
+    finally:
+        for container in started:
+            if container.process.poll() is None:
+                container.process.kill()
+                container.process.communicate()
+            container.namespace.close()
+
+
+def probe(port: int, container: dict[str, Any], kind: str) -> int:
+    get = container[kind]["httpGet"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert get["port"] in ports
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{get['path']}", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+    except OSError:
+        return 0
+
+
+def rules_of(ifname: str) -> set[str]:
+    (info,) = [i for i in pingkiller.attachments() if i.ifname == ifname]
+    return {rule.address for rule in info.rules}
+
+
+def test_pod_applies_the_policy_and_its_edit_and_the_exporter_reports_it(
+    pod: dict[str, Any]
+) -> None:
+    peer, port = pod["peer"], pod["port"]
+    ifname = peer.host_ifname
+    applier, exporter = pod["applier"], pod["exporter"]
+    exporter_spec = exporter.spec
+
+    wait_for(lambda: any(i.ifname == ifname for i in pingkiller.attachments()), "the apply",
+             timeout=30)
+    assert rules_of(ifname) == {"198.51.100.0/24", "2001:db8:bad::/48"}  # the ConfigMap's
+    wait_for(lambda: probe(port, exporter_spec, "readinessProbe") == 200, "the readiness probe")
+    assert probe(port, exporter_spec, "livenessProbe") == 200
+    # exactly what the manifest grants, and nothing else
+    assert applier.effective_capabilities() == {f"CAP_{c.upper()}" for c in granted(applier.spec)}
+    assert exporter.effective_capabilities() == {"CAP_BPF"} == \
+        set(capabilities.missing(0, load=False, write=False))
+
+    (prog_id,) = xdp_ids(ifname)
+    samples = scrape(f"http://127.0.0.1:{port}/metrics")
+    assert samples[("pingkiller_up", ())] == 1
+    assert samples[("pingkiller_attachment_info", (("interface", ifname), ("mode", "native"),
+                                                   ("program_id", str(prog_id))))] == 1
+    assert samples[("pingkiller_rules", (("interface", ifname),))] == 2
+    assert peer.ping(peer.host_v4, count=1) == 1  # not blocked yet
+
+    # An edit of the ConfigMap: the kubelet swaps the file in; here a rename does.
+    config: Path = pod["config"]
+    edited = config.read_text().replace('block = ["198.51.100.0/24"',
+                                        f'block = ["{peer.peer_v4}", "198.51.100.0/24"')
+    assert edited != config.read_text()
+    config.with_suffix(".new").write_text(edited)
+    config.with_suffix(".new").rename(config)
+    wait_for(lambda: peer.peer_v4 in rules_of(ifname), "the edit to be applied", timeout=30)
+    assert xdp_ids(ifname) == [prog_id]  # changed in place: the same program, no gap
+    assert peer.ping(peer.host_v4, count=2, wait=DROP_WAIT) == 0  # now dropped
+    samples = scrape(f"http://127.0.0.1:{port}/metrics")
+    assert samples[("pingkiller_rules", (("interface", ifname),))] == 3
+    assert samples[("pingkiller_rule_hits_total", (("action", "block"), ("interface", ifname),
+                                                   ("rule", peer.peer_v4)))] == 2
+    assert samples[("pingkiller_packets_total", (("interface", ifname),
+                                                 ("reason", "drop_block")))] == 2
+
+    log = applier.stop()
+    assert "error" not in log.lower(), log
+    assert f"attach {ifname}" in log and f"update {ifname}: add block {peer.peer_v4}" in log
+    assert log.rstrip().endswith("stopped; attachments stay as they are")
+    exporter.stop()
+    assert xdp_ids(ifname) == [prog_id]  # the pod is gone, the data path stays

@@ -26,6 +26,8 @@ help:
 	@echo "make wheel     dist/: the sdist and an abi3 manylinux wheel (libbpf bundled)"
 	@echo "make install   the wheel into a venv in PREFIX=/opt/pingkiller, pingkiller in BINDIR=/usr/local/bin,"
 	@echo "               man pages in MANDIR, the systemd unit in UNITDIR (make uninstall removes them)"
+	@echo "make image     the container image of docs/deploy/Containerfile (podman; CONTAINER=docker)"
+	@echo "make man       regenerate docs/man from the CLI's help"
 	@echo "make demo      setup, then kill pings in a sandbox namespace"
 	@echo "make examples  the BPF C of docs/examples/bpf -> build/examples/*.bpf.o"
 	@echo "make fuzz      differential fuzzing of the data path against its oracle (100k frames)"

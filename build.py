@@ -328,4 +328,10 @@ ffibuilder = make_ffibuilder()
 
 if __name__ == "__main__":
     build_skeleton()
-    ffibuilder.compile(tmpdir=str(ROOT), verbose=False)
+    built = Path(ffibuilder.compile(tmpdir=str(ROOT), verbose=False))
+    # cffi names an in-place build for this interpreter, but the code is Py_LIMITED_API
+    # (as in the wheel): one abi3 file, so no stale build can shadow it.
+    for stale in built.parent.glob("_native.*.so"):
+        if stale != built:
+            stale.unlink()
+    built.rename(built.parent / "_native.abi3.so")

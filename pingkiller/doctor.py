@@ -1,8 +1,8 @@
 """``pingkiller doctor``: can this machine run pingkiller? A checklist with a fix per problem.
 
-Checks the kernel (version; BTF only if the object needs relocating), bpffs, the process's capabilities, libbpf, the
-embedded BPF object (read with pyelftools), and, for an interface the user names,
-whether XDP native (driver) mode is available there.
+Checks the kernel (version; BTF only if the object needs relocating), bpffs, the
+process's capabilities, libbpf, the embedded BPF object (read with pyelftools), and,
+for an interface the user names, whether XDP native (driver) mode is available there.
 """
 
 from __future__ import annotations
@@ -244,8 +244,8 @@ def run(interface: str | None = None) -> tuple[list[Check], ObjectReport]:
     from pingkiller import datapath
 
     report = inspect_object(datapath.elf_bytes())
-    checks = [check_kernel(), check_btf(report.core_relocations), check_bpffs(), check_capabilities(), check_libbpf(),
-              check_object(report)]
+    checks = [check_kernel(), check_btf(report.core_relocations), check_bpffs(),
+              check_capabilities(), check_libbpf(), check_object(report)]
     if interface is None:
         checks.append(Check("XDP native mode", SKIP, "name an interface with --interface IF to "
                                                      "try it (attaches and detaches at once)"))

@@ -8,8 +8,6 @@ systemd unit is checked at the end (docs/deploy in test_deploy.py).
 from __future__ import annotations
 
 import ipaddress
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -319,6 +317,7 @@ def unit_file() -> Path:
 
 
 def test_systemd_unit_applies_the_policy_with_the_documented_capabilities() -> None:
+    # `systemd-analyze verify` of the unit as make install writes it: tests/e2e/test_packaging.py
     lines = unit_file().read_text().splitlines()
     settings_ = {}
     for line in lines:
@@ -333,19 +332,3 @@ def test_systemd_unit_applies_the_policy_with_the_documented_capabilities() -> N
     assert "ExecStop" not in settings_  # detaching on stop is an opt-in drop-in
     drop_in = (REPO / "deploy" / "pingkiller.service.d" / "detach-on-stop.conf").read_text()
     assert "ExecStop=/usr/local/bin/pingkiller detach --all" in drop_in
-
-
-def test_systemd_unit_verifies(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
-    cli = shutil.which("pingkiller")
-    if cli is None:
-        pytest.skip("the pingkiller CLI is not on PATH")
-    # The unit names /usr/local/bin/pingkiller; verify it against where the CLI is here.
-    unit = tmp_path / "pingkiller.service"
-    unit.write_text(unit_file().read_text().replace("/usr/local/bin/pingkiller", cli))
-    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
-    problems = [line for line in (result.stdout + result.stderr).splitlines()
-                if "pingkiller.service" in line]
-    assert result.returncode == 0 and not problems, result.stdout + result.stderr

@@ -92,6 +92,23 @@ def test_sdist_holds_everything_to_rebuild_and_test(dist: Path) -> None:
     assert not [n for n in names if n.endswith((".so", ".o", ".pyc"))]
 
 
+def test_sdist_metadata_needs_no_compiler_or_kernel(dist: Path, tmp_path: Path) -> None:
+    """What pip asks first of an sdist (its metadata) runs with no clang, bpftool or make."""
+    (sdist,) = dist.glob(f"pingkiller-{VERSION}.tar.gz")
+    with tarfile.open(sdist) as archive:
+        archive.extractall(tmp_path, filter="data")
+    source = tmp_path / f"pingkiller-{VERSION}"
+    script = ("import setuptools.build_meta as backend, sys; "
+              "print(backend.prepare_metadata_for_build_wheel(sys.argv[1]))")
+    out = tmp_path / "metadata"
+    out.mkdir()
+    result = subprocess.run([sys.executable, "-c", script, str(out)], cwd=source, capture_output=True,
+                            text=True, timeout=120, env={"PATH": str(tmp_path / "no-tools")})
+    assert result.returncode == 0, result.stderr
+    metadata = (out / result.stdout.split()[-1] / "METADATA").read_text()
+    assert f"Version: {VERSION}" in metadata and "License-Expression: GPL-2.0-only" in metadata
+
+
 @pytest.fixture(scope="module")
 def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv (from the base interpreter) with nothing but the wheel and its deps."""

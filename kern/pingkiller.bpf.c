@@ -13,6 +13,44 @@
 #include <bpf/bpf_endian.h>
 #include "pingkiller.h"
 
+/*
+ * The ABI pinned where it is compiled (cffi never sees this file): the sizes
+ * and offsets pingkiller/abi.py decodes with, and no padding of the compiler's
+ * own, so no record reaches user space with a byte the program did not write.
+ */
+#define PK_ABI_SIZE(type, size) \
+	_Static_assert(sizeof(struct type) == (size), #type " is not " #size " bytes")
+#define PK_ABI_OFFSET(type, field, offset) \
+	_Static_assert(__builtin_offsetof(struct type, field) == (offset), \
+		       #type "." #field " is not at " #offset)
+
+PK_ABI_SIZE(pk_config, 24);
+PK_ABI_OFFSET(pk_config, flags, 16);
+PK_ABI_OFFSET(pk_config, pad, 20);
+PK_ABI_SIZE(pk_rule, 16);
+PK_ABI_OFFSET(pk_rule, pad, 4);
+PK_ABI_OFFSET(pk_rule, hits, 8);
+PK_ABI_SIZE(pk_prefix_v4, 8);
+PK_ABI_OFFSET(pk_prefix_v4, addr, 4);
+PK_ABI_SIZE(pk_prefix_v6, 20);
+PK_ABI_OFFSET(pk_prefix_v6, addr, 4);
+PK_ABI_SIZE(pk_counter, 16);
+PK_ABI_OFFSET(pk_counter, bytes, 8);
+PK_ABI_SIZE(pk_timing, 16);
+PK_ABI_OFFSET(pk_timing, total_ns, 8);
+PK_ABI_SIZE(pk_event_budget, 16);
+PK_ABI_OFFSET(pk_event_budget, sent, 8);
+PK_ABI_SIZE(pk_event, 64);
+PK_ABI_OFFSET(pk_event, ifindex, 8);
+PK_ABI_OFFSET(pk_event, length, 12);
+PK_ABI_OFFSET(pk_event, src, 16);
+PK_ABI_OFFSET(pk_event, dst, 32);
+PK_ABI_OFFSET(pk_event, verdict, 48);
+PK_ABI_OFFSET(pk_event, icmp_code, 53);
+PK_ABI_OFFSET(pk_event, icmp_id, 54);
+PK_ABI_OFFSET(pk_event, icmp_seq, 56);
+PK_ABI_OFFSET(pk_event, pad, 58);
+
 #define PK_ETH_P_IP	0x0800
 #define PK_ETH_P_IPV6	0x86DD
 #define PK_ETH_P_8021Q	0x8100
@@ -483,7 +521,7 @@ static __always_inline void send_event(struct xdp_md *ctx, const struct pk_confi
 	event->icmp_code = pkt->icmp_code;
 	event->icmp_id = pkt->icmp_id;
 	event->icmp_seq = pkt->icmp_seq;
-	event->pad = 0;
+	__builtin_memset(event->pad, 0, sizeof(event->pad));
 	bpf_ringbuf_submit(event, 0);
 	count(PK_COUNTER_EVENTS_SENT, 0);
 }

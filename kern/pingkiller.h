@@ -4,6 +4,12 @@
  * (build.py feeds this file to cffi's cdef).  Keep it to plain fixed-size
  * types, integer #defines and enums: build.py drops every other preprocessor
  * line before handing the text to cffi.
+ *
+ * Every struct here is laid out by hand: each field sits at its natural
+ * alignment and every byte, padding included, is a named field (pad*), so the
+ * compiler adds none of its own and a record the program writes has no byte
+ * it did not set.  pingkiller.bpf.c asserts the sizes and offsets at compile
+ * time; pingkiller/abi.py checks every field's offset against cffi at import.
  */
 #ifndef PINGKILLER_H
 #define PINGKILLER_H
@@ -29,10 +35,10 @@ enum pk_reason {
 
 /* Slots of the per-CPU counters map: the reasons, then the event counters. */
 enum pk_counter_slot {
-	PK_COUNTER_EVENTS_SENT = 7,
-	PK_COUNTER_EVENTS_SUPPRESSED = 8,	/* over the per-CPU rate limit */
-	PK_COUNTER_EVENTS_LOST = 9,		/* ring buffer full */
-	PK_COUNTER_COUNT = 10,
+	PK_COUNTER_EVENTS_SENT = PK_REASON_COUNT,
+	PK_COUNTER_EVENTS_SUPPRESSED,		/* over the per-CPU rate limit */
+	PK_COUNTER_EVENTS_LOST,			/* ring buffer full */
+	PK_COUNTER_COUNT,
 };
 
 enum pk_action {
@@ -79,13 +85,13 @@ struct pk_config {
 	__u32 events;		/* enum pk_events_mode */
 	__u32 event_rate;	/* events per second per CPU; 0 = unlimited */
 	__u32 flags;		/* enum pk_config_flags */
-	__u32 pad;
+	__u32 pad;		/* zero */
 };
 
 /* Value of every rule map: exact (hash) and prefix (LPM trie). */
 struct pk_rule {
 	__u32 action;		/* enum pk_rule_action */
-	__u32 pad;
+	__u32 pad;		/* zero: aligns hits */
 	__u64 hits;		/* packets whose verdict this rule decided; a blocked
 				 * source decides alone */
 };
@@ -131,7 +137,7 @@ struct pk_event {
 	__u8 icmp_code;
 	__u16 icmp_id;		/* host order */
 	__u16 icmp_seq;		/* host order */
-	__u16 pad;
+	__u8 pad[6];		/* zero: the record is 8-aligned */
 };
 
 #endif /* PINGKILLER_H */

@@ -10,6 +10,7 @@ import enum
 import ipaddress
 import struct
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from pingkiller._native import ffi, lib
 
@@ -110,27 +111,110 @@ class TimingSlot(enum.IntEnum):
 
 TIMING_COUNT: int = lib.PK_TIMING_COUNT
 
-CONFIG = struct.Struct("<IIIIII")  # default_action icmp_set events event_rate flags pad
-RULE = struct.Struct("<IIQ")  # action pad hits
-COUNTER = struct.Struct("<QQ")  # packets bytes
-TIMING = struct.Struct("<QQ")  # count total_ns
-EVENT = struct.Struct("<QII16s16sBBBBBBHH6x")
-U32_KEY = struct.Struct("<I")
+
+@dataclass(frozen=True)
+class Layout:
+    """One struct of kern/pingkiller.h in ``struct`` terms: its C name and, in C order,
+    every field's name and format code (a padding field as ``x``: packed as zeros,
+    unpacked to nothing). Native byte order, no alignment: the header names its padding,
+    so each offset is the sum of the sizes before it, as :func:`check_layouts` verifies."""
+
+    ctype: str
+    fields: tuple[tuple[str, str], ...]
+
+    @property
+    def format(self) -> str:
+        return "=" + "".join(code for _, code in self.fields)
+
+    @property
+    def struct(self) -> struct.Struct:
+        return struct.Struct(self.format)
+
+    def offsets(self) -> dict[str, tuple[int, int]]:
+        """Field name -> (offset, size), as this layout places them."""
+        placed: dict[str, tuple[int, int]] = {}
+        at = 0
+        for name, code in self.fields:
+            size = struct.calcsize("=" + code)
+            placed[name] = (at, size)
+            at += size
+        return placed
 
 
-def _check_layouts() -> None:
-    for layout, ctype in (
-        (CONFIG, "struct pk_config"),
-        (RULE, "struct pk_rule"),
-        (COUNTER, "struct pk_counter"),
-        (TIMING, "struct pk_timing"),
-        (EVENT, "struct pk_event"),
-    ):
-        if layout.size != ffi.sizeof(ctype):
-            raise ImportError(f"pingkiller ABI mismatch: {ctype} is {ffi.sizeof(ctype)} bytes")
+CONFIG_LAYOUT = Layout("struct pk_config", (
+    ("default_action", "I"), ("icmp_set", "I"), ("events", "I"), ("event_rate", "I"),
+    ("flags", "I"), ("pad", "4x"),
+))
+RULE_LAYOUT = Layout("struct pk_rule", (("action", "I"), ("pad", "4x"), ("hits", "Q")))
+PREFIX_V4_LAYOUT = Layout("struct pk_prefix_v4", (("prefixlen", "I"), ("addr", "4s")))
+PREFIX_V6_LAYOUT = Layout("struct pk_prefix_v6", (("prefixlen", "I"), ("addr", "16s")))
+COUNTER_LAYOUT = Layout("struct pk_counter", (("packets", "Q"), ("bytes", "Q")))
+TIMING_LAYOUT = Layout("struct pk_timing", (("count", "Q"), ("total_ns", "Q")))
+EVENT_BUDGET_LAYOUT = Layout("struct pk_event_budget", (("window_start_ns", "Q"), ("sent", "Q")))
+EVENT_LAYOUT = Layout("struct pk_event", (
+    ("timestamp_ns", "Q"), ("ifindex", "I"), ("length", "I"), ("src", "16s"), ("dst", "16s"),
+    ("verdict", "B"), ("reason", "B"), ("family", "B"), ("protocol", "B"),
+    ("icmp_type", "B"), ("icmp_code", "B"), ("icmp_id", "H"), ("icmp_seq", "H"),
+    ("pad", "6x"),
+))
+# Every struct the program and user space share.
+LAYOUTS = (
+    CONFIG_LAYOUT, RULE_LAYOUT, PREFIX_V4_LAYOUT, PREFIX_V6_LAYOUT, COUNTER_LAYOUT,
+    TIMING_LAYOUT, EVENT_BUDGET_LAYOUT, EVENT_LAYOUT,
+)
+
+CONFIG = CONFIG_LAYOUT.struct  # default_action icmp_set events event_rate flags
+RULE = RULE_LAYOUT.struct  # action hits
+PREFIX_V4 = PREFIX_V4_LAYOUT.struct  # prefixlen addr
+PREFIX_V6 = PREFIX_V6_LAYOUT.struct
+COUNTER = COUNTER_LAYOUT.struct  # packets bytes
+TIMING = TIMING_LAYOUT.struct  # count total_ns
+EVENT_BUDGET = EVENT_BUDGET_LAYOUT.struct  # window_start_ns sent
+EVENT = EVENT_LAYOUT.struct  # every field but pad
+U32_KEY = struct.Struct("=I")  # the key of every array map
 
 
-_check_layouts()
+class AbiMismatchError(ImportError):
+    """A layout here disagrees with the C definition compiled into the extension."""
+
+
+class CLayouts(Protocol):
+    """What :func:`check_layouts` asks of a cffi ``FFI``."""
+
+    def typeof(self, cdecl: str) -> Any: ...
+    def sizeof(self, cdecl: Any) -> int: ...
+    def offsetof(self, cdecl: str, *fields: str) -> int: ...
+
+
+def layout_problems(layout: Layout, c: CLayouts) -> list[str]:
+    """How ``layout`` differs from the C struct it names: fields, offsets, sizes."""
+    ctype = layout.ctype
+    c_fields = [(name, c.sizeof(field.type)) for name, field in c.typeof(ctype).fields]
+    names = [name for name, _ in layout.fields]
+    if names != [name for name, _ in c_fields]:
+        return [f"{ctype} has fields {[name for name, _ in c_fields]}, the layout {names}"]
+    problems = []
+    offsets = layout.offsets()
+    for name, c_size in c_fields:
+        offset, size = offsets[name]
+        c_offset = c.offsetof(ctype, name)
+        if (offset, size) != (c_offset, c_size):
+            problems.append(f"{ctype}.{name} is {c_size} bytes at offset {c_offset}, "
+                            f"the layout has {size} at {offset}")
+    if layout.struct.size != c.sizeof(ctype):
+        problems.append(f"{ctype} is {c.sizeof(ctype)} bytes, the layout {layout.struct.size}")
+    return problems
+
+
+def check_layouts(layouts: tuple[Layout, ...] = LAYOUTS, c: CLayouts = ffi) -> None:
+    """Raise :class:`AbiMismatchError` unless every layout matches its C struct."""
+    problems = [problem for layout in layouts for problem in layout_problems(layout, c)]
+    if problems:
+        raise AbiMismatchError("pingkiller ABI mismatch (rebuild: `make build`): "
+                               + "; ".join(problems))
+
+
+check_layouts()
 
 
 @dataclass(frozen=True)
@@ -145,12 +229,12 @@ class Config:
 
     def encode(self) -> bytes:
         return CONFIG.pack(
-            self.default_action, self.icmp_set, self.events, self.event_rate, self.flags, 0
+            self.default_action, self.icmp_set, self.events, self.event_rate, self.flags
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> Config:
-        default, icmp, events, rate, flags, _ = CONFIG.unpack(raw[: CONFIG.size])
+        default, icmp, events, rate, flags = CONFIG.unpack(raw[: CONFIG.size])
         return cls(DefaultAction(default), IcmpSet(icmp), EventsMode(events), rate, ConfigFlag(flags))
 
 
@@ -160,11 +244,11 @@ def u32_key(index: int) -> bytes:
 
 
 def encode_rule(action: RuleAction, hits: int = 0) -> bytes:
-    return RULE.pack(action, 0, hits)
+    return RULE.pack(action, hits)
 
 
 def decode_rule(raw: bytes) -> tuple[RuleAction, int]:
-    action, _, hits = RULE.unpack(raw[: RULE.size])
+    action, hits = RULE.unpack(raw[: RULE.size])
     return RuleAction(action), hits
 
 
@@ -188,7 +272,12 @@ def rule_key(network: Network) -> bytes:
     address = network.network_address.packed
     if is_exact(network):
         return address
-    return U32_KEY.pack(network.prefixlen) + address
+    return prefix_key(network.prefixlen, address)
+
+
+def prefix_key(prefixlen: int, address: bytes) -> bytes:
+    """The key of an LPM trie map: ``struct pk_prefix_v4`` or ``_v6`` by the address size."""
+    return (PREFIX_V4 if len(address) == 4 else PREFIX_V6).pack(prefixlen, address)
 
 
 def network_from_key(map_name: str, key: bytes) -> Network:
@@ -197,7 +286,8 @@ def network_from_key(map_name: str, key: bytes) -> Network:
         return ipaddress.IPv4Network(key)
     if map_name == RULES_V6_MAP:
         return ipaddress.IPv6Network(key)
-    (prefixlen,) = U32_KEY.unpack_from(key)
     if map_name == PREFIXES_V4_MAP:
-        return ipaddress.IPv4Network((key[4:8], prefixlen))
-    return ipaddress.IPv6Network((key[4:20], prefixlen))
+        prefixlen, address = PREFIX_V4.unpack_from(key)
+        return ipaddress.IPv4Network((address, prefixlen))
+    prefixlen, address = PREFIX_V6.unpack_from(key)
+    return ipaddress.IPv6Network((address, prefixlen))

@@ -101,7 +101,7 @@ def _ipv4_keys(entries: list[str]) -> dict[str, list[bytes]] | None:
         if prefixlen == 32:
             grouped.setdefault(abi.RULES_V4_MAP, {})[packed] = None
         else:
-            grouped.setdefault(abi.PREFIXES_V4_MAP, {})[abi.U32_KEY.pack(prefixlen) + packed] = None
+            grouped.setdefault(abi.PREFIXES_V4_MAP, {})[abi.prefix_key(prefixlen, packed)] = None
     return {name: list(keys) for name, keys in grouped.items()}
 
 

@@ -1,0 +1,115 @@
+"""abi.py's layouts are checked field by field against the C the extension was built from."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import struct
+
+import cffi
+import pytest
+from pingkiller._native import ffi
+
+from pingkiller import abi
+
+EVENT = abi.EVENT_LAYOUT
+
+
+def _with_field(layout: abi.Layout, name: str, code: str) -> abi.Layout:
+    fields = tuple((n, code if n == name else c) for n, c in layout.fields)
+    return dataclasses.replace(layout, fields=fields)
+
+
+def test_every_shared_struct_has_a_layout():
+    # Every struct of pingkiller.h (cffi knows them by the cdef) except what the
+    # binding's own cdef and shims declare.
+    shared = {layout.ctype for layout in abi.LAYOUTS}
+    assert shared == {
+        "struct pk_config", "struct pk_rule", "struct pk_prefix_v4", "struct pk_prefix_v6",
+        "struct pk_counter", "struct pk_timing", "struct pk_event_budget", "struct pk_event",
+    }
+
+
+@pytest.mark.parametrize("layout", abi.LAYOUTS, ids=lambda layout: layout.ctype)
+def test_layouts_match_the_c(layout):
+    assert abi.layout_problems(layout, ffi) == []
+    assert layout.format.startswith("=")  # native order: these are kernel memory
+    c_fields = ffi.typeof(layout.ctype).fields
+    assert [name for name, _ in layout.fields] == [name for name, _ in c_fields]
+    offsets = layout.offsets()
+    for name, field in c_fields:
+        assert offsets[name] == (ffi.offsetof(layout.ctype, name), ffi.sizeof(field.type))
+
+
+@pytest.mark.parametrize("layout", abi.LAYOUTS, ids=lambda layout: layout.ctype)
+def test_no_implicit_padding(layout):
+    # Every byte of the C struct belongs to a named field.
+    fields = ffi.typeof(layout.ctype).fields
+    covered = sum(ffi.sizeof(field.type) for _, field in fields)
+    assert covered == ffi.sizeof(layout.ctype)
+
+
+def test_an_offset_wrong_at_the_same_size_is_caught():
+    # icmp_id one byte, pad one byte longer: same 64 bytes, so a size check passes;
+    # icmp_seq and pad now sit one byte early.
+    wrong = _with_field(_with_field(EVENT, "icmp_id", "B"), "pad", "7x")
+    assert wrong.struct.size == ffi.sizeof("struct pk_event")
+    problems = abi.layout_problems(wrong, ffi)
+    assert any("pk_event.icmp_seq" in p and "offset 56" in p and "at 55" in p for p in problems)
+    with pytest.raises(abi.AbiMismatchError, match=r"pk_event\.icmp_seq"):
+        abi.check_layouts((wrong,), ffi)
+    assert issubclass(abi.AbiMismatchError, ImportError)  # raised at import
+
+
+def test_swapped_fields_are_caught():
+    fields = list(abi.RULE_LAYOUT.fields)
+    fields[0], fields[2] = fields[2], fields[0]  # hits first, action last
+    wrong = dataclasses.replace(abi.RULE_LAYOUT, fields=tuple(fields))
+    assert wrong.struct.size == ffi.sizeof("struct pk_rule")
+    with pytest.raises(abi.AbiMismatchError, match="pk_rule has fields"):
+        abi.check_layouts((wrong,), ffi)
+
+
+def test_a_missing_field_is_caught():
+    wrong = dataclasses.replace(EVENT, fields=EVENT.fields[:-1])  # pad dropped
+    with pytest.raises(abi.AbiMismatchError, match="pk_event has fields"):
+        abi.check_layouts((wrong,), ffi)
+
+
+def test_compiler_padding_in_the_c_is_caught():
+    # The old struct pk_event: a __u16 pad and 4 bytes of implicit tail padding. The
+    # Python layout of 64 bytes matched its size; the field check does not.
+    old = cffi.FFI()
+    old.cdef("""
+        struct pk_event {
+            uint64_t timestamp_ns; uint32_t ifindex; uint32_t length;
+            uint8_t src[16]; uint8_t dst[16];
+            uint8_t verdict, reason, family, protocol, icmp_type, icmp_code;
+            uint16_t icmp_id, icmp_seq, pad;
+        };
+    """)
+    assert old.sizeof("struct pk_event") == EVENT.struct.size
+    with pytest.raises(abi.AbiMismatchError, match=r"pk_event\.pad is 2 bytes at offset 58"):
+        abi.check_layouts((EVENT,), old)
+
+
+def test_padding_packs_as_zeros():
+    assert abi.Config().encode()[20:24] == bytes(4)
+    assert abi.encode_rule(abi.RuleAction.BLOCK, 5) == struct.pack("=IIQ", 2, 0, 5)
+    assert abi.decode_rule(abi.encode_rule(abi.RuleAction.ALLOW, 9)) == (abi.RuleAction.ALLOW, 9)
+    config = abi.Config(abi.DefaultAction.DROP, abi.IcmpSet.ALL, abi.EventsMode.PINGS, 5,
+                        abi.ConfigFlag.TIMING)
+    assert abi.Config.decode(config.encode()) == config
+
+
+def test_prefix_keys_round_trip():
+    for text in ("198.18.0.0/15", "fd00::/8"):
+        net = ipaddress.ip_network(text)
+        key = abi.rule_key(net)
+        assert len(key) == ffi.sizeof(f"struct pk_prefix_v{net.version}")
+        assert abi.network_from_key(abi.rule_map_name(net), key) == net
+
+
+def test_counter_slots_follow_the_reasons():
+    assert abi.CounterSlot.EVENTS_SENT == abi.REASON_COUNT
+    assert [int(slot) for slot in abi.CounterSlot] == list(range(abi.REASON_COUNT, abi.COUNTER_COUNT))

@@ -51,8 +51,8 @@ def fill_prefixes(obj: Object, blocked: str) -> None:
         length = 16 + i % 9
         network = int(ipaddress.IPv4Address("10.0.0.0")) + (i << 12)
         network &= (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
-        table.put(struct.pack("<I", length) + struct.pack(">I", network), BLOCK)
-    table.put(struct.pack("<I", 24) + target.network_address.packed, BLOCK)
+        table.put(abi.prefix_key(length, struct.pack(">I", network)), BLOCK)
+    table.put(abi.prefix_key(24, target.network_address.packed), BLOCK)
 
 
 def configure(obj: Object, events: EventsMode, rate: int, flags: abi.ConfigFlag) -> None:

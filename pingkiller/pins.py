@@ -83,7 +83,7 @@ class Identity:
     link_id: int
     ifindex: int
 
-    FORMAT = struct.Struct("<IIII")  # version, link id, ifindex, reserved
+    FORMAT = struct.Struct("=IIII")  # version, link id, ifindex, reserved (a map value)
     VERSION = 1
 
     def encode(self) -> bytes:

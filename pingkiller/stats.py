@@ -107,7 +107,7 @@ def read_stats(maps: Mapping[str, Map], program: Program | None, *, per_cpu: boo
     }
     timing_map = maps[abi.TIMING_MAP]
     timing = {
-        name: timing_map.sum(abi.u32_key(slot), "<QQ")
+        name: timing_map.sum(abi.u32_key(slot), abi.TIMING.format)
         for name, slot in (("drop", abi.TimingSlot.DROP), ("pass", abi.TimingSlot.PASS))
     }
     info = program.info() if program is not None else None

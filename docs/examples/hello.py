@@ -11,7 +11,7 @@ from pathlib import Path
 from pingkiller.bpf import Object, RingBuffer
 
 OBJECT = Path(__file__).resolve().parents[2] / "build" / "examples" / "hello.bpf.o"
-EVENT = struct.Struct("<I16s16s")  # struct hello_event: pid, comm, message
+EVENT = struct.Struct("=I16s16s")  # struct hello_event: pid, comm, message
 
 
 def text(raw: bytes) -> str:

@@ -30,7 +30,7 @@ def main() -> None:
         print(f"ready: counting system calls for {args.duration:g} s", flush=True)
         time.sleep(args.duration)
         counts = {
-            struct.unpack("<I", key)[0]: struct.unpack("<Q", value)[0]
+            struct.unpack("=I", key)[0]: struct.unpack("=Q", value)[0]
             for key, value in obj.maps["syscalls"].items()
         }
     print(f"{'PID':>8} {'SYSCALLS':>10}  COMMAND")

@@ -15,7 +15,7 @@ from pathlib import Path
 from pingkiller.bpf import Object, RingBuffer, XdpLink, XdpMode
 
 OBJECT = Path(__file__).resolve().parents[2] / "build" / "examples" / "xdp_tracer.bpf.o"
-EVENT = struct.Struct("<4s4sIB3x")  # struct packet_event: src, dst, length, protocol
+EVENT = struct.Struct("=4s4sIB3x")  # struct packet_event: src, dst, length, protocol
 PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp"}
 
 

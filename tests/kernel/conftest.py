@@ -104,14 +104,14 @@ class Datapath:
         return abi.decode_rule(self.obj.maps[abi.rule_map_name(net)][abi.rule_key(net)])[1]
 
     def counter(self, slot: int) -> tuple[int, int]:
-        packets, nbytes = self.obj.maps[abi.COUNTERS_MAP].sum(abi.u32_key(slot), "<QQ")
+        packets, nbytes = self.obj.maps[abi.COUNTERS_MAP].sum(abi.u32_key(slot), abi.COUNTER.format)
         return packets, nbytes
 
     def counters(self) -> list[tuple[int, int]]:
         return [self.counter(slot) for slot in range(abi.COUNTER_COUNT)]
 
     def timing(self, slot: abi.TimingSlot) -> tuple[int, int]:
-        count, total = self.obj.maps[abi.TIMING_MAP].sum(abi.u32_key(slot), "<QQ")
+        count, total = self.obj.maps[abi.TIMING_MAP].sum(abi.u32_key(slot), abi.TIMING.format)
         return count, total
 
     def drain(self) -> list[Event]:

@@ -47,7 +47,7 @@ def v4_key(i: int) -> bytes:
 
 
 def v4_prefix(i: int, length: int = 24) -> bytes:
-    return struct.pack("<I", length) + struct.pack("!I", 0x0A000000 + (i << 8))
+    return abi.prefix_key(length, struct.pack("!I", 0x0A000000 + (i << 8)))
 
 
 @pytest.fixture
@@ -123,9 +123,9 @@ def test_lpm_lookup_is_a_longest_prefix_match(obj):
     prefixes = obj.maps[abi.PREFIXES_V4_MAP]
     prefixes[v4_prefix(1, 16)] = ALLOW_RULE
     assert prefixes[v4_prefix(1, 24)] == ALLOW_RULE
-    assert prefixes[struct.pack("<I", 32) + bytes([10, 0, 1, 77])] == ALLOW_RULE
+    assert prefixes[abi.prefix_key(32, bytes([10, 0, 1, 77]))] == ALLOW_RULE
     with pytest.raises(KeyError):
-        prefixes[struct.pack("<I", 32) + bytes([10, 1, 0, 0])]
+        prefixes[abi.prefix_key(32, bytes([10, 1, 0, 0]))]
     assert list(prefixes) == [v4_prefix(1, 16)]
 
 
@@ -193,8 +193,8 @@ def test_per_cpu_values_and_sum(obj):
     try:
         assert counters.per_cpu(slot) == values
         n = cpus * (cpus + 1) // 2
-        assert counters.sum(slot, "<QQ") == (n, 100 * n)
-        assert counters.sum(slot, "<Q") == (n,)
+        assert counters.sum(slot, "=QQ") == (n, 100 * n)
+        assert counters.sum(slot, "=Q") == (n,)
     finally:
         counters[slot] = bytes(counters.full_value_size)
     with pytest.raises(ValueError):
@@ -205,7 +205,7 @@ def test_ordinary_map_per_cpu_is_one_value(obj):
     rules = obj.maps[abi.RULES_V4_MAP]
     rules[v4_key(7)] = abi.encode_rule(abi.RuleAction.BLOCK, hits=41)
     assert rules.per_cpu(v4_key(7)) == [rules[v4_key(7)]]
-    assert rules.sum(v4_key(7), "<IIQ") == (abi.RuleAction.BLOCK, 0, 41)
+    assert rules.sum(v4_key(7), "=IIQ") == (abi.RuleAction.BLOCK, 0, 41)
 
 
 # Batch operations
@@ -240,7 +240,7 @@ def test_batch_on_lpm(obj):
 
 def test_batch_on_lpm_v6(obj):
     prefixes = obj.maps[abi.PREFIXES_V6_MAP]
-    keys = [struct.pack("<I", 64) + bytes.fromhex(f"fd00{i:04x}") + bytes(12) for i in range(500)]
+    keys = [abi.prefix_key(64, bytes.fromhex(f"fd00{i:04x}") + bytes(12)) for i in range(500)]
     assert prefixes.update_batch(keys, [BLOCK_RULE] * 500) == 500
     assert sorted(k for k, _ in prefixes.items_batch()) == sorted(keys)
 

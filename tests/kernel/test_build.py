@@ -80,7 +80,7 @@ def test_maps_section_names_every_map(elf):
 def test_btf_sections_present(elf, name):
     section = elf.get_section_by_name(name)
     assert section is not None, f"{name} missing: CO-RE needs it (build with -g)"
-    (magic,) = struct.unpack_from("<H", section.data())
+    (magic,) = struct.unpack_from("=H", section.data())  # -target bpf: host order
     assert magic == 0xEB9F
 
 
@@ -88,7 +88,7 @@ def test_hot_path_has_no_printk(elf):
     code = elf.get_section_by_name("xdp").data()
     helpers = {
         imm
-        for opcode, regs, _off, imm in struct.iter_unpack("<BBhi", code)
+        for opcode, regs, _off, imm in struct.iter_unpack("=BBhi", code)
         if opcode == BPF_CALL and regs >> 4 == 0  # src_reg 0: a helper call
     }
     assert helpers, "the program calls no helper at all?"

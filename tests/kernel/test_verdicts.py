@@ -430,7 +430,7 @@ def test_frames_shorter_than_ethernet_header_are_refused_by_prog_run(dp):
     """The kernel will not build an XDP frame under 14 bytes, so that path cannot be run
     here (the program's own bounds check passes it as unparsed; see truncation tests)."""
     data = bytes(4) + bytes(range(10))  # 4 bytes of metadata, then a 10-byte frame
-    context = struct.pack("<6I", 4, len(data), 0, 0, 0, 0)  # struct xdp_md
+    context = struct.pack("=6I", 4, len(data), 0, 0, 0, 0)  # struct xdp_md
     with pytest.raises(BpfError) as refused:
         dp.program.test_run(data, context=context)
     assert refused.value.errno == errno.EINVAL
@@ -757,7 +757,7 @@ def test_event_rate_limit_suppresses_per_cpu(dp, one_cpu):
     assert dp.counter(abi.CounterSlot.EVENTS_SUPPRESSED) == (2, 0)
     assert dp.counter(abi.CounterSlot.EVENTS_LOST) == (0, 0)
     # Only the CPU that ran the program spent its budget.
-    budgets = [struct.unpack("<QQ", v) for v in dp.obj.maps["event_budget"].per_cpu(abi.u32_key(0))]
+    budgets = [abi.EVENT_BUDGET.unpack(v) for v in dp.obj.maps["event_budget"].per_cpu(abi.u32_key(0))]
     assert budgets[one_cpu][1] == 3
     assert all(sent == 0 for cpu, (_, sent) in enumerate(budgets) if cpu != one_cpu)
 
@@ -773,11 +773,11 @@ def test_event_rate_window_renews_after_a_second(dp, one_cpu):
     assert dp.counter(abi.CounterSlot.EVENTS_SUPPRESSED) == (1, 0)
     # Age the window by more than a second instead of sleeping.
     budget_map = dp.obj.maps["event_budget"]
-    aged = struct.pack("<QQ", time.clock_gettime_ns(CLOCK_MONOTONIC_COARSE) - 1_500_000_000, 2)
+    aged = abi.EVENT_BUDGET.pack(time.clock_gettime_ns(CLOCK_MONOTONIC_COARSE) - 1_500_000_000, 2)
     budget_map[abi.u32_key(0)] = aged.ljust(budget_map.value_stride, b"\0") * budget_map.cpus
     outcome = dp.run(frame)
     outcome.verify(frame, R.PASS_DEFAULT)
-    window, sent = struct.unpack("<QQ", budget_map.per_cpu(abi.u32_key(0))[one_cpu])
+    window, sent = abi.EVENT_BUDGET.unpack(budget_map.per_cpu(abi.u32_key(0))[one_cpu])
     assert sent == 1
     # The window runs on the coarse clock, which trails the precise one by up to a tick.
     coarse_tick_ns = time.clock_getres(CLOCK_MONOTONIC_COARSE) * 1e9
@@ -854,6 +854,6 @@ def test_counters_are_per_cpu_and_summed(dp):
     frame = echo4()
     dp.run(frame, repeat=7)
     per_cpu = dp.obj.maps[abi.COUNTERS_MAP].per_cpu(abi.u32_key(R.PASS_DEFAULT))
-    values = [struct.unpack("<QQ", v) for v in per_cpu]
+    values = [abi.COUNTER.unpack(v) for v in per_cpu]
     assert len(values) == dp.obj.maps[abi.COUNTERS_MAP].cpus
     assert (sum(p for p, _ in values), sum(b for _, b in values)) == (7, 7 * len(frame))

@@ -90,7 +90,7 @@ def test_xdp_link_end_to_end(peer, dropper, passer, bpffs_dir):
         assert peer.ping(peer.host_v6, count=2) == 0
         assert tcp_works(peer, peer.host_v4)
         assert tcp_works(peer, peer.host_v6)
-        dropped = dropper.maps[abi.COUNTERS_MAP].sum(abi.u32_key(abi.Reason.DROP_DEFAULT), "<QQ")
+        dropped = dropper.maps[abi.COUNTERS_MAP].sum(abi.u32_key(abi.Reason.DROP_DEFAULT), abi.COUNTER.format)
         assert dropped[0] >= 4
         events = list(ring.poll(1).unpack(abi.EVENT))
         assert events, "no drop event from real traffic"

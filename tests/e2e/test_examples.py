@@ -23,8 +23,10 @@ pytestmark = pytest.mark.root
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
-# The recipes call `pingkiller`: find the one installed beside this interpreter first.
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def example_env() -> dict[str, str]:
+    """The environment as it is now (with the test's PINGKILLER_PIN_ROOT), and the
+    `pingkiller` installed beside this interpreter first on PATH for the recipes."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ class Running:
 
     def __init__(self, args: list[str]) -> None:
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True, env=ENV, start_new_session=True)
+                                        text=True, env=example_env(), start_new_session=True)
         self.lines: list[str] = []
 
     def wait_for(self, text: str, timeout: float = 20) -> str:
@@ -86,7 +88,7 @@ def pk_json(*args: str, netns: Peer | None = None) -> Any:
     command = ["pingkiller", *args, "--json"]
     if netns is not None:
         command = netns.exec_args(command)
-    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=30)
+    result = subprocess.run(command, capture_output=True, text=True, env=example_env(), timeout=30)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

@@ -29,6 +29,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def real_pins_untouched() -> Iterator[None]:
+    """No test may pin under the machine's own pin root: tests use private ones (pin_root)."""
+    from pingkiller import pins
+
+    real = pins.DEFAULT_ROOT
+    before = sorted(p.name for p in real.iterdir()) if real.is_dir() else None
+    yield
+    after = sorted(p.name for p in real.iterdir()) if real.is_dir() else None
+    assert after == before, f"a test changed {real}: {before} -> {after}"
+
+
 @pytest.fixture
 def pin_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private pin root on bpffs (PINGKILLER_PIN_ROOT) so tests never touch real attachments.

@@ -17,6 +17,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 
+from pingkiller.errors import PingkillerError
+
 IP = shutil.which("ip") or "/usr/sbin/ip"
 PING = shutil.which("ping") or "/usr/bin/ping"
 _V4_POOL = ipaddress.IPv4Network("198.18.0.0/15")
@@ -25,15 +27,19 @@ _V4_POOL = ipaddress.IPv4Network("198.18.0.0/15")
 _SUBNET_LOCK = os.path.join(tempfile.gettempdir(), "pingkiller-sandbox.lock")
 
 
-class SandboxError(RuntimeError):
-    """Creating the sandbox failed (needs root and iproute2)."""
+class SandboxError(PingkillerError):
+    """Creating the sandbox failed (needs root, iproute2 and network namespaces)."""
 
 
 def run(args: list[str], *, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing text output; raise SandboxError with its stderr on failure."""
     result = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
-        raise SandboxError(f"{' '.join(args)}: {result.stderr.strip() or result.stdout.strip()}")
+        output = " ".join((result.stderr or result.stdout).split()) or f"exit status {result.returncode}"
+        raise SandboxError(
+            f"making the sandbox failed: {' '.join(args)}: {output} (it needs root, iproute2 "
+            "and network namespaces: `sudo pingkiller doctor` checks the rest)"
+        )
     return result
 
 

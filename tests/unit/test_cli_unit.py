@@ -125,3 +125,17 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(["--version"], capsys)
     assert (code, out, err) == (0, f"pingkiller {pingkiller.__version__}\n", "")
     assert pingkiller.__version__.count(".") == 2
+
+
+@pytest.mark.root
+def test_demo_whose_sandbox_cannot_be_made_fails_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], private_pin_root: Path
+) -> None:
+    from pingkiller import sandbox
+
+    monkeypatch.setattr(sandbox, "IP", "/bin/false")  # as `ip` fails in a chroot or a jail
+    code, out, err = run(["demo", "--duration", "1", "--json"], capsys)
+    assert code == 1
+    assert err.startswith("pingkiller: making the sandbox failed: /bin/false netns add ")
+    assert "exit status 1 (it needs root, iproute2" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -134,7 +134,7 @@ def test_demo_whose_sandbox_cannot_be_made_fails_in_one_line(
     from pingkiller import sandbox
 
     monkeypatch.setattr(sandbox, "IP", "/bin/false")  # as `ip` fails in a chroot or a jail
-    code, out, err = run(["demo", "--duration", "1", "--json"], capsys)
+    code, _out, err = run(["demo", "--duration", "1", "--json"], capsys)
     assert code == 1
     assert err.startswith("pingkiller: making the sandbox failed: /bin/false netns add ")
     assert "exit status 1 (it needs root, iproute2" in err

@@ -53,6 +53,7 @@ enum bpf_map_type {
     BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE, BPF_MAP_TYPE_RINGBUF, ...
 };
 enum bpf_prog_type { BPF_PROG_TYPE_XDP, ... };
+enum bpf_link_type { BPF_LINK_TYPE_XDP, ... };
 enum bpf_attach_type { BPF_XDP, ... };
 enum bpf_stats_type { BPF_STATS_RUN_TIME, ... };
 enum { XDP_ATTACHED_NONE, XDP_ATTACHED_DRV, XDP_ATTACHED_SKB, XDP_ATTACHED_HW,
@@ -88,6 +89,7 @@ const char *bpf_program__name(const struct bpf_program *prog);
 const char *bpf_program__section_name(const struct bpf_program *prog);
 int bpf_program__fd(const struct bpf_program *prog);
 enum bpf_prog_type bpf_program__type(const struct bpf_program *prog);
+int bpf_program__set_log_buf(struct bpf_program *prog, char *log_buf, size_t log_size);
 
 const char *bpf_map__name(const struct bpf_map *map);
 int bpf_map__fd(const struct bpf_map *map);
@@ -102,6 +104,9 @@ int libbpf_num_possible_cpus(void);
 int libbpf_strerror(int err, char *buf, size_t size);
 __u32 libbpf_major_version(void);
 __u32 libbpf_minor_version(void);
+const char *libbpf_bpf_map_type_str(enum bpf_map_type t);
+const char *libbpf_bpf_prog_type_str(enum bpf_prog_type t);
+const char *libbpf_bpf_link_type_str(enum bpf_link_type t);
 
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
 int bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags);

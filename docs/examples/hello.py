@@ -8,7 +8,7 @@ import contextlib
 import struct
 from pathlib import Path
 
-from pingkiller.bpf import Object, RingBuffer
+from pingkiller.bpf import Object, RingBuffer, attach_raw_tracepoint
 
 OBJECT = Path(__file__).resolve().parents[2] / "build" / "examples" / "hello.bpf.o"
 EVENT = struct.Struct("=I16s16s")  # struct hello_event: pid, comm, message
@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, help="stop after N greetings")
     count = parser.parse_args().count
     with Object.from_file(OBJECT).load() as obj, \
-            obj.programs["hello"].attach_raw_tracepoint("sched_process_exec"), \
+            attach_raw_tracepoint(obj.programs["hello"], "sched_process_exec"), \
             RingBuffer(obj.maps["hello_events"]) as ring:
         print("ready: every program started now says hello (Ctrl-C stops)", flush=True)
         seen = 0

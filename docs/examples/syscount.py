@@ -8,7 +8,7 @@ import struct
 import time
 from pathlib import Path
 
-from pingkiller.bpf import Object
+from pingkiller.bpf import Object, attach_raw_tracepoint
 
 OBJECT = Path(__file__).resolve().parents[2] / "build" / "examples" / "syscount.bpf.o"
 
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=10, help="show the N busiest processes")
     args = parser.parse_args()
     with Object.from_file(OBJECT).load() as obj, \
-            obj.programs["count_syscalls"].attach_raw_tracepoint("sys_enter"):
+            attach_raw_tracepoint(obj.programs["count_syscalls"], "sys_enter"):
         print(f"ready: counting system calls for {args.duration:g} s", flush=True)
         time.sleep(args.duration)
         counts = {

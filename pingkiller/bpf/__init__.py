@@ -3,8 +3,18 @@
 This layer knows nothing about pings; it can load and drive any BPF object.
 """
 
-from pingkiller.bpf.errors import BpfError, NotSupportedError, VerifierError
-from pingkiller.bpf.link import Link, LinkInfo, XdpLink, XdpMode, XdpState, xdp_query
+from pingkiller.bpf.errors import BpfError, NotSupportedError, VerifierError, WrongObjectType
+from pingkiller.bpf.fd import FD, ObjectKind
+from pingkiller.bpf.link import (
+    LINK_TYPE_XDP,
+    Link,
+    LinkInfo,
+    XdpLink,
+    XdpMode,
+    XdpState,
+    attach_raw_tracepoint,
+    xdp_query,
+)
 from pingkiller.bpf.maps import (
     MAP_TYPE_ARRAY,
     UPDATE_ANY,
@@ -15,7 +25,7 @@ from pingkiller.bpf.maps import (
     MapInfo,
 )
 from pingkiller.bpf.object import Object
-from pingkiller.bpf.program import Program, ProgramInfo, enable_run_time_stats
+from pingkiller.bpf.program import PROG_TYPE_XDP, Program, ProgramInfo, enable_run_time_stats
 from pingkiller.bpf.ringbuf import RecordBatch, RingBuffer
 from pingkiller.bpf.testrun import (
     LIVE_FRAMES,
@@ -28,8 +38,11 @@ from pingkiller.bpf.testrun import (
 )
 
 __all__ = [
+    "FD",
+    "LINK_TYPE_XDP",
     "LIVE_FRAMES",
     "MAP_TYPE_ARRAY",
+    "PROG_TYPE_XDP",
     "UPDATE_ANY",
     "UPDATE_EXIST",
     "UPDATE_NOEXIST",
@@ -46,15 +59,18 @@ __all__ = [
     "MapInfo",
     "NotSupportedError",
     "Object",
+    "ObjectKind",
     "Program",
     "ProgramInfo",
     "ProgramRun",
     "RecordBatch",
     "RingBuffer",
     "VerifierError",
+    "WrongObjectType",
     "XdpLink",
     "XdpMode",
     "XdpState",
+    "attach_raw_tracepoint",
     "enable_run_time_stats",
     "xdp_query",
 ]

@@ -1,4 +1,5 @@
-"""XDP attachment through a bpf_link: explicit mode, pin, reopen, atomic update, detach."""
+"""Attaching programs through bpf_links: XDP (explicit mode, pin, reopen, atomic update,
+detach) and raw tracepoints. Every attach function lives here, above programs."""
 
 from __future__ import annotations
 
@@ -6,32 +7,67 @@ import enum
 import errno
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import ClassVar, Self
 
 from pingkiller.bpf._ffi import ffi, lib
-from pingkiller.bpf.errors import BpfError, NotSupportedError, check, error_from_errno
+from pingkiller.bpf.errors import (
+    ENOTSUPP,
+    BpfError,
+    NotSupportedError,
+    WrongObjectType,
+    check,
+    error_from_errno,
+)
+from pingkiller.bpf.fd import FD, Handle, ObjectKind, adopt, type_name
+from pingkiller.bpf.pin import open_pinned
+from pingkiller.bpf.program import PROG_TYPE_XDP, Program
 
-if TYPE_CHECKING:
-    from pingkiller.bpf.program import Program
+LINK_TYPE_XDP: int = lib.BPF_LINK_TYPE_XDP
 
 
-class Link:
-    """A program attached through a bpf_link (e.g. a raw tracepoint); closing it detaches."""
+@dataclass(frozen=True)
+class LinkInfo:
+    """Kernel information for a link; ``ifindex`` (XDP links) is 0 once its interface is
+    gone, or for other kinds of link."""
 
-    def __init__(self, fd: int) -> None:
+    id: int
+    prog_id: int
+    ifindex: int
+    type: int = LINK_TYPE_XDP
+
+
+class Link(Handle):
+    """A program attached through a bpf_link (e.g. a raw tracepoint); closing it detaches
+    unless it is pinned. :meth:`from_pin` reopens only a link (of the class's types)."""
+
+    # The link types this class stands for (None: any).
+    LINK_TYPES: ClassVar[frozenset[int] | None] = None
+
+    def __init__(self, fd: FD) -> None:
         self._fd = fd
 
     @classmethod
     def from_pin(cls, path: str | os.PathLike[str]) -> Self:
         """Reopen a link pinned on bpffs. This needs write access to the pin: the kernel
-        opens link pins only read-write (it refuses BPF_F_RDONLY with EINVAL)."""
-        return cls(check(lib.bpf_obj_get(os.fsencode(path)), "opening pinned link", str(path)))
+        opens link pins only read-write (it refuses BPF_F_RDONLY with EINVAL). A pin of
+        anything else (a map, a program, a link of another type) raises WrongObjectType."""
+        fd = open_pinned(path, "link")
+        adopt(fd, ObjectKind.LINK, cls.LINK_TYPES, os.fspath(path))
+        return cls(fd)
+
+    def dup(self) -> Self:
+        """A second handle on the link, with its own fd (the link lives while either does)."""
+        return type(self)(self._fd.dup())
+
+    def info(self) -> LinkInfo:
+        ids = ffi.new("__u32[4]")
+        check(lib.pk_link_info(self.fd, ids, ids + 1, ids + 2, ids + 3), "reading link info")
+        return LinkInfo(id=ids[0], prog_id=ids[2], ifindex=ids[3], type=ids[1])
 
     @property
-    def fd(self) -> int:
-        if self._fd < 0:
-            raise ValueError("link is closed")
-        return self._fd
+    def type_name(self) -> str:
+        """libbpf's name of the link type, e.g. ``xdp`` or ``raw_tracepoint``."""
+        return type_name(ObjectKind.LINK, self.info().type)
 
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the link on bpffs so it outlives this process."""
@@ -42,20 +78,15 @@ class Link:
         e.g. raw tracepoints: those detach when the last fd and pin are gone)."""
         check(lib.bpf_link_detach(self.fd), "detaching link")
 
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._fd = -1
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {'closed' if self.closed else f'fd {self._fd.raw}'}>"
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            os.close(self._fd)
+def attach_raw_tracepoint(program: Program, tracepoint: str) -> Link:
+    """Attach a raw_tracepoint ``program`` to ``tracepoint``, e.g. ``sys_enter``."""
+    raw = check(lib.bpf_raw_tracepoint_open(tracepoint.encode(), program.fd),
+                "attaching raw tracepoint", tracepoint)
+    return Link(FD(raw, f"raw tracepoint link {tracepoint!r}"))
 
 
 class XdpMode(enum.Enum):
@@ -117,21 +148,16 @@ def xdp_query(ifindex: int) -> XdpState:
     )
 
 
-@dataclass(frozen=True)
-class LinkInfo:
-    """Kernel information for an XDP link; ``ifindex`` is 0 once its interface is gone."""
-
-    id: int
-    prog_id: int
-    ifindex: int
-
-
 class XdpLink(Link):
     """An XDP program attached to an interface through a bpf_link."""
 
+    LINK_TYPES = frozenset({LINK_TYPE_XDP})
+
     @classmethod
     def attach(cls, program: Program, ifindex: int, mode: XdpMode = XdpMode.AUTO) -> XdpLink:
-        """Attach ``program`` to ``ifindex``; fails with EBUSY if an XDP program is there."""
+        """Attach ``program`` to ``ifindex``; fails with EBUSY if an XDP program is there,
+        with WrongObjectType before trying if ``program`` is not an XDP program."""
+        _check_xdp(program, "attaching XDP program")
         opts = ffi.new("struct bpf_link_create_opts *")
         opts.sz = ffi.sizeof("struct bpf_link_create_opts")
         opts.flags = _MODE_FLAGS[mode]
@@ -139,15 +165,11 @@ class XdpLink(Link):
         if result < 0:
             err = -result
             where = f"ifindex {ifindex}, mode {mode.value}"
-            if err in (errno.EOPNOTSUPP, 524) or (err == errno.EINVAL and mode != XdpMode.AUTO):
+            # The program is known to be XDP: EINVAL for an explicit mode is the driver's no.
+            if err in (errno.EOPNOTSUPP, ENOTSUPP) or (err == errno.EINVAL and mode != XdpMode.AUTO):
                 raise NotSupportedError(err, "attaching XDP program", f"{where} not supported")
             raise error_from_errno(err, "attaching XDP program", where)
-        return cls(result)
-
-    def info(self) -> LinkInfo:
-        ids = ffi.new("__u32[4]")
-        check(lib.pk_link_info(self.fd, ids, ids + 1, ids + 2, ids + 3), "reading link info")
-        return LinkInfo(id=ids[0], prog_id=ids[2], ifindex=ids[3])
+        return cls(FD(result, f"XDP link on ifindex {ifindex}"))
 
     @property
     def mode(self) -> XdpMode:
@@ -159,6 +181,7 @@ class XdpLink(Link):
 
     def update(self, program: Program, expected: Program | None = None) -> None:
         """Swap in ``program`` atomically (only if ``expected`` is what runs, when given)."""
+        _check_xdp(program, "replacing the XDP program")
         opts = ffi.new("struct bpf_link_update_opts *")
         opts.sz = ffi.sizeof("struct bpf_link_update_opts")
         if expected is not None:
@@ -171,3 +194,9 @@ class XdpLink(Link):
         result = lib.bpf_link_detach(self.fd)
         if result < 0 and -result not in (errno.ENOLINK, errno.EINVAL):
             raise BpfError(-result, "detaching XDP link")
+
+
+def _check_xdp(program: Program, operation: str) -> None:
+    if program.type != PROG_TYPE_XDP:
+        raise WrongObjectType(f"program {program.name!r}", "a program (xdp)",
+                              f"a program ({program.type_name})", operation)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import struct
 from collections.abc import Iterator, MutableMapping, Sequence
@@ -11,6 +12,7 @@ from typing import Any
 
 from pingkiller.bpf._ffi import ffi, lib
 from pingkiller.bpf.errors import ENOTSUPP, BpfError, check, error_from_errno
+from pingkiller.bpf.fd import FD, Handle, ObjectKind, adopt, type_name
 from pingkiller.bpf.pin import open_pinned
 
 PER_CPU_TYPES = frozenset(
@@ -74,6 +76,10 @@ class BatchError(BpfError):
         super().__init__(err, operation, f"{completed} elements done before the failure")
 
 
+def _types(map_type: int | None) -> frozenset[int] | None:
+    return None if map_type is None else frozenset({map_type})
+
+
 def _join(items: bytes | Sequence[bytes], size: int, what: str) -> tuple[bytes, int]:
     blob = items if isinstance(items, bytes | bytearray) else b"".join(items)
     if size == 0 or len(blob) % size:
@@ -81,84 +87,87 @@ def _join(items: bytes | Sequence[bytes], size: int, what: str) -> tuple[bytes, 
     return bytes(blob), len(blob) // size
 
 
-class Map(MutableMapping[bytes, bytes]):
+class Map(Handle, MutableMapping[bytes, bytes]):
     """A BPF map: keys and values are bytes of the map's key and value sizes.
 
     For per-CPU maps a value is the concatenation of one value per possible CPU,
     each padded to 8 bytes; :meth:`per_cpu` splits it and :meth:`sum` adds it up.
+    The map owns its fd; a map an :class:`~pingkiller.bpf.Object` hands out is closed
+    with the object, :meth:`dup` gives one that outlives it.
     """
 
-    def __init__(self, fd: int, info: MapInfo, *, owns_fd: bool, owner: object = None) -> None:
+    def __init__(self, fd: FD, info: MapInfo) -> None:
         self._fd = fd
         self.info = info
-        self._owns_fd = owns_fd
-        self._owner = owner  # keeps an Object alive while its maps are in use
         self.per_cpu_type = info.type in PER_CPU_TYPES
         self.cpus = possible_cpus() if self.per_cpu_type else 1
         self.value_stride = (info.value_size + 7) & ~7 if self.per_cpu_type else info.value_size
         self.full_value_size = self.value_stride * self.cpus
 
     @classmethod
-    def from_fd(cls, fd: int, *, owns_fd: bool = True, owner: object = None) -> Map:
-        """Wrap a map file descriptor (closed if this fails and ``owns_fd``)."""
-        try:
-            info = map_info(fd)
-        except BaseException:
-            if owns_fd:
-                os.close(fd)
-            raise
-        return cls(fd, info, owns_fd=owns_fd, owner=owner)
+    def from_fd(cls, fd: int, *, owns_fd: bool = True) -> Map:
+        """Wrap a map file descriptor. With ``owns_fd`` the map takes it over (and closes
+        it if it is not a map); without, the map owns a duplicate and ``fd`` stays the
+        caller's."""
+        if not owns_fd:
+            fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0)
+        return cls._adopt(FD(fd, f"map fd {fd}"), None, f"fd {fd}")
 
     @classmethod
-    def from_pin(cls, path: str | os.PathLike[str], *, read_only: bool = False) -> Map:
+    def _adopt(cls, fd: FD, types: frozenset[int] | None, where: str) -> Map:
+        """Own a fresh fd once it is known to hold a map; it is closed otherwise."""
+        adopt(fd, ObjectKind.MAP, types, where)
+        try:
+            info = map_info(fd.raw)
+        except BaseException:
+            fd.close()
+            raise
+        fd.what = f"map {info.name!r}"
+        return cls(fd, info)
+
+    @classmethod
+    def from_pin(
+        cls, path: str | os.PathLike[str], *, read_only: bool = False,
+        map_type: int | None = None,
+    ) -> Map:
         """Open a map pinned on bpffs; ``read_only`` asks only for read access (updates
-        through the handle then fail with EPERM)."""
-        return cls.from_fd(open_pinned(path, "opening pinned map", read_only=read_only))
+        through the handle then fail with EPERM). A pin of anything but a map (of
+        ``map_type``, when given) raises WrongObjectType."""
+        fd = open_pinned(path, "map", read_only=read_only)
+        return cls._adopt(fd, _types(map_type), os.fspath(path))
 
     @classmethod
     def create(
         cls, map_type: int, name: str, key_size: int, value_size: int, max_entries: int
     ) -> Map:
         """Create a map from user space (bpf_map_create), e.g. a record to pin."""
-        fd = check(lib.bpf_map_create(map_type, name.encode(), key_size, value_size, max_entries,
-                                      ffi.NULL), "creating map", name)
-        return cls.from_fd(fd)
+        raw = check(lib.bpf_map_create(map_type, name.encode(), key_size, value_size,
+                                       max_entries, ffi.NULL), "creating map", name)
+        return cls._adopt(FD(raw, f"map {name!r}"), None, f"map {name!r}")
 
     @classmethod
-    def from_id(cls, map_id: int) -> Map:
-        """Open a loaded map by its kernel id."""
-        fd = check(lib.bpf_map_get_fd_by_id(map_id), "opening map", f"id {map_id}")
-        return cls.from_fd(fd)
+    def from_id(cls, map_id: int, *, map_type: int | None = None) -> Map:
+        """Open a loaded map by its kernel id (WrongObjectType unless of ``map_type``,
+        when given)."""
+        raw = check(lib.bpf_map_get_fd_by_id(map_id), "opening map", f"id {map_id}")
+        return cls._adopt(FD(raw, f"map id {map_id}"), _types(map_type), f"map id {map_id}")
 
-    @property
-    def fd(self) -> int:
-        if self._fd < 0:
-            raise ValueError(f"map {self.info.name!r} is closed")
-        return self._fd
+    def dup(self) -> Map:
+        """A second handle on the map, with its own fd (e.g. to outlive its object)."""
+        return type(self)(self._fd.dup(), self.info)
 
     @property
     def name(self) -> str:
         return self.info.name
 
+    @property
+    def type_name(self) -> str:
+        """libbpf's name of the map type, e.g. ``percpu_array``."""
+        return type_name(ObjectKind.MAP, self.info.type)
+
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the map at ``path`` on bpffs."""
         check(lib.bpf_obj_pin(self.fd, os.fsencode(path)), "pinning map", str(path))
-
-    def close(self) -> None:
-        """Close the file descriptor if this handle owns it."""
-        if self._owns_fd and self._fd >= 0:
-            os.close(self._fd)
-        self._fd = -1
-
-    def __enter__(self) -> Map:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_owns_fd", False) and getattr(self, "_fd", -1) >= 0:
-            os.close(self._fd)
 
     def _key(self, key: bytes) -> Any:
         if len(key) != self.info.key_size:
@@ -226,8 +235,12 @@ class Map(MutableMapping[bytes, bytes]):
         return self.keys_iter()
 
     def __len__(self) -> int:
-        """How many keys the map holds (counted in batches where the map type allows it)."""
-        return sum(count for _, _, count in self._batches(4096))
+        """How many keys the map holds: an array's size, or the keys counted (keys only,
+        no values read)."""
+        if self.info.type in ARRAY_TYPES:
+            self._fd.raw  # noqa: B018 (a closed map has no length either)
+            return self.info.max_entries
+        return sum(1 for _ in self.keys_iter())
 
     def is_empty(self) -> bool:
         """True when the map holds no key (one syscall, whatever its size)."""
@@ -391,5 +404,6 @@ class Map(MutableMapping[bytes, bytes]):
             keys = list(self.keys_iter())
 
     def __repr__(self) -> str:
-        return f"<Map {self.name!r} id={self.info.id} type={self.info.type}>"
+        state = "closed" if self.closed else f"id={self.info.id}"
+        return f"<Map {self.name!r} {state} {self.type_name}>"
 

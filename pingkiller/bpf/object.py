@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import errno
+import fcntl
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pingkiller.bpf._ffi import capture_libbpf_log, ffi, lib
 from pingkiller.bpf.errors import VerifierError, check, error_from_errno
+from pingkiller.bpf.fd import FD
 from pingkiller.bpf.maps import Map, map_info
 from pingkiller.bpf.program import Program
 
-_LOG_BEGIN = "-- BEGIN PROG LOAD LOG --"
-_LOG_END = "-- END PROG LOAD LOG --"
+_log = logging.getLogger("pingkiller.bpf")
 
-
-def _verifier_log(lines: list[str]) -> tuple[str, str] | None:
-    """(program name, verifier log) from libbpf's output of a failed load, if it holds one."""
-    text = "".join(lines)
-    start = text.find(_LOG_BEGIN)
-    if start < 0:
-        return None
-    end = text.find(_LOG_END, start)
-    log = text[start + len(_LOG_BEGIN) : end if end >= 0 else len(text)].strip("\n")
-    before = text[:start]
-    name = "?"
-    marker = before.rfind("prog '")
-    if marker >= 0:
-        name = before[marker + 6 :].split("'", 1)[0]
-    return name, log
+# The verifier log buffer each program gets, and how far it may grow on ENOSPC. The
+# kernel refuses buffers under 128 bytes; on kernels since 6.4 a full buffer keeps the
+# end of the log (where the reason is), on older ones the beginning.
+LOG_SIZE = 64 * 1024
+LOG_LIMIT = 16 * 1024 * 1024
+_LOG_MIN = 128
+_LOG_GROWTH = 4
 
 
 def _why(what: str, lines: list[str]) -> str:
@@ -42,12 +36,16 @@ class Object:
     """A BPF object file opened with libbpf. Use as a context manager; closing frees all.
 
     Open it, optionally change maps (:meth:`set_max_entries`, :meth:`reuse_map`), then
-    :meth:`load`; afterwards ``programs[name]`` and ``maps[name]`` are usable.
+    :meth:`load`; afterwards ``programs[name]`` and ``maps[name]`` are usable until the
+    object is closed, which closes them too (``dup()`` one to keep it longer).
     """
 
-    def __init__(self, handle: Any, keepalive: object = None) -> None:
+    def __init__(self, handle: Any, keepalive: object = None,
+                 reopen: Callable[[], Any] | None = None) -> None:
         self._obj = handle
         self._keepalive = keepalive  # open_mem does not copy the ELF
+        self._reopen = reopen  # a fresh handle on the same ELF, to load again
+        self._setup: list[Callable[[Any], None]] = []  # what to redo on a fresh handle
         self.loaded = False
         self.programs: dict[str, Program] = {}
         self.maps: dict[str, Map] = {}
@@ -60,22 +58,33 @@ class Object:
         object_name = ffi.new("char[]", name.encode())
         opts.object_name = object_name
         buffer = ffi.from_buffer(elf)
-        with capture_libbpf_log() as lines:
-            handle = lib.bpf_object__open_mem(buffer, len(elf), opts)
-            err = ffi.errno
-        if handle == ffi.NULL:
-            raise error_from_errno(err or errno.EINVAL, "opening BPF object", _why(name, lines))
-        return cls(handle, keepalive=(elf, buffer))
+
+        def open_mem() -> Any:
+            with capture_libbpf_log() as lines:
+                handle = lib.bpf_object__open_mem(buffer, len(elf), opts)
+                err = ffi.errno
+            if handle == ffi.NULL:
+                raise error_from_errno(err or errno.EINVAL, "opening BPF object",
+                                       _why(name, lines))
+            return handle
+
+        return cls(open_mem(), keepalive=(elf, buffer, opts, object_name), reopen=open_mem)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Object:
         """Open an object from an ELF file."""
-        with capture_libbpf_log() as lines:
-            handle = lib.bpf_object__open_file(os.fsencode(path), ffi.NULL)
-            err = ffi.errno
-        if handle == ffi.NULL:
-            raise error_from_errno(err or errno.EINVAL, "opening BPF object", _why(str(path), lines))
-        return cls(handle)
+        encoded = os.fsencode(path)
+
+        def open_file() -> Any:
+            with capture_libbpf_log() as lines:
+                handle = lib.bpf_object__open_file(encoded, ffi.NULL)
+                err = ffi.errno
+            if handle == ffi.NULL:
+                raise error_from_errno(err or errno.EINVAL, "opening BPF object",
+                                       _why(str(path), lines))
+            return handle
+
+        return cls(open_file(), reopen=open_file)
 
     @property
     def name(self) -> str:
@@ -83,7 +92,7 @@ class Object:
 
     def _handle(self) -> Any:
         if self._obj is None:
-            raise ValueError("BPF object is closed")
+            raise error_from_errno(errno.EBADF, "using BPF object", "the object is closed")
         return self._obj
 
     def _map_handles(self) -> Iterator[Any]:
@@ -98,56 +107,117 @@ class Object:
             yield handle
             handle = lib.bpf_object__next_program(self._obj, handle)
 
-    def _map_handle(self, name: str) -> Any:
-        for handle in self._map_handles():
-            if ffi.string(lib.bpf_map__name(handle)).decode() == name:
-                return handle
-        raise KeyError(f"no map named {name!r} in object {self.name!r}")
-
     def map_names(self) -> list[str]:
         return [ffi.string(lib.bpf_map__name(h)).decode() for h in self._map_handles()]
 
+    def program_names(self) -> list[str]:
+        return [ffi.string(lib.bpf_program__name(h)).decode() for h in self._program_handles()]
+
+    def _apply(self, step: Callable[[Any], None]) -> None:
+        """Do a before-load change now, and again on a fresh handle if load retries."""
+        step(self._handle())
+        self._setup.append(step)
+
     def set_max_entries(self, map_name: str, max_entries: int) -> None:
         """Change a map's capacity before load."""
-        check(
-            lib.bpf_map__set_max_entries(self._map_handle(map_name), max_entries),
-            f"resizing map {map_name}",
-        )
+        def resize(handle: Any) -> None:
+            check(lib.bpf_map__set_max_entries(self._map_handle_of(handle, map_name),
+                                               max_entries), f"resizing map {map_name}")
+        self._apply(resize)
 
     def reuse_map(self, map_name: str, existing: Map) -> None:
         """Make the object use an existing map (e.g. a pinned one) instead of creating it."""
-        check(
-            lib.bpf_map__reuse_fd(self._map_handle(map_name), existing.fd),
-            f"reusing map {map_name}",
-        )
+        def reuse(handle: Any) -> None:
+            check(lib.bpf_map__reuse_fd(self._map_handle_of(handle, map_name), existing.fd),
+                  f"reusing map {map_name}")
+        self._apply(reuse)
 
-    def load(self) -> Object:
-        """Create the maps and load the programs into the kernel."""
-        with capture_libbpf_log() as lines:
-            result = lib.bpf_object__load(self._handle())
-        if result < 0:
-            found = _verifier_log(lines)
-            if found is not None:
-                raise VerifierError(-result, found[0], found[1])
-            detail = lines[-1].strip() if lines else ""
-            raise error_from_errno(-result, f"loading BPF object {self.name!r}", detail)
+    def _map_handle_of(self, handle: Any, name: str) -> Any:
+        bpf_map = lib.bpf_object__next_map(handle, ffi.NULL)
+        while bpf_map != ffi.NULL:
+            if ffi.string(lib.bpf_map__name(bpf_map)).decode() == name:
+                return bpf_map
+            bpf_map = lib.bpf_object__next_map(handle, bpf_map)
+        raise KeyError(f"no map named {name!r} in object {self.name!r}")
+
+    def load(self, *, log_size: int = LOG_SIZE, log_limit: int = LOG_LIMIT) -> Object:
+        """Create the maps and load the programs into the kernel.
+
+        Each program gets a verifier log buffer of ``log_size`` bytes, owned here; when
+        the kernel needs more (ENOSPC) the object is opened again and loaded with a
+        buffer four times larger, up to ``log_limit``. A rejected program raises
+        :class:`VerifierError` with its log (``truncated`` if ``log_limit`` was not
+        enough).
+        """
+        if log_limit < _LOG_MIN:
+            raise ValueError(f"log_limit must be at least {_LOG_MIN} bytes (the kernel's minimum)")
+        size = max(_LOG_MIN, min(log_size, log_limit))
+        while True:
+            buffers = self._give_log_buffers(size)
+            with capture_libbpf_log() as lines:
+                result = lib.bpf_object__load(self._handle())
+            if result >= 0:
+                break
+            err = -result
+            failed = next(((name, buf) for name, buf in buffers.items() if buf[0] != b"\0"), None)
+            if failed is None:
+                raise error_from_errno(err, f"loading BPF object {self.name!r}",
+                                       lines[-1].strip() if lines else "")
+            if err == errno.ENOSPC and size < log_limit and self._reopen is not None:
+                size = min(size * _LOG_GROWTH, log_limit)
+                _log.debug("verifier log of %r is over %d bytes: loading again with %d",
+                           failed[0], size // _LOG_GROWTH, size)
+                self._fresh_handle()
+                continue
+            log = ffi.string(failed[1]).decode(errors="replace")
+            _log.debug("verifier log of program %r:\n%s", failed[0], log)
+            raise VerifierError(err, failed[0], log, truncated=err == errno.ENOSPC)
         self.loaded = True
         for handle in self._program_handles():
             name = ffi.string(lib.bpf_program__name(handle)).decode()
-            self.programs[name] = Program(lib.bpf_program__fd(handle), name, owns_fd=False, owner=self)
+            borrowed = lib.bpf_program__fd(handle)
+            if borrowed < 0:
+                continue  # not loaded (autoload off)
+            self.programs[name] = Program(_own_copy(borrowed, f"program {name!r}"), name,
+                                          lib.bpf_program__type(handle))
         for handle in self._map_handles():
-            fd = lib.bpf_map__fd(handle)
-            info = map_info(fd)
-            self.maps[info.name] = Map(fd, info, owns_fd=False, owner=self)
+            fd = _own_copy(lib.bpf_map__fd(handle), "map")
+            info = map_info(fd.raw)
+            fd.what = f"map {info.name!r}"
+            self.maps[info.name] = Map(fd, info)
         return self
 
+    def _give_log_buffers(self, size: int) -> dict[str, Any]:
+        """A zeroed ``size``-byte log buffer per program, set on it (kept alive by the
+        returned dict until the load is over)."""
+        buffers = {}
+        for handle in self._program_handles():
+            name = ffi.string(lib.bpf_program__name(handle)).decode()
+            buffers[name] = ffi.new("char[]", size)
+            check(lib.bpf_program__set_log_buf(handle, buffers[name], size),
+                  "setting the verifier log buffer", name)
+        return buffers
+
+    def _fresh_handle(self) -> None:
+        """Replace a handle whose load failed (libbpf loads once) by a new one, set up
+        as the old one was."""
+        assert self._reopen is not None
+        handle = self._reopen()
+        lib.bpf_object__close(self._obj)
+        self._obj = handle
+        for step in self._setup:
+            step(handle)
+
     def close(self) -> None:
-        """Free the object, its programs and maps (pins and links stay)."""
+        """Free the object and close every program and map it handed out (pins, links
+        and ``dup()``-ed handles stay)."""
+        for handle in (*self.programs.values(), *self.maps.values()):
+            handle.close()
+        self.programs.clear()
+        self.maps.clear()
         if self._obj is not None:
             lib.bpf_object__close(self._obj)
             self._obj = None
-        self.programs.clear()
-        self.maps.clear()
 
     def __enter__(self) -> Object:
         return self
@@ -156,6 +226,7 @@ class Object:
         self.close()
 
     def __del__(self) -> None:
+        # A safety net: the handles handed out own their fds and close on their own.
         if getattr(self, "_obj", None) is not None:
             lib.bpf_object__close(self._obj)
 
@@ -163,3 +234,7 @@ class Object:
         state = "loaded" if self.loaded else "open"
         return f"<Object {self.name if self._obj is not None else '(closed)'} {state}>"
 
+
+def _own_copy(borrowed: int, what: str) -> FD:
+    """A duplicate of an fd libbpf owns, for a handle that must not share its number."""
+    return FD(fcntl.fcntl(borrowed, fcntl.F_DUPFD_CLOEXEC, 0), what)

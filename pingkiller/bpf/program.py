@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 from pingkiller.bpf._ffi import ffi, lib
 from pingkiller.bpf.errors import check
-from pingkiller.bpf.link import Link
+from pingkiller.bpf.fd import FD, Handle, ObjectKind, adopt, type_name
 from pingkiller.bpf.pin import open_pinned
 from pingkiller.bpf.testrun import ProgramRun, run_program
+
+PROG_TYPE_XDP: int = lib.BPF_PROG_TYPE_XDP
 
 
 @dataclass(frozen=True)
@@ -39,42 +41,60 @@ def program_info(fd: int) -> ProgramInfo:
     )
 
 
-class Program:
-    """A loaded program: its fd, name, kernel info, and BPF_PROG_RUN."""
+def _types(prog_type: int | None) -> frozenset[int] | None:
+    return None if prog_type is None else frozenset({prog_type})
 
-    def __init__(self, fd: int, name: str, *, owns_fd: bool, owner: object = None) -> None:
+
+class Program(Handle):
+    """A loaded program: it owns its fd; name, type, kernel info and BPF_PROG_RUN.
+
+    A program an :class:`~pingkiller.bpf.Object` hands out is closed with the object;
+    :meth:`dup` gives one that outlives it.
+    """
+
+    def __init__(self, fd: FD, name: str, prog_type: int) -> None:
         self._fd = fd
         self.name = name
-        self._owns_fd = owns_fd
-        self._owner = owner  # keeps an Object alive while its programs are in use
-
-    @classmethod
-    def from_id(cls, program_id: int) -> Program:
-        """Open a loaded program by its kernel id."""
-        fd = check(lib.bpf_prog_get_fd_by_id(program_id), "opening program", f"id {program_id}")
-        return cls._owning(fd)
-
-    @classmethod
-    def from_pin(cls, path: str | os.PathLike[str], *, read_only: bool = False) -> Program:
-        """Open a program pinned on bpffs; ``read_only`` asks only for read access, which
-        is all that reading its info needs."""
-        return cls._owning(open_pinned(path, "opening pinned program", read_only=read_only))
-
-    @classmethod
-    def _owning(cls, fd: int) -> Program:
-        """Wrap a fresh fd; it is closed if reading the program's name fails."""
-        try:
-            name = program_info(fd).name
-        except BaseException:
-            os.close(fd)
-            raise
-        return cls(fd, name, owns_fd=True)
+        self.type = prog_type
 
     @property
-    def fd(self) -> int:
-        if self._fd < 0:
-            raise ValueError(f"program {self.name!r} is closed")
-        return self._fd
+    def type_name(self) -> str:
+        """libbpf's name of the program type, e.g. ``xdp``."""
+        return type_name(ObjectKind.PROGRAM, self.type)
+
+    @classmethod
+    def from_id(cls, program_id: int, *, prog_type: int | None = None) -> Program:
+        """Open a loaded program by its kernel id (WrongObjectType unless of ``prog_type``,
+        when given)."""
+        raw = check(lib.bpf_prog_get_fd_by_id(program_id), "opening program", f"id {program_id}")
+        return cls._adopt(FD(raw, f"program id {program_id}"), prog_type, f"program id {program_id}")
+
+    @classmethod
+    def from_pin(
+        cls, path: str | os.PathLike[str], *, read_only: bool = False,
+        prog_type: int | None = None,
+    ) -> Program:
+        """Open a program pinned on bpffs; ``read_only`` asks only for read access, which
+        is all that reading its info needs. A pin of anything but a program (of
+        ``prog_type``, when given) raises WrongObjectType."""
+        fd = open_pinned(path, "program", read_only=read_only)
+        return cls._adopt(fd, prog_type, os.fspath(path))
+
+    @classmethod
+    def _adopt(cls, fd: FD, prog_type: int | None, where: str) -> Program:
+        """Own a fresh fd once it is known to hold a program; it is closed otherwise."""
+        adopt(fd, ObjectKind.PROGRAM, _types(prog_type), where)
+        try:
+            info = program_info(fd.raw)
+        except BaseException:
+            fd.close()
+            raise
+        fd.what = f"program {info.name!r}"
+        return cls(fd, info.name, info.type)
+
+    def dup(self) -> Program:
+        """A second handle on the program, with its own fd (e.g. to outlive its object)."""
+        return type(self)(self._fd.dup(), self.name, self.type)
 
     def info(self) -> ProgramInfo:
         return program_info(self.fd)
@@ -82,12 +102,6 @@ class Program:
     def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the program at ``path`` on bpffs."""
         check(lib.bpf_obj_pin(self.fd, os.fsencode(path)), "pinning program", str(path))
-
-    def attach_raw_tracepoint(self, tracepoint: str) -> Link:
-        """Attach this (raw_tracepoint) program to ``tracepoint``, e.g. ``sys_enter``."""
-        fd = check(lib.bpf_raw_tracepoint_open(tracepoint.encode(), self.fd),
-                   "attaching raw tracepoint", tracepoint)
-        return Link(fd)
 
     def test_run(
         self, data: bytes, *, repeat: int = 1, flags: int = 0, batch_size: int = 0,
@@ -98,17 +112,8 @@ class Program:
             self.fd, data, repeat=repeat, flags=flags, batch_size=batch_size, context=context
         )
 
-    def close(self) -> None:
-        if self._owns_fd and self._fd >= 0:
-            os.close(self._fd)
-        self._fd = -1
-
-    def __del__(self) -> None:
-        if getattr(self, "_owns_fd", False) and getattr(self, "_fd", -1) >= 0:
-            os.close(self._fd)
-
     def __repr__(self) -> str:
-        return f"<Program {self.name!r} fd={self._fd}>"
+        return f"<Program {self.name!r} {'closed' if self.closed else self.type_name}>"
 
 
 def enable_run_time_stats() -> int:

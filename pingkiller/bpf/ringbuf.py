@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
 from pingkiller.bpf._ffi import ffi, lib
-from pingkiller.bpf.errors import check, error_from_errno
+from pingkiller.bpf.errors import BpfError, check, error_from_errno
 from pingkiller.bpf.maps import Map
 
 _HEADER = struct.Struct("<I4x")
@@ -90,7 +90,7 @@ class RingBuffer:
 
     def _handle(self) -> Any:
         if self._rb is None:
-            raise ValueError("ring buffer is closed")
+            raise BpfError(errno.EBADF, "using ring buffer", "the ring buffer is closed")
         return self._rb
 
     def poll(self, timeout: float | None = None) -> RecordBatch:

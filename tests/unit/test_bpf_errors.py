@@ -12,9 +12,11 @@ from pingkiller.bpf.errors import (
     BpfError,
     NotSupportedError,
     VerifierError,
+    WrongObjectType,
     check,
     error_from_errno,
     summarize_verifier_log,
+    verifier_cause,
 )
 
 PACKET_LOG = """\
@@ -51,6 +53,7 @@ stack depth 8
 FRAMED_LOG = """\
 -- BEGIN PROG LOAD LOG --
 0: R1=ctx() R10=fp0
+0: (95) exit
 R0 !read_ok
 processed 1 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0
 -- END PROG LOAD LOG --
@@ -58,19 +61,51 @@ processed 1 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_stat
 
 
 @pytest.mark.parametrize(
-    ("log", "summary"),
+    ("log", "cause", "summary"),
     [
-        (PACKET_LOG, "R1 offset is outside of the packet"),
-        (LOOP_LOG, "infinite loop detected at insn 3"),
-        (MAP_LOG, "R0 invalid mem access 'map_value_or_null'"),
-        (FRAMED_LOG, "R0 !read_ok"),
-        ("  only reason, indented  \n", "only reason, indented"),
-        ("Processed 3 insns\nPROCESSED again\nreal cause\nprocessed 1 insns\n", "real cause"),
+        (PACKET_LOG, "R1 offset is outside of the packet",
+         "invalid access to packet, off=0 size=1, R1(id=0,off=0,r=0): "
+         "R1 offset is outside of the packet"),
+        (LOOP_LOG, "infinite loop detected at insn 3", "infinite loop detected at insn 3"),
+        (MAP_LOG, "R0 invalid mem access 'map_value_or_null'",
+         "6: (61) r0 = *(u32 *)(r0 +0): R0 invalid mem access 'map_value_or_null'"),
+        (FRAMED_LOG, "R0 !read_ok", "0: (95) exit: R0 !read_ok"),
+        ("  only reason, indented  \n", "only reason, indented", "only reason, indented"),
+        ("Processed 3 insns\nPROCESSED again\nreal cause\nprocessed 1 insns\n", "real cause",
+         "real cause"),
+        ("[13] STRUCT drm_rect size=16 vlen=4\n\tx1 type_id=2\n", "x1 type_id=2",
+         "[13] STRUCT drm_rect size=16 vlen=4: x1 type_id=2"),
+        ("0: (79) r6 = *(u64 *)(r1 +0)\ninvalid bpf_context access off=0 size=8\n",
+         "invalid bpf_context access off=0 size=8",
+         "0: (79) r6 = *(u64 *)(r1 +0): invalid bpf_context access off=0 size=8"),
     ],
-    ids=["packet", "loop", "map-null", "framed", "single", "case-insensitive-noise"],
+    ids=["packet", "loop", "map-null", "framed", "single", "case-insensitive-noise", "btf",
+         "context"],
 )
-def test_summary_is_the_last_meaningful_line(log, summary):
+def test_summary_is_the_cause_with_the_line_that_explains_it(log, cause, summary):
+    """The cause is the last meaningful line; the summary adds the line before when the
+    cause is a register's, an indented BTF member's or a context access's complaint."""
+    assert verifier_cause(log) == cause
     assert summarize_verifier_log(log) == summary
+
+
+def test_summary_of_a_truncated_log_drops_the_cut_line():
+    """Since 6.4 a full buffer keeps the end of the log (its first line is cut); before,
+    the beginning (its last line is cut, and there is no final newline)."""
+    tail = "et, off=0 size=1, R1(id=0,off=0,r=0)\nR1 offset is outside of the packet\n"
+    assert verifier_cause(tail, truncated=True) == "R1 offset is outside of the packet"
+    assert summarize_verifier_log(tail, truncated=True) == "R1 offset is outside of the packet"
+    head = "0: R1=ctx() R10=fp0\n0: (61) r1 = *(u32 *)(r1 +0)\n1: (71) r1 = *(u8 *)(r"
+    assert summarize_verifier_log(head, truncated=True) == (
+        "0: R1=ctx() R10=fp0: 0: (61) r1 = *(u32 *)(r1 +0)"
+    )
+    cut = "ide of the packet\nprocessed 2 insns (limit 1000000)\n"
+    assert verifier_cause(cut, truncated=True) == (
+        "the verifier's reason did not fit in the log buffer"
+    )
+    err = VerifierError(errno.ENOSPC, "p", tail, truncated=True)
+    assert err.truncated and err.log == tail
+    assert str(err).endswith("; the log is truncated)")
 
 
 @pytest.mark.parametrize(
@@ -141,10 +176,14 @@ def test_verifier_error_prints_the_cause():
     assert err.errno == errno.EACCES
     assert err.program == "pingkiller"
     assert err.log == PACKET_LOG
-    assert err.summary == "R1 offset is outside of the packet"
+    assert err.cause == "R1 offset is outside of the packet"
+    assert err.summary == (
+        "invalid access to packet, off=0 size=1, R1(id=0,off=0,r=0): "
+        "R1 offset is outside of the packet"
+    )
+    assert not err.truncated
     assert str(err) == (
-        f"loading program 'pingkiller': {os.strerror(errno.EACCES)} "
-        "(R1 offset is outside of the packet)"
+        f"loading program 'pingkiller': {os.strerror(errno.EACCES)} ({err.summary})"
     )
 
 
@@ -152,3 +191,13 @@ def test_verifier_error_with_empty_log():
     err = VerifierError(errno.EINVAL, "p", "")
     assert err.summary == "the verifier gave no reason (empty log)"
     assert "no reason" in str(err)
+
+
+def test_wrong_object_type_names_what_it_really_is():
+    err = WrongObjectType("/sys/fs/bpf/x/counters", "a link (xdp)", "a map (percpu_array)")
+    assert isinstance(err, BpfError) and err.errno == errno.EINVAL
+    assert (err.expected, err.actual) == ("a link (xdp)", "a map (percpu_array)")
+    assert str(err) == (
+        f"opening a link (xdp): {os.strerror(errno.EINVAL)} "
+        "(/sys/fs/bpf/x/counters is a map (percpu_array), not a link (xdp))"
+    )

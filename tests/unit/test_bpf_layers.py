@@ -1,0 +1,56 @@
+"""pingkiller.bpf stands alone: no import cycle among its modules, each importable on
+its own, and nothing of the product (pingkiller.* outside bpf) imported by it."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "pingkiller" / "bpf"
+MODULES = sorted(f"pingkiller.bpf.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+
+
+def _imports(module: str) -> set[str]:
+    """Every pingkiller module ``module`` imports, at any depth of its code (functions and
+    TYPE_CHECKING blocks included: a cycle hidden there is still a cycle)."""
+    tree = ast.parse((PACKAGE / f"{module.rsplit('.', 1)[1]}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pingkiller"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("pingkiller"))
+    return found
+
+
+def test_no_import_cycle_inside_the_binding():
+    graph = {m: {i for i in _imports(m) if i in MODULES} for m in MODULES}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        if module in path:
+            pytest.fail("import cycle: " + " -> ".join((*path[path.index(module):], module)))
+        if module in done:
+            return
+        for imported in graph[module]:
+            visit(imported, (*path, module))
+        done.add(module)
+
+    for module in MODULES:
+        visit(module, ())
+
+
+def test_the_binding_imports_nothing_of_the_product():
+    for module in MODULES:
+        product = {i for i in _imports(module)
+                   if not i.startswith("pingkiller.bpf") and i != "pingkiller._native"}
+        assert not product, f"{module} imports {product}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_each_module_imports_alone(module):
+    subprocess.run([sys.executable, "-c", f"import {module}"], check=True, timeout=60)

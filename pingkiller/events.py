@@ -127,10 +127,17 @@ class EventStream:
     def __init__(self, ring: Map) -> None:
         self._ring = RingBuffer(ring)
         self.received = 0
+        # Events that reached user space but could not be kept (the copy ran out of
+        # memory); the kernel's own losses are the events_lost counters.
+        self.lost = 0
 
     def poll(self, timeout: float | None = None) -> list[Event]:
-        events = decode(self._ring.poll(timeout))
+        """Wait up to ``timeout`` seconds (None: forever) for events; ``lost`` grows by the
+        records of this batch that could not be kept."""
+        batch = self._ring.poll(timeout)
+        events = decode(batch)
         self.received += len(events)
+        self.lost += batch.dropped
         return events
 
     def __iter__(self) -> Iterator[Event]:

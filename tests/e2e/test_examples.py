@@ -258,7 +258,10 @@ def test_troubleshooting_verifier_example(
     monkeypatch.chdir(ROOT)
     exec(compile(block, "docs/troubleshooting.md", "exec"), {})
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == ("loading program 'unchecked': Permission denied "
-                        "(R1 offset is outside of the packet)")
+    summary = ("invalid access to packet, off=12 size=1, R1(id=0,off=12,r=0): "
+               "R1 offset is outside of the packet")
+    assert lines[0] == f"loading program 'unchecked': Permission denied ({summary})"
     assert lines[1] == "R1 offset is outside of the packet"
-    assert "invalid access to packet" in "\n".join(lines[2:])
+    assert lines[2] == summary
+    assert lines[3] == "False"
+    assert "unchecked.bpf.c:17" in "\n".join(lines[4:])

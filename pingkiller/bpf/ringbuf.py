@@ -11,7 +11,7 @@ from pingkiller.bpf._ffi import ffi, lib
 from pingkiller.bpf.errors import BpfError, check, error_from_errno
 from pingkiller.bpf.maps import Map
 
-_HEADER = struct.Struct("<I4x")
+_HEADER = struct.Struct("=I4x")  # the record header as pk_rb_collect writes it, native order
 
 
 class RecordBatch(Sequence[bytes]):

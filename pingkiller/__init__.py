@@ -36,7 +36,9 @@ from pingkiller.killer import (
 from pingkiller.policy import Policy, Rule
 from pingkiller.stats import Counter, Stats
 
-open = open_attachment  # pingkiller.open(ifname) reads naturally; shadows the builtin here only
+# pingkiller.open(ifname) reads naturally. It is not in __all__, so `from pingkiller import *`
+# leaves the builtin open() alone.
+open = open_attachment
 __version__ = "0.1.0"
 
 __all__ = [
@@ -73,6 +75,5 @@ __all__ = [
     "attachments",
     "detach",
     "detach_all",
-    "open",
     "open_attachment",
 ]

@@ -17,7 +17,7 @@ APT_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config m
 export PIP_ROOT_USER_ACTION := ignore
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv setup build wheel install uninstall skeleton test lint demo fuzz examples bench clean
+.PHONY: help venv setup build stubs wheel install uninstall skeleton test lint demo fuzz examples bench clean
 
 help:
 	@echo "make setup     system packages (apt-get) and a venv (.venv) with pingkiller and its test extras"
@@ -73,6 +73,12 @@ setup: venv
 
 build: venv skeleton
 	$(PYTHON) build.py
+
+# The .pyi of both extensions, from the built extensions (tests/unit/test_stubs.py fails
+# while they are stale): after a cdef change, `make build stubs` and commit them.
+stubs:
+	$(PYTHON) -m cffi_src.stubs pingkiller.bpf._libbpf pingkiller/bpf/_libbpf.pyi \
+		pingkiller._datapath pingkiller/_datapath.pyi
 
 test: setup
 	$(PYTHON) -m pytest -q tests
@@ -157,7 +163,8 @@ fuzz: setup
 	$(PYTHON) tests/fuzz.py --examples 100000
 
 clean:
-	rm -rf build dist pingkiller/_native*.so pingkiller/_native.c pingkiller/_native.o *.egg-info
+	rm -rf build dist *.egg-info pingkiller/_datapath.[co] pingkiller/_datapath*.so \
+		pingkiller/bpf/_libbpf.[co] pingkiller/bpf/_libbpf*.so cffi_src/*.o
 
 # --- man pages ---
 # docs/man/pingkiller*.1 from the CLI's own help (after `make setup`); commit them with the

@@ -27,7 +27,7 @@ class BuildExtWithBpf(build_ext):
 
 
 setup(
-    cffi_modules=["build.py:ffibuilder"],
+    cffi_modules=["build.py:libbpf_ffi", "build.py:datapath_ffi"],
     cmdclass={"build_ext": BuildExtWithBpf},
     # The extension uses only the stable ABI (cffi builds it with Py_LIMITED_API).
     options={"bdist_wheel": {"py_limited_api": "cp311"}},

@@ -5,41 +5,97 @@
 >>> attachment.stats().dropped  # doctest: +SKIP
 """
 
-from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Reason, RuleAction
-from pingkiller.bpf import XdpMode
-from pingkiller.errors import (
-    AlreadyAttached,
-    AttachFailed,
-    ForeignProgram,
-    InterfaceNotFound,
-    InvalidAddress,
-    InvalidInput,
-    InvalidInterfaceName,
-    NotAttached,
-    PermissionDenied,
-    PingkillerError,
-    RuleFileError,
-    RuleTableFull,
-    StaleAttachment,
-)
-from pingkiller.events import Event, EventStream
-from pingkiller.killer import (
-    Attachment,
-    AttachmentInfo,
-    Detached,
-    attach,
-    attachments,
-    detach,
-    detach_all,
-    open_attachment,
-)
-from pingkiller.policy import Policy, Rule
-from pingkiller.stats import Counter, Stats
+from typing import TYPE_CHECKING, Any
 
-# pingkiller.open(ifname) reads naturally. It is not in __all__, so `from pingkiller import *`
-# leaves the builtin open() alone.
-open = open_attachment
+if TYPE_CHECKING:
+    from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Reason, RuleAction
+    from pingkiller.bpf import XdpMode
+    from pingkiller.errors import (
+        AlreadyAttached,
+        AttachFailed,
+        ForeignProgram,
+        InterfaceNotFound,
+        InvalidAddress,
+        InvalidInput,
+        InvalidInterfaceName,
+        NotAttached,
+        PermissionDenied,
+        PingkillerError,
+        RuleFileError,
+        RuleTableFull,
+        StaleAttachment,
+    )
+    from pingkiller.events import Event, EventStream
+    from pingkiller.killer import (
+        Attachment,
+        AttachmentInfo,
+        Detached,
+        attach,
+        attachments,
+        detach,
+        detach_all,
+        open_attachment,
+    )
+    from pingkiller.policy import Policy, Rule
+    from pingkiller.stats import Counter, Stats
+    open = open_attachment
+
 __version__ = "0.1.0"
+
+# Imported on first use, so that `import pingkiller.bpf` (the generic binding) loads nothing
+# of the product, and a CLI verb loads only what it needs.
+_LAZY = {
+    "DefaultAction": "pingkiller.abi",
+    "EventsMode": "pingkiller.abi",
+    "IcmpSet": "pingkiller.abi",
+    "Reason": "pingkiller.abi",
+    "RuleAction": "pingkiller.abi",
+    "XdpMode": "pingkiller.bpf",
+    "AlreadyAttached": "pingkiller.errors",
+    "AttachFailed": "pingkiller.errors",
+    "ForeignProgram": "pingkiller.errors",
+    "InterfaceNotFound": "pingkiller.errors",
+    "InvalidAddress": "pingkiller.errors",
+    "InvalidInput": "pingkiller.errors",
+    "InvalidInterfaceName": "pingkiller.errors",
+    "NotAttached": "pingkiller.errors",
+    "PermissionDenied": "pingkiller.errors",
+    "PingkillerError": "pingkiller.errors",
+    "RuleFileError": "pingkiller.errors",
+    "RuleTableFull": "pingkiller.errors",
+    "StaleAttachment": "pingkiller.errors",
+    "Event": "pingkiller.events",
+    "EventStream": "pingkiller.events",
+    "Attachment": "pingkiller.killer",
+    "AttachmentInfo": "pingkiller.killer",
+    "Detached": "pingkiller.killer",
+    "attach": "pingkiller.killer",
+    "attachments": "pingkiller.killer",
+    "detach": "pingkiller.killer",
+    "detach_all": "pingkiller.killer",
+    "open_attachment": "pingkiller.killer",
+    "Policy": "pingkiller.policy",
+    "Rule": "pingkiller.policy",
+    "Counter": "pingkiller.stats",
+    "Stats": "pingkiller.stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # pingkiller.open(ifname) reads naturally. It is not in __all__, so `from pingkiller import *`
+    # leaves the builtin open() alone.
+    target = "open_attachment" if name == "open" else name
+    if target not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[target]), target)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY, "open"])
 
 __all__ = [
     "AlreadyAttached",

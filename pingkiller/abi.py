@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pingkiller._native import ffi, lib
+from pingkiller._datapath import ffi, lib
 
 MAX_EXACT_RULES: int = lib.PK_MAX_EXACT_RULES
 MAX_PREFIX_RULES: int = lib.PK_MAX_PREFIX_RULES

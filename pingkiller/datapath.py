@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pingkiller import abi
-from pingkiller._native import ffi, lib
+from pingkiller._datapath import ffi, lib
 from pingkiller.bpf import Object
 
 

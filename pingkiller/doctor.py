@@ -183,7 +183,7 @@ def check_capabilities(cap_eff: int | None = None) -> Check:
 
 def check_libbpf() -> Check:
     """The libbpf the extension is linked with must be 1.0 or newer."""
-    from pingkiller._native import lib
+    from pingkiller.bpf._libbpf import lib
 
     version = (int(lib.libbpf_major_version()), int(lib.libbpf_minor_version()))
     text = f"{version[0]}.{version[1]}"

@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from pingkiller._native import ffi, lib
+from pingkiller.bpf._libbpf import ffi, lib
+
+if TYPE_CHECKING:
+    from pingkiller.bpf._libbpf import CData
 
 __all__ = ["capture_libbpf_log", "ffi", "lib"]
 
@@ -17,8 +21,8 @@ _LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 _captures: list[list[str]] = []
 
 
-@ffi.def_extern()  # type: ignore[untyped-decorator]
-def pk_libbpf_log(level: int, message: object) -> None:
+@ffi.def_extern()
+def pk_libbpf_log(level: int, message: CData) -> None:
     text = ffi.string(message).decode(errors="replace")
     for capture in _captures:
         capture.append(text)

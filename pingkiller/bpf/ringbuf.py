@@ -5,11 +5,14 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Iterator, Sequence
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from pingkiller.bpf._ffi import ffi, lib
 from pingkiller.bpf.errors import BpfError, check, error_from_errno
 from pingkiller.bpf.maps import Map
+
+if TYPE_CHECKING:
+    from pingkiller.bpf._libbpf import CData
 
 _HEADER = struct.Struct("=I4x")  # the record header as pk_rb_collect writes it, native order
 
@@ -79,7 +82,7 @@ class RingBuffer:
         handle = lib.pk_ring_buffer_new(ring.fd, self._batch)
         if handle == ffi.NULL:
             raise error_from_errno(ffi.errno or errno.EINVAL, "opening ring buffer", ring.name)
-        self._rb = handle
+        self._rb: CData | None = handle
 
     def _take(self) -> RecordBatch:
         batch = self._batch
@@ -88,7 +91,7 @@ class RingBuffer:
         batch.used = batch.count = batch.dropped = 0
         return taken
 
-    def _handle(self) -> Any:
+    def _handle(self) -> CData:
         if self._rb is None:
             raise BpfError(errno.EBADF, "using ring buffer", "the ring buffer is closed")
         return self._rb

@@ -52,6 +52,7 @@ def test_wheel_carries_license_man_pages_and_bundled_libraries(wheel: Path) -> N
     names = zipfile.ZipFile(wheel).namelist()
     info = f"pingkiller-{VERSION}.dist-info"
     assert f"{info}/licenses/LICENSE" in names
+    assert {"pingkiller/bpf/_libbpf.pyi", "pingkiller/_datapath.pyi", "pingkiller/py.typed"} <= set(names)
     license_text = zipfile.ZipFile(wheel).read(f"{info}/licenses/LICENSE").decode()
     assert "GNU GENERAL PUBLIC LICENSE" in license_text and "Version 2, June 1991" in license_text
     pages = {Path(n).name for n in names if "/share/man/man1/" in n and n.endswith(".1")}
@@ -72,11 +73,14 @@ def test_wheel_holds_no_build_machine_path(wheel: Path, tmp_path: Path) -> None:
         if path.is_file() and path.name not in ("RECORD", "auditwheel.cdx.json"):
             data = path.read_bytes()
             assert not [f for f in forbidden if f in data], f"{path.name} names a build path"
-    extension = next(tmp_path.glob("pingkiller/_native*.so"))
-    dynamic = subprocess.run(["readelf", "-d", str(extension)], capture_output=True, text=True).stdout
-    for line in dynamic.splitlines():
-        if "RPATH" in line or "RUNPATH" in line:
-            assert "[$ORIGIN/../pingkiller.libs]" in line, line
+    extensions = sorted(tmp_path.glob("pingkiller/**/_*.abi3.so"))
+    assert [e.name for e in extensions] == ["_datapath.abi3.so", "_libbpf.abi3.so"]
+    for extension in extensions:
+        dynamic = subprocess.run(["readelf", "-d", str(extension)], capture_output=True,
+                                 text=True).stdout
+        for line in dynamic.splitlines():
+            if "RPATH" in line or "RUNPATH" in line:
+                assert "pingkiller.libs]" in line and "$ORIGIN" in line, line
 
 
 def test_sdist_holds_everything_to_rebuild_and_test(dist: Path) -> None:
@@ -85,7 +89,8 @@ def test_sdist_holds_everything_to_rebuild_and_test(dist: Path) -> None:
         names = {n.split("/", 1)[1] for n in archive.getnames() if "/" in n}
     for needed in ("LICENSE", "README.md", "Makefile", "build.py", "setup.py", "pyproject.toml",
                    "scripts/bootstrap.sh", "kern/pingkiller.bpf.c", "kern/pingkiller.h",
-                   "kern/uapi.h", "docs/cli.md", "docs/man/pingkiller.1", "deploy/pingkiller.service",
+                   "kern/uapi.h", "cffi_src/shims.c", "cffi_src/libbpf_h.py", "docs/cli.md",
+                   "docs/man/pingkiller.1", "deploy/pingkiller.service",
                    "docs/deploy/daemonset.yaml", "tests/conftest.py", "tests/kernel/frames.py",
                    ".ci/run"):
         assert needed in names, f"{needed} missing from {sdist.name}"
@@ -124,7 +129,7 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.root
 def test_installed_wheel_imports_from_its_venv_and_passes_doctor(installed: Path) -> None:
     where = subprocess.run([str(installed / "bin" / "python"), "-c",
-                            "import pingkiller._native as n; print(n.__file__)"],
+                            "import pingkiller.bpf._libbpf as n; print(n.__file__)"],
                            capture_output=True, text=True, env=CLEAN_ENV, cwd="/", check=True)
     assert where.stdout.startswith(str(installed))
     doctor = subprocess.run([str(installed / "bin" / "pingkiller"), "doctor", "--json"],

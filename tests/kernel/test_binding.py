@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from frames import echo4
-from pingkiller._native import lib
+from pingkiller.bpf._libbpf import lib
 
 from pingkiller import abi, datapath
 from pingkiller.bpf import (

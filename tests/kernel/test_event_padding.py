@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from frames import echo6
-from pingkiller._native import ffi, lib
+from pingkiller._datapath import ffi, lib
 
 from pingkiller import abi
 

@@ -8,7 +8,7 @@ import struct
 
 import cffi
 import pytest
-from pingkiller._native import ffi
+from pingkiller._datapath import ffi
 
 from pingkiller import abi
 

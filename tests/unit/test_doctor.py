@@ -106,7 +106,7 @@ def test_capabilities() -> None:
 
 
 def test_libbpf_version_is_read_from_the_extension() -> None:
-    from pingkiller._native import lib
+    from pingkiller.bpf._libbpf import lib
 
     check = doctor.check_libbpf()
     assert check.detail == f"{lib.libbpf_major_version()}.{lib.libbpf_minor_version()}"

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* What libbpf's API makes awkward from Python, done in C (shims.c). */
+#ifndef PINGKILLER_SHIMS_H
+#define PINGKILLER_SHIMS_H
+
+#include <stddef.h>
+#include <linux/types.h>
+
+struct ring_buffer;
+
+/* Records copied out of the ring by the C callback, each as [u32 size][u32 0][data, 8-aligned]. */
+struct pk_rb_batch {
+	char *data;
+	size_t used;
+	size_t capacity;
+	size_t count;
+	size_t dropped;
+};
+
+struct ring_buffer *pk_ring_buffer_new(int map_fd, struct pk_rb_batch *batch);
+void pk_rb_batch_free(struct pk_rb_batch *batch);
+
+/* libbpf's print callback, formatted in C and handed to Python (defined by cffi). */
+void pk_libbpf_log(int level, const char *message);
+void pk_route_libbpf_log(void);
+
+/* struct bpf_link_info has anonymous unions cffi cannot describe partially. */
+int pk_link_info(int link_fd, __u32 *id, __u32 *type, __u32 *prog_id, __u32 *xdp_ifindex);
+
+#endif /* PINGKILLER_SHIMS_H */

@@ -1,11 +1,17 @@
-"""The Linux capabilities pingkiller needs, read from this process's CapEff.
+"""The privileges pingkiller needs: Linux capabilities (from this process's CapEff),
+access to the pins, and what a refusal by the kernel means.
 
 CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, as it does in the kernel.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
+
+from pingkiller import pins
+from pingkiller.errors import PermissionDenied
 
 CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
 
@@ -49,3 +55,55 @@ def seccomp_filtered() -> bool:
         if line.startswith("Seccomp:"):
             return line.split()[1] == "2"
     return False
+
+
+NEEDS_ROOT = "needs root (CAP_BPF + CAP_NET_ADMIN): run it with sudo"
+NEEDS_ROOT_TO_READ = "needs root (CAP_BPF): run it with sudo"
+SECCOMP_REFUSED = (
+    "the kernel refused bpf() (EPERM) although this process has CAP_BPF, and a seccomp "
+    "filter applies to it: a container runtime's default seccomp profile may allow bpf() "
+    "only with CAP_SYS_ADMIN; run it with seccomp unconfined (docs/operations.md)"
+)
+
+
+def require_privileges(*, load: bool = False) -> None:
+    """Raise PermissionDenied unless the process may change pingkiller's pins (and, with
+    ``load``, load and attach its program: the verifier needs CAP_PERFMON for it too).
+
+    The pins are root's (0600 in a 0700 directory), so a non-root user is refused even
+    with the capabilities.
+    """
+    lacking = missing(effective(), load=load)
+    if lacking == ["CAP_PERFMON"]:
+        raise PermissionDenied(f"{NEEDS_ROOT} (loading its XDP program also needs CAP_PERFMON)")
+    if lacking:
+        raise PermissionDenied(NEEDS_ROOT)
+    pin_root = pins.root()
+    if pin_root.exists() and not os.access(pin_root, os.R_OK | os.W_OK | os.X_OK, effective_ids=True):
+        read_only = pins.read_only_mount(pin_root)
+        if read_only is not None:
+            raise pins.read_only_error(read_only)
+        raise PermissionDenied(f"the pins in {pin_root} are root's: {NEEDS_ROOT}")
+
+
+def require_read_privileges() -> None:
+    """Raise PermissionDenied unless the process may read pingkiller's pins: CAP_BPF (or
+    CAP_SYS_ADMIN) and read access to the pin root; write access is not needed."""
+    if missing(effective(), load=False, write=False):
+        raise PermissionDenied(NEEDS_ROOT_TO_READ)
+    pin_root = pins.root()
+    if pin_root.exists() and not os.access(pin_root, os.R_OK | os.X_OK, effective_ids=True):
+        raise PermissionDenied(f"the pins in {pin_root} are root's: reading them {NEEDS_ROOT_TO_READ}")
+
+
+def seccomp_refused(err: OSError) -> bool:
+    """Whether a seccomp filter is the likely cause of an EPERM from bpf() (a BpfError):
+    the capabilities are there."""
+    held_all = not missing(effective(), load=False, write=False)
+    return err.errno == errno.EPERM and held_all and seccomp_filtered()
+
+
+def refused(err: OSError, needs: str) -> PermissionDenied:
+    """What to say when bpf() refuses to open pins with EPERM or EACCES."""
+    return PermissionDenied(SECCOMP_REFUSED if seccomp_refused(err)
+                            else f"reading pingkiller's pins {needs}")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from pingkiller import killer, pins
+from pingkiller import interfaces, killer, pins
 from pingkiller.abi import DefaultAction, Network, RuleAction
 from pingkiller.bpf import BpfError, XdpMode
 from pingkiller.errors import InterfaceNotFound, PingkillerError, PolicyFileError
@@ -374,7 +374,7 @@ def plan(desired: PolicyFile, running: list[AttachmentInfo] | None = None) -> Pl
         info = current.get(ifname)
         if info is None or info.stale:
             try:
-                killer.interface_index(ifname)
+                interfaces.interface_index(ifname)
             except PingkillerError:
                 missing.append(ifname)
                 continue

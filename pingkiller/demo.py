@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
+from pingkiller.capabilities import require_privileges
 from pingkiller.events import Event, EventStream
-from pingkiller.killer import Attachment, attach, require_privileges
+from pingkiller.killer import Attachment, attach
 from pingkiller.sandbox import PING, Peer, Sandbox
 from pingkiller.stats import Stats
 

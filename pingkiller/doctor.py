@@ -211,11 +211,11 @@ def check_xdp_native(ifname: str) -> Check:
     from pingkiller import datapath
     from pingkiller.bpf import BpfError, NotSupportedError, XdpLink, XdpMode, xdp_query
     from pingkiller.errors import PermissionDenied, PingkillerError
-    from pingkiller.killer import interface_index, require_privileges
+    from pingkiller.interfaces import interface_index
 
     name = f"XDP native mode on {ifname}"
     try:
-        require_privileges()
+        capabilities.require_privileges()
     except PermissionDenied:
         return Check(name, SKIP, "needs the capabilities above")
     try:

@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from pingkiller import killer
+from pingkiller import capabilities, killer
 from pingkiller.bpf import BpfError
 from pingkiller.errors import InvalidInput, PingkillerError
 from pingkiller.killer import AttachmentInfo
@@ -170,7 +170,7 @@ def serve(
 ) -> tuple[WSGIServer, threading.Thread]:
     """Serve /metrics, /livez and /readyz on ``listen`` in a background thread; shut the
     server down to stop. Needs only read access to the pins (and CAP_BPF)."""
-    killer.require_read_privileges()
+    capabilities.require_read_privileges()
     host, port = parse_listen(listen)
     registry = CollectorRegistry()
     registry.register(collector or PingkillerCollector())

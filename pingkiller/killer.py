@@ -14,20 +14,16 @@ finish nothing, so they work on a read-only bpffs with CAP_BPF alone.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
-import socket
-import struct
 import time
-from collections.abc import Iterable
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from pingkiller import abi, capabilities, datapath, pins
+from pingkiller import abi, capabilities, datapath, interfaces, pins, recovery
 from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Network, RuleAction
 from pingkiller.bpf import (
-    MAP_TYPE_ARRAY,
     BpfError,
     Map,
     NotSupportedError,
@@ -40,8 +36,6 @@ from pingkiller.bpf.link import LinkInfo, xdp_query
 from pingkiller.errors import (
     AlreadyAttached,
     AttachFailed,
-    ForeignProgram,
-    InterfaceNotFound,
     InvalidInput,
     NotAttached,
     PermissionDenied,
@@ -65,8 +59,6 @@ PINNED_MAPS = (
 # Kept across --replace so counters and event readers carry on.
 CARRIED_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, abi.EVENTS_MAP)
 
-NEEDS_ROOT = "needs root (CAP_BPF + CAP_NET_ADMIN): run it with sudo"
-NEEDS_ROOT_TO_READ = "needs root (CAP_BPF): run it with sudo"
 # A reader that finds a directory missing or changing looks again this often: a
 # --replace renames the old directory away just before the new one takes its name.
 _READ_ATTEMPTS = 20
@@ -74,70 +66,16 @@ _READ_RETRY_SECONDS = 0.005
 _FD_DIR = Path("/proc/self/fd")
 
 
-def require_privileges(*, load: bool = False) -> None:
-    """Raise PermissionDenied unless the process may change pingkiller's pins (and, with
-    ``load``, load and attach its program: the verifier needs CAP_PERFMON for it too).
-
-    CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, as in the kernel. The pins are
-    root's (0600 in a 0700 directory), so a non-root user is refused even with the caps.
-    """
-    lacking = capabilities.missing(capabilities.effective(), load=load)
-    if lacking == ["CAP_PERFMON"]:
-        raise PermissionDenied(f"{NEEDS_ROOT} (loading its XDP program also needs CAP_PERFMON)")
-    if lacking:
-        raise PermissionDenied(NEEDS_ROOT)
-    pin_root = pins.root()
-    if pin_root.exists() and not os.access(pin_root, os.R_OK | os.W_OK | os.X_OK, effective_ids=True):
-        read_only = pins.read_only_mount(pin_root)
-        if read_only is not None:
-            raise pins.read_only_error(read_only)
-        raise PermissionDenied(f"the pins in {pin_root} are root's: {NEEDS_ROOT}")
-
-
-SECCOMP_REFUSED = (
-    "the kernel refused bpf() (EPERM) although this process has CAP_BPF, and a seccomp "
-    "filter applies to it: a container runtime's default seccomp profile may allow bpf() "
-    "only with CAP_SYS_ADMIN; run it with seccomp unconfined (docs/operations.md)"
-)
-
-
-def _seccomp_refused(err: BpfError) -> bool:
-    """Whether a seccomp filter is the likely cause of an EPERM: the capabilities are there."""
-    held = not capabilities.missing(capabilities.effective(), load=False, write=False)
-    return err.errno == errno.EPERM and held and capabilities.seccomp_filtered()
-
-
-def _refused(err: BpfError, needs: str) -> PermissionDenied:
-    """What to say when bpf() refuses to open pins with EPERM or EACCES."""
-    return PermissionDenied(SECCOMP_REFUSED if _seccomp_refused(err)
-                            else f"reading pingkiller's pins {needs}")
-
-
-def require_read_privileges() -> None:
-    """Raise PermissionDenied unless the process may read pingkiller's pins: CAP_BPF (or
-    CAP_SYS_ADMIN) and read access to the pin root; write access is not needed."""
-    if capabilities.missing(capabilities.effective(), load=False, write=False):
-        raise PermissionDenied(NEEDS_ROOT_TO_READ)
-    pin_root = pins.root()
-    if pin_root.exists() and not os.access(pin_root, os.R_OK | os.X_OK, effective_ids=True):
-        raise PermissionDenied(f"the pins in {pin_root} are root's: reading them {NEEDS_ROOT_TO_READ}")
-
-
-def interface_index(ifname: str) -> int:
-    """The ifindex of ``ifname`` in this network namespace."""
-    pins.validate_ifname(ifname)
-    try:
-        return socket.if_nametoindex(ifname)
-    except OSError:
-        raise InterfaceNotFound(
-            f"interface {ifname!r} not found: list interfaces with `ip link`"
-        ) from None
+@contextmanager
+def _writing() -> Iterator[None]:
+    """The pin lock, as a writer takes it: bpffs mounted and the pin root made first
+    (an explicit step: taking the lock mounts nothing)."""
+    pins.ensure_root()
+    with pins.locked():
+        yield
 
 
 _RENAMED = "the interface was renamed to"
-_SIOCGIFHWADDR = 0x8927
-_ARPHRD_ETHER = 1
-_ARPHRD_LOOPBACK = 772
 
 
 def _is_stale(problem: str) -> bool:
@@ -145,68 +83,8 @@ def _is_stale(problem: str) -> bool:
     return bool(problem) and not problem.startswith(_RENAMED)
 
 
-def _check_ethernet(ifname: str) -> None:
-    """Refuse devices whose frames do not start with an Ethernet header (tun, wireguard,
-    ipip, gre, ppp...): the program would parse them as Ethernet and every ping would pass.
-    """
-    request = struct.pack("16sH14s", ifname.encode(), 0, b"")
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            reply = fcntl.ioctl(sock, _SIOCGIFHWADDR, request)
-    except OSError:
-        return  # cannot tell; the kernel decides
-    (link_type,) = struct.unpack_from("H", reply, 16)
-    if link_type not in (_ARPHRD_ETHER, _ARPHRD_LOOPBACK):
-        raise InvalidInput(
-            f"{ifname} is not an Ethernet device (link type {link_type}): pingkiller parses "
-            "Ethernet frames, so it would pass every ping there; attach it to an Ethernet "
-            "interface (e.g. the one carrying this tunnel)"
-        )
-
-
-def interface_name(ifindex: int) -> str | None:
-    try:
-        return socket.if_indextoname(ifindex)
-    except OSError:
-        return None
-
-
 def _networks(addresses: Iterable[str | Network]) -> list[Network]:
     return [a if not isinstance(a, str) else parse_network(a) for a in addresses]
-
-
-def _pinned_program_ids() -> dict[int, str]:
-    """Program id -> interface name of every pinned pingkiller link."""
-    held = {}
-    for name in pins.listed():
-        try:
-            with XdpLink.from_pin(pins.directory(name) / pins.LINK_PIN) as link:
-                held[link.info().prog_id] = name
-        except (BpfError, ValueError):
-            continue
-    return held
-
-
-def _check_foreign(ifname: str, ifindex: int) -> None:
-    attached = xdp_query(ifindex).attached_ids
-    if not attached:
-        return
-    prog_id = attached[0]
-    ours = _pinned_program_ids()
-    if prog_id in ours:
-        raise AlreadyAttached(
-            f"{ifname} already carries pingkiller's attachment pinned as {ours[prog_id]!r} "
-            f"(the interface was renamed): `pingkiller detach {ours[prog_id]}` first"
-        )
-    try:
-        name = Program.from_id(prog_id).info().name
-    except BpfError:
-        name = "?"
-    raise ForeignProgram(
-        f"{ifname} already carries XDP program id {prog_id} ({name!r}) that pingkiller did "
-        f"not attach; it is left alone: remove it with the tool that loaded it "
-        f"(or `ip link set dev {ifname} xdp off`) and try again"
-    )
 
 
 @dataclass(frozen=True)
@@ -265,31 +143,12 @@ class RecordedLink:
             attached = set(xdp_query(self.identity.ifindex).attached_ids)
         except BpfError:
             attached = set()  # the interface is gone
-        alive = self.prog_id in attached or bool(attached & _replacing_programs(self.ifname))
+        alive = self.prog_id in attached or bool(attached & recovery.replacing_programs(self.ifname))
         return LinkInfo(id=self.identity.link_id, prog_id=self.prog_id,
                         ifindex=self.identity.ifindex if alive else 0)
 
     def close(self) -> None:
         self.program.close()
-
-
-def _replacing_programs(ifname: str) -> set[int]:
-    """Ids of the programs that interrupted writers pinned for ``ifname`` (read-only)."""
-    ids = set()
-    for path, kind, name, _pid in pins.leftovers():
-        if kind != "attach" or name != ifname:
-            continue
-        try:
-            program = Program.from_pin(path / pins.PROGRAM_PIN, read_only=True)
-        except BpfError:
-            continue
-        try:
-            ids.add(program.info().id)
-        except BpfError:
-            pass
-        finally:
-            program.close()
-    return ids
 
 
 class Attachment:
@@ -340,7 +199,7 @@ class Attachment:
     def _locked(self) -> AbstractContextManager[None]:
         """The pin lock for pinned attachments; private ones have no other writer."""
         self._refuse_if_read_only()
-        return pins.locked() if self.pinned else nullcontext()
+        return _writing() if self.pinned else nullcontext()
 
     def _refuse_if_read_only(self) -> None:
         if self.read_only:
@@ -415,10 +274,8 @@ class Attachment:
             program = Program.from_id(self._link.info().prog_id if prog_id is None else prog_id)
         except BpfError:
             return read_stats(self.maps, None, per_cpu=per_cpu)
-        try:
+        with program:
             return read_stats(self.maps, program, per_cpu=per_cpu)
-        finally:
-            program.close()
 
     def _link_state(self) -> tuple[LinkInfo | None, str]:
         """The link's kernel info (None if unreadable) and what is wrong, '' if nothing."""
@@ -428,7 +285,7 @@ class Attachment:
             return None, "its XDP link cannot be read"
         if info.ifindex == 0:
             return info, "the interface is gone (the link is defunct)"
-        current = interface_name(info.ifindex)
+        current = interfaces.interface_name(info.ifindex)
         if current != self.ifname:
             return info, f"{_RENAMED} {current!r}" if current else "the interface is gone"
         return info, ""
@@ -497,7 +354,7 @@ class Attachment:
         """Detach from the interface and remove the pins."""
         self._refuse_if_read_only()
         if self.pinned:
-            with pins.locked():
+            with _writing():
                 _detach_pinned(self.ifname)
         else:
             self.link.detach()
@@ -538,7 +395,7 @@ def _open_pinned(ifname: str, directory: Path | None = None) -> Attachment:
             maps = {name: opened.enter_context(Map.from_pin(where / name)) for name in PINNED_MAPS}
         except BpfError as err:
             if err.errno in (errno.EACCES, errno.EPERM):
-                raise _refused(err, NEEDS_ROOT) from None
+                raise capabilities.refused(err, capabilities.NEEDS_ROOT) from None
             if err.errno == errno.ENOENT:
                 raise _incomplete(ifname) from None
             raise
@@ -569,53 +426,21 @@ def _open_read_only(ifname: str) -> Attachment:
     the new one takes its place), so the pins are opened through one directory fd and a
     directory that vanishes or changes meanwhile is read again. Where a writer was killed
     between those renames, the directory the next writer will publish is read instead
-    (see :func:`_pending_directory`), without finishing anything.
+    (see :func:`pingkiller.recovery.pending_directory`), without finishing anything.
     """
     directory = pins.directory(ifname)
     for _ in range(_READ_ATTEMPTS):
-        where = directory if directory.is_dir() else _pending_directory(ifname)
+        where = directory if directory.is_dir() else recovery.pending_directory(ifname)
         if where is not None:
             try:
                 return _read_directory(ifname, where)
             except _Moved:
                 pass
         time.sleep(_READ_RETRY_SECONDS)
-    if not directory.is_dir() and _pending_directory(ifname) is None:
+    if not directory.is_dir() and recovery.pending_directory(ifname) is None:
         raise _Gone(f"{ifname} has no pingkiller attachment: attach one with "
                     f"`pingkiller attach {ifname}`")
     raise _incomplete(ifname)
-
-
-def _pending_directory(ifname: str) -> Path | None:
-    """For an interface whose pin directory is missing, the directory an interrupted
-    writer left that the next writer's recovery will publish: the new pins of an attach
-    or --replace whose program runs on the interface, else the previous pins of an
-    interrupted --replace. None when there is none (the interface has no attachment).
-    """
-    previous = None
-    for path, kind, name, _pid in pins.leftovers():
-        if name != ifname:
-            continue
-        if kind == "attach" and _runs_on(path, ifname):
-            return path
-        if kind == "replace":
-            previous = path
-    return previous
-
-
-def _runs_on(directory: Path, ifname: str) -> bool:
-    """Whether the program pinned in ``directory`` is the one ``ifname`` runs (read-only)."""
-    try:
-        ifindex = socket.if_nametoindex(ifname)
-        program = Program.from_pin(directory / pins.PROGRAM_PIN, read_only=True)
-    except (OSError, BpfError):
-        return False
-    try:
-        return program.info().id in xdp_query(ifindex).attached_ids
-    except BpfError:
-        return False
-    finally:
-        program.close()
 
 
 def _read_directory(ifname: str, directory: Path) -> Attachment:
@@ -624,7 +449,7 @@ def _read_directory(ifname: str, directory: Path) -> Attachment:
     except FileNotFoundError:
         raise _Moved from None
     except PermissionError:
-        raise PermissionDenied(f"reading pingkiller's pins {NEEDS_ROOT_TO_READ}") from None
+        raise PermissionDenied(f"reading pingkiller's pins {capabilities.NEEDS_ROOT_TO_READ}") from None
     try:
         base = _FD_DIR / str(dir_fd) if _FD_DIR.is_dir() else directory
         with ExitStack() as opened:
@@ -634,7 +459,7 @@ def _read_directory(ifname: str, directory: Path) -> Attachment:
                 view = _recorded_link(base, opened, ifname)
             except BpfError as err:
                 if err.errno in (errno.EACCES, errno.EPERM):
-                    raise _refused(err, NEEDS_ROOT_TO_READ) from None
+                    raise capabilities.refused(err, capabilities.NEEDS_ROOT_TO_READ) from None
                 if err.errno == errno.ENOENT:
                     _raise_if_moved(dir_fd, directory)
                     raise _incomplete(ifname) from None
@@ -688,9 +513,9 @@ def open_attachment(ifname: str, *, read_only: bool = False) -> Attachment:
     """
     directory = pins.directory(ifname)  # a bad name is bad input, also without root
     if read_only:
-        require_read_privileges()
+        capabilities.require_read_privileges()
     else:
-        require_privileges()
+        capabilities.require_privileges()
     if not directory.is_dir():
         raise NotAttached(
             f"{ifname} has no pingkiller attachment: attach one with `pingkiller attach {ifname}`"
@@ -698,101 +523,10 @@ def open_attachment(ifname: str, *, read_only: bool = False) -> Attachment:
     return _open_read_only(ifname) if read_only else _open_pinned(ifname)
 
 
-def recover() -> list[str]:
-    """Finish or undo what killed writers left half done; returns what was done, in words.
-
-    Call with the pin lock held. Every writer holds that lock from its first pin to its
-    last, so whatever is left over now was left by a writer that is gone (its pid may
-    have been reused, or live in another pid namespace sharing this bpffs).
-    """
-    notes = []
-    for path, kind, ifname, _pid in pins.leftovers():
-        final = pins.directory(ifname)
-        if kind == "attach" and not final.exists() and _link_alive(path):
-            with XdpLink.from_pin(path / pins.LINK_PIN) as link:
-                _pin_link(link, path)  # the identity record, if the writer died before it
-            pins.publish(path, ifname)
-            notes.append(f"{ifname}: completed an interrupted attach")
-            continue
-        if kind == "attach" and final.exists() and _replace_done(path, final):
-            source = path if (path / pins.LINK_PIN).exists() else final
-            with XdpLink.from_pin(source / pins.LINK_PIN) as link:
-                _pin_link(link, path)
-            pins.publish(path, ifname)
-            notes.append(f"{ifname}: completed an interrupted replace")
-            continue
-        if kind == "replace" and not final.exists():
-            path.rename(final)
-            notes.append(f"{ifname}: restored pins of an interrupted replace")
-            continue
-        if kind == "detach" or (kind == "attach" and not final.exists()):
-            _detach_directory(path)
-        else:
-            pins.remove(path)
-        notes.append(f"{ifname}: cleaned up after an interrupted {kind}")
-    return notes
-
-
-def _replace_done(temp: Path, final: Path) -> bool:
-    """Whether an interrupted --replace had already swapped the link to ``temp``'s program.
-
-    Then the running program uses the maps pinned in ``temp``, so ``temp`` must win.
-    """
-    if (temp / pins.LINK_PIN).exists():
-        return True  # the link is pinned there only after the swap
-    try:
-        program = Program.from_pin(temp / pins.PROGRAM_PIN, read_only=True)
-    except BpfError:
-        return False  # killed before the new program was pinned, so before the swap
-    try:
-        with XdpLink.from_pin(final / pins.LINK_PIN) as link:
-            return link.info().prog_id == program.info().id
-    except BpfError:
-        return False
-    finally:
-        program.close()
-
-
-def _pin_link(link: XdpLink, directory: Path) -> None:
-    """Pin the link and the identity record beside it, each unless already there.
-
-    The record (the link's id and ifindex, in a one-entry array map) tells readers which
-    link this is: they cannot open the link pin, which the kernel opens only read-write.
-    """
-    if not (directory / pins.LINK_PIN).exists():
-        link.pin(directory / pins.LINK_PIN)
-        pins.secure(directory / pins.LINK_PIN)
-    if not (directory / pins.IDENTITY_PIN).exists():
-        info = link.info()
-        record = pins.Identity(info.id, info.ifindex)
-        with Map.create(MAP_TYPE_ARRAY, "pk_identity", 4, pins.Identity.FORMAT.size, 1) as bpf_map:
-            bpf_map[abi.u32_key(0)] = record.encode()
-            bpf_map.pin(directory / pins.IDENTITY_PIN)
-        pins.secure(directory / pins.IDENTITY_PIN)
-
-
-def _link_alive(directory: Path) -> bool:
-    try:
-        with XdpLink.from_pin(directory / pins.LINK_PIN) as link:
-            return link.info().ifindex != 0
-    except (BpfError, ValueError):
-        return False
-
-
-def _detach_directory(directory: Path) -> None:
-    try:
-        with XdpLink.from_pin(directory / pins.LINK_PIN) as link:
-            link.detach()
-    except BpfError as err:
-        if err.errno != errno.ENOENT:
-            raise
-    pins.remove(directory)
-
-
 def _detach_pinned(ifname: str) -> None:
     if not pins.directory(ifname).is_dir():
         raise NotAttached(f"{ifname} has no pingkiller attachment: nothing to detach")
-    _detach_directory(pins.retire(ifname))
+    recovery.detach_directory(pins.retire(ifname))
 
 
 def attach(
@@ -827,25 +561,25 @@ def attach(
     if default is None:
         default = DefaultAction.PASS if block_networks else DefaultAction.DROP
     policy = Policy(default, icmp, all_protocols, events, event_rate, timing)
-    require_privileges(load=True)
-    ifindex = interface_index(ifname)
-    _check_ethernet(ifname)
+    capabilities.require_privileges(load=True)
+    ifindex = interfaces.interface_index(ifname)
+    interfaces.check_ethernet(ifname)
 
     if not persist:
-        _check_foreign(ifname, ifindex)
+        interfaces.check_foreign(ifname, ifindex)
         obj = _load(policy, block_networks, allow_networks, carried={})
         link = _attach_link(obj, ifname, ifindex, mode)
         return Attachment(ifname, link, dict(obj.maps), pinned=False, obj=obj)
 
-    with pins.locked():
-        recover()
+    with _writing():
+        recovery.recover()
         existing: Attachment | None = None
         if pins.directory(ifname).is_dir():
             existing = _open_pinned(ifname)
             problem = existing.problem()
             if _is_stale(problem):
                 existing.close()
-                _detach_directory(pins.retire(ifname))
+                recovery.detach_directory(pins.retire(ifname))
                 existing = None
             elif problem:
                 existing.close()
@@ -861,7 +595,7 @@ def attach(
                     f"swap the policy, or `pingkiller detach {ifname}` first"
                 )
         if existing is None:
-            _check_foreign(ifname, ifindex)
+            interfaces.check_foreign(ifname, ifindex)
         elif mode not in (XdpMode.AUTO, existing.link.mode):
             existing.close()
             raise InvalidInput(
@@ -877,7 +611,7 @@ def attach(
             for name in PINNED_MAPS:
                 obj.maps[name].pin(temp / name)
                 pins.secure(temp / name)
-            # Pinned before the link runs it: during a --replace it tells recover() whether
+            # Pinned before the link runs it: during a --replace it tells recovery.recover() whether
             # the swap happened; afterwards it tells readers which program the link runs.
             program = obj.programs[abi.PROGRAM_NAME]
             program.pin(temp / pins.PROGRAM_PIN)
@@ -888,12 +622,12 @@ def attach(
                 swapped = True
             else:
                 link = _attach_link(obj, ifname, ifindex, mode)
-            _pin_link(link, temp)
+            recovery.pin_link(link, temp)
             pins.publish(temp, ifname)
         except BaseException:
             if swapped:
                 # The new program runs already: its maps must win, as after a kill -9.
-                recover()
+                recovery.recover()
             else:
                 pins.remove(temp)
             obj.close()
@@ -914,8 +648,8 @@ def _load(
         try:
             obj.load()
         except BpfError as err:
-            if _seccomp_refused(err):
-                raise PermissionDenied(SECCOMP_REFUSED) from None
+            if capabilities.seccomp_refused(err):
+                raise PermissionDenied(capabilities.SECCOMP_REFUSED) from None
             raise
         obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = policy.to_config().encode()
         table = RuleTable(obj.maps)
@@ -938,17 +672,17 @@ def _attach_link(obj: Object, ifname: str, ifindex: int, mode: XdpMode) -> XdpLi
     except BpfError as err:
         obj.close()
         if err.errno == errno.EBUSY:
-            _check_foreign(ifname, ifindex)
+            interfaces.check_foreign(ifname, ifindex)
         raise AttachFailed(f"attaching to {ifname} failed: {err}") from None
 
 
 def _recovered_names() -> list[str]:
     """Interfaces with pins, after recovering what killed writers left behind."""
-    require_privileges()
+    capabilities.require_privileges()
     if not pins.root().is_dir():
         return []
-    with pins.locked():
-        recover()
+    with _writing():
+        recovery.recover()
         return pins.listed()
 
 
@@ -956,11 +690,11 @@ def recover_interrupted() -> list[str]:
     """Finish or undo what killed writers left half done (under the pin lock), as every
     writer does first; returns what was done, in words. Readers never do this: until a
     writer runs, they show the last change that was completed."""
-    require_privileges()
+    capabilities.require_privileges()
     if not pins.root().is_dir():
         return []
-    with pins.locked():
-        return recover()
+    with _writing():
+        return recovery.recover()
 
 
 def attachments(*, with_rules: bool = True) -> list[AttachmentInfo]:
@@ -970,7 +704,7 @@ def attachments(*, with_rules: bool = True) -> list[AttachmentInfo]:
     writer's change is finished (the next writer does that), so this needs only read
     access to the pins and CAP_BPF, and works on a read-only bpffs.
     """
-    require_read_privileges()
+    capabilities.require_read_privileges()
     interrupted = {name for _, kind, name, _pid in pins.leftovers() if kind in ("attach", "replace")}
     found = []
     for ifname in sorted(set(pins.listed()) | interrupted):
@@ -1003,9 +737,9 @@ class Detached:
 def detach(ifname: str) -> Detached:
     """Detach pingkiller from ``ifname`` and remove its pins (works if the interface is gone)."""
     pins.validate_ifname(ifname)
-    require_privileges()
-    with pins.locked():
-        recover()
+    capabilities.require_privileges()
+    with _writing():
+        recovery.recover()
         if not pins.directory(ifname).is_dir():
             raise NotAttached(f"{ifname} has no pingkiller attachment: nothing to detach")
         try:

@@ -3,7 +3,7 @@
 Layout: ``<root>/<ifname>/{link,program,identity,settings,counters,...}`` with root
 ``/sys/fs/bpf/pingkiller`` (0700). A directory is written under a temporary name
 and renamed into place, so a reader sees a whole attachment or none; leftovers of a
-killed writer are recovered by the next writer (``killer.recover``), never by a reader.
+killed writer are recovered by the next writer (``recovery.recover``), never by a reader.
 
 Readers need only read access: the kernel opens a link pin only read-write, so the
 writer also pins the program and an :class:`Identity` record (the link's id and
@@ -164,10 +164,11 @@ def ensure_root() -> Path:
 def locked() -> Iterator[None]:
     """Hold an exclusive flock on the pin root for a read-modify-write of pins or maps.
 
-    One lock for all interfaces keeps it simple: changes are short.
+    One lock for all interfaces keeps it simple: changes are short. The root must exist:
+    a writer mounts bpffs and makes the root with :func:`ensure_root` first (the lock
+    itself mounts and makes nothing).
     """
-    pin_root = ensure_root()
-    fd = os.open(pin_root, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(root(), os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

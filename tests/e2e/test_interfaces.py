@@ -10,7 +10,7 @@ import pytest
 from helpers import pk
 
 import pingkiller
-from pingkiller import pins
+from pingkiller import interfaces, pins
 from pingkiller.bpf import xdp_query
 from pingkiller.sandbox import IP, Sandbox
 
@@ -51,7 +51,7 @@ def test_renamed_interface_still_filters_and_is_not_taken_for_foreign(
         assert "did not attach" not in again.stderr  # not called foreign
 
         assert pk("detach", peer.host_ifname).returncode == 0
-        assert xdp_query(pingkiller.killer.interface_index(renamed)).attached_ids == []
+        assert xdp_query(interfaces.interface_index(renamed)).attached_ids == []
         assert peer.ping(peer.host_v4) == 1
     finally:
         subprocess.run([IP, "link", "del", renamed], capture_output=True)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from pingkiller import capabilities, declarative, killer, pins
+from pingkiller import capabilities, declarative, pins
 from pingkiller.bpf import BpfError
 from pingkiller.exporter import make_app
 
@@ -218,7 +218,7 @@ def test_a_seccomp_refusal_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(capabilities, "effective", lambda: 1 << capabilities.CAPABILITIES["CAP_BPF"])
     eperm, eacces = BpfError(errno.EPERM, "opening pinned map"), BpfError(errno.EACCES, "x")
     monkeypatch.setattr(capabilities, "seccomp_filtered", lambda: True)
-    assert "seccomp" in str(killer._refused(eperm, killer.NEEDS_ROOT_TO_READ))
-    assert "seccomp" not in str(killer._refused(eacces, killer.NEEDS_ROOT_TO_READ))
+    assert "seccomp" in str(capabilities.refused(eperm, capabilities.NEEDS_ROOT_TO_READ))
+    assert "seccomp" not in str(capabilities.refused(eacces, capabilities.NEEDS_ROOT_TO_READ))
     monkeypatch.setattr(capabilities, "seccomp_filtered", lambda: False)
-    assert "needs root (CAP_BPF)" in str(killer._refused(eperm, killer.NEEDS_ROOT_TO_READ))
+    assert "needs root (CAP_BPF)" in str(capabilities.refused(eperm, capabilities.NEEDS_ROOT_TO_READ))

@@ -1,0 +1,95 @@
+"""Facts about network interfaces that decide whether pingkiller may attach there.
+
+The index of a name (and back), whether the device's frames start with an Ethernet
+header, and whether another tool's XDP program already holds it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import socket
+import struct
+
+from pingkiller import pins
+from pingkiller.bpf import BpfError, Program, XdpLink, xdp_query
+from pingkiller.errors import AlreadyAttached, ForeignProgram, InterfaceNotFound, InvalidInput
+
+_SIOCGIFHWADDR = 0x8927
+_ARPHRD_ETHER = 1
+_ARPHRD_LOOPBACK = 772
+
+
+def interface_index(ifname: str) -> int:
+    """The ifindex of ``ifname`` in this network namespace."""
+    pins.validate_ifname(ifname)
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        raise InterfaceNotFound(
+            f"interface {ifname!r} not found: list interfaces with `ip link`"
+        ) from None
+
+
+def interface_name(ifindex: int) -> str | None:
+    """The name of interface ``ifindex`` in this network namespace, None if there is none."""
+    try:
+        return socket.if_indextoname(ifindex)
+    except OSError:
+        return None
+
+
+def check_ethernet(ifname: str) -> None:
+    """Refuse devices whose frames do not start with an Ethernet header (tun, wireguard,
+    ipip, gre, ppp...): the program would parse them as Ethernet and every ping would pass.
+    """
+    request = struct.pack("16sH14s", ifname.encode(), 0, b"")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            reply = fcntl.ioctl(sock, _SIOCGIFHWADDR, request)
+    except OSError:
+        return  # cannot tell; the kernel decides
+    (link_type,) = struct.unpack_from("H", reply, 16)
+    if link_type not in (_ARPHRD_ETHER, _ARPHRD_LOOPBACK):
+        raise InvalidInput(
+            f"{ifname} is not an Ethernet device (link type {link_type}): pingkiller parses "
+            "Ethernet frames, so it would pass every ping there; attach it to an Ethernet "
+            "interface (e.g. the one carrying this tunnel)"
+        )
+
+
+def pinned_program_ids() -> dict[int, str]:
+    """Program id -> interface name of every pinned pingkiller link."""
+    held = {}
+    for name in pins.listed():
+        try:
+            with XdpLink.from_pin(pins.directory(name) / pins.LINK_PIN) as link:
+                held[link.info().prog_id] = name
+        except (BpfError, ValueError):
+            continue
+    return held
+
+
+def check_foreign(ifname: str, ifindex: int) -> None:
+    """Raise unless ``ifname`` carries no XDP program: AlreadyAttached when it is
+    pingkiller's own (pinned under another name: the interface was renamed),
+    ForeignProgram when another tool's, which pingkiller leaves alone."""
+    attached = xdp_query(ifindex).attached_ids
+    if not attached:
+        return
+    prog_id = attached[0]
+    ours = pinned_program_ids()
+    if prog_id in ours:
+        raise AlreadyAttached(
+            f"{ifname} already carries pingkiller's attachment pinned as {ours[prog_id]!r} "
+            f"(the interface was renamed): `pingkiller detach {ours[prog_id]}` first"
+        )
+    try:
+        with Program.from_id(prog_id) as program:
+            name = program.info().name
+    except BpfError:
+        name = "?"
+    raise ForeignProgram(
+        f"{ifname} already carries XDP program id {prog_id} ({name!r}) that pingkiller did "
+        f"not attach; it is left alone: remove it with the tool that loaded it "
+        f"(or `ip link set dev {ifname} xdp off`) and try again"
+    )

@@ -1,0 +1,158 @@
+"""Crash recovery: what the pin transactions of :mod:`pingkiller.pins` left behind a
+killed writer, and how the next writer finishes or undoes it.
+
+A writer builds an attachment's pins in a temporary directory and renames it into place
+(attach, ``--replace``), or renames the pins away before unpinning them (detach), so a
+directory of a writer that died tells which change it was making (``pins.leftovers()``).
+Writers call :func:`recover` under the pin lock before they change anything. Readers
+never finish anything: :func:`pending_directory` and :func:`replacing_programs` only tell
+them which pins the next writer will keep.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from pathlib import Path
+
+from pingkiller import abi, pins
+from pingkiller.bpf import MAP_TYPE_ARRAY, BpfError, Map, Program, XdpLink, xdp_query
+
+
+def recover() -> list[str]:
+    """Finish or undo what killed writers left half done; returns what was done, in words.
+
+    Call with the pin lock held. Every writer holds that lock from its first pin to its
+    last, so whatever is left over now was left by a writer that is gone (its pid may
+    have been reused, or live in another pid namespace sharing this bpffs).
+    """
+    notes = []
+    for path, kind, ifname, _pid in pins.leftovers():
+        final = pins.directory(ifname)
+        if kind == "attach" and not final.exists() and _link_alive(path):
+            with XdpLink.from_pin(path / pins.LINK_PIN) as link:
+                pin_link(link, path)  # the identity record, if the writer died before it
+            pins.publish(path, ifname)
+            notes.append(f"{ifname}: completed an interrupted attach")
+            continue
+        if kind == "attach" and final.exists() and _replace_done(path, final):
+            source = path if (path / pins.LINK_PIN).exists() else final
+            with XdpLink.from_pin(source / pins.LINK_PIN) as link:
+                pin_link(link, path)
+            pins.publish(path, ifname)
+            notes.append(f"{ifname}: completed an interrupted replace")
+            continue
+        if kind == "replace" and not final.exists():
+            path.rename(final)
+            notes.append(f"{ifname}: restored pins of an interrupted replace")
+            continue
+        if kind == "detach" or (kind == "attach" and not final.exists()):
+            detach_directory(path)
+        else:
+            pins.remove(path)
+        notes.append(f"{ifname}: cleaned up after an interrupted {kind}")
+    return notes
+
+
+def _replace_done(temp: Path, final: Path) -> bool:
+    """Whether an interrupted --replace had already swapped the link to ``temp``'s program.
+
+    Then the running program uses the maps pinned in ``temp``, so ``temp`` must win.
+    """
+    if (temp / pins.LINK_PIN).exists():
+        return True  # the link is pinned there only after the swap
+    try:
+        program = Program.from_pin(temp / pins.PROGRAM_PIN, read_only=True)
+    except BpfError:
+        return False  # killed before the new program was pinned, so before the swap
+    with program:
+        try:
+            with XdpLink.from_pin(final / pins.LINK_PIN) as link:
+                return link.info().prog_id == program.info().id
+        except BpfError:
+            return False
+
+
+def pin_link(link: XdpLink, directory: Path) -> None:
+    """Pin the link and the identity record beside it, each unless already there.
+
+    The record (the link's id and ifindex, in a one-entry array map) tells readers which
+    link this is: they cannot open the link pin, which the kernel opens only read-write.
+    """
+    if not (directory / pins.LINK_PIN).exists():
+        link.pin(directory / pins.LINK_PIN)
+        pins.secure(directory / pins.LINK_PIN)
+    if not (directory / pins.IDENTITY_PIN).exists():
+        info = link.info()
+        record = pins.Identity(info.id, info.ifindex)
+        with Map.create(MAP_TYPE_ARRAY, "pk_identity", 4, pins.Identity.FORMAT.size, 1) as bpf_map:
+            bpf_map[abi.u32_key(0)] = record.encode()
+            bpf_map.pin(directory / pins.IDENTITY_PIN)
+        pins.secure(directory / pins.IDENTITY_PIN)
+
+
+def _link_alive(directory: Path) -> bool:
+    try:
+        with XdpLink.from_pin(directory / pins.LINK_PIN) as link:
+            return link.info().ifindex != 0
+    except (BpfError, ValueError):
+        return False
+
+
+def detach_directory(directory: Path) -> None:
+    """Detach the link pinned in ``directory`` (if any is) and remove the directory."""
+    try:
+        with XdpLink.from_pin(directory / pins.LINK_PIN) as link:
+            link.detach()
+    except BpfError as err:
+        if err.errno != errno.ENOENT:
+            raise
+    pins.remove(directory)
+
+
+# -- what readers make of leftovers (read-only: nothing is finished)
+
+
+def pending_directory(ifname: str) -> Path | None:
+    """For an interface whose pin directory is missing, the directory an interrupted
+    writer left that the next writer's recovery will publish: the new pins of an attach
+    or --replace whose program runs on the interface, else the previous pins of an
+    interrupted --replace. None when there is none (the interface has no attachment).
+    """
+    previous = None
+    for path, kind, name, _pid in pins.leftovers():
+        if name != ifname:
+            continue
+        if kind == "attach" and _runs_on(path, ifname):
+            return path
+        if kind == "replace":
+            previous = path
+    return previous
+
+
+def _runs_on(directory: Path, ifname: str) -> bool:
+    """Whether the program pinned in ``directory`` is the one ``ifname`` runs (read-only)."""
+    try:
+        ifindex = socket.if_nametoindex(ifname)
+        program = Program.from_pin(directory / pins.PROGRAM_PIN, read_only=True)
+    except (OSError, BpfError):
+        return False
+    with program:
+        try:
+            return program.info().id in xdp_query(ifindex).attached_ids
+        except BpfError:
+            return False
+
+
+def replacing_programs(ifname: str) -> set[int]:
+    """Ids of the programs that interrupted writers pinned for ``ifname`` (read-only)."""
+    ids = set()
+    for path, kind, name, _pid in pins.leftovers():
+        if kind != "attach" or name != ifname:
+            continue
+        try:
+            with Program.from_pin(path / pins.PROGRAM_PIN, read_only=True) as program:
+                ids.add(program.info().id)
+        except BpfError:
+            continue
+    return ids

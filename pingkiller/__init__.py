@@ -8,8 +8,8 @@
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Reason, RuleAction
-    from pingkiller.bpf import XdpMode
+    from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Reason, RuleAction, TimingSlot
+    from pingkiller.bpf import BpfError, XdpMode
     from pingkiller.errors import (
         AlreadyAttached,
         AttachFailed,
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         Attachment,
         AttachmentInfo,
         Detached,
+        LinkState,
         attach,
         attachments,
         detach,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
         open_attachment,
     )
     from pingkiller.policy import Policy, Rule
-    from pingkiller.stats import Counter, Stats
+    from pingkiller.stats import Counter, Stats, run_time_stats
     open = open_attachment
 
 __version__ = "0.1.0"
@@ -50,6 +51,8 @@ _LAZY = {
     "IcmpSet": "pingkiller.abi",
     "Reason": "pingkiller.abi",
     "RuleAction": "pingkiller.abi",
+    "TimingSlot": "pingkiller.abi",
+    "BpfError": "pingkiller.bpf",
     "XdpMode": "pingkiller.bpf",
     "AlreadyAttached": "pingkiller.errors",
     "AttachFailed": "pingkiller.errors",
@@ -69,6 +72,7 @@ _LAZY = {
     "Attachment": "pingkiller.killer",
     "AttachmentInfo": "pingkiller.killer",
     "Detached": "pingkiller.killer",
+    "LinkState": "pingkiller.killer",
     "attach": "pingkiller.killer",
     "attachments": "pingkiller.killer",
     "detach": "pingkiller.killer",
@@ -78,6 +82,7 @@ _LAZY = {
     "Rule": "pingkiller.policy",
     "Counter": "pingkiller.stats",
     "Stats": "pingkiller.stats",
+    "run_time_stats": "pingkiller.stats",
 }
 
 
@@ -102,6 +107,7 @@ __all__ = [
     "AttachFailed",
     "Attachment",
     "AttachmentInfo",
+    "BpfError",
     "Counter",
     "DefaultAction",
     "Detached",
@@ -114,6 +120,7 @@ __all__ = [
     "InvalidAddress",
     "InvalidInput",
     "InvalidInterfaceName",
+    "LinkState",
     "NotAttached",
     "PermissionDenied",
     "PingkillerError",
@@ -125,6 +132,7 @@ __all__ = [
     "RuleTableFull",
     "StaleAttachment",
     "Stats",
+    "TimingSlot",
     "XdpMode",
     "__version__",
     "attach",
@@ -132,4 +140,5 @@ __all__ = [
     "detach",
     "detach_all",
     "open_attachment",
+    "run_time_stats",
 ]

@@ -7,24 +7,25 @@ pingkiller.manpages makes from this module's help texts (``make man``).
 
 from __future__ import annotations
 
-import enum
 import json
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
+import click
 import typer
 from typer.core import TyperCommand, TyperGroup
+
+from pingkiller.policy import DEFAULT_ACTIONS, EVENT_MODES, ICMP_SETS, RULE_ACTIONS, XDP_MODES
 
 # typer may vendor click: take its exception classes from where typer gets them.
 _click_errors = sys.modules[typer.BadParameter.__module__]
 _ABORTS = tuple(c for c in (getattr(_click_errors, "Abort", None), typer.Abort) if c is not None)
 
 if TYPE_CHECKING:
-    import click
-
-    from pingkiller.killer import Attachment, AttachmentInfo
+    from pingkiller.abi import Reason
+    from pingkiller.killer import AttachmentInfo
     from pingkiller.stats import Stats
 
 # What `main` exits with; the man pages' EXIT STATUS.
@@ -83,28 +84,9 @@ app = typer.Typer(
 )
 
 
-class DefaultChoice(enum.StrEnum):
-    drop = "drop"
-    pass_ = "pass"
-
-
-class IcmpChoice(enum.StrEnum):
-    echo = "echo"
-    echo_request = "echo-request"
-    all = "all"
-
-
-class ModeChoice(enum.StrEnum):
-    auto = "auto"
-    native = "native"
-    generic = "generic"
-
-
-class EventsChoice(enum.StrEnum):
-    off = "off"
-    drops = "drops"
-    pings = "pings"
-    all = "all"
+def _choice(words: list[str]) -> click.Choice[str]:
+    """An option taking one of the library's words for a setting (pingkiller.policy)."""
+    return click.Choice(words)
 
 
 def _json(schema: str | None = None, docs: str = "docs/cli.md") -> Any:
@@ -162,23 +144,27 @@ def attach(
         typer.Option("--allow", "-a", help="Let pings from/to ADDR pass (repeatable).", metavar="ADDR"),
     ] = None,
     default: Annotated[
-        DefaultChoice | None,
+        str | None,
         typer.Option(help="Pings no rule decides: drop or pass. [default: drop without --block, "
-                          "pass with it]", show_default=False),
+                          "pass with it]", show_default=False,
+                     click_type=_choice(DEFAULT_ACTIONS.words)),
     ] = None,
     icmp: Annotated[
-        IcmpChoice, typer.Option(help="What counts as a ping: echo (request+reply), "
-                                      "echo-request, or all ICMP (IPv6 NDP always passes).")
-    ] = IcmpChoice.echo,
+        str, typer.Option(help="What counts as a ping: echo (request+reply), "
+                               "echo-request, or all ICMP (IPv6 NDP always passes).",
+                          click_type=_choice(ICMP_SETS.words))
+    ] = "echo",
     all_protocols: Annotated[
         bool, typer.Option("--all-protocols", help="Block rules drop every protocol, not only pings.")
     ] = False,
     mode: Annotated[
-        ModeChoice, typer.Option(help="XDP mode; auto lets the kernel choose.")
-    ] = ModeChoice.auto,
+        str, typer.Option(help="XDP mode; auto lets the kernel choose.",
+                          click_type=_choice(XDP_MODES.words))
+    ] = "auto",
     events: Annotated[
-        EventsChoice, typer.Option(help="Which packets send an event to `pingkiller events`.")
-    ] = EventsChoice.drops,
+        str, typer.Option(help="Which packets send an event to `pingkiller events`.",
+                          click_type=_choice(EVENT_MODES.words))
+    ] = "drops",
     event_rate: Annotated[
         int, typer.Option(help="Events per second per CPU at most (0 = unlimited).", min=0,
                           metavar="N")
@@ -206,21 +192,18 @@ def attach(
       pingkiller attach eth0 --default drop --allow 10.0.0.0/8 --icmp all
     """
     import pingkiller
-    from pingkiller import policy
+    from pingkiller.policy import default_action
 
-    attachment = pingkiller.attach(
-        ifname,
-        block=block or [],
-        allow=allow or [],
-        default=policy.DEFAULT_ACTIONS[default.value] if default else None,
-        icmp=policy.ICMP_SETS[icmp.value],
+    settings = pingkiller.Policy(
+        default=DEFAULT_ACTIONS.parse(default) if default else default_action(blocking=bool(block)),
+        icmp=ICMP_SETS.parse(icmp),
         all_protocols=all_protocols,
-        mode=pingkiller.XdpMode(mode.value),
-        events=policy.EVENT_MODES[events.value],
+        events=EVENT_MODES.parse(events),
         event_rate=event_rate,
         timing=timing,
-        replace=replace,
     )
+    attachment = pingkiller.attach(ifname, settings, block=block or [], allow=allow or [],
+                                   mode=XDP_MODES.parse(mode), replace=replace)
     with attachment:
         info = attachment.info()
     if as_json:
@@ -228,9 +211,9 @@ def attach(
         return
     assert info.policy is not None
     verb = "Replaced policy on" if replace else "Attached to"
-    typer.echo(f"{verb} {ifname}: program {info.program_id}, {info.mode} mode")
+    typer.echo(f"{verb} {ifname}: program {info.program_id}, {info.mode.value} mode")
     typer.echo(f"Policy: {info.policy.describe()}")
-    blocked = sum(1 for rule in info.rules if rule.action.name == "BLOCK")
+    blocked = sum(1 for rule in info.rules if rule.action == pingkiller.RuleAction.BLOCK)
     typer.echo(f"Rules: {blocked} block, {len(info.rules) - blocked} allow")
 
 
@@ -377,7 +360,7 @@ def _render_status(info: AttachmentInfo) -> None:
                       f"`pingkiller detach {info.ifname}` cleans it")
     else:
         console.print(f"[bold]{info.ifname}[/] (ifindex {info.ifindex}): program {info.program_id}, "
-                      f"link {info.link_id}, {info.mode} mode")
+                      f"link {info.link_id}, {info.mode.value} mode")
         if info.problem:
             console.print(f"  note: {info.problem}; it still filters")
     if info.policy is not None:
@@ -394,13 +377,13 @@ def _render_status(info: AttachmentInfo) -> None:
         rules.add_column("hits", justify="right")
         shown = info.rules[:50]
         for rule in shown:
-            rules.add_row(rule.address, rule.action.name.lower(), str(rule.hits))
+            rules.add_row(rule.address, RULE_ACTIONS.word(rule.action), str(rule.hits))
         console.print(rules)
         if len(info.rules) > len(shown):
             console.print(f"  ... and {len(info.rules) - len(shown)} more (use --json for all)")
 
 
-def _render_counters(console: Any, stats: Stats, rates: dict[Any, float] | None) -> None:
+def _render_counters(console: Any, stats: Stats, rates: dict[Reason, float] | None) -> None:
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False)
@@ -420,11 +403,13 @@ def _render_counters(console: Any, stats: Stats, rates: dict[Any, float] | None)
 
 
 def _stats_lines(stats: Stats) -> list[str]:
+    from pingkiller.stats import TIMED_VERDICTS
+
     lines = []
-    for verdict in ("drop", "pass"):
+    for verdict, word in TIMED_VERDICTS.items():
         average = stats.average_ns(verdict)
         if average is not None:
-            lines.append(f"  average processing time ({verdict}): {average:.0f} ns")
+            lines.append(f"  average processing time ({word}): {average:.0f} ns")
     run = stats.average_run_ns
     lines.append(
         f"  kernel run time: {run:.0f} ns per packet over {stats.run_count} runs" if run
@@ -452,43 +437,38 @@ def stats(
 
       pingkiller stats eth0 --watch --interval 0.5
     """
-    import os
-
     import pingkiller
-    from pingkiller.bpf import BpfError, enable_run_time_stats
 
     with pingkiller.open(ifname, read_only=True) as attachment:
         if not watch:
-            _show_stats(attachment, per_cpu, as_json, None)
+            _show_stats(ifname, attachment.stats(per_cpu=per_cpu), None, as_json)
             return
+        samples = attachment.watch_stats(interval, per_cpu=per_cpu)
         try:
-            stats_fd: int | None = enable_run_time_stats()
-        except BpfError:
-            stats_fd = None
-        try:
-            _watch_stats(attachment, interval, per_cpu, as_json)
+            for current, rates in samples:
+                if not as_json:
+                    sys.stdout.write("\x1b[2J\x1b[H" if sys.stdout.isatty() else "\n")
+                _show_stats(ifname, current, rates, as_json)
         except KeyboardInterrupt:
             pass
         finally:
-            if stats_fd is not None:
-                os.close(stats_fd)
+            samples.close()
 
 
-def _show_stats(attachment: Attachment, per_cpu: bool, as_json: bool, earlier: Stats | None) -> Stats:
+def _show_stats(ifname: str, current: Stats, rates: dict[Reason, float] | None,
+                as_json: bool) -> None:
     from rich.console import Console
 
-    current = attachment.stats(per_cpu=per_cpu)
-    rates = current.rates(earlier) if earlier else None
     if as_json:
         data = current.to_json()
-        data["interface"] = attachment.ifname
+        data["interface"] = ifname
         if rates is not None:
             data["pps"] = {reason.label: rate for reason, rate in rates.items()}
         sys.stdout.write(json.dumps(data) + "\n")
         sys.stdout.flush()
-        return current
+        return
     console = Console(highlight=False, soft_wrap=True)
-    console.print(f"[bold]{attachment.ifname}[/]")
+    console.print(f"[bold]{ifname}[/]")
     _render_counters(console, current, rates)
     for line in _stats_lines(current):
         console.print(line)
@@ -496,16 +476,6 @@ def _show_stats(attachment: Attachment, per_cpu: bool, as_json: bool, earlier: S
         for cpu, counters in enumerate(current.per_cpu):
             busy = ", ".join(f"{r.label} {c.packets}" for r, c in counters.items() if c.packets)
             console.print(f"  cpu {cpu}: {busy or 'no packets'}")
-    return current
-
-
-def _watch_stats(attachment: Attachment, interval: float, per_cpu: bool, as_json: bool) -> None:
-    earlier = attachment.stats()
-    while True:
-        time.sleep(interval)
-        if not as_json:
-            sys.stdout.write("\x1b[2J\x1b[H" if sys.stdout.isatty() else "\n")
-        earlier = _show_stats(attachment, per_cpu, as_json, earlier)
 
 
 @app.command(cls=_Verb)
@@ -529,35 +499,24 @@ def events(
     """
     import pingkiller
 
-    received = 0
-    with pingkiller.open(ifname, read_only=True) as attachment, attachment.events() as stream:
-        before = attachment.stats()
-        deadline = None if timeout is None else time.monotonic() + timeout
+    with pingkiller.open(ifname, read_only=True) as attachment, \
+            attachment.follow_events(count=count, timeout=timeout) as feed:
         try:
-            while count is None or received < count:
-                wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
-                if wait < 0:
-                    break
-                for event in stream.poll(wait):
+            for batch in feed:
+                for event in batch:
                     if as_json:
                         sys.stdout.write(json.dumps(event.to_json()) + "\n")
                     else:
                         sys.stdout.write(event.describe() + "\n")
-                    received += 1
-                    if count is not None and received >= count:
-                        break
                 sys.stdout.flush()
         except KeyboardInterrupt:
             pass
-        after = attachment.stats()
-    suppressed = after.events_suppressed - before.events_suppressed
-    lost = after.events_lost - before.events_lost
-    summary = {"received": received, "suppressed": suppressed, "lost": lost}
+        summary = feed.summary()
     if as_json:
-        sys.stderr.write(json.dumps({"summary": summary}) + "\n")
+        sys.stderr.write(json.dumps({"summary": summary.to_json()}) + "\n")
     else:
-        sys.stderr.write(f"{received} events received; {suppressed} suppressed by the rate limit, "
-                         f"{lost} lost (ring full) meanwhile\n")
+        sys.stderr.write(f"{summary.received} events received; {summary.suppressed} suppressed "
+                         f"by the rate limit, {summary.lost} lost (ring full) meanwhile\n")
 
 
 @app.command(cls=_Verb)
@@ -754,26 +713,25 @@ def exporter(
 
       pingkiller exporter --listen 127.0.0.1:9477
     """
-    import os
+    from contextlib import nullcontext
 
     from pingkiller import exporter as metrics
-    from pingkiller.bpf import enable_run_time_stats
+    from pingkiller import stats as counters
 
     collector = metrics.PingkillerCollector(rule_metrics=rule_metrics,
                                             max_rule_series=max_rule_series)
     server, _ = metrics.serve(listen, collector)
-    stats_fd = enable_run_time_stats() if run_time_stats else None
-    _exit_cleanly_on_sigterm()
-    _log_stderr(f"serving metrics on http://{listen}/metrics")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.shutdown()
-        if stats_fd is not None:
-            os.close(stats_fd)
+    switch = counters.run_time_stats(required=True) if run_time_stats else nullcontext(False)
+    with switch:
+        _exit_cleanly_on_sigterm()
+        _log_stderr(f"serving metrics on http://{listen}/metrics")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.shutdown()
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -783,7 +741,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning every expected error into one line and an exit code."""
-    from pingkiller.bpf import BpfError
+    from pingkiller import BpfError
     from pingkiller.errors import PingkillerError
 
     try:

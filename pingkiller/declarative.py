@@ -18,6 +18,7 @@ first, so no kept rule is ever missing. A file with any error is rejected whole.
 from __future__ import annotations
 
 import difflib
+import enum
 import hashlib
 import json
 import re
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pingkiller import interfaces, killer, pins
-from pingkiller.abi import DefaultAction, Network, RuleAction
+from pingkiller.abi import Network, RuleAction
 from pingkiller.bpf import BpfError, XdpMode
 from pingkiller.errors import InterfaceNotFound, PingkillerError, PolicyFileError
 from pingkiller.killer import AttachmentInfo
@@ -37,19 +38,21 @@ from pingkiller.policy import (
     DEFAULT_ACTIONS,
     EVENT_MODES,
     ICMP_SETS,
+    RULE_ACTIONS,
+    XDP_MODES,
     Policy,
+    default_action,
     format_network,
     parse_network,
     read_rule_file,
     read_user_file,
 )
 
-MODES = {"auto": XdpMode.AUTO, "native": XdpMode.NATIVE, "generic": XdpMode.GENERIC}
 _CHOICES: dict[str, list[str]] = {
-    "default": list(DEFAULT_ACTIONS),
-    "icmp": list(ICMP_SETS),
-    "events": list(EVENT_MODES),
-    "mode": list(MODES),
+    "default": DEFAULT_ACTIONS.words,
+    "icmp": ICMP_SETS.words,
+    "events": EVENT_MODES.words,
+    "mode": XDP_MODES.words,
 }
 _BOOLS = ("all_protocols", "timing")
 _LISTS = ("block", "allow", "rule_files")
@@ -207,19 +210,18 @@ def _parse_interface(
         return None
     assert isinstance(event_rate, int)
     if "default" in chosen:
-        default = DEFAULT_ACTIONS[chosen["default"]]
+        default = DEFAULT_ACTIONS.parse(chosen["default"])
     else:  # as `pingkiller attach`: kill every ping unless block rules say which
-        has_block = RuleAction.BLOCK in rules.values()
-        default = DefaultAction.PASS if has_block else DefaultAction.DROP
+        default = default_action(blocking=RuleAction.BLOCK in rules.values())
     policy = Policy(
         default=default,
-        icmp=ICMP_SETS[chosen.get("icmp", "echo")],
+        icmp=ICMP_SETS.parse(chosen.get("icmp", "echo")),
         all_protocols=flags["all_protocols"],
-        events=EVENT_MODES[chosen.get("events", "drops")],
+        events=EVENT_MODES.parse(chosen.get("events", "drops")),
         event_rate=event_rate,
         timing=flags["timing"],
     )
-    mode = MODES[chosen.get("mode", "auto")]
+    mode = XDP_MODES.parse(chosen.get("mode", "auto"))
     return InterfaceSpec(ifname, policy, mode, rules)
 
 
@@ -265,12 +267,21 @@ def _parse_rules(
 # -- plan and apply
 
 
+class StepAction(enum.StrEnum):
+    """What a step does to its interface (its word in ``--json`` output)."""
+
+    ATTACH = "attach"
+    DETACH = "detach"
+    REATTACH = "reattach"  # detach and attach again: stale, or a mode change
+    UPDATE = "update"  # settings and rule differences, in place
+
+
 @dataclass(frozen=True)
 class Step:
     """One change to one interface: attach, detach, reattach (mode change) or update."""
 
     ifname: str
-    action: str
+    action: StepAction
     reason: str = ""
     spec: InterfaceSpec | None = None
     policy_from: Policy | None = None
@@ -279,15 +290,15 @@ class Step:
 
     def describe(self) -> str:
         """One line for humans."""
-        if self.action == "detach":
+        if self.action is StepAction.DETACH:
             return f"detach {self.ifname}: {self.reason}"
         assert self.spec is not None
-        if self.action in ("attach", "reattach"):
+        if self.action in (StepAction.ATTACH, StepAction.REATTACH):
             blocks = len(self.spec.networks(RuleAction.BLOCK))
             allows = len(self.spec.networks(RuleAction.ALLOW))
             what = (f"{self.spec.policy.describe()}; {blocks} block, {allows} allow rules, "
                     f"mode {self.spec.mode.value}")
-            if self.action == "attach":
+            if self.action is StepAction.ATTACH:
                 return f"attach {self.ifname}: {what}"
             return f"detach and attach {self.ifname} again ({self.reason}): {what}"
         parts = []
@@ -296,7 +307,7 @@ class Step:
             parts.append("set " + ", ".join(changed))
         if self.add:
             parts.append("add " + ", ".join(
-                f"{action.name.lower()} {format_network(network)}"
+                f"{RULE_ACTIONS.word(action)} {format_network(network)}"
                 for network, action in _shown(self.add.items())
             ) + _more(len(self.add)))
         if self.remove:
@@ -308,13 +319,13 @@ class Step:
     def to_json(self) -> dict[str, object]:
         return {
             "interface": self.ifname,
-            "action": self.action,
+            "action": self.action.value,
             "reason": self.reason or None,
             "policy": self.spec.policy.to_json() if self.spec else None,
             "mode": self.spec.mode.value if self.spec else None,
             "policy_changes": _policy_changes(self.policy_from, self.spec.policy)
             if self.policy_from and self.spec else [],
-            "add": [{"address": format_network(n), "action": a.name.lower()}
+            "add": [{"address": format_network(n), "action": RULE_ACTIONS.word(a)}
                     for n, a in self.add.items()],
             "remove": [format_network(n) for n in self.remove],
         }
@@ -365,7 +376,7 @@ def plan(desired: PolicyFile, running: list[AttachmentInfo] | None = None) -> Pl
     """
     current = {info.ifname: info for info in (killer.attachments() if running is None else running)}
     steps = [
-        Step(ifname, "detach", reason="not in the policy file")
+        Step(ifname, StepAction.DETACH, reason="not in the policy file")
         for ifname in sorted(current) if ifname not in desired.interfaces
     ]
     unchanged = []
@@ -379,12 +390,14 @@ def plan(desired: PolicyFile, running: list[AttachmentInfo] | None = None) -> Pl
                 missing.append(ifname)
                 continue
         if info is None:
-            steps.append(Step(ifname, "attach", spec=spec))
+            steps.append(Step(ifname, StepAction.ATTACH, spec=spec))
         elif info.stale or info.policy is None:
-            steps.append(Step(ifname, "reattach", f"the attachment is stale: {info.problem}", spec))
-        elif spec.mode != XdpMode.AUTO and info.mode != spec.mode.value:
-            steps.append(Step(ifname, "reattach", f"mode {info.mode} -> {spec.mode.value}; the "
-                                                  "kernel cannot change it in place", spec))
+            steps.append(Step(ifname, StepAction.REATTACH,
+                              f"the attachment is stale: {info.problem}", spec))
+        elif spec.mode != XdpMode.AUTO and info.mode != spec.mode:
+            steps.append(Step(ifname, StepAction.REATTACH,
+                              f"mode {info.mode.value} -> {spec.mode.value}; the kernel "
+                              "cannot change it in place", spec))
         else:
             step = _update(info, spec)
             if step is None:
@@ -407,7 +420,7 @@ def _update(info: AttachmentInfo, spec: InterfaceSpec) -> Step | None:
     policy_from = info.policy if info.policy != spec.policy else None
     if not (add or remove or policy_from):
         return None
-    return Step(info.ifname, "update", spec=spec, policy_from=policy_from, add=add, remove=remove)
+    return Step(info.ifname, StepAction.UPDATE, spec=spec, policy_from=policy_from, add=add, remove=remove)
 
 
 def apply(changes: Plan, log: Callable[[str], None] | None = None) -> None:
@@ -419,24 +432,19 @@ def apply(changes: Plan, log: Callable[[str], None] | None = None) -> None:
 
 
 def _apply_step(step: Step) -> None:
-    if step.action in ("detach", "reattach"):
+    if step.action in (StepAction.DETACH, StepAction.REATTACH):
         killer.detach(step.ifname)
-    if step.action == "detach":
+    if step.action is StepAction.DETACH:
         return
     spec = step.spec
     assert spec is not None
-    if step.action in ("attach", "reattach"):
+    if step.action in (StepAction.ATTACH, StepAction.REATTACH):
         killer.attach(
             spec.ifname,
+            spec.policy,
             block=spec.networks(RuleAction.BLOCK),
             allow=spec.networks(RuleAction.ALLOW),
-            default=spec.policy.default,
-            icmp=spec.policy.icmp,
-            all_protocols=spec.policy.all_protocols,
             mode=spec.mode,
-            events=spec.policy.events,
-            event_rate=spec.policy.event_rate,
-            timing=spec.policy.timing,
         ).close()
         return
     with killer.open_attachment(spec.ifname) as attachment:
@@ -541,7 +549,7 @@ def from_running(running: list[AttachmentInfo] | None = None) -> PolicyFile:
     for info in killer.attachments() if running is None else running:
         if info.stale or info.policy is None:
             continue
-        mode = MODES.get(info.mode, XdpMode.AUTO)
+        mode = info.mode if info.mode in XDP_MODES.members else XdpMode.AUTO
         rules = {rule.network: rule.action for rule in info.rules}
         interfaces[info.ifname] = InterfaceSpec(info.ifname, info.policy, mode, rules)
     return PolicyFile(interfaces, "<running>")

@@ -22,11 +22,17 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
+from pingkiller.abi import DefaultAction, TimingSlot
+from pingkiller.bpf import XdpMode
 from pingkiller.capabilities import require_privileges
 from pingkiller.events import Event, EventStream
 from pingkiller.killer import Attachment, attach
+from pingkiller.policy import Policy
 from pingkiller.sandbox import PING, Peer, Sandbox
-from pingkiller.stats import Stats
+from pingkiller.stats import TIMED_VERDICTS, Stats
+
+# Both peers' attachments: the blocklist decides, and processing time is measured.
+DEMO_POLICY = Policy(DefaultAction.PASS, timing=True)
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -88,7 +94,7 @@ class DemoPeer:
     peer: Peer
     attachment: Attachment
     pingers: list[Pinger]
-    mode: str = ""
+    mode: XdpMode = XdpMode.NONE
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -96,7 +102,7 @@ class DemoPeer:
             "namespace": self.peer.netns,
             "interface": self.peer.host_ifname,
             "addresses": [self.peer.peer_v4, self.peer.peer_v6],
-            "mode": self.mode,
+            "mode": self.mode.value,
             "pings": {p.family: {"sent": p.sent, "answered": p.answered} for p in self.pingers},
         }
 
@@ -118,7 +124,7 @@ class DemoState:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def average_ns(self, verdict: str) -> float | None:
+    def average_ns(self, verdict: TimingSlot) -> float | None:
         """Mean processing time over both interfaces (timing is on for the demo)."""
         count = sum(s.timing.get(verdict, (0, 0))[0] for s in self.stats.values())
         total = sum(s.timing.get(verdict, (0, 0))[1] for s in self.stats.values())
@@ -150,7 +156,7 @@ class DemoState:
             "peers": [p.to_json() for p in self.peers],
             "stats": {name: stats.to_json() for name, stats in self.stats.items()},
             "events_received": self.events_received,
-            "average_ns": {"drop": self.average_ns("drop"), "pass": self.average_ns("pass")},
+            "average_ns": {word: self.average_ns(slot) for slot, word in TIMED_VERDICTS.items()},
         }
 
 
@@ -209,11 +215,11 @@ def _start(state: DemoState, box: Sandbox, stack: ExitStack, streams: dict[str, 
     blocklist = [blocked_peer.peer_v4, blocked_peer.peer_v6]
     for role, peer in (("blocked", blocked_peer), ("allowed", allowed_peer)):
         attachment = stack.enter_context(
-            attach(peer.host_ifname, block=blocklist, timing=True, persist=False)
+            attach(peer.host_ifname, DEMO_POLICY, block=blocklist, persist=False)
         )
         stream = streams[peer.host_ifname] = stack.enter_context(attachment.events())
         selector.register(stream.fileno(), selectors.EVENT_READ, peer.host_ifname)
-        state.peers.append(DemoPeer(role, peer, attachment, [], attachment.link.mode.value))
+        state.peers.append(DemoPeer(role, peer, attachment, [], attachment.link.mode))
         state.first_stats[peer.host_ifname] = attachment.stats()
     state.started = time.monotonic()
     for demo_peer in state.peers:
@@ -264,7 +270,8 @@ def plain_line(state: DemoState) -> str:
     dropped = sum(s.dropped for s in state.stats.values())
     passed = sum(s.passed for s in state.stats.values())
     parts.append(f"dropped {dropped} passed {passed}")
-    parts.append(f"avg drop {_ns(state.average_ns('drop'))} pass {_ns(state.average_ns('pass'))}")
+    parts.append(f"avg drop {_ns(state.average_ns(TimingSlot.DROP))} "
+                 f"pass {_ns(state.average_ns(TimingSlot.PASS))}")
     return " | ".join(parts)
 
 
@@ -297,8 +304,9 @@ def render(state: DemoState) -> RenderableType:
         earlier = state.first_stats[ifname]
         elapsed = max(stats.taken_at - earlier.taken_at, 1e-9)
         rate = (stats.dropped - earlier.dropped) / elapsed
-        counters.add_row(ifname, demo_peer.mode, str(stats.dropped), str(stats.passed),
-                         f"{rate:.1f}", _ns(stats.average_ns("drop")), _ns(stats.average_ns("pass")))
+        counters.add_row(ifname, demo_peer.mode.value, str(stats.dropped), str(stats.passed),
+                         f"{rate:.1f}", _ns(stats.average_ns(TimingSlot.DROP)),
+                         _ns(stats.average_ns(TimingSlot.PASS)))
 
     lines = [f"{ifname}: {event.describe()}" for ifname, event in state.recent_events]
     events = Panel(Text("\n".join(lines) or "(none yet)", no_wrap=True, overflow="ellipsis"),
@@ -314,12 +322,12 @@ def summary_lines(state: DemoState) -> list[str]:
     lines = ["", "Summary:"]
     for demo_peer in state.peers:
         pings = ", ".join(f"{p.family} {p.answered} of {p.sent} answered" for p in demo_peer.pingers)
-        lines.append(f"  {demo_peer.role} peer {demo_peer.peer.peer_v4} ({demo_peer.mode} mode on "
+        lines.append(f"  {demo_peer.role} peer {demo_peer.peer.peer_v4} ({demo_peer.mode.value} mode on "
                      f"{demo_peer.peer.host_ifname}): {pings}")
     dropped = sum(s.dropped for s in state.stats.values())
     lines.append(f"  pingkiller dropped {dropped} packets, sent {state.events_received} drop events; "
-                 f"average processing time: drop {_ns(state.average_ns('drop'))}, pass "
-                 f"{_ns(state.average_ns('pass'))}")
+                 f"average processing time: drop {_ns(state.average_ns(TimingSlot.DROP))}, "
+                 f"pass {_ns(state.average_ns(TimingSlot.PASS))}")
     problems = state.problems()
     if state.interrupted:
         lines.append("  interrupted before the end")

@@ -7,6 +7,7 @@ for an interface the user names, whether XDP native (driver) mode is available t
 
 from __future__ import annotations
 
+import enum
 import io
 import platform
 import re
@@ -19,7 +20,17 @@ from elftools.elf.sections import SymbolTableSection
 
 from pingkiller import capabilities
 
-OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+
+class Status(enum.StrEnum):
+    """How a check came out (its word in ``--json`` output)."""
+
+    OK = "ok"
+    WARN = "warn"  # works, but not as well as it could
+    FAIL = "fail"  # something needed is missing
+    SKIP = "skip"  # not checked
+
+
+OK, WARN, FAIL, SKIP = Status.OK, Status.WARN, Status.FAIL, Status.SKIP
 MIN_KERNEL = (5, 11)  # XDP through bpf_link (5.9), bpf_ktime_get_coarse_ns (5.11)
 MIN_LIBBPF = (1, 0)  # errors as -errno, bpf_xdp_query
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
@@ -32,7 +43,7 @@ class Check:
     """One line of the checklist; ``fix`` says what to do when the status is fail or warn."""
 
     name: str
-    status: str
+    status: Status
     detail: str
     fix: str = ""
 
@@ -41,7 +52,7 @@ class Check:
         return f"{text} - fix: {self.fix}" if self.fix else text
 
     def to_json(self) -> dict[str, str | None]:
-        return {"name": self.name, "status": self.status, "detail": self.detail,
+        return {"name": self.name, "status": self.status.value, "detail": self.detail,
                 "fix": self.fix or None}
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from pingkiller import abi
@@ -151,6 +153,66 @@ class EventStream:
         self._ring.close()
 
     def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    """What a :class:`EventFeed` saw: events received, and meanwhile suppressed by the rate
+    limit or lost because the ring was full (the kernel's counters)."""
+
+    received: int
+    suppressed: int
+    lost: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"received": self.received, "suppressed": self.suppressed, "lost": self.lost}
+
+
+class EventFeed:
+    """An attachment's events in batches, until ``count`` events or ``timeout`` seconds
+    (each None: no limit); obtain it with ``Attachment.follow_events()``.
+
+    Iterate for batches (a batch may be empty: no event came within half a second);
+    ``summary()`` counts what came and what the kernel suppressed or lost meanwhile.
+    A context manager: it closes the stream on exit.
+    """
+
+    POLL_SECONDS = 0.5
+
+    def __init__(self, stream: EventStream, counters: Callable[[], tuple[int, int]], *,
+                 count: int | None = None, timeout: float | None = None) -> None:
+        self._stream = stream
+        self._counters = counters  # (suppressed, lost) so far
+        self._before = counters()
+        self._count = count
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self.received = 0
+
+    def __iter__(self) -> Iterator[list[Event]]:
+        while self._count is None or self.received < self._count:
+            wait = self.POLL_SECONDS
+            if self._deadline is not None:
+                wait = min(wait, self._deadline - time.monotonic())
+                if wait < 0:
+                    return
+            batch = self._stream.poll(wait)
+            if self._count is not None:
+                batch = batch[: self._count - self.received]
+            self.received += len(batch)
+            yield batch
+
+    def summary(self) -> EventSummary:
+        suppressed, lost = self._counters()
+        return EventSummary(self.received, suppressed - self._before[0], lost - self._before[1])
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __enter__(self) -> EventFeed:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -32,6 +32,7 @@ from pingkiller import capabilities, killer
 from pingkiller.bpf import BpfError
 from pingkiller.errors import InvalidInput, PingkillerError
 from pingkiller.killer import AttachmentInfo
+from pingkiller.policy import RULE_ACTIONS
 
 DEFAULT_LISTEN = "127.0.0.1:9477"
 DEFAULT_MAX_RULE_SERIES = 1000
@@ -88,11 +89,11 @@ class PingkillerCollector(Collector):
             labels=["interface", "mode", "program_id"])
         for info in infos:
             name = info.ifname
-            attachment.add_metric([name, info.mode, str(info.program_id)], {})
+            attachment.add_metric([name, info.mode.value, str(info.program_id)], {})
             rules.add_metric([name], info.rule_count)
             if self.rule_metrics and info.rule_count <= self.max_rule_series:
                 for rule in info.rules:
-                    hits.add_metric([name, rule.address, rule.action.name.lower()], rule.hits)
+                    hits.add_metric([name, rule.address, RULE_ACTIONS.word(rule.action)], rule.hits)
             stats = info.stats
             if stats is None:
                 continue

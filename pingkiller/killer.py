@@ -13,16 +13,17 @@ finish nothing, so they work on a read-only bpffs with CAP_BPF alone.
 
 from __future__ import annotations
 
+import enum
 import errno
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from pingkiller import abi, capabilities, datapath, interfaces, pins, recovery
-from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Network, RuleAction
+from pingkiller.abi import Network, Reason, RuleAction
 from pingkiller.bpf import (
     BpfError,
     Map,
@@ -41,10 +42,10 @@ from pingkiller.errors import (
     PermissionDenied,
     StaleAttachment,
 )
-from pingkiller.events import EventStream
-from pingkiller.policy import Policy, Rule, format_network, parse_network
+from pingkiller.events import EventFeed, EventStream
+from pingkiller.policy import Policy, Rule, default_action, format_network, parse_network
 from pingkiller.rules import RuleKeys, RuleTable, read_rule_keys
-from pingkiller.stats import Stats, read_stats
+from pingkiller.stats import Stats, read_stats, run_time_stats
 
 PINNED_MAPS = (
     abi.SETTINGS_MAP,
@@ -75,12 +76,19 @@ def _writing() -> Iterator[None]:
         yield
 
 
-_RENAMED = "the interface was renamed to"
+class LinkState(enum.Enum):
+    """What the kernel says of an attachment's XDP link."""
 
+    FILTERING = "filtering"  # attached to the interface its pins are named after
+    RENAMED = "renamed"  # still filters, but the interface has another name now
+    UNREADABLE = "unreadable"  # the link cannot be read
+    DEFUNCT = "defunct"  # the kernel detached it: its interface is gone
+    GONE = "gone"  # no interface has the link's index any more
 
-def _is_stale(problem: str) -> bool:
-    """A renamed interface is a problem but still filters; every other problem is stale."""
-    return bool(problem) and not problem.startswith(_RENAMED)
+    @property
+    def stale(self) -> bool:
+        """Whether the attachment filters nothing any more."""
+        return self not in (LinkState.FILTERING, LinkState.RENAMED)
 
 
 def _networks(addresses: Iterable[str | Network]) -> list[Network]:
@@ -95,7 +103,7 @@ class AttachmentInfo:
     ifindex: int
     program_id: int
     link_id: int
-    mode: str
+    mode: XdpMode  # in effect; NONE when stale
     policy: Policy | None
     rule_count: int
     rules: list[Rule]
@@ -110,7 +118,7 @@ class AttachmentInfo:
             "ifindex": self.ifindex,
             "program_id": self.program_id,
             "link_id": self.link_id,
-            "mode": self.mode,
+            "mode": self.mode.value,
             "stale": self.stale,
             "problem": self.problem or None,
             "policy": self.policy.to_json() if self.policy else None,
@@ -277,18 +285,56 @@ class Attachment:
         with program:
             return read_stats(self.maps, program, per_cpu=per_cpu)
 
-    def _link_state(self) -> tuple[LinkInfo | None, str]:
-        """The link's kernel info (None if unreadable) and what is wrong, '' if nothing."""
+    def _link_state(self) -> tuple[LinkInfo | None, LinkState, str]:
+        """The link's kernel info (None if unreadable), its state, and what is wrong in
+        words ('' when it filters where its pins say)."""
         try:
             info = self._link.info()
         except BpfError:
-            return None, "its XDP link cannot be read"
+            return None, LinkState.UNREADABLE, "its XDP link cannot be read"
         if info.ifindex == 0:
-            return info, "the interface is gone (the link is defunct)"
+            return info, LinkState.DEFUNCT, "the interface is gone (the link is defunct)"
         current = interfaces.interface_name(info.ifindex)
+        if current is None:
+            return info, LinkState.GONE, "the interface is gone"
         if current != self.ifname:
-            return info, f"{_RENAMED} {current!r}" if current else "the interface is gone"
-        return info, ""
+            return info, LinkState.RENAMED, f"the interface was renamed to {current!r}"
+        return info, LinkState.FILTERING, ""
+
+    def link_state(self) -> LinkState:
+        """What the kernel says of the link (see :class:`LinkState`)."""
+        return self._link_state()[1]
+
+    def follow_events(self, *, count: int | None = None, timeout: float | None = None) -> EventFeed:
+        """This attachment's events in batches until ``count`` events or ``timeout``
+        seconds (None: no limit), with a summary of what was received, suppressed and lost
+        meanwhile (:class:`pingkiller.events.EventFeed`); close it, or use it in ``with``."""
+        stream = self.events()
+        try:
+            return EventFeed(stream, self._event_losses, count=count, timeout=timeout)
+        except BaseException:
+            stream.close()
+            raise
+
+    def _event_losses(self) -> tuple[int, int]:
+        stats = self.stats()
+        return stats.events_suppressed, stats.events_lost
+
+    def watch_stats(
+        self, interval: float, *, per_cpu: bool = False
+    ) -> Generator[tuple[Stats, dict[Reason, float]], None, None]:
+        """Every ``interval`` seconds a snapshot and the rates (packets per second, by
+        reason) since the one before, until the caller stops iterating (or closes it).
+
+        The kernel's BPF run-time stats are switched on meanwhile, where it allows.
+        """
+        with run_time_stats():
+            earlier = self.stats()
+            while True:
+                time.sleep(interval)
+                current = self.stats(per_cpu=per_cpu)
+                yield current, current.rates(earlier)
+                earlier = current
 
     def events(self) -> EventStream:
         """A stream of this attachment's events (the mode is set by the policy).
@@ -319,15 +365,15 @@ class Attachment:
         A renamed interface is a problem (the pins keep the old name) but not stale:
         the program still filters. Everything else reported here is stale.
         """
-        return self._link_state()[1]
+        return self._link_state()[2]
 
     def is_stale(self) -> bool:
         """True when the attachment filters nothing any more (link defunct, interface gone)."""
-        return _is_stale(self.problem())
+        return self.link_state().stale
 
     def info(self, *, with_rules: bool = True) -> AttachmentInfo:
-        link_info, problem = self._link_state()
-        stale = _is_stale(problem)
+        link_info, state, problem = self._link_state()
+        stale = state.stale
         rules = self.rules() if with_rules else []
         if link_info is not None:
             stats = self._stats(link_info.prog_id)
@@ -338,7 +384,7 @@ class Attachment:
             ifindex=link_info.ifindex if link_info else 0,
             program_id=link_info.prog_id if link_info else 0,
             link_id=link_info.id if link_info else 0,
-            mode=xdp_query(link_info.ifindex).mode.value if link_info and not stale else "none",
+            mode=xdp_query(link_info.ifindex).mode if link_info and not stale else XdpMode.NONE,
             policy=self.policy,
             rule_count=len(rules) if with_rules else self.rule_count(),
             rules=rules,
@@ -531,26 +577,27 @@ def _detach_pinned(ifname: str) -> None:
 
 def attach(
     ifname: str,
+    policy: Policy | None = None,
     *,
     block: Iterable[str | Network] = (),
     allow: Iterable[str | Network] = (),
-    default: DefaultAction | None = None,
-    icmp: IcmpSet = IcmpSet.ECHO,
-    all_protocols: bool = False,
     mode: XdpMode = XdpMode.AUTO,
-    events: EventsMode = EventsMode.DROPS,
-    event_rate: int = abi.DEFAULT_EVENT_RATE,
-    timing: bool = False,
     replace: bool = False,
     persist: bool = True,
 ) -> Attachment:
-    """Attach pingkiller to ``ifname`` with a policy; returns the attachment.
+    """Attach pingkiller to ``ifname`` with a :class:`Policy` and rules; returns the attachment.
 
-    ``default`` is what happens to pings no rule decides: DROP when no ``block`` rule is
-    given (kill every ping), PASS otherwise (kill only listed pings). The program is
-    loaded, configured and filled with rules before it is attached, so it never runs
-    half-configured. ``replace`` swaps program and policy of an existing attachment
-    atomically. ``persist=False`` pins nothing: the attachment lives until closed.
+    ``policy`` says what happens to pings no rule decides, what counts as a ping, and what
+    is reported. Without one, every setting has its default and pings no rule decides are
+    dropped when no ``block`` rule is given (kill every ping), passed otherwise (kill only
+    the listed pings): :func:`pingkiller.policy.default_action`. ``block`` and ``allow``
+    are addresses or prefixes (strings or ``ipaddress`` networks). ``mode`` is the XDP
+    mode asked for (AUTO lets the kernel choose).
+
+    The program is loaded, configured and filled with rules before it is attached, so it
+    never runs half-configured. ``replace`` swaps program and policy of an existing
+    attachment atomically. ``persist=False`` pins nothing: the attachment lives until
+    closed.
     """
     block_networks = _networks(block)
     allow_networks = _networks(allow)
@@ -558,9 +605,8 @@ def attach(
     if both:
         listed = ", ".join(sorted(format_network(n) for n in both))
         raise InvalidInput(f"{listed} given both to block and to allow: pick one")
-    if default is None:
-        default = DefaultAction.PASS if block_networks else DefaultAction.DROP
-    policy = Policy(default, icmp, all_protocols, events, event_rate, timing)
+    if policy is None:
+        policy = Policy(default_action(blocking=bool(block_networks)))
     capabilities.require_privileges(load=True)
     ifindex = interfaces.interface_index(ifname)
     interfaces.check_ethernet(ifname)
@@ -576,12 +622,12 @@ def attach(
         existing: Attachment | None = None
         if pins.directory(ifname).is_dir():
             existing = _open_pinned(ifname)
-            problem = existing.problem()
-            if _is_stale(problem):
+            _, state, problem = existing._link_state()
+            if state.stale:
                 existing.close()
                 recovery.detach_directory(pins.retire(ifname))
                 existing = None
-            elif problem:
+            elif state is LinkState.RENAMED:
                 existing.close()
                 raise AlreadyAttached(
                     f"pingkiller's attachment for {ifname} still filters, but {problem}: "
@@ -720,7 +766,7 @@ def attachments(*, with_rules: bool = True) -> list[AttachmentInfo]:
 
 def _broken(ifname: str, problem: str) -> AttachmentInfo:
     return AttachmentInfo(
-        ifname=ifname, ifindex=0, program_id=0, link_id=0, mode="none", policy=None,
+        ifname=ifname, ifindex=0, program_id=0, link_id=0, mode=XdpMode.NONE, policy=None,
         rule_count=0, rules=[], stats=None, stale=True, problem=problem,
         pin_dir=str(pins.directory(ifname)),
     )

@@ -1,31 +1,73 @@
-"""Policy values: addresses and prefixes, rules, the per-attachment settings, rule files."""
+"""Policy values: addresses and prefixes, rules, the per-attachment settings, rule files,
+and the words users type and read for each setting (one vocabulary per enum).
+"""
 
 from __future__ import annotations
 
+import enum
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from pingkiller import abi
 from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Network, RuleAction
+from pingkiller.bpf import XdpMode
 from pingkiller.errors import InvalidAddress, InvalidInput, RuleFileError
 
 _V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
-DEFAULT_ACTIONS = {"drop": DefaultAction.DROP, "pass": DefaultAction.PASS}
-ICMP_SETS = {"echo": IcmpSet.ECHO, "echo-request": IcmpSet.ECHO_REQUEST, "all": IcmpSet.ALL}
-EVENT_MODES = {
-    "off": EventsMode.OFF,
-    "drops": EventsMode.DROPS,
-    "pings": EventsMode.PINGS,
-    "all": EventsMode.ALL,
-}
-RULE_ACTIONS = {"block": RuleAction.BLOCK, "allow": RuleAction.ALLOW}
+E = TypeVar("E", bound=enum.Enum)
 
 
-def _name_of(table: Mapping[str, object], value: object) -> str:
-    return next(name for name, member in table.items() if member == value)
+class Vocabulary(Generic[E]):
+    """The words for one enum's members, the same everywhere: CLI options, policy files,
+    ``--json`` output and ``Policy.to_json``. The order of the words is the order shown."""
+
+    def __init__(self, words: dict[str, E]) -> None:
+        self._members = dict(words)
+        self._words = {member: word for word, member in words.items()}
+
+    @property
+    def words(self) -> list[str]:
+        return list(self._members)
+
+    @property
+    def members(self) -> list[E]:
+        return list(self._words)
+
+    def word(self, member: E) -> str:
+        """The word for ``member`` (KeyError for a member that has none)."""
+        return self._words[member]
+
+    def parse(self, text: str) -> E:
+        """The member ``text`` names (any case); InvalidInput listing the words otherwise."""
+        try:
+            return self._members[text.lower()]
+        except KeyError:
+            raise InvalidInput(f"{text!r} is not one of {', '.join(self.words)}") from None
+
+    def __contains__(self, text: object) -> bool:
+        return isinstance(text, str) and text.lower() in self._members
+
+
+DEFAULT_ACTIONS = Vocabulary({"drop": DefaultAction.DROP, "pass": DefaultAction.PASS})
+ICMP_SETS = Vocabulary({"echo": IcmpSet.ECHO, "echo-request": IcmpSet.ECHO_REQUEST,
+                        "all": IcmpSet.ALL})
+EVENT_MODES = Vocabulary({"off": EventsMode.OFF, "drops": EventsMode.DROPS,
+                          "pings": EventsMode.PINGS, "all": EventsMode.ALL})
+RULE_ACTIONS = Vocabulary({"block": RuleAction.BLOCK, "allow": RuleAction.ALLOW})
+# The modes one can ask for; an attachment reports the mode in effect as XdpMode.value,
+# which may also be "none" (stale) or "offload".
+XDP_MODES = Vocabulary({"auto": XdpMode.AUTO, "native": XdpMode.NATIVE,
+                        "generic": XdpMode.GENERIC})
+
+
+def default_action(*, blocking: bool) -> DefaultAction:
+    """What pings no rule decides get when the caller does not say: DROP without block
+    rules (kill every ping), PASS with them (kill only the listed pings)."""
+    return DefaultAction.PASS if blocking else DefaultAction.DROP
 
 
 def parse_network(text: str) -> Network:
@@ -84,12 +126,19 @@ class Rule:
         return format_network(self.network)
 
     def to_json(self) -> dict[str, object]:
-        return {"address": self.address, "action": self.action.name.lower(), "hits": self.hits}
+        return {"address": self.address, "action": RULE_ACTIONS.word(self.action), "hits": self.hits}
 
 
 @dataclass(frozen=True)
 class Policy:
-    """What an attachment does with pings that no rule decides, and what it reports."""
+    """What an attachment does with pings that no rule decides, and what it reports.
+
+    ``default`` is what happens to a ping no rule decides; ``icmp`` which ICMP messages
+    count as pings; ``all_protocols`` makes block rules drop every protocol; ``events``
+    and ``event_rate`` (per second per CPU, 0 = unlimited) which packets send an event;
+    ``timing`` measures per-verdict processing time. The rules themselves are not part
+    of it (see :func:`pingkiller.attach` and :class:`pingkiller.Attachment`).
+    """
 
     default: DefaultAction = DefaultAction.PASS
     icmp: IcmpSet = IcmpSet.ECHO
@@ -125,10 +174,10 @@ class Policy:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "default": _name_of(DEFAULT_ACTIONS, self.default),
-            "icmp": _name_of(ICMP_SETS, self.icmp),
+            "default": DEFAULT_ACTIONS.word(self.default),
+            "icmp": ICMP_SETS.word(self.icmp),
             "all_protocols": self.all_protocols,
-            "events": _name_of(EVENT_MODES, self.events),
+            "events": EVENT_MODES.word(self.events),
             "event_rate": self.event_rate,
             "timing": self.timing,
         }

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pingkiller import abi
-from pingkiller.abi import Reason
-from pingkiller.bpf import Map, Program
+from pingkiller.abi import Reason, TimingSlot
+from pingkiller.bpf import FD, BpfError, Map, Program, enable_run_time_stats
+
+# The verdicts whose processing time is measured, by their word in output and JSON.
+TIMED_VERDICTS = {TimingSlot.DROP: "drop", TimingSlot.PASS: "pass"}
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class Stats:
     events_sent: int
     events_suppressed: int
     events_lost: int
-    timing: dict[str, tuple[int, int]]  # "drop"/"pass" -> (count, total ns)
+    timing: dict[TimingSlot, tuple[int, int]]  # verdict -> (count, total ns)
     run_time_ns: int  # the kernel's BPF stats; 0 unless enabled
     run_count: int
     taken_at: float = field(default_factory=time.monotonic)
@@ -43,8 +47,8 @@ class Stats:
     def total(self) -> int:
         return self.dropped + self.passed
 
-    def average_ns(self, verdict: str) -> float | None:
-        """Mean processing time of dropped ("drop") or passed ("pass") packets, if timed."""
+    def average_ns(self, verdict: TimingSlot) -> float | None:
+        """Mean processing time of dropped (DROP) or passed (PASS) packets, if timed."""
         count, total_ns = self.timing.get(verdict, (0, 0))
         return total_ns / count if count else None
 
@@ -74,7 +78,7 @@ class Stats:
                 "suppressed": self.events_suppressed,
                 "lost": self.events_lost,
             },
-            "average_ns": {"drop": self.average_ns("drop"), "pass": self.average_ns("pass")},
+            "average_ns": {word: self.average_ns(slot) for slot, word in TIMED_VERDICTS.items()},
             "kernel_run_time": {
                 "run_time_ns": self.run_time_ns,
                 "run_count": self.run_count,
@@ -106,10 +110,7 @@ def read_stats(maps: Mapping[str, Map], program: Program | None, *, per_cpu: boo
         for reason in Reason
     }
     timing_map = maps[abi.TIMING_MAP]
-    timing = {
-        name: timing_map.sum(abi.u32_key(slot), abi.TIMING.format)
-        for name, slot in (("drop", abi.TimingSlot.DROP), ("pass", abi.TimingSlot.PASS))
-    }
+    timing = {slot: timing_map.sum(abi.u32_key(slot), abi.TIMING.format) for slot in TIMED_VERDICTS}
     info = program.info() if program is not None else None
 
     def events(slot: abi.CounterSlot) -> int:
@@ -126,8 +127,27 @@ def read_stats(maps: Mapping[str, Map], program: Program | None, *, per_cpu: boo
         events_sent=events(abi.CounterSlot.EVENTS_SENT),
         events_suppressed=events(abi.CounterSlot.EVENTS_SUPPRESSED),
         events_lost=events(abi.CounterSlot.EVENTS_LOST),
-        timing={name: (int(v[0]), int(v[1])) for name, v in timing.items()},
+        timing={slot: (int(v[0]), int(v[1])) for slot, v in timing.items()},
         run_time_ns=info.run_time_ns if info else 0,
         run_count=info.run_count if info else 0,
         per_cpu=cpus,
     )
+
+
+@contextmanager
+def run_time_stats(*, required: bool = False) -> Iterator[bool]:
+    """Switch the kernel's BPF run-time stats on (``kernel.bpf_stats_enabled``) for the
+    ``with`` block; yields whether they are on. Where the kernel refuses, ``required``
+    raises its BpfError, else the block runs without them (``Stats.run_count`` stays 0).
+
+    They cost a little per packet, and are off again when the last holder lets go.
+    """
+    try:
+        switch = FD(enable_run_time_stats(), "the BPF run-time stats switch")
+    except BpfError:
+        if required:
+            raise
+        yield False
+        return
+    with switch:
+        yield True

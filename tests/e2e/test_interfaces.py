@@ -11,7 +11,7 @@ from helpers import pk
 
 import pingkiller
 from pingkiller import interfaces, pins
-from pingkiller.bpf import xdp_query
+from pingkiller.bpf import XdpMode, xdp_query
 from pingkiller.sandbox import IP, Sandbox
 
 pytestmark = pytest.mark.root
@@ -43,7 +43,7 @@ def test_renamed_interface_still_filters_and_is_not_taken_for_foreign(
     try:
         assert peer.ping(peer.host_v4) == 0  # still dropping
         [info] = pingkiller.attachments()
-        assert not info.stale and "renamed" in info.problem and info.mode != "none"
+        assert not info.stale and "renamed" in info.problem and info.mode != XdpMode.NONE
 
         again = pk("attach", renamed)
         assert again.returncode == 1
@@ -72,7 +72,8 @@ def test_replace_interrupted_after_the_swap_keeps_the_running_maps(
 
     monkeypatch.setattr(pins, "secure", interrupt_after_link_pin)
     with pytest.raises(KeyboardInterrupt):
-        pingkiller.attach(peer.host_ifname, replace=True, default=pingkiller.DefaultAction.PASS)
+        pingkiller.attach(peer.host_ifname, pingkiller.Policy(pingkiller.DefaultAction.PASS),
+                          replace=True)
     monkeypatch.setattr(pins, "secure", real_secure)
 
     # The pins must now be the running program's: a rule added through them is enforced.

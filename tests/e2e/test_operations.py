@@ -20,7 +20,7 @@ from helpers import CLI, attach_foreign_program, pk, pk_json, pk_ok, xdp_prog_id
 from prometheus_client.parser import text_string_to_metric_families
 
 import pingkiller
-from pingkiller import EventsMode, IcmpSet, XdpMode
+from pingkiller import DefaultAction, EventsMode, IcmpSet, Policy, XdpMode
 from pingkiller.killer import AttachmentInfo
 from pingkiller.sandbox import Sandbox
 
@@ -109,12 +109,12 @@ def test_mode_change_reattaches(pin_root: Path, sandbox: Sandbox, tmp_path: Path
     policy = tmp_path / "policy.toml"
     policy.write_text(f'[interfaces.{peer.host_ifname}]\nmode = "native"\n')
     pk_ok("apply", "-f", str(policy))
-    assert info_of(peer.host_ifname).mode == "native"
+    assert info_of(peer.host_ifname).mode == XdpMode.NATIVE
     policy.write_text(f'[interfaces.{peer.host_ifname}]\nmode = "generic"\n')
     out = pk_ok("apply", "-f", str(policy))
     assert ("detach and attach pk" in out
             and "again (mode native -> generic; the kernel cannot change it in place)" in out)
-    assert info_of(peer.host_ifname).mode == "generic"
+    assert info_of(peer.host_ifname).mode == XdpMode.GENERIC
     assert peer.ping(peer.host_v4, wait=DROP_WAIT) == 0
 
 
@@ -143,10 +143,12 @@ def test_invalid_file_changes_nothing(pin_root: Path, sandbox: Sandbox, tmp_path
 def test_export_round_trip(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> None:
     first, second = sandbox.add_peer(), sandbox.add_peer()
     pingkiller.attach(
-        first.host_ifname, block=[first.peer_v4, "2001:db8::/32"], allow=["198.18.200.0/24"],
-        icmp=IcmpSet.ALL, events=EventsMode.OFF, event_rate=7, timing=True, mode=XdpMode.GENERIC,
+        first.host_ifname,
+        Policy(DefaultAction.PASS, IcmpSet.ALL, events=EventsMode.OFF, event_rate=7, timing=True),
+        block=[first.peer_v4, "2001:db8::/32"], allow=["198.18.200.0/24"], mode=XdpMode.GENERIC,
     ).close()
-    pingkiller.attach(second.host_ifname, all_protocols=True, allow=[second.peer_v6]).close()
+    pingkiller.attach(second.host_ifname, Policy(DefaultAction.DROP, all_protocols=True),
+                      allow=[second.peer_v6]).close()
     exported = tmp_path / "exported.toml"
     pk_ok("export", "-o", str(exported))
     plan = pk_json("apply", "-f", str(exported), "--dry-run")

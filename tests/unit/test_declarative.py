@@ -190,7 +190,8 @@ def test_dump_then_parse_is_identity(interfaces: list[InterfaceSpec]) -> None:
 # -- planning against a given running state
 
 
-def running(ifname: str, policy: Policy, rules: dict[str, RuleAction], *, mode: str = "native",
+def running(ifname: str, policy: Policy, rules: dict[str, RuleAction], *,
+            mode: XdpMode = XdpMode.NATIVE,
             stale: bool = False, hits: int = 0) -> AttachmentInfo:
     return AttachmentInfo(
         ifname=ifname, ifindex=1, program_id=10, link_id=20, mode=mode, policy=policy,
@@ -238,13 +239,13 @@ def test_plan_reattaches_on_mode_change_and_stale_but_auto_accepts_any_mode() ->
     desired = declarative.parse('[interfaces.lo]\nmode = "generic"\n[interfaces.pkgone]\n'
                                  '[interfaces.pkany]\n')
     now = [running("lo", Policy(DefaultAction.DROP), {}),
-           running("pkany", Policy(DefaultAction.DROP), {}, mode="generic")]
+           running("pkany", Policy(DefaultAction.DROP), {}, mode=XdpMode.GENERIC)]
     with pytest.raises(InterfaceNotFound, match="pkgone not found on this host"):
         declarative.plan(desired, now)
     desired = declarative.parse('[interfaces.lo]\nmode = "generic"\n')
     (step,) = declarative.plan(desired, now[:1]).steps
     assert step.action == "reattach" and "mode native -> generic" in step.reason
-    stale_now = [running("lo", Policy(DefaultAction.DROP), {}, mode="generic", stale=True)]
+    stale_now = [running("lo", Policy(DefaultAction.DROP), {}, mode=XdpMode.GENERIC, stale=True)]
     (step,) = declarative.plan(desired, stale_now).steps
     assert step.action == "reattach" and "stale" in step.reason
 

@@ -4,9 +4,12 @@ no traceback, and no change to any attachment. Nothing typed escapes the pin roo
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,22 +121,49 @@ CASES = [
 ]
 
 
+SOURCE = Path(pingkiller.__file__).resolve().parents[1]  # the tree `pingkiller` imports from
+
+
+@contextmanager
+def nobody_view() -> Iterator[Path]:
+    """A world-readable directory under which :func:`as_nobody` shows the interpreter and
+    the source tree to uid 65534 (both may live under /root, mode 0700)."""
+    view = Path(tempfile.mkdtemp(prefix="pk-python-"))
+    try:
+        for part in ("prefix", "source"):
+            (view / part).mkdir()
+        for path in (view, view / "prefix", view / "source"):
+            path.chmod(0o755)
+        yield view
+    finally:
+        shutil.rmtree(view, ignore_errors=True)
+
+
 def as_nobody(args: list[str], view: Path, caps: str = "") -> list[str]:
     """``python3 -m pingkiller ...`` run as uid/gid 65534 with only ``caps`` (e.g.
     ",+bpf,+net_admin"; none by default).
 
-    The interpreter may live under /root (0700, e.g. pyenv), so its prefix is bind-mounted
-    at ``view`` in a private mount namespace first: only pingkiller may refuse the user.
+    The interpreter's prefix and the source tree may be unreadable to that user (pyenv or
+    a clone under /root), so, in a private mount namespace, they are bind-mounted under
+    ``view`` (from :func:`nobody_view`) first: only pingkiller may refuse the user.
     """
     prefix = Path(sys.prefix)
-    paths = [Path(p) for p in sys.path if p and Path(p).is_dir()]
-    seen = [view / p.relative_to(prefix) if p.is_relative_to(prefix) else p for p in paths]
-    pythonpath = ":".join(str(p) for p in seen)
-    python = view / Path(sys.executable).relative_to(prefix)
-    script = f'mount --bind "{prefix}" "{view}" && PYTHONPATH="{pythonpath}" exec "$@"'
+    roots = [(SOURCE, view / "source"), (prefix, view / "prefix")]
+
+    def seen(path: Path) -> Path:
+        for real, shown in roots:
+            if path.is_relative_to(real):
+                return shown / path.relative_to(real)
+        return path
+
+    paths = [view / "source", *(seen(Path(p)) for p in sys.path if p and Path(p).is_dir())]
+    pythonpath = ":".join(str(p) for p in paths)
+    mounts = " && ".join(f'mount --bind "{real}" "{shown}"' for real, shown in roots)
+    script = f'{mounts} && PYTHONPATH="{pythonpath}" exec "$@"'
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
             "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-            f"--inh-caps=-all{caps}", f"--ambient-caps=-all{caps}", str(python), *args[1:]]
+            f"--inh-caps=-all{caps}", f"--ambient-caps=-all{caps}",
+            str(seen(Path(sys.executable))), *args[1:]]
 
 
 def state() -> list[dict[str, object]]:
@@ -148,11 +178,9 @@ def test_bad_input_is_refused_cleanly(pin_root: Path, sandbox: Sandbox, tmp_path
     pingkiller.attach(ifname, block=["198.19.9.9", "fd00:9::/32"], allow=["198.19.9.10"]).close()
     for name, text in RULE_FILES.items():
         (tmp_path / name).write_bytes(text.encode("utf-8", "surrogateescape"))
-    view = Path(tempfile.mkdtemp(prefix="pk-python-"))
-    view.chmod(0o755)
     before = state()
     failures = []
-    try:
+    with nobody_view() as view:
         for bad in CASES:
             args = [a.replace(IF, ifname).replace(FILE, str(tmp_path)) for a in bad.args]
             command = [sys.executable, "-m", "pingkiller", *args]
@@ -174,8 +202,6 @@ def test_bad_input_is_refused_cleanly(pin_root: Path, sandbox: Sandbox, tmp_path
                 before = state()
             if problems:
                 failures.append(f"{bad.user} pingkiller {' '.join(args)!r}: {'; '.join(problems)}")
-    finally:
-        view.rmdir()
     assert not failures, "\n".join(failures)
     assert sorted(p.name for p in pin_root.iterdir()) == [ifname]
 

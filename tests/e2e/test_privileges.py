@@ -12,12 +12,11 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 from helpers import xdp_ids
-from test_hostile_input import as_nobody
+from test_hostile_input import as_nobody, nobody_view
 
 import pingkiller
 from pingkiller.sandbox import IP, Sandbox, run
@@ -119,9 +118,7 @@ def test_non_root_user_with_capabilities_is_refused(pin_root: Path, sandbox: San
     """The pins are root's: even CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON do not open them."""
     ifname = sandbox.add_peer().host_ifname
     pingkiller.attach(ifname, block=["198.19.3.3"]).close()
-    view = Path(tempfile.mkdtemp(prefix="pk-python-"))
-    view.chmod(0o755)
-    try:
+    with nobody_view() as view:
         for verb in (["status"], ["status", ifname], ["stats", ifname], ["block", ifname, "198.19.3.4"],
                      ["detach", ifname], ["attach", ifname, "--replace"]):
             command = as_nobody([*CLI, *verb], view, caps=",+bpf,+net_admin,+perfmon")
@@ -130,8 +127,6 @@ def test_non_root_user_with_capabilities_is_refused(pin_root: Path, sandbox: San
             line = one_line(result)
             needs = NEEDS_ROOT if verb[0] in ("block", "detach", "attach") else NEEDS_ROOT_TO_READ
             assert needs in line and str(pin_root) in line, line
-    finally:
-        view.rmdir()
     (info,) = pingkiller.attachments()
     assert [rule.address for rule in info.rules] == ["198.19.3.3"]
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 from frames import echo4
-from pingkiller.bpf._libbpf import lib
 
 from pingkiller import abi, datapath
 from pingkiller.bpf import (
@@ -32,6 +31,7 @@ from pingkiller.bpf import (
     RingBuffer,
     VerifierError,
 )
+from pingkiller.bpf._libbpf import lib
 
 pytestmark = pytest.mark.root
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 
 from frames import echo6
-from pingkiller._datapath import ffi, lib
 
 from pingkiller import abi
+from pingkiller._datapath import ffi, lib
 
 RING_BYTES = lib.PK_RINGBUF_BYTES
 RECORD_BYTES = 8 + ((abi.EVENT.size + 7) & ~7)  # the ring's own header, then the event

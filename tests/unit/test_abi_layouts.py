@@ -8,9 +8,9 @@ import struct
 
 import cffi
 import pytest
-from pingkiller._datapath import ffi
 
 from pingkiller import abi
+from pingkiller._datapath import ffi
 
 EVENT = abi.EVENT_LAYOUT
 

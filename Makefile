@@ -74,7 +74,7 @@ setup: venv
 build: venv skeleton
 	$(PYTHON) build.py
 
-# The .pyi of both extensions, from the built extensions (tests/unit/test_stubs.py fails
+# The .pyi of both extensions, from the built extensions (tests/unit/test_extensions.py fails
 # while they are stale): after a cdef change, `make build stubs` and commit them.
 stubs:
 	$(PYTHON) -m cffi_src.stubs pingkiller.bpf._libbpf pingkiller/bpf/_libbpf.pyi \
@@ -153,7 +153,7 @@ bench: setup build $(BENCH_BUILD)/null.bpf.o $(BENCH_BUILD)/blog.bpf.o $(BENCH_B
 	$(PYTHON) bench/run.py
 
 lint:
-	$(PYTHON) -m ruff check pingkiller tests build.py
+	$(PYTHON) -m ruff check pingkiller tests build.py setup.py cffi_src bench docs/examples
 	$(PYTHON) -m mypy --strict pingkiller
 
 demo: setup

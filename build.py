@@ -45,11 +45,22 @@ REQUIREMENTS = {
 _LINK_ARGS = ["-Wl,--strip-debug"]
 
 
+def _found(need: str) -> bool:
+    if not need.startswith("/"):
+        return shutil.which(need) is not None
+    if Path(need).exists():
+        return True
+    # A library installed elsewhere (/usr/local, a prefix) is found by pkg-config.
+    module = {"/usr/include/bpf/libbpf.h": "libbpf", "/usr/include/gelf.h": "libelf"}[need]
+    if shutil.which("pkg-config") is None:
+        return False
+    return subprocess.run(["pkg-config", "--exists", module], capture_output=True).returncode == 0
+
+
 def check_requirements() -> None:
     """Stop with one line naming the missing package, before anything cryptic can fail."""
     for need, package in REQUIREMENTS.items():
-        found = Path(need).exists() if need.startswith("/") else shutil.which(need)
-        if not found:
+        if not _found(need):
             sys.exit(f"error: {need} not found: install it with `apt-get install {package}`")
 
 

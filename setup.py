@@ -25,6 +25,13 @@ class BuildExtWithBpf(build_ext):
         module.build_skeleton()
         super().run()
 
+    def build_extensions(self) -> None:
+        # The interpreter's link flags may hold an rpath to its own lib directory (pyenv
+        # does): an abi3 extension links no libpython, and a wheel must name no build path.
+        linker = self.compiler.linker_so
+        self.compiler.linker_so = [arg for arg in linker if not arg.startswith("-Wl,-rpath")]
+        super().build_extensions()
+
 
 setup(
     cffi_modules=["build.py:libbpf_ffi", "build.py:datapath_ffi"],

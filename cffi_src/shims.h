@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* What libbpf's API makes awkward from Python, done in C (shims.c). */
+/*
+ * What libbpf's API makes awkward from Python, done in C (shims.c). The pk_ prefix only
+ * keeps these names apart from libbpf's; nothing here knows of pingkiller's program.
+ */
 #ifndef PINGKILLER_SHIMS_H
 #define PINGKILLER_SHIMS_H
 

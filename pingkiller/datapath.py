@@ -8,7 +8,7 @@ from pingkiller.bpf import Object
 
 
 def elf_bytes() -> bytes:
-    """The compiled CO-RE object, as the skeleton embeds it."""
+    """The compiled BPF object, as the skeleton embeds it."""
     size = ffi.new("size_t *")
     data = lib.pingkiller_bpf__elf_bytes(size)
     return bytes(ffi.buffer(data, size[0]))

@@ -162,7 +162,8 @@ class EventStream:
 @dataclass(frozen=True)
 class EventSummary:
     """What a :class:`EventFeed` saw: events received, and meanwhile suppressed by the rate
-    limit or lost because the ring was full (the kernel's counters)."""
+    limit or lost: the ring was full (the kernel's counter) or a record could not be
+    copied out of it (no memory: :attr:`EventStream.lost`)."""
 
     received: int
     suppressed: int
@@ -207,6 +208,7 @@ class EventFeed:
 
     def summary(self) -> EventSummary:
         suppressed, lost = self._counters()
+        lost += self._stream.lost
         return EventSummary(self.received, suppressed - self._before[0], lost - self._before[1])
 
     def close(self) -> None:

@@ -409,6 +409,10 @@ class Attachment:
     def close(self) -> None:
         """Release this process's handles (a pinned attachment stays attached)."""
         self._link.close()
+        self._close_all_but_link()
+
+    def _close_all_but_link(self) -> None:
+        """Release every handle but the link's (a --replace hands the link on)."""
         for bpf_map in self.maps.values():
             bpf_map.close()
         for handle in (self._program, self._events_map):
@@ -642,15 +646,20 @@ def attach(
                 )
         if existing is None:
             interfaces.check_foreign(ifname, ifindex)
-        elif mode not in (XdpMode.AUTO, existing.link.mode):
+        elif mode not in (XdpMode.AUTO, current := existing.link.mode):
             existing.close()
             raise InvalidInput(
-                f"--replace keeps the attach mode ({existing.link.mode.value}); "
+                f"--replace keeps the attach mode ({current.value}); "
                 f"to change it to {mode.value}, detach first"
             )
 
         carried = {name: existing.maps[name] for name in CARRIED_MAPS} if existing else {}
-        obj = _load(policy, block_networks, allow_networks, carried)
+        try:
+            obj = _load(policy, block_networks, allow_networks, carried)
+        except BaseException:
+            if existing is not None:
+                existing.close()
+            raise
         temp = pins.temporary(ifname)
         swapped = False
         try:
@@ -677,10 +686,11 @@ def attach(
             else:
                 pins.remove(temp)
             obj.close()
+            if existing is not None:
+                existing.close()
             raise
         if existing is not None:
-            for name in set(PINNED_MAPS) - set(CARRIED_MAPS):
-                existing.maps[name].close()
+            existing._close_all_but_link()  # the new object holds its own copies of the carried maps
         return Attachment(ifname, link, dict(obj.maps), pinned=True, obj=obj)
 
 

@@ -295,3 +295,16 @@ def test_bad_inputs_give_one_line_and_change_nothing(sandbox: Sandbox, pin_root:
     assert pins_left(pin_root) == pins_before
     assert xdp_prog_id(free.host_ifname) is None
     assert attached.ping(attached.host_v4) == 0 and free.ping(free.host_v4) == 1
+
+
+def test_replace_cannot_change_the_mode_and_says_so_in_one_line(peer: Peer) -> None:
+    pk_ok("attach", peer.host_ifname, "--mode", "native", "--block", peer.peer_v4)
+    before = status(peer.host_ifname)
+    result = pk("attach", peer.host_ifname, "--replace", "--mode", "generic")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        "pingkiller: --replace keeps the attach mode (native); to change it to generic, "
+        "detach first\n"
+    )
+    after = status(peer.host_ifname)
+    assert (after["program_id"], after["mode"]) == (before["program_id"], "native")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -40,7 +41,8 @@ def wheel(dist: Path) -> Path:
 
 
 def test_wheel_is_abi3_manylinux(wheel: Path) -> None:
-    assert re.fullmatch(rf"pingkiller-{re.escape(VERSION)}-cp311-abi3-manylinux_2_\d+_x86_64\.whl",
+    machine = platform.machine()
+    assert re.fullmatch(rf"pingkiller-{re.escape(VERSION)}-cp311-abi3-manylinux_2_\d+_{machine}\.whl",
                         wheel.name), wheel.name
     auditwheel = subprocess.run([sys.executable, "-m", "auditwheel", "show", str(wheel)],
                                 capture_output=True, text=True, timeout=120)

@@ -8,6 +8,8 @@ The XDP link lives on a sandbox veth (pingkiller.sandbox), never on a real inter
 from __future__ import annotations
 
 import errno
+import platform
+import re
 import socket
 import subprocess
 import sys
@@ -37,6 +39,7 @@ from pingkiller.bpf.fd import fd_kind
 pytestmark = pytest.mark.root
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "build" / "examples"
+KERNEL = tuple(int(part) for part in re.findall(r"\d+", platform.release())[:2])
 ARP = bytes(12) + b"\x08\x06" + bytes(28)
 
 
@@ -261,15 +264,18 @@ def test_verifier_log_truncated_at_the_limit():
     assert err.truncated
     assert err.errno == errno.ENOSPC
     assert len(err.log) < 256
-    assert err.cause == "R1 offset is outside of the packet"  # kernels >= 6.4 keep the end
+    if KERNEL >= (6, 4):  # a full buffer keeps the end of the log, where the reason is
+        assert err.cause == "R1 offset is outside of the packet"
+    else:  # older kernels keep its beginning
+        assert err.cause and err.cause in err.log
     assert "truncated" in str(err)
     with pytest.raises(ValueError, match="at least 128"):
         Object.from_file(example("unchecked")).load(log_limit=64)
 
 
-def test_an_object_that_loads_after_a_retry_keeps_its_setup():
-    """A failed load cannot be retried by libbpf, so growing the log reopens the object:
-    changes made before load are made again on the fresh one."""
+def test_a_small_log_buffer_does_not_get_in_the_way_of_a_good_load():
+    """libbpf asks the kernel for a log only after a failed load, so a good object loads
+    with the smallest buffer, and what was set up before the load holds."""
     with datapath.open_object() as obj:
         obj.set_max_entries(abi.RULES_V4_MAP, 17)
         obj.load(log_size=128)

@@ -30,3 +30,16 @@ def test_poll_counts_the_records_the_copy_lost():
     assert len(stream.poll(0)) == 1
     assert stream.poll(0) == []
     assert (stream.received, stream.lost) == (1, 5)
+
+
+def test_feed_summary_counts_copy_losses_with_the_kernels():
+    from pingkiller.events import EventFeed
+
+    stream = EventStream.__new__(EventStream)
+    stream._ring = _FakeRing([RecordBatch(_record(), 1, dropped=3)])  # type: ignore[assignment]
+    stream.received = stream.lost = 0
+    kernel = iter([(10, 20), (12, 21)])  # (suppressed, lost) before and after
+    feed = EventFeed(stream, lambda: next(kernel), count=1)
+    assert [len(batch) for batch in feed] == [1]
+    summary = feed.summary()
+    assert (summary.received, summary.suppressed, summary.lost) == (1, 2, 1 + 3)

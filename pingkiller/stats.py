@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from pingkiller import abi
 from pingkiller.abi import Reason, TimingSlot
-from pingkiller.bpf import FD, BpfError, Map, Program, enable_run_time_stats
+from pingkiller.bpf import BpfError, Map, Program, enable_run_time_stats
 
 # The verdicts whose processing time is measured, by their word in output and JSON.
 TIMED_VERDICTS = {TimingSlot.DROP: "drop", TimingSlot.PASS: "pass"}
@@ -143,7 +143,7 @@ def run_time_stats(*, required: bool = False) -> Iterator[bool]:
     They cost a little per packet, and are off again when the last holder lets go.
     """
     try:
-        switch = FD(enable_run_time_stats(), "the BPF run-time stats switch")
+        switch = enable_run_time_stats()
     except BpfError:
         if required:
             raise

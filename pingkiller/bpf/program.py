@@ -116,6 +116,8 @@ class Program(Handle):
         return f"<Program {self.name!r} {'closed' if self.closed else self.type_name}>"
 
 
-def enable_run_time_stats() -> int:
-    """Turn on the kernel's per-program run-time accounting while the returned fd is open."""
-    return check(lib.bpf_enable_stats(lib.BPF_STATS_RUN_TIME), "enabling BPF run-time stats")
+def enable_run_time_stats() -> FD:
+    """Turn on the kernel's per-program run-time accounting while the returned fd is open
+    (close it, or use it as a context manager)."""
+    raw = check(lib.bpf_enable_stats(lib.BPF_STATS_RUN_TIME), "enabling BPF run-time stats")
+    return FD(raw, "the BPF run-time stats switch")

@@ -3,18 +3,15 @@
 import re
 from pathlib import Path
 
+from cffi_src import linux_bpf_h
+
 INCLUDES = """
 #include <linux/types.h>
 #include "pingkiller.h"
 #include "pingkiller.skel.h"
 """
 
-TYPES_CDEF = """
-typedef uint8_t __u8;
-typedef uint16_t __u16;
-typedef uint32_t __u32;
-typedef uint64_t __u64;
-"""
+TYPES_CDEF = linux_bpf_h.INTEGER_TYPES
 
 SKELETON_CDEF = """
 const void *pingkiller_bpf__elf_bytes(size_t *sz);

@@ -5,12 +5,15 @@ INCLUDES = """
 #include <linux/if_link.h>
 """
 
-CDEF = """
+# <linux/types.h>'s fixed-size integers, as both extensions' cdefs need them.
+INTEGER_TYPES = """
 typedef uint8_t __u8;
 typedef uint16_t __u16;
 typedef uint32_t __u32;
 typedef uint64_t __u64;
+"""
 
+CDEF = INTEGER_TYPES + """
 enum bpf_map_type {
     BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_HASH,
     BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH,

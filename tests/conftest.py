@@ -55,9 +55,11 @@ def pin_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         if path.is_dir():
             import pingkiller
 
-            for info in pingkiller.attachments(with_rules=False):
-                pingkiller.detach(info.ifname)
-            shutil.rmtree(path, ignore_errors=True)
+            try:
+                for info in pingkiller.attachments(with_rules=False):
+                    pingkiller.detach(info.ifname)
+            finally:  # unpinning what is left also ends its links, even if a detach failed
+                shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

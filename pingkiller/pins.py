@@ -17,6 +17,7 @@ import fcntl
 import os
 import re
 import shutil
+import stat
 import struct
 import subprocess
 from collections.abc import Iterator
@@ -157,7 +158,32 @@ def ensure_root() -> Path:
         if err.errno == errno.EROFS:
             raise read_only_error(pin_root) from None
         raise
+    check_owned(pin_root)
     return pin_root
+
+
+def check_owned(pin_root: Path) -> None:
+    """Refuse a pin root that someone else could have made or can change.
+
+    A writer trusts what it finds under the root (it finishes interrupted transactions
+    there), so a root another user made before ours, e.g. in a world-writable
+    /sys/fs/bpf, or can write into, could get our filter removed. It must be a real
+    directory, owned by this user, writable by nobody else.
+    """
+    info = pin_root.lstat()
+    owner = os.geteuid()
+    if not stat.S_ISDIR(info.st_mode):
+        problem = "is not a directory"
+    elif info.st_uid != owner:
+        problem = f"is owned by uid {info.st_uid}, not {owner}"
+    elif info.st_mode & 0o022:
+        problem = f"is writable by others (mode {stat.S_IMODE(info.st_mode):04o})"
+    else:
+        return
+    raise PermissionDenied(
+        f"the pin root {pin_root} {problem}: someone else may have made it; check what it "
+        f"holds, then remove it (`rm -r {pin_root}`) and run this again"
+    )
 
 
 @contextmanager

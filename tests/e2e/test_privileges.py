@@ -169,3 +169,27 @@ def test_foreign_programs_and_interfaces_are_left_alone(
     assert done == [{"interface": ours, "was_stale": False}]
     assert xdp_ids(ours) == [] and xdp_ids(bystander) == []
     assert xdp_ids(foreign) == [foreign_id]
+
+
+@pytest.mark.parametrize(("owner", "mode", "says"), [
+    (65534, 0o777, "is owned by uid 65534, not 0"),  # made by a user before root's first run
+    (65534, 0o700, "is owned by uid 65534, not 0"),
+    (0, 0o777, "is writable by others (mode 0777)"),
+    (0, 0o730, "is writable by others (mode 0730)"),
+])
+def test_a_pin_root_someone_else_made_or_can_write_is_refused(
+    pin_root: Path, sandbox: Sandbox, owner: int, mode: int, says: str
+) -> None:
+    ifname = sandbox.add_peer().host_ifname
+    pin_root.mkdir()
+    (pin_root / "=del-1-decoy").mkdir()  # what an attacker would leave for "recovery"
+    pin_root.chmod(mode)
+    shutil.chown(pin_root, owner, owner)
+    for verb in (["attach", ifname], ["attach", ifname, "--replace"], ["detach", "--all"]):
+        result = subprocess.run([*CLI, *verb], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1, (verb, result.stderr)
+        line = one_line(result)
+        assert f"the pin root {pin_root} {says}" in line and f"rm -r {pin_root}" in line, line
+    assert xdp_ids(ifname) == []  # nothing attached
+    assert sorted(p.name for p in pin_root.iterdir()) == ["=del-1-decoy"]  # nothing touched
+    assert stat.S_IMODE(pin_root.stat().st_mode) == mode and pin_root.stat().st_uid == owner

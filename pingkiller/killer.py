@@ -514,7 +514,10 @@ def _read_directory(ifname: str, directory: Path) -> Attachment:
                     _raise_if_moved(dir_fd, directory)
                     raise _incomplete(ifname) from None
                 raise
-            program = view.program if isinstance(view, RecordedLink) else _pinned_program(base)
+            if isinstance(view, RecordedLink):
+                program: Program | None = view.program
+            elif (program := _pinned_program(base)) is not None:
+                opened.enter_context(program)  # closed with the rest if the directory moved
             _raise_if_moved(dir_fd, directory)
             opened.pop_all()
     finally:

@@ -20,7 +20,8 @@ import enum
 import errno
 import fcntl
 import os
-from typing import Self
+from collections.abc import Callable
+from typing import Protocol, Self, TypeVar
 
 from pingkiller.bpf._ffi import ffi, lib
 from pingkiller.bpf.errors import BpfError, WrongObjectType, check
@@ -83,10 +84,12 @@ class FD:
 
     def dup(self) -> FD:
         """A new owner of the same kernel object (its own number, close-on-exec)."""
-        return FD(fcntl.fcntl(self.raw, fcntl.F_DUPFD_CLOEXEC, 0), self.what)
+        return FD.copy_of(self.raw, self.what)
 
-    def kind(self) -> ObjectKind:
-        return fd_kind(self.raw)
+    @classmethod
+    def copy_of(cls, raw: int, what: str) -> FD:
+        """An owner of a close-on-exec duplicate of ``raw``, which stays its owner's."""
+        return cls(fcntl.fcntl(raw, fcntl.F_DUPFD_CLOEXEC, 0), what)
 
     def __enter__(self) -> Self:
         return self
@@ -177,20 +180,49 @@ def describe(raw: int) -> str:
     return "a BTF object" if kind is ObjectKind.BTF else "not a BPF object"
 
 
-def expect(fd: FD, kind: ObjectKind, types: frozenset[int] | None, where: str) -> int:
-    """Check that ``fd`` holds a ``kind`` of one of ``types`` (any type when None);
-    returns the type. Raises :class:`WrongObjectType` naming what it really holds.
+class _Typed(Protocol):
+    @property
+    def type(self) -> int: ...
+
+
+_Info = TypeVar("_Info", bound=_Typed)
+
+
+def adopt(
+    fd: FD, kind: ObjectKind, types: int | frozenset[int] | None, where: str,
+    info_of: Callable[[int], _Info],
+) -> _Info:
+    """Own a fresh ``fd`` once it holds a ``kind`` of one of ``types`` (any type when
+    None): returns its info, read once with ``info_of``. Otherwise ``fd`` is closed and
+    :class:`WrongObjectType` names what it really holds.
 
     Where /proc is not mounted the kind cannot be told and only the type is checked.
     """
-    actual = fd_kind(fd.raw)
-    if actual is not kind and actual is not ObjectKind.UNKNOWN:
-        raise WrongObjectType(where, _wanted(kind, types), describe(fd.raw))
-    type_id = object_type(fd.raw, kind)
-    if types is not None and type_id not in types:
-        raise WrongObjectType(where, _wanted(kind, types),
-                              f"a {kind.value} ({type_name(kind, type_id)})")
-    return type_id
+    try:
+        actual = fd_kind(fd.raw)
+        if actual is not kind and actual is not ObjectKind.UNKNOWN:
+            raise WrongObjectType(where, _wanted(kind, _type_set(types)), describe(fd.raw))
+        info = info_of(fd.raw)
+        check_type(kind, info.type, types, where)
+        return info
+    except BaseException:
+        fd.close()
+        raise
+
+
+def check_type(
+    kind: ObjectKind, type_id: int, types: int | frozenset[int] | None, where: str,
+    operation: str = "",
+) -> None:
+    """Raise :class:`WrongObjectType` unless ``type_id`` is one of ``types`` (None: any)."""
+    wanted = _type_set(types)
+    if wanted is not None and type_id not in wanted:
+        raise WrongObjectType(where, _wanted(kind, wanted),
+                              f"a {kind.value} ({type_name(kind, type_id)})", operation)
+
+
+def _type_set(types: int | frozenset[int] | None) -> frozenset[int] | None:
+    return frozenset({types}) if isinstance(types, int) else types
 
 
 def _wanted(kind: ObjectKind, types: frozenset[int] | None) -> str:
@@ -198,15 +230,6 @@ def _wanted(kind: ObjectKind, types: frozenset[int] | None) -> str:
         return f"a {kind.value}"
     names = " or ".join(sorted(type_name(kind, t) for t in types))
     return f"a {kind.value} ({names})"
-
-
-def adopt(fd: FD, kind: ObjectKind, types: frozenset[int] | None, where: str) -> int:
-    """:func:`expect`, closing ``fd`` when the check fails (or cannot be made)."""
-    try:
-        return expect(fd, kind, types, where)
-    except BaseException:
-        fd.close()
-        raise
 
 
 class Handle:

@@ -14,11 +14,10 @@ from pingkiller.bpf.errors import (
     ENOTSUPP,
     BpfError,
     NotSupportedError,
-    WrongObjectType,
     check,
     error_from_errno,
 )
-from pingkiller.bpf.fd import FD, Handle, ObjectKind, adopt, type_name
+from pingkiller.bpf.fd import FD, Handle, ObjectKind, adopt, check_type, type_name
 from pingkiller.bpf.pin import open_pinned
 from pingkiller.bpf.program import PROG_TYPE_XDP, Program
 
@@ -34,6 +33,13 @@ class LinkInfo:
     prog_id: int
     ifindex: int
     type: int = LINK_TYPE_XDP
+
+
+def link_info(raw: int) -> LinkInfo:
+    """What the kernel says of the link behind the fd ``raw``."""
+    ids = ffi.new("__u32[4]")
+    check(lib.pk_link_info(raw, ids, ids + 1, ids + 2, ids + 3), "reading link info")
+    return LinkInfo(id=ids[0], prog_id=ids[2], ifindex=ids[3], type=ids[1])
 
 
 class Link(Handle):
@@ -52,7 +58,7 @@ class Link(Handle):
         opens link pins only read-write (it refuses BPF_F_RDONLY with EINVAL). A pin of
         anything else (a map, a program, a link of another type) raises WrongObjectType."""
         fd = open_pinned(path, "link")
-        adopt(fd, ObjectKind.LINK, cls.LINK_TYPES, os.fspath(path))
+        adopt(fd, ObjectKind.LINK, cls.LINK_TYPES, os.fspath(path), link_info)
         return cls(fd)
 
     def dup(self) -> Self:
@@ -60,9 +66,7 @@ class Link(Handle):
         return type(self)(self._fd.dup())
 
     def info(self) -> LinkInfo:
-        ids = ffi.new("__u32[4]")
-        check(lib.pk_link_info(self.fd, ids, ids + 1, ids + 2, ids + 3), "reading link info")
-        return LinkInfo(id=ids[0], prog_id=ids[2], ifindex=ids[3], type=ids[1])
+        return link_info(self.fd)
 
     @property
     def type_name(self) -> str:
@@ -197,6 +201,5 @@ class XdpLink(Link):
 
 
 def _check_xdp(program: Program, operation: str) -> None:
-    if program.type != PROG_TYPE_XDP:
-        raise WrongObjectType(f"program {program.name!r}", "a program (xdp)",
-                              f"a program ({program.type_name})", operation)
+    check_type(ObjectKind.PROGRAM, program.type, PROG_TYPE_XDP, f"program {program.name!r}",
+               operation)

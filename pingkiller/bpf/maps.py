@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import struct
 from collections.abc import Iterator, MutableMapping, Sequence
@@ -76,10 +75,6 @@ class BatchError(BpfError):
         super().__init__(err, operation, f"{completed} elements done before the failure")
 
 
-def _types(map_type: int | None) -> frozenset[int] | None:
-    return None if map_type is None else frozenset({map_type})
-
-
 def _join(items: bytes | Sequence[bytes], size: int, what: str) -> tuple[bytes, int]:
     blob = items if isinstance(items, bytes | bytearray) else b"".join(items)
     if size == 0 or len(blob) % size:
@@ -109,19 +104,13 @@ class Map(Handle, MutableMapping[bytes, bytes]):
         """Wrap a map file descriptor. With ``owns_fd`` the map takes it over (and closes
         it if it is not a map); without, the map owns a duplicate and ``fd`` stays the
         caller's."""
-        if not owns_fd:
-            fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 0)
-        return cls._adopt(FD(fd, f"map fd {fd}"), None, f"fd {fd}")
+        owned = FD(fd, f"map fd {fd}") if owns_fd else FD.copy_of(fd, f"map fd {fd}")
+        return cls._adopt(owned, None, f"fd {fd}")
 
     @classmethod
-    def _adopt(cls, fd: FD, types: frozenset[int] | None, where: str) -> Map:
+    def _adopt(cls, fd: FD, map_type: int | None, where: str) -> Map:
         """Own a fresh fd once it is known to hold a map; it is closed otherwise."""
-        adopt(fd, ObjectKind.MAP, types, where)
-        try:
-            info = map_info(fd.raw)
-        except BaseException:
-            fd.close()
-            raise
+        info = adopt(fd, ObjectKind.MAP, map_type, where, map_info)
         fd.what = f"map {info.name!r}"
         return cls(fd, info)
 
@@ -134,7 +123,7 @@ class Map(Handle, MutableMapping[bytes, bytes]):
         through the handle then fail with EPERM). A pin of anything but a map (of
         ``map_type``, when given) raises WrongObjectType."""
         fd = open_pinned(path, "map", read_only=read_only)
-        return cls._adopt(fd, _types(map_type), os.fspath(path))
+        return cls._adopt(fd, map_type, os.fspath(path))
 
     @classmethod
     def create(
@@ -143,14 +132,19 @@ class Map(Handle, MutableMapping[bytes, bytes]):
         """Create a map from user space (bpf_map_create), e.g. a record to pin."""
         raw = check(lib.bpf_map_create(map_type, name.encode(), key_size, value_size,
                                        max_entries, ffi.NULL), "creating map", name)
-        return cls._adopt(FD(raw, f"map {name!r}"), None, f"map {name!r}")
+        fd = FD(raw, f"map {name!r}")
+        try:
+            return cls(fd, map_info(raw))  # made just now: no kind or type to check
+        except BaseException:
+            fd.close()
+            raise
 
     @classmethod
     def from_id(cls, map_id: int, *, map_type: int | None = None) -> Map:
         """Open a loaded map by its kernel id (WrongObjectType unless of ``map_type``,
         when given)."""
         raw = check(lib.bpf_map_get_fd_by_id(map_id), "opening map", f"id {map_id}")
-        return cls._adopt(FD(raw, f"map id {map_id}"), _types(map_type), f"map id {map_id}")
+        return cls._adopt(FD(raw, f"map id {map_id}"), map_type, f"map id {map_id}")
 
     def dup(self) -> Map:
         """A second handle on the map, with its own fd (e.g. to outlive its object)."""

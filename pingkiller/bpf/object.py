@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -178,10 +177,10 @@ class Object:
             borrowed = lib.bpf_program__fd(handle)
             if borrowed < 0:
                 continue  # not loaded (autoload off)
-            self.programs[name] = Program(_own_copy(borrowed, f"program {name!r}"), name,
+            self.programs[name] = Program(FD.copy_of(borrowed, f"program {name!r}"), name,
                                           lib.bpf_program__type(handle))
         for handle in self._map_handles():
-            fd = _own_copy(lib.bpf_map__fd(handle), "map")
+            fd = FD.copy_of(lib.bpf_map__fd(handle), "map")  # libbpf keeps its own
             info = map_info(fd.raw)
             fd.what = f"map {info.name!r}"
             self.maps[info.name] = Map(fd, info)
@@ -233,8 +232,3 @@ class Object:
     def __repr__(self) -> str:
         state = "loaded" if self.loaded else "open"
         return f"<Object {self.name if self._obj is not None else '(closed)'} {state}>"
-
-
-def _own_copy(borrowed: int, what: str) -> FD:
-    """A duplicate of an fd libbpf owns, for a handle that must not share its number."""
-    return FD(fcntl.fcntl(borrowed, fcntl.F_DUPFD_CLOEXEC, 0), what)

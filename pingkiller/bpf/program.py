@@ -41,10 +41,6 @@ def program_info(fd: int) -> ProgramInfo:
     )
 
 
-def _types(prog_type: int | None) -> frozenset[int] | None:
-    return None if prog_type is None else frozenset({prog_type})
-
-
 class Program(Handle):
     """A loaded program: it owns its fd; name, type, kernel info and BPF_PROG_RUN.
 
@@ -83,12 +79,7 @@ class Program(Handle):
     @classmethod
     def _adopt(cls, fd: FD, prog_type: int | None, where: str) -> Program:
         """Own a fresh fd once it is known to hold a program; it is closed otherwise."""
-        adopt(fd, ObjectKind.PROGRAM, _types(prog_type), where)
-        try:
-            info = program_info(fd.raw)
-        except BaseException:
-            fd.close()
-            raise
+        info = adopt(fd, ObjectKind.PROGRAM, prog_type, where, program_info)
         fd.what = f"program {info.name!r}"
         return cls(fd, info.name, info.type)
 

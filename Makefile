@@ -71,7 +71,8 @@ venv:
 setup: venv
 	$(PYTHON) -m pip install -q -e '.[test]'
 
-build: venv skeleton
+# build.py builds the skeleton first (make skeleton), then both extensions.
+build: venv
 	$(PYTHON) build.py
 
 # The .pyi of both extensions, from the built extensions (tests/unit/test_extensions.py fails

@@ -19,7 +19,6 @@ int bpf_map_delete_batch(int fd, const void *keys, __u32 *count,
                          const struct bpf_map_batch_opts *opts);
 
 int bpf_obj_pin(int fd, const char *pathname);
-int bpf_obj_get(const char *pathname);
 struct bpf_obj_get_opts { size_t sz; __u32 file_flags; ...; };
 int bpf_obj_get_opts(const char *pathname, const struct bpf_obj_get_opts *opts);
 int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len);

@@ -23,17 +23,12 @@ struct bpf_program *bpf_object__next_program(const struct bpf_object *obj,
 struct bpf_map *bpf_object__next_map(const struct bpf_object *obj, const struct bpf_map *map);
 
 const char *bpf_program__name(const struct bpf_program *prog);
-const char *bpf_program__section_name(const struct bpf_program *prog);
 int bpf_program__fd(const struct bpf_program *prog);
 enum bpf_prog_type bpf_program__type(const struct bpf_program *prog);
 int bpf_program__set_log_buf(struct bpf_program *prog, char *log_buf, size_t log_size);
 
 const char *bpf_map__name(const struct bpf_map *map);
 int bpf_map__fd(const struct bpf_map *map);
-enum bpf_map_type bpf_map__type(const struct bpf_map *map);
-__u32 bpf_map__key_size(const struct bpf_map *map);
-__u32 bpf_map__value_size(const struct bpf_map *map);
-__u32 bpf_map__max_entries(const struct bpf_map *map);
 int bpf_map__set_max_entries(struct bpf_map *map, __u32 max_entries);
 int bpf_map__reuse_fd(struct bpf_map *map, int fd);
 

@@ -123,13 +123,34 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _seconds(text: str) -> float:
+    """--lock-timeout's value: seconds as pingkiller.lock reads them (as its variable)."""
+    from pingkiller import lock
+
+    try:
+        return lock.parse_seconds(text)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
 @app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
+    lock_timeout: Annotated[
+        float | None,
+        typer.Option("--lock-timeout", parser=_seconds, metavar="S", show_default=False,
+                     help="Commands that change attachments wait at most S seconds for another "
+                          "one's pin lock, then fail (exit 1) naming it; 0 does not wait. "
+                          "Default: PINGKILLER_LOCK_TIMEOUT, else 30."),
+    ] = None,
 ) -> None:
     """Kill pings at the driver with XDP."""
+    from pingkiller import lock
+
+    # For this process (None: the variable, checked now, or the default).
+    lock.set_timeout(lock_timeout)
 
 
 @app.command(cls=_Verb)

@@ -64,3 +64,7 @@ class PermissionDenied(PingkillerError):
 
 class AttachFailed(PingkillerError):
     """The kernel refused to attach (e.g. native mode unsupported)."""
+
+
+class LockTimeout(PingkillerError):
+    """Another process held the pin lock longer than the lock timeout; nothing was changed."""

@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, nullco
 from dataclasses import dataclass
 from pathlib import Path
 
-from pingkiller import abi, capabilities, datapath, interfaces, pins, recovery
+from pingkiller import abi, capabilities, datapath, interfaces, lock, pins, recovery
 from pingkiller.abi import Network, Reason, RuleAction
 from pingkiller.bpf import (
     BpfError,
@@ -72,7 +72,7 @@ def _writing() -> Iterator[None]:
     """The pin lock, as a writer takes it: bpffs mounted and the pin root made first
     (an explicit step: taking the lock mounts nothing)."""
     pins.ensure_root()
-    with pins.locked():
+    with lock.locked():
         yield
 
 

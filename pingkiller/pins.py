@@ -1,4 +1,5 @@
-"""Where an attachment's pins live on bpffs, and the lock that serializes changes to them.
+"""Where an attachment's pins live on bpffs (the lock that serializes changes to them is
+pingkiller.lock).
 
 Layout: ``<root>/<ifname>/{link,program,identity,settings,counters,...}`` with root
 ``/sys/fs/bpf/pingkiller`` (0700). A directory is written under a temporary name
@@ -13,15 +14,13 @@ interface), which open read-only.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 import shutil
 import stat
 import struct
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,22 +183,6 @@ def check_owned(pin_root: Path) -> None:
         f"the pin root {pin_root} {problem}: someone else may have made it; check what it "
         f"holds, then remove it (`rm -r {pin_root}`) and run this again"
     )
-
-
-@contextmanager
-def locked() -> Iterator[None]:
-    """Hold an exclusive flock on the pin root for a read-modify-write of pins or maps.
-
-    One lock for all interfaces keeps it simple: changes are short. The root must exist:
-    a writer mounts bpffs and makes the root with :func:`ensure_root` first (the lock
-    itself mounts and makes nothing).
-    """
-    fd = os.open(root(), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def listed() -> list[str]:

@@ -450,7 +450,9 @@ def stats(
 ) -> None:
     """Counters and rates (pps) by reason, processing time, kernel run time.
 
-    With --watch the kernel's BPF run-time stats are switched on while it runs.
+    With --watch the kernel's BPF run-time stats are switched on while it runs; it
+    stops with exit code 1 when the attachment is detached meanwhile, and carries on
+    across `attach --replace` (the counters carry over).
 
     Examples:
 
@@ -510,7 +512,9 @@ def events(
     """Stream per-packet events as they happen (one JSON object per line with --json).
 
     Which packets send events is set at attach time (--events). Ctrl-C stops cleanly;
-    the end reports how many events were received, suppressed and lost.
+    the end reports how many events were received, suppressed and lost. It stops with
+    exit code 1 when the attachment is detached meanwhile; across `attach --replace`
+    it carries on (the event ring carries over).
 
     Examples:
 
@@ -519,7 +523,9 @@ def events(
       pingkiller events eth0 --json --count 10 --timeout 30
     """
     import pingkiller
+    from pingkiller.killer import AttachmentEnded
 
+    ended: AttachmentEnded | None = None
     with pingkiller.open(ifname, read_only=True) as attachment, \
             attachment.follow_events(count=count, timeout=timeout) as feed:
         try:
@@ -532,12 +538,16 @@ def events(
                 sys.stdout.flush()
         except KeyboardInterrupt:
             pass
+        except AttachmentEnded as err:
+            ended = err  # said after the summary, as the one error line
         summary = feed.summary()
     if as_json:
         sys.stderr.write(json.dumps({"summary": summary.to_json()}) + "\n")
     else:
         sys.stderr.write(f"{summary.received} events received; {summary.suppressed} suppressed "
                          f"by the rate limit, {summary.lost} lost (ring full) meanwhile\n")
+    if ended is not None:
+        raise ended
 
 
 @app.command(cls=_Verb)

@@ -179,32 +179,50 @@ class EventFeed:
 
     Iterate for batches (a batch may be empty: no event came within half a second);
     ``summary()`` counts what came and what the kernel suppressed or lost meanwhile.
+    ``ended``, asked about once a second, returns the error that ends the feed (e.g. the
+    attachment was detached), which iterating raises after the events left in the ring.
     A context manager: it closes the stream on exit.
     """
 
     POLL_SECONDS = 0.5
+    CHECK_SECONDS = 1.0  # how often ``ended`` is asked
 
     def __init__(self, stream: EventStream, counters: Callable[[], tuple[int, int]], *,
-                 count: int | None = None, timeout: float | None = None) -> None:
+                 count: int | None = None, timeout: float | None = None,
+                 ended: Callable[[], BaseException | None] | None = None) -> None:
         self._stream = stream
         self._counters = counters  # (suppressed, lost) so far
         self._before = counters()
         self._count = count
         self._deadline = None if timeout is None else time.monotonic() + timeout
+        # Asked about once a second (not per event): an error when the events stopped for
+        # good (the attachment was detached), raised after what is left in the ring.
+        self._ended = ended
         self.received = 0
 
     def __iter__(self) -> Iterator[list[Event]]:
+        next_check = time.monotonic() + self.CHECK_SECONDS
         while self._count is None or self.received < self._count:
             wait = self.POLL_SECONDS
+            now = time.monotonic()
             if self._deadline is not None:
-                wait = min(wait, self._deadline - time.monotonic())
+                wait = min(wait, self._deadline - now)
                 if wait < 0:
                     return
+            error = None
+            if self._ended is not None and now >= next_check:
+                next_check = now + self.CHECK_SECONDS
+                error = self._ended()
+                if error is not None:
+                    wait = 0  # only what is left in the ring
             batch = self._stream.poll(wait)
             if self._count is not None:
                 batch = batch[: self._count - self.received]
             self.received += len(batch)
-            yield batch
+            if batch or error is None:
+                yield batch
+            if error is not None:
+                raise error
 
     def summary(self) -> EventSummary:
         suppressed, lost = self._counters()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import logging
 import os
 import time
 from collections.abc import Generator, Iterable, Iterator
@@ -40,6 +41,7 @@ from pingkiller.errors import (
     InvalidInput,
     NotAttached,
     PermissionDenied,
+    PingkillerError,
     StaleAttachment,
 )
 from pingkiller.events import EventFeed, EventStream
@@ -65,6 +67,7 @@ CARRIED_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, abi.EVENTS_MAP)
 _READ_ATTEMPTS = 20
 _READ_RETRY_SECONDS = 0.005
 _FD_DIR = Path("/proc/self/fd")
+_log = logging.getLogger("pingkiller.killer")
 
 
 @contextmanager
@@ -157,6 +160,98 @@ class RecordedLink:
 
     def close(self) -> None:
         self.program.close()
+
+
+class PinState(enum.Enum):
+    """What an attachment's pin directory holds now, against what a handle opened
+    (:meth:`Attachment.pin_state`)."""
+
+    CURRENT = "current"  # the program this handle opened
+    REPLACED = "replaced"  # another program, by a --replace: the counters and event ring carry over
+    SUPERSEDED = "superseded"  # another attachment (detached, attached again): ours is frozen
+    DETACHED = "detached"  # nothing: the attachment was detached
+
+    @property
+    def ended(self) -> bool:
+        """Whether what a handle of the old attachment reads no longer changes."""
+        return self in (PinState.SUPERSEDED, PinState.DETACHED)
+
+
+class AttachmentEnded(PingkillerError):
+    """A watcher (``watch_stats``, ``follow_events``) stops: the attachment it watched
+    was detached, or another one took its place, so its counters and events are frozen."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, state: PinState) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class _Watcher:
+    """What a watcher checks about once a second: whether the pins still hold the
+    attachment it reads. A --replace carries the counters and the event ring over, so a
+    watcher carries on (and says so on the ``pingkiller.killer`` logger); a detach, or a
+    new attachment in its place, ends it."""
+
+    def __init__(self, attachment: Attachment, verb: str) -> None:
+        self.attachment = attachment
+        self.verb = verb  # the CLI verb that follows the new attachment
+        self.program_id = attachment._opened_program_id()
+
+    def check(self) -> PinState:
+        state, program_id = self.attachment._pin_state(self.program_id)
+        if state is PinState.REPLACED:
+            _log.warning("%s's program was replaced (id %d, now %d); its counters and event "
+                         "ring carry over, so this carries on",
+                         self.attachment.ifname, self.program_id, program_id)
+            self.program_id = program_id
+        return state
+
+    def error(self, state: PinState) -> AttachmentEnded:
+        ifname = self.attachment.ifname
+        if state is PinState.DETACHED:
+            return AttachmentEnded(f"{ifname} was detached; stopping", state)
+        return AttachmentEnded(
+            f"{ifname} was detached and attached again, with counters and events of its own "
+            f"(`pingkiller {self.verb} {ifname}` follows the new attachment); stopping", state)
+
+    def ended(self) -> AttachmentEnded | None:
+        """The error that ends the watch, or None while it goes on."""
+        state = self.check()
+        return self.error(state) if state.ended else None
+
+
+def _pinned_ids(ifname: str) -> tuple[int, dict[str, int]] | None:
+    """The ids of the program and the carried maps pinned for ``ifname`` now (read-only,
+    no lock), or None when it has no attachment. A missing directory is looked for a few
+    times: a --replace renames the old one away just before the new one takes its name."""
+    directory = pins.directory(ifname)
+    for _ in range(_READ_ATTEMPTS):
+        where = directory if directory.is_dir() else recovery.pending_directory(ifname)
+        if where is not None:
+            try:
+                return _ids_in(where)
+            except BpfError as err:
+                if err.errno != errno.ENOENT:
+                    raise
+        time.sleep(_READ_RETRY_SECONDS)
+    return None
+
+
+def _ids_in(directory: Path) -> tuple[int, dict[str, int]]:
+    try:
+        with Program.from_pin(directory / pins.PROGRAM_PIN, read_only=True) as program:
+            program_id = program.info().id
+    except BpfError as err:
+        if err.errno != errno.ENOENT or not (directory / pins.LINK_PIN).exists():
+            raise
+        program_id = 0  # pins made before programs were pinned: cannot tell
+    maps = {}
+    for name in CARRIED_MAPS:
+        with Map.from_pin(directory / name, read_only=True) as bpf_map:
+            maps[name] = bpf_map.info.id
+    return program_id, maps
 
 
 class Attachment:
@@ -308,10 +403,16 @@ class Attachment:
     def follow_events(self, *, count: int | None = None, timeout: float | None = None) -> EventFeed:
         """This attachment's events in batches until ``count`` events or ``timeout``
         seconds (None: no limit), with a summary of what was received, suppressed and lost
-        meanwhile (:class:`pingkiller.events.EventFeed`); close it, or use it in ``with``."""
+        meanwhile (:class:`pingkiller.events.EventFeed`); close it, or use it in ``with``.
+
+        About once a second it looks at the pins (:meth:`pin_state`): when the attachment
+        was detached, or another took its place, iterating raises :class:`AttachmentEnded`
+        after the events left in the ring; across a ``--replace`` it carries on, as the
+        ring does."""
         stream = self.events()
         try:
-            return EventFeed(stream, self._event_losses, count=count, timeout=timeout)
+            ended = _Watcher(self, "events").ended if self.pinned else None
+            return EventFeed(stream, self._event_losses, count=count, timeout=timeout, ended=ended)
         except BaseException:
             stream.close()
             raise
@@ -326,15 +427,74 @@ class Attachment:
         """Every ``interval`` seconds a snapshot and the rates (packets per second, by
         reason) since the one before, until the caller stops iterating (or closes it).
 
-        The kernel's BPF run-time stats are switched on meanwhile, where it allows.
+        The kernel's BPF run-time stats are switched on meanwhile, where it allows. Each
+        interval it looks at the pins (:meth:`pin_state`) and raises
+        :class:`AttachmentEnded` when the attachment was detached or another took its
+        place; across a ``--replace`` it carries on (the counters carry over) with the
+        run time of the new program.
         """
-        with run_time_stats():
-            earlier = self.stats()
-            while True:
-                time.sleep(interval)
-                current = self.stats(per_cpu=per_cpu)
-                yield current, current.rates(earlier)
-                earlier = current
+        watcher = _Watcher(self, "stats") if self.pinned else None
+        timed: Program | None = None  # the running program, once a --replace swapped it
+        try:
+            with run_time_stats():
+                earlier = self.stats()
+                while True:
+                    time.sleep(interval)
+                    if watcher is not None:
+                        state = watcher.check()
+                        if state.ended:
+                            raise watcher.error(state)
+                        if state is PinState.REPLACED:
+                            timed = self._reopen_program(timed)
+                    if timed is None:
+                        current = self.stats(per_cpu=per_cpu)
+                    else:
+                        current = read_stats(self.maps, timed, per_cpu=per_cpu)
+                    yield current, current.rates(earlier)
+                    earlier = current
+        finally:
+            if timed is not None:
+                timed.close()
+
+    def _reopen_program(self, previous: Program | None) -> Program | None:
+        """The program pinned now (read-only), in place of ``previous``."""
+        if previous is not None:
+            previous.close()
+        try:
+            return Program.from_pin(pins.directory(self.ifname) / pins.PROGRAM_PIN, read_only=True)
+        except BpfError:
+            return None  # moved meanwhile: the run time is read as before until the next change
+
+    def pin_state(self) -> PinState:
+        """Whether the pin directory still holds the attachment this handle opened: the
+        same program (CURRENT), another after a ``--replace`` that carried this handle's
+        counters and event ring over (REPLACED), another attachment (SUPERSEDED), or none
+        (DETACHED). Read-only, no lock: a few pins opened and closed. An attachment that
+        pins nothing (``persist=False``) is always CURRENT."""
+        return self._pin_state(self._opened_program_id())[0]
+
+    def _opened_program_id(self) -> int:
+        """The id of the program this handle opened (a --replace changes what the link runs)."""
+        if isinstance(self._link, RecordedLink):
+            return self._link.prog_id
+        if self._program is not None:
+            return self._program.info().id
+        if self._obj is not None:
+            return self._obj.programs[abi.PROGRAM_NAME].info().id
+        return self._link.info().prog_id
+
+    def _pin_state(self, program_id: int) -> tuple[PinState, int]:
+        """The state against ``program_id``, and the id of the program pinned now."""
+        if not self.pinned:
+            return PinState.CURRENT, program_id
+        pinned = _pinned_ids(self.ifname)
+        if pinned is None:
+            return PinState.DETACHED, 0
+        now, maps = pinned
+        if now in (0, program_id):
+            return PinState.CURRENT, program_id
+        ours = {name: self.maps[name].info.id for name in CARRIED_MAPS}
+        return (PinState.REPLACED if maps == ours else PinState.SUPERSEDED), now
 
     def events(self) -> EventStream:
         """A stream of this attachment's events (the mode is set by the policy).

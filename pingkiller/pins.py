@@ -13,6 +13,7 @@ interface), which open read-only.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import re
@@ -20,6 +21,7 @@ import shutil
 import stat
 import struct
 import subprocess
+import sys
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,10 +134,27 @@ def bpffs_mount_points(mounts: str | None = None) -> list[str]:
     return points
 
 
+BPF_FS_MAGIC = 0xCAFE4A11  # statfs f_type of bpffs (linux/magic.h)
+_INIT_MOUNT_NS = Path("/proc/1/ns/mnt")
+_OWN_MOUNT_NS = Path("/proc/self/ns/mnt")
+
+
 def ensure_root() -> Path:
-    """Make sure bpffs is mounted and the pin root exists (0700); returns the root."""
+    """Make sure bpffs is mounted and the pin root exists (0700); returns the root.
+
+    What a writer trusts is checked here, before it takes the lock: the root
+    (:func:`check_owned`), that it is on bpffs, and every directory directly below it
+    (:func:`check_entries`). Nothing is taken over: a root or entry someone else could
+    have made is refused, with a line telling the operator to look at it and remove it.
+
+    bpffs is mounted at /sys/fs/bpf when the root is under it and nothing is mounted
+    there, but only in the host's mount namespace: elsewhere (as under ``ip netns exec``,
+    which gives a command a private mount namespace and a fresh /sys) the mount and
+    every pin made in it would vanish when this command exits (:func:`_refuse_private_mount`).
+    """
     pin_root = root()
     if pin_root.is_relative_to(BPFFS) and str(BPFFS) not in bpffs_mount_points():
+        _refuse_private_mount()
         result = subprocess.run(
             ["mount", "-t", "bpf", "bpf", str(BPFFS)], capture_output=True, text=True
         )
@@ -147,8 +166,14 @@ def ensure_root() -> Path:
     read_only = read_only_mount(pin_root)
     if read_only is not None:
         raise read_only_error(read_only)
-    try:
-        pin_root.mkdir(mode=0o700, exist_ok=True)
+    existed = os.path.lexists(pin_root)
+    if existed:
+        check_owned(pin_root)  # a symlink is refused before anything follows it
+    check_on_bpffs(pin_root if existed else pin_root.parent, pin_root)
+    try:  # also when it exists: every writer makes the same calls (tests inject faults by count)
+        pin_root.mkdir(mode=0o700)
+    except FileExistsError:
+        pass  # made before, or by another writer just now: checked below like any other
     except PermissionError:
         raise PermissionDenied(
             f"cannot create {pin_root}: needs root (CAP_BPF + CAP_NET_ADMIN)"
@@ -157,8 +182,63 @@ def ensure_root() -> Path:
         if err.errno == errno.EROFS:
             raise read_only_error(pin_root) from None
         raise
+    else:
+        os.chmod(pin_root, 0o700)  # mkdir's mode is masked by the umask
     check_owned(pin_root)
+    check_entries(pin_root)
     return pin_root
+
+
+def _refuse_private_mount() -> None:
+    """Refuse to mount bpffs outside the host's mount namespace (the pins would die).
+
+    The host's is PID 1's; where /proc/1/ns/mnt cannot be read (no CAP_SYS_PTRACE, or a
+    PID 1 that hides it), this is assumed to be another one.
+    """
+    try:
+        same = os.stat(_OWN_MOUNT_NS).st_ino == os.stat(_INIT_MOUNT_NS).st_ino
+        which = "which is not the host's (as under `ip netns exec`)"
+    except OSError:
+        same = False
+        which = f"which may not be the host's ({_INIT_MOUNT_NS} cannot be read)"
+    if same:
+        return
+    raise PermissionDenied(
+        f"{BPFFS} is not mounted in this mount namespace, {which}: pins made here would "
+        "vanish when this command exits; run `nsenter --net=/run/netns/NS pingkiller ...` "
+        "instead, which keeps the host's bpffs (or, in the host's mount namespace, "
+        f"`mount -t bpf bpf {BPFFS}` first)"
+    )
+
+
+def filesystem_type(path: Path) -> int | None:
+    """statfs(2)'s f_type of the file system holding ``path`` (None if it cannot be read).
+
+    Python has no statfs (os.statvfs has no f_type), so libc's is called. f_type is the
+    first field: a long on most ABIs, an unsigned int on s390x; the magic numbers fit in
+    32 bits, so both readings are tried.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    buffer = ctypes.create_string_buffer(512)  # struct statfs is 120 bytes on 64-bit ABIs
+    if libc.statfs(os.fsencode(path), buffer) != 0:
+        return None
+    raw = buffer.raw
+    as_long = int.from_bytes(raw[: ctypes.sizeof(ctypes.c_long)], sys.byteorder) & 0xFFFFFFFF
+    as_int = int.from_bytes(raw[:4], sys.byteorder)
+    return BPF_FS_MAGIC if BPF_FS_MAGIC in (as_long, as_int) else as_long
+
+
+def check_on_bpffs(where: Path, pin_root: Path) -> None:
+    """Refuse a pin root that is not on bpffs (``where``: the root, or its parent while
+    the root is not made yet); pins can only live there."""
+    found = filesystem_type(where)
+    if found is None or found == BPF_FS_MAGIC:
+        return  # unreadable: what comes next (mkdir, pinning) reports it
+    raise PermissionDenied(
+        f"the pin root {pin_root} is not on bpffs ({where} is on a file system of type "
+        f"{found:#x}): pins live only on bpffs; point PINGKILLER_PIN_ROOT at a directory "
+        f"under a bpffs mount (e.g. {BPFFS}/NAME), or unset it"
+    )
 
 
 def check_owned(pin_root: Path) -> None:
@@ -167,22 +247,48 @@ def check_owned(pin_root: Path) -> None:
     A writer trusts what it finds under the root (it finishes interrupted transactions
     there), so a root another user made before ours, e.g. in a world-writable
     /sys/fs/bpf, or can write into, could get our filter removed. It must be a real
-    directory, owned by this user, writable by nobody else.
+    directory (not a symlink), owned by this user, writable by nobody else. Nothing
+    found wrong is taken over (not even by chown/chmod: what it holds could be planted):
+    the operator is told to check it and remove it.
     """
-    info = pin_root.lstat()
+    problem = _untrusted(pin_root.lstat())
+    if problem:
+        raise PermissionDenied(
+            f"the pin root {pin_root} {problem}: someone else may have made it; check what it "
+            f"holds, then remove it (`rm -r {pin_root}`) and run this again"
+        )
+
+
+def check_entries(pin_root: Path) -> None:
+    """Refuse a pin root holding an entry a writer would trust but someone else made.
+
+    Every entry directly below the root is an interface's pins or a writer's leftover
+    ('=' directories) that recovery finishes; each must be a real directory owned by
+    this user and writable by nobody else (one lstat per entry). Nothing is taken over.
+    """
+    with os.scandir(pin_root) as entries:
+        for entry in entries:
+            problem = _untrusted(entry.stat(follow_symlinks=False))
+            if problem:
+                path = pin_root / entry.name
+                raise PermissionDenied(
+                    f"{path} in the pin root {problem}: someone else may have made it; check "
+                    f"what it holds, then remove it (`rm -r {path}`) and run this again"
+                )
+
+
+def _untrusted(info: os.stat_result) -> str:
+    """What makes a directory a writer may not trust, in words ('' when nothing does)."""
     owner = os.geteuid()
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symlink"
     if not stat.S_ISDIR(info.st_mode):
-        problem = "is not a directory"
-    elif info.st_uid != owner:
-        problem = f"is owned by uid {info.st_uid}, not {owner}"
-    elif info.st_mode & 0o022:
-        problem = f"is writable by others (mode {stat.S_IMODE(info.st_mode):04o})"
-    else:
-        return
-    raise PermissionDenied(
-        f"the pin root {pin_root} {problem}: someone else may have made it; check what it "
-        f"holds, then remove it (`rm -r {pin_root}`) and run this again"
-    )
+        return "is not a directory"
+    if info.st_uid != owner:
+        return f"is owned by uid {info.st_uid}, not {owner}"
+    if info.st_mode & 0o022:
+        return f"is writable by others (mode {stat.S_IMODE(info.st_mode):04o})"
+    return ""
 
 
 def listed() -> list[str]:

@@ -193,3 +193,101 @@ def test_a_pin_root_someone_else_made_or_can_write_is_refused(
     assert xdp_ids(ifname) == []  # nothing attached
     assert sorted(p.name for p in pin_root.iterdir()) == ["=del-1-decoy"]  # nothing touched
     assert stat.S_IMODE(pin_root.stat().st_mode) == mode and pin_root.stat().st_uid == owner
+
+
+WRITERS = (["attach", "IF"], ["attach", "IF", "--replace"], ["detach", "--all"])
+
+
+def refused_writers(ifname: str, *says: str) -> None:
+    """Every writer exits 1 with one line saying ``says``, and nothing is attached."""
+    for verb in WRITERS:
+        args = [ifname if arg == "IF" else arg for arg in verb]
+        result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1, (verb, result.stderr)
+        line = one_line(result)
+        assert all(part in line for part in says), line
+    assert xdp_ids(ifname) == []
+
+
+def test_a_symlinked_pin_root_is_refused(pin_root: Path, sandbox: Sandbox) -> None:
+    """Even one pointing at a root-owned 0700 directory on bpffs: nothing follows it."""
+    ifname = sandbox.add_peer().host_ifname
+    target = pin_root.with_name(pin_root.name + "-target")
+    target.mkdir(mode=0o700)
+    try:
+        (target / "=del-1-decoy").mkdir(mode=0o700)
+        pin_root.symlink_to(target)
+        refused_writers(ifname, f"the pin root {pin_root} is a symlink", f"rm -r {pin_root}")
+        assert pin_root.is_symlink() and [p.name for p in target.iterdir()] == ["=del-1-decoy"]
+    finally:
+        pin_root.unlink(missing_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+
+
+@pytest.mark.parametrize(("entry", "says"), [
+    ("owner", "is owned by uid 65534, not 0"),  # e.g. made while the root was open to others
+    ("mode", "is writable by others (mode 0777)"),
+    ("group", "is writable by others (mode 0770)"),
+    ("symlink", "is a symlink"),
+])
+def test_a_pin_root_holding_an_entry_someone_else_could_have_made_is_refused(
+    pin_root: Path, sandbox: Sandbox, entry: str, says: str
+) -> None:
+    """Every directory below the root is trusted by writers (recovery finishes '='
+    directories): each must be root's and writable by root alone, or nothing is done."""
+    peer = sandbox.add_peer()
+    ifname = peer.host_ifname
+    pingkiller.attach(ifname, block=[peer.peer_v4]).close()  # a real attachment beside it
+    (prog_id,) = xdp_ids(ifname)
+    decoy = pin_root / "=del-1-decoy"
+    if entry == "symlink":
+        decoy.symlink_to(pin_root / ifname)  # "recovery" would detach our attachment
+    else:
+        decoy.mkdir()
+        decoy.chmod({"owner": 0o700, "mode": 0o777, "group": 0o770}[entry])
+        if entry == "owner":
+            shutil.chown(decoy, 65534, 65534)
+    before = sorted(p.name for p in pin_root.iterdir())
+    for verb in WRITERS:
+        args = [ifname if arg == "IF" else arg for arg in verb]
+        result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1, (verb, result.stderr)
+        line = one_line(result)
+        assert f"{decoy} in the pin root {says}" in line and f"rm -r {decoy}" in line, line
+    assert xdp_ids(ifname) == [prog_id]  # still the same attachment: nothing touched
+    assert sorted(p.name for p in pin_root.iterdir()) == before
+    assert decoy.is_symlink() == (entry == "symlink")
+    decoy.unlink() if entry == "symlink" else decoy.rmdir()  # the operator's fix
+    subprocess.run([*CLI, "detach", ifname], check=True, capture_output=True, timeout=60)
+    assert xdp_ids(ifname) == []
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_a_pin_root_off_bpffs_is_refused(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exists: bool
+) -> None:
+    """Pins live only on bpffs: a root elsewhere (here under /tmp) is refused before
+    anything is made in it, also when it is root's and 0700."""
+    ifname = sandbox.add_peer().host_ifname
+    root = tmp_path / "pins"
+    if exists:
+        root.mkdir(mode=0o700)
+    monkeypatch.setenv("PINGKILLER_PIN_ROOT", str(root))
+    result = subprocess.run([*CLI, "attach", ifname], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    line = one_line(result)
+    assert f"the pin root {root} is not on bpffs" in line and "PINGKILLER_PIN_ROOT" in line, line
+    if exists:
+        refused_writers(ifname, f"the pin root {root} is not on bpffs")
+        assert list(root.iterdir()) == []
+    else:
+        assert not root.exists()  # not even the root was made
+    assert xdp_ids(ifname) == []
+
+
+def test_the_pin_root_is_made_0700_whatever_the_umask(pin_root: Path, sandbox: Sandbox) -> None:
+    ifname = sandbox.add_peer().host_ifname
+    subprocess.run(["sh", "-c", 'umask 0277 && exec "$@"', "sh", *CLI, "attach", ifname],
+                   check=True, capture_output=True, timeout=60)
+    assert stat.S_IMODE(pin_root.stat().st_mode) == 0o700
+    subprocess.run([*CLI, "detach", ifname], check=True, capture_output=True, timeout=60)

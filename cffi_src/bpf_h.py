@@ -24,6 +24,7 @@ int bpf_obj_get_opts(const char *pathname, const struct bpf_obj_get_opts *opts);
 int bpf_obj_get_info_by_fd(int bpf_fd, void *info, __u32 *info_len);
 int bpf_prog_get_fd_by_id(__u32 id);
 int bpf_map_get_fd_by_id(__u32 id);
+int bpf_link_get_fd_by_id(__u32 id);
 struct bpf_map_create_opts;
 int bpf_map_create(enum bpf_map_type map_type, const char *map_name, __u32 key_size,
                    __u32 value_size, __u32 max_entries,

@@ -61,6 +61,15 @@ class Link(Handle):
         adopt(fd, ObjectKind.LINK, cls.LINK_TYPES, os.fspath(path), link_info)
         return cls(fd)
 
+    @classmethod
+    def from_id(cls, link_id: int) -> Self:
+        """Open a link by its kernel id (needs CAP_SYS_ADMIN); a link of another type than
+        the class's raises WrongObjectType."""
+        where = f"link id {link_id}"
+        fd = FD(check(lib.bpf_link_get_fd_by_id(link_id), "opening link", where), where)
+        adopt(fd, ObjectKind.LINK, cls.LINK_TYPES, where, link_info)
+        return cls(fd)
+
     def dup(self) -> Self:
         """A second handle on the link, with its own fd (the link lives while either does)."""
         return type(self)(self._fd.dup())

@@ -14,6 +14,16 @@ from typing import Any, Protocol
 
 from pingkiller._datapath import ffi, lib
 
+# The version of the pinned state's ABI: the layouts and meanings of kern/pingkiller.h's
+# structs, enums and maps. A writer records it beside the pins (pingkiller.pins.Identity);
+# every verb compares it before it reads a map. Bump it with any change to the header
+# that changes what a map holds (tests/unit/test_abi_layouts.py fails until you do).
+ABI_VERSION = 2
+# ABI versions whose maps this build's program runs on unchanged, so `pingkiller upgrade`
+# adopts them in place. 1: pins made before versions were recorded (same layouts as 2).
+# A layout change resets this to {ABI_VERSION} (or adds a migration).
+ADOPTABLE_ABI_VERSIONS = frozenset({1, 2})
+
 MAX_EXACT_RULES: int = lib.PK_MAX_EXACT_RULES
 MAX_PREFIX_RULES: int = lib.PK_MAX_PREFIX_RULES
 DEFAULT_EVENT_RATE: int = lib.PK_DEFAULT_EVENT_RATE

@@ -8,6 +8,7 @@ pingkiller.manpages makes from this module's help texts (``make man``).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -268,6 +269,46 @@ def detach(
         typer.echo(f"Detached from {item.ifname}{note}")
 
 
+@app.command(cls=_Verb)
+def upgrade(
+    ifname: Annotated[str | None, typer.Argument(help="Interface whose attachment to upgrade.",
+                                                 show_default=False, metavar="IFACE")] = None,
+    upgrade_all: Annotated[bool, typer.Option("--all", help="Upgrade every attachment.")] = False,
+    as_json: Annotated[bool, _json("upgrade")] = False,
+) -> None:
+    """Run the installed program on an attachment, in place, keeping its state.
+
+    After a package or image upgrade, the attachments still run the program that made
+    them (status says "outdated"). upgrade loads the installed one on the attachment's
+    own maps (policy, rules and their hits, counters, events) and swaps it in with one
+    atomic bpf_link_update: no packet meets no program, none passes unfiltered. All or
+    nothing, also under kill -9. Attachments that run the installed program already are
+    left alone; pins of an ABI this build cannot adopt are refused with one line.
+
+    Examples:
+
+      pingkiller upgrade eth0
+
+      pingkiller upgrade --all --json
+    """
+    import pingkiller
+
+    if upgrade_all == (ifname is not None):
+        raise pingkiller.InvalidInput("name one interface, or give --all (not both)")
+    done = pingkiller.upgrade_all() if upgrade_all else [pingkiller.upgrade(ifname or "")]
+    if as_json:
+        _print_json([item.to_json() for item in done])
+        return
+    if not done:
+        typer.echo("Nothing to upgrade: there are no attachments.")
+    for item in done:
+        if item.upgraded:
+            typer.echo(f"Upgraded {item.ifname}: program {item.from_program[:12] or 'unrecorded'} "
+                       f"(ABI {item.from_abi}) -> {item.to_program[:12]}")
+        else:
+            typer.echo(f"{item.ifname} runs the installed program ({item.to_program[:12]}) already")
+
+
 def _change_rules(
     verb: str, ifname: str, addresses: list[str] | None, from_file: Path | None, as_json: bool
 ) -> None:
@@ -281,12 +322,13 @@ def _change_rules(
     if not keys.requested:
         raise pingkiller.InvalidInput(f"give addresses to {verb}, or --from-file FILE")
     with pingkiller.open(ifname) as attachment:
+        atomic = from_file is not None or None  # a file: all or nothing, also under kill -9
         if verb == "block":
-            changed = attachment.set_rules(keys, pingkiller.RuleAction.BLOCK)
+            changed = attachment.set_rules(keys, pingkiller.RuleAction.BLOCK, atomic=atomic)
         elif verb == "allow":
-            changed = attachment.set_rules(keys, pingkiller.RuleAction.ALLOW)
+            changed = attachment.set_rules(keys, pingkiller.RuleAction.ALLOW, atomic=atomic)
         else:
-            changed = attachment.remove_rules(keys)
+            changed = attachment.remove_rules(keys, atomic=atomic)
         total = attachment.rule_count()
     if as_json:
         _print_json({"interface": ifname, "action": verb, "requested": keys.requested,
@@ -384,6 +426,10 @@ def _render_status(info: AttachmentInfo) -> None:
                       f"link {info.link_id}, {info.mode.value} mode")
         if info.problem:
             console.print(f"  note: {info.problem}; it still filters")
+        if info.outdated:
+            running = info.program[:12] or "unrecorded"
+            console.print(f"  outdated: it runs program {running} (ABI {info.abi_version}), not "
+                          f"the installed one: `pingkiller upgrade {info.ifname}`")
     if info.policy is not None:
         policy = info.policy.to_json()
         console.print(f"  policy: {info.policy.describe()}")
@@ -770,11 +816,32 @@ def _fail(message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
+class _NoticeHandler(logging.Handler):
+    """The library's notices (``pingkiller.*`` loggers, WARNING and up, not the binding's
+    libbpf log) as one ``pingkiller: ...`` line each on stderr: e.g. what a writer's
+    recovery finished, or whose lock it waits for."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.addFilter(lambda record: not record.name.startswith("pingkiller.bpf"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"pingkiller: {record.getMessage()}\n")
+        sys.stderr.flush()
+
+
+def _show_notices() -> None:
+    library = logging.getLogger("pingkiller")
+    if not any(isinstance(h, _NoticeHandler) for h in library.handlers):
+        library.addHandler(_NoticeHandler())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning every expected error into one line and an exit code."""
     from pingkiller import BpfError
     from pingkiller.errors import PingkillerError
 
+    _show_notices()
     try:
         result = app(args=argv, prog_name="pingkiller", standalone_mode=False)
     except _click_errors.UsageError as err:

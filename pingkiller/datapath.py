@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+
 from pingkiller import abi
 from pingkiller._datapath import ffi, lib
 from pingkiller.bpf import Object
@@ -12,6 +15,13 @@ def elf_bytes() -> bytes:
     size = ffi.new("size_t *")
     data = lib.pingkiller_bpf__elf_bytes(size)
     return bytes(ffi.buffer(data, size[0]))
+
+
+@functools.cache
+def program_digest() -> bytes:
+    """The SHA-256 of :func:`elf_bytes`: the installed program's identity, as recorded
+    beside the pins (pingkiller.pins.Identity) to tell an outdated attachment."""
+    return hashlib.sha256(elf_bytes()).digest()
 
 
 def open_object() -> Object:

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from pingkiller import interfaces, killer, pins
+from pingkiller import abi, interfaces, killer, pins
 from pingkiller.abi import Network, RuleAction
 from pingkiller.bpf import BpfError, XdpMode
-from pingkiller.errors import InterfaceNotFound, PingkillerError, PolicyFileError
+from pingkiller.errors import IncompatiblePins, InterfaceNotFound, PingkillerError, PolicyFileError
 from pingkiller.killer import AttachmentInfo
 from pingkiller.policy import (
     DEFAULT_ACTIONS,
@@ -274,6 +274,7 @@ class StepAction(enum.StrEnum):
     DETACH = "detach"
     REATTACH = "reattach"  # detach and attach again: stale, or a mode change
     UPDATE = "update"  # settings and rule differences, in place
+    UPGRADE = "upgrade"  # run the installed program, in place (pingkiller upgrade)
 
 
 @dataclass(frozen=True)
@@ -290,8 +291,8 @@ class Step:
 
     def describe(self) -> str:
         """One line for humans."""
-        if self.action is StepAction.DETACH:
-            return f"detach {self.ifname}: {self.reason}"
+        if self.action in (StepAction.DETACH, StepAction.UPGRADE):
+            return f"{self.action.value} {self.ifname}: {self.reason}"
         assert self.spec is not None
         if self.action in (StepAction.ATTACH, StepAction.REATTACH):
             blocks = len(self.spec.networks(RuleAction.BLOCK))
@@ -389,6 +390,10 @@ def plan(desired: PolicyFile, running: list[AttachmentInfo] | None = None) -> Pl
             except PingkillerError:
                 missing.append(ifname)
                 continue
+        if info is not None and not info.stale and info.outdated:
+            steps.append(_upgrade_step(info, spec))
+            if info.policy is None:
+                continue  # unreadable until upgraded: reconcile plans the rest afterwards
         if info is None:
             steps.append(Step(ifname, StepAction.ATTACH, spec=spec))
         elif info.stale or info.policy is None:
@@ -413,6 +418,16 @@ def plan(desired: PolicyFile, running: list[AttachmentInfo] | None = None) -> Pl
     return Plan(desired.source, steps, unchanged)
 
 
+def _upgrade_step(info: AttachmentInfo, spec: InterfaceSpec) -> Step:
+    """Upgrade an attachment that runs another program than the installed one; pins of an
+    ABI this build cannot adopt stop the plan (IncompatiblePins names the fix)."""
+    if info.abi_version not in abi.ADOPTABLE_ABI_VERSIONS:
+        raise IncompatiblePins(killer.abi_problem(info.ifname, info.abi_version))
+    running = info.program[:12] or "unrecorded"
+    return Step(info.ifname, StepAction.UPGRADE, spec=spec,
+                reason=f"it runs program {running} (ABI {info.abi_version}), not the installed one")
+
+
 def _update(info: AttachmentInfo, spec: InterfaceSpec) -> Step | None:
     running = {rule.network: rule.action for rule in info.rules}
     add = {n: a for n, a in spec.rules.items() if running.get(n) != a}
@@ -432,6 +447,9 @@ def apply(changes: Plan, log: Callable[[str], None] | None = None) -> None:
 
 
 def _apply_step(step: Step) -> None:
+    if step.action is StepAction.UPGRADE:
+        killer.upgrade(step.ifname)
+        return
     if step.action in (StepAction.DETACH, StepAction.REATTACH):
         killer.detach(step.ifname)
     if step.action is StepAction.DETACH:
@@ -469,8 +487,18 @@ def reconcile(path: str | Path, *, dry_run: bool = False,
         killer.recover_interrupted()
     changes = plan(desired)
     if not dry_run:
-        apply(changes, log)
+        changes = _apply_all(changes, desired, log)
     return changes
+
+
+def _apply_all(changes: Plan, desired: PolicyFile, log: Callable[[str], None] | None) -> Plan:
+    """Apply a plan; after upgrades, plan again what they made readable, and apply that."""
+    apply(changes, log)
+    if not any(step.action is StepAction.UPGRADE for step in changes.steps):
+        return changes
+    rest = plan(desired)
+    apply(rest, log)
+    return Plan(changes.source, changes.steps + rest.steps, rest.unchanged)
 
 
 def watch(path: str | Path, log: Callable[[str], None], *, interval: float = 2.0) -> None:
@@ -530,7 +558,7 @@ def _apply_text(file: Path, text: str, log: Callable[[str], None]) -> None:
     if not changes.changed:
         log(f"{file}: running state matches ({len(changes.unchanged)} interfaces)")
         return
-    apply(changes, log)
+    changes = _apply_all(changes, desired, log)
     log(f"{file}: applied {len(changes.steps)} change(s)")
 
 
@@ -547,8 +575,10 @@ def from_running(running: list[AttachmentInfo] | None = None) -> PolicyFile:
     """The running attachments as a policy file (stale ones are left out)."""
     interfaces = {}
     for info in killer.attachments() if running is None else running:
-        if info.stale or info.policy is None:
+        if info.stale:
             continue
+        if info.policy is None:  # filters, but its pins cannot be read (another ABI version)
+            raise IncompatiblePins(f"cannot export {info.ifname}: {info.problem}")
         mode = info.mode if info.mode in XDP_MODES.members else XdpMode.AUTO
         rules = {rule.network: rule.action for rule in info.rules}
         interfaces[info.ifname] = InterfaceSpec(info.ifname, info.policy, mode, rules)

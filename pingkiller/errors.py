@@ -50,6 +50,10 @@ class StaleAttachment(PingkillerError):
     """The attachment filters nothing any more (its interface is gone)."""
 
 
+class IncompatiblePins(PingkillerError):
+    """The pins were made by a pingkiller of another ABI version: reading them would misread."""
+
+
 class ForeignProgram(PingkillerError):
     """Another tool's XDP program is on the interface; pingkiller leaves it alone."""
 

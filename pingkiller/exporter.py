@@ -87,9 +87,13 @@ class PingkillerCollector(Collector):
         attachment = InfoMetricFamily(
             "pingkiller_attachment", "An attachment (mode none: stale, the interface is gone).",
             labels=["interface", "mode", "program_id"])
+        outdated = GaugeMetricFamily(
+            "pingkiller_outdated", "1 if the attachment runs another program than the installed "
+            "one (`pingkiller upgrade`), or pins of another ABI version.", labels=["interface"])
         for info in infos:
             name = info.ifname
             attachment.add_metric([name, info.mode.value, str(info.program_id)], {})
+            outdated.add_metric([name], int(info.outdated))
             rules.add_metric([name], info.rule_count)
             if self.rule_metrics and info.rule_count <= self.max_rule_series:
                 for rule in info.rules:
@@ -106,7 +110,7 @@ class PingkillerCollector(Collector):
                 events.add_metric([name, outcome], count)
             run_time.add_metric([name], stats.run_time_ns / 1e9)
             runs.add_metric([name], stats.run_count)
-        yield from (attachment, packets, octets, events, rules, hits, run_time, runs)
+        yield from (attachment, outdated, packets, octets, events, rules, hits, run_time, runs)
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import socket
 import struct
+import sys
 
 from pingkiller import pins
 from pingkiller.bpf import BpfError, Program, XdpLink, xdp_query
@@ -36,6 +37,20 @@ def interface_name(ifindex: int) -> str | None:
         return socket.if_indextoname(ifindex)
     except OSError:
         return None
+
+
+_SO_NETNS_COOKIE = 71
+
+
+def netns_cookie() -> int:
+    """The cookie of this process's network namespace (unique while the system runs,
+    never reused), or 0 where the kernel cannot tell (before 5.14)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            raw = sock.getsockopt(socket.SOL_SOCKET, _SO_NETNS_COOKIE, 8)
+    except OSError:
+        return 0
+    return int.from_bytes(raw, sys.byteorder)
 
 
 def check_ethernet(ifname: str) -> None:

@@ -18,7 +18,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,7 @@ from pingkiller.bpf.link import LinkInfo, xdp_query
 from pingkiller.errors import (
     AlreadyAttached,
     AttachFailed,
+    IncompatiblePins,
     InvalidInput,
     NotAttached,
     PermissionDenied,
@@ -46,7 +47,7 @@ from pingkiller.errors import (
 )
 from pingkiller.events import EventFeed, EventStream
 from pingkiller.policy import Policy, Rule, default_action, format_network, parse_network
-from pingkiller.rules import RuleKeys, RuleTable, read_rule_keys
+from pingkiller.rules import RULE_MAPS, RuleKeys, RuleTable, read_rule_keys
 from pingkiller.stats import Stats, read_stats, run_time_stats
 
 PINNED_MAPS = (
@@ -59,6 +60,9 @@ PINNED_MAPS = (
     abi.PREFIXES_V4_MAP,
     abi.PREFIXES_V6_MAP,
 )
+# Rule changes larger than this go through a copy of the rule tables swapped in at once
+# (Attachment._rebuilt), so a writer killed meanwhile leaves no partial change.
+ATOMIC_ABOVE = 256
 # Kept across --replace so counters and event readers carry on.
 CARRIED_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, abi.EVENTS_MAP)
 
@@ -84,6 +88,8 @@ class LinkState(enum.Enum):
 
     FILTERING = "filtering"  # attached to the interface its pins are named after
     RENAMED = "renamed"  # still filters, but the interface has another name now
+    MOVED = "moved"  # still filters, on an interface moved to another network namespace
+    ELSEWHERE = "elsewhere"  # attached from another network namespace, which it filters
     UNREADABLE = "unreadable"  # the link cannot be read
     DEFUNCT = "defunct"  # the kernel detached it: its interface is gone
     GONE = "gone"  # no interface has the link's index any more
@@ -91,7 +97,87 @@ class LinkState(enum.Enum):
     @property
     def stale(self) -> bool:
         """Whether the attachment filters nothing any more."""
-        return self not in (LinkState.FILTERING, LinkState.RENAMED)
+        return self not in (LinkState.FILTERING, LinkState.RENAMED, LinkState.MOVED,
+                            LinkState.ELSEWHERE)
+
+
+def _carry_hits(before: dict[str, dict[bytes, bytes]], old: dict[str, Map],
+                new: dict[str, Map]) -> None:
+    """Add to the new rule maps the hits the old ones counted since ``before`` was read."""
+    for name, earlier in before.items():
+        for key, raw in old[name].items_batch():
+            _, hits = abi.decode_rule(raw)
+            gained = hits - (abi.decode_rule(earlier[key])[1] if key in earlier else 0)
+            current = new[name].get_raw(key) if gained > 0 else None
+            if current is not None:
+                action, counted = abi.decode_rule(current)
+                new[name].put(key, abi.encode_rule(action, counted + gained))
+
+
+# States in which the link's interface is in this network namespace.
+_HERE = (LinkState.FILTERING, LinkState.RENAMED)
+
+
+def _runs_here(info: LinkInfo, ifname: str) -> bool:
+    """Whether interface ``info.ifindex`` of this network namespace runs the link's
+    program (an ifindex is unique only within a namespace: another interface may have
+    it here once ours moved away)."""
+    try:
+        attached = set(xdp_query(info.ifindex).attached_ids)
+    except BpfError:
+        return False  # no interface has that index here
+    return info.prog_id in attached or bool(attached & recovery.replacing_programs(ifname))
+
+
+def _outdated(identity: pins.Identity) -> bool:
+    return (identity.abi_version != abi.ABI_VERSION
+            or identity.program != datapath.program_digest())
+
+
+def abi_problem(ifname: str, pins_abi: int) -> str:
+    """What to do about pins of ABI ``pins_abi``, which this pingkiller does not read."""
+    ours = abi.ABI_VERSION
+    if pins_abi > ours:
+        return (f"{ifname}'s pins were made by a newer pingkiller (ABI {pins_abi}; this one "
+                f"reads ABI {ours}): use that pingkiller or a newer one for {ifname} "
+                f"(this one can still `pingkiller detach {ifname}`)")
+    if pins_abi in abi.ADOPTABLE_ABI_VERSIONS:
+        return (f"{ifname}'s pins were made by an older pingkiller (ABI {pins_abi}; this one "
+                f"reads ABI {ours}): `pingkiller upgrade {ifname}` moves them to this version "
+                "in place, keeping rules and counters")
+    return (f"{ifname}'s pins were made by an older pingkiller (ABI {pins_abi}) that this one "
+            f"(ABI {ours}) cannot adopt: `pingkiller detach {ifname}`, then attach again")
+
+
+def _link_state(
+    link: XdpLink | RecordedLink, identity: pins.Identity | None, ifname: str
+) -> tuple[LinkInfo | None, LinkState, str]:
+    """See :meth:`Attachment._link_state`."""
+    try:
+        info = link.info()
+    except BpfError:
+        return None, LinkState.UNREADABLE, "its XDP link cannot be read"
+    if info.ifindex == 0:
+        if isinstance(link, RecordedLink) and not link.from_kernel:
+            return info, LinkState.DEFUNCT, (
+                "its program runs on no interface here (the interface is gone, or was "
+                "moved to another network namespace)")
+        return info, LinkState.DEFUNCT, "the interface is gone (the link is defunct)"
+    cookie = identity.netns_cookie if identity else 0
+    if cookie and cookie != interfaces.netns_cookie():
+        return info, LinkState.ELSEWHERE, (
+            "it was attached in another network namespace and filters there: manage it "
+            "from that namespace")
+    if not _runs_here(info, ifname):
+        return info, LinkState.MOVED, (
+            "its interface was moved to another network namespace; still filtering there "
+            f"(`pingkiller detach {ifname}` removes it)")
+    current = interfaces.interface_name(info.ifindex)
+    if current is None:
+        return info, LinkState.GONE, "the interface is gone"
+    if current != ifname:
+        return info, LinkState.RENAMED, f"the interface was renamed to {current!r}"
+    return info, LinkState.FILTERING, ""
 
 
 def _networks(addresses: Iterable[str | Network]) -> list[Network]:
@@ -114,6 +200,10 @@ class AttachmentInfo:
     stale: bool
     problem: str
     pin_dir: str
+    state: LinkState = LinkState.FILTERING
+    abi_version: int = abi.ABI_VERSION  # of the pins
+    program: str = ""  # SHA-256 of the running program's ELF ('' when not recorded)
+    outdated: bool = False  # the running program is not the installed one
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -122,8 +212,12 @@ class AttachmentInfo:
             "program_id": self.program_id,
             "link_id": self.link_id,
             "mode": self.mode.value,
+            "state": self.state.value,
             "stale": self.stale,
             "problem": self.problem or None,
+            "abi_version": self.abi_version,
+            "program": self.program or None,
+            "outdated": self.outdated,
             "policy": self.policy.to_json() if self.policy else None,
             "rule_count": self.rule_count,
             "rules": [rule.to_json() for rule in self.rules],
@@ -148,8 +242,20 @@ class RecordedLink:
         self.program = program
         self.identity = identity
         self.prog_id = program.info().id
+        self.from_kernel = False  # whether the last info() came from the link itself
 
     def info(self) -> LinkInfo:
+        """The link's info: from the kernel's link by id where this process may open it
+        (CAP_SYS_ADMIN; nothing is written), else inferred from what the interface runs."""
+        try:
+            with XdpLink.from_id(self.identity.link_id) as link:
+                info = link.info()
+            self.from_kernel = True
+            return info
+        except BpfError as err:
+            self.from_kernel = err.errno == errno.ENOENT  # the link is gone: defunct
+            if self.from_kernel:
+                return LinkInfo(id=self.identity.link_id, prog_id=self.prog_id, ifindex=0)
         try:
             attached = set(xdp_query(self.identity.ifindex).attached_ids)
         except BpfError:
@@ -265,8 +371,11 @@ class Attachment:
     def __init__(
         self, ifname: str, link: XdpLink | RecordedLink, maps: dict[str, Map], *, pinned: bool,
         obj: Object | None = None, program: Program | None = None, read_only: bool = False,
+        identity: pins.Identity | None = None,
     ) -> None:
         self.ifname = ifname
+        self.identity = identity  # what the pins record (None: private, or no record)
+        self.recovered: list[str] = []  # what the writer that made this finished first
         self._link = link
         self.maps = maps
         self.pinned = pinned
@@ -275,6 +384,9 @@ class Attachment:
         self._program = program  # the pinned program, when it was opened (read-only handle)
         self._events_map: Map | None = None
         self._table = RuleTable(maps)
+        # The program whose maps these are: another writer may swap the program (and the
+        # rule maps with it) after this handle was opened; see _follow_swaps.
+        self._prog_id = link.info().prog_id if isinstance(link, XdpLink) else 0
 
     @property
     def link(self) -> XdpLink:
@@ -302,7 +414,29 @@ class Attachment:
     def _locked(self) -> AbstractContextManager[None]:
         """The pin lock for pinned attachments; private ones have no other writer."""
         self._refuse_if_read_only()
-        return _writing() if self.pinned else nullcontext()
+        return self._writing() if self.pinned else nullcontext()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The pin lock, with what killed writers left finished and this handle's maps
+        those of the program the link runs now (see :meth:`_follow_swaps`)."""
+        with _writing():
+            self.recovered += recovery.recover()
+            self._follow_swaps()
+            yield
+
+    def _follow_swaps(self) -> None:
+        """Reopen the maps if another writer swapped the program since this handle was
+        opened (a --replace, a rule file, an upgrade bring new rule maps): a change made
+        to the old maps would be lost."""
+        running = self.link.info().prog_id
+        if running == self._prog_id:
+            return
+        fresh = _open_pinned(self.ifname)
+        fresh._link.close()  # this handle keeps its own fd on the same link
+        self._close_all_but_link()
+        self.maps, self._program, self.identity = fresh.maps, fresh._program, fresh.identity
+        self._table, self._prog_id, self._events_map = fresh._table, running, None
 
     def _refuse_if_read_only(self) -> None:
         if self.read_only:
@@ -338,15 +472,69 @@ class Attachment:
         """Load a blocklist file (one address/prefix per line, # comments) in batches."""
         return self.set_rules(read_rule_keys(path), action)
 
-    def set_rules(self, keys: RuleKeys, action: RuleAction) -> int:
-        """Give every rule in ``keys`` the ``action``; returns rules changed (big lists)."""
-        with self._changing():
-            return self._table.set_keys(keys.by_map, action)
+    def set_rules(self, keys: RuleKeys, action: RuleAction, *, atomic: bool | None = None) -> int:
+        """Give every rule in ``keys`` the ``action``; returns rules changed (big lists).
 
-    def remove_rules(self, keys: RuleKeys) -> int:
-        """Remove any rule in ``keys``; returns how many existed."""
+        ``atomic``: all or nothing also if this process is killed meanwhile (see
+        :meth:`_rebuilt`; it loads a program, so it needs CAP_PERFMON too). None (the
+        default) means: for pinned attachments, when ``keys`` holds more than
+        ATOMIC_ABOVE rules; smaller changes are made in place, a few syscalls."""
         with self._changing():
-            return self._table.remove_keys(keys.by_map)
+            if not self._atomic(keys, atomic):
+                return self._table.set_keys(keys.by_map, action)
+            return self._rebuilt(lambda table: table.set_keys(keys.by_map, action))
+
+    def remove_rules(self, keys: RuleKeys, *, atomic: bool | None = None) -> int:
+        """Remove any rule in ``keys``; returns how many existed (``atomic`` as for
+        :meth:`set_rules`)."""
+        with self._changing():
+            if not self._atomic(keys, atomic):
+                return self._table.remove_keys(keys.by_map)
+            return self._rebuilt(lambda table: table.remove_keys(keys.by_map))
+
+    def _atomic(self, keys: RuleKeys, atomic: bool | None) -> bool:
+        if not self.pinned:
+            return False  # no other process sees it, and it dies with this one
+        if atomic is None:
+            atomic = sum(len(k) for k in keys.by_map.values()) > ATOMIC_ABOVE
+        if atomic:
+            capabilities.require_privileges(load=True)
+        return atomic
+
+    def _rebuilt(self, edit: Callable[[RuleTable], int]) -> int:
+        """Apply ``edit`` to a copy of the rules and swap the copy in at once.
+
+        A big change (a rule file of a million lines) takes a while, and a writer killed
+        in the middle of changing the running rule maps would leave half of it. So the
+        installed program is loaded with fresh rule maps holding the current rules, the
+        edit goes there, and the program is swapped in like a --replace (:func:`_publish`,
+        which the next writer completes or undoes after a kill -9); counters, timing and
+        events carry over. Hits the old rules counted meanwhile are added after the swap.
+        """
+        if self.identity is not None and self.identity.abi_version != abi.ABI_VERSION:
+            raise IncompatiblePins(abi_problem(self.ifname, self.identity.abi_version))
+        obj = datapath.open_object()
+        try:
+            for name in CARRIED_MAPS:
+                obj.reuse_map(name, self.maps[name])
+            _load_object(obj)
+            obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = self.maps[abi.SETTINGS_MAP][abi.u32_key(0)]
+            before = {name: dict(self.maps[name].items_batch()) for name in RULE_MAPS}
+            for name, items in before.items():
+                if items:
+                    obj.maps[name].update_batch(list(items), list(items.values()))
+            table = RuleTable(obj.maps)
+            changed = edit(table)
+            _publish(obj, self.ifname, self.link)
+        except BaseException:
+            obj.close()
+            raise
+        _carry_hits(before, self.maps, obj.maps)
+        self._close_all_but_link()
+        self.maps, self._obj, self._table = dict(obj.maps), obj, table
+        self._prog_id = obj.programs[abi.PROGRAM_NAME].info().id
+        self.identity = _read_identity(pins.directory(self.ifname))
+        return changed
 
     def unblock(self, addresses: Iterable[str | Network]) -> int:
         """Remove any rule for these addresses; returns how many existed."""
@@ -383,18 +571,7 @@ class Attachment:
     def _link_state(self) -> tuple[LinkInfo | None, LinkState, str]:
         """The link's kernel info (None if unreadable), its state, and what is wrong in
         words ('' when it filters where its pins say)."""
-        try:
-            info = self._link.info()
-        except BpfError:
-            return None, LinkState.UNREADABLE, "its XDP link cannot be read"
-        if info.ifindex == 0:
-            return info, LinkState.DEFUNCT, "the interface is gone (the link is defunct)"
-        current = interfaces.interface_name(info.ifindex)
-        if current is None:
-            return info, LinkState.GONE, "the interface is gone"
-        if current != self.ifname:
-            return info, LinkState.RENAMED, f"the interface was renamed to {current!r}"
-        return info, LinkState.FILTERING, ""
+        return _link_state(self._link, self.identity, self.ifname)
 
     def link_state(self) -> LinkState:
         """What the kernel says of the link (see :class:`LinkState`)."""
@@ -544,7 +721,8 @@ class Attachment:
             ifindex=link_info.ifindex if link_info else 0,
             program_id=link_info.prog_id if link_info else 0,
             link_id=link_info.id if link_info else 0,
-            mode=xdp_query(link_info.ifindex).mode if link_info and not stale else XdpMode.NONE,
+            mode=(xdp_query(link_info.ifindex).mode if link_info and state in _HERE
+                  else XdpMode.NONE),
             policy=self.policy,
             rule_count=len(rules) if with_rules else self.rule_count(),
             rules=rules,
@@ -552,7 +730,15 @@ class Attachment:
             stale=stale,
             problem=problem,
             pin_dir=str(pins.directory(self.ifname)) if self.pinned else "",
+            state=state,
+            abi_version=self.identity.abi_version if self.identity else abi.ABI_VERSION,
+            program=self.identity.program.hex() if self.identity else datapath.program_digest().hex(),
+            outdated=self.is_outdated(),
         )
+
+    def is_outdated(self) -> bool:
+        """Whether the running program is not the installed one (`pingkiller upgrade`)."""
+        return self.identity is not None and _outdated(self.identity)
 
     # -- lifetime
 
@@ -589,29 +775,66 @@ class Attachment:
         self.close()
 
 
-def _incomplete(ifname: str) -> NotAttached:
+def _incomplete(ifname: str, missing: Iterable[str] = ()) -> NotAttached:
+    what = f"incomplete: missing {', '.join(missing)}" if missing else "its pins are incomplete"
     return NotAttached(
-        f"{ifname} has no complete pingkiller attachment (its pins are incomplete; "
-        f"`pingkiller detach {ifname}` cleans them)"
+        f"{ifname} has no complete pingkiller attachment ({what}; "
+        f"`pingkiller detach {ifname}` cleans them, then attach again)"
     )
 
 
-def _open_pinned(ifname: str, directory: Path | None = None) -> Attachment:
-    """A writer's view: the link and maps opened read-write."""
+def _open_maps(base: Path, opened: ExitStack, *, read_only: bool) -> tuple[dict[str, Map], list[str]]:
+    """The pinned maps that are there, and the names of those that are not."""
+    maps, missing = {}, []
+    for name in PINNED_MAPS:
+        try:
+            maps[name] = opened.enter_context(Map.from_pin(base / name, read_only=read_only))
+        except BpfError as err:
+            if err.errno != errno.ENOENT:
+                raise
+            missing.append(name)
+    return maps, missing
+
+
+def _read_identity(base: Path) -> pins.Identity | None:
+    """The identity record pinned in ``base``; None when there is none (pins of ABI 1
+    made before records existed). An unreadable record raises IncompatiblePins."""
+    try:
+        with Map.from_pin(base / pins.IDENTITY_PIN, read_only=True) as record:
+            raw = record[abi.u32_key(0)]
+    except BpfError as err:
+        if err.errno == errno.ENOENT:
+            return None
+        raise
+    try:
+        return pins.Identity.decode(raw)
+    except ValueError as err:
+        raise IncompatiblePins(f"{base.name}'s pins cannot be read by this pingkiller: {err}; "
+                               "use the pingkiller that made them") from None
+
+
+def _open_pinned(ifname: str, directory: Path | None = None, *, check_abi: bool = True) -> Attachment:
+    """A writer's view: the link and maps opened read-write. Pins of another ABI version
+    raise IncompatiblePins unless ``check_abi`` is False (upgrade, detach)."""
     where = directory or pins.directory(ifname)
     with ExitStack() as opened:
         try:
+            identity = _read_identity(where)
+            if check_abi and (pins_abi := identity.abi_version if identity else 1) != abi.ABI_VERSION:
+                raise IncompatiblePins(abi_problem(ifname, pins_abi))
             link = opened.enter_context(XdpLink.from_pin(where / pins.LINK_PIN))
-            maps = {name: opened.enter_context(Map.from_pin(where / name)) for name in PINNED_MAPS}
+            maps, missing = _open_maps(where, opened, read_only=False)
         except BpfError as err:
             if err.errno in (errno.EACCES, errno.EPERM):
                 raise capabilities.refused(err, capabilities.NEEDS_ROOT) from None
             if err.errno == errno.ENOENT:
-                raise _incomplete(ifname) from None
+                raise _incomplete(ifname, [pins.LINK_PIN]) from None
             raise
+        if missing:
+            raise _incomplete(ifname, missing)
         program = _pinned_program(where)  # None for pins made before programs were pinned
         opened.pop_all()
-    return Attachment(ifname, link, maps, pinned=True, program=program)
+    return Attachment(ifname, link, maps, pinned=True, program=program, identity=identity)
 
 
 def _pinned_program(directory: Path) -> Program | None:
@@ -629,6 +852,16 @@ class _Moved(Exception):
     """The directory was renamed while it was being read: read it again."""
 
 
+class _Unreadable(Exception):
+    """An attachment whose maps cannot be read (incomplete pins, another ABI version):
+    ``error`` says why; ``info`` is what status shows of it, filtering state included."""
+
+    def __init__(self, error: PingkillerError, info: AttachmentInfo) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.info = info
+
+
 def _open_read_only(ifname: str) -> Attachment:
     """A reader's view: every pin opened read-only, no lock, nothing written.
 
@@ -643,7 +876,7 @@ def _open_read_only(ifname: str) -> Attachment:
         where = directory if directory.is_dir() else recovery.pending_directory(ifname)
         if where is not None:
             try:
-                return _read_directory(ifname, where)
+                return _read_directory(ifname, where, pending=where != directory)
             except _Moved:
                 pass
         time.sleep(_READ_RETRY_SECONDS)
@@ -653,7 +886,9 @@ def _open_read_only(ifname: str) -> Attachment:
     raise _incomplete(ifname)
 
 
-def _read_directory(ifname: str, directory: Path) -> Attachment:
+def _read_directory(ifname: str, directory: Path, *, pending: bool = False) -> Attachment:
+    """Read one pin directory; ``pending``: a directory an interrupted writer left (it
+    may lack the identity record, which the writer pins last: it is of this version)."""
     try:
         dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except FileNotFoundError:
@@ -664,16 +899,24 @@ def _read_directory(ifname: str, directory: Path) -> Attachment:
         base = _FD_DIR / str(dir_fd) if _FD_DIR.is_dir() else directory
         with ExitStack() as opened:
             try:
-                maps = {name: opened.enter_context(Map.from_pin(base / name, read_only=True))
-                        for name in PINNED_MAPS}
                 view = _recorded_link(base, opened, ifname)
+                identity = view.identity if isinstance(view, RecordedLink) else None
+                pins_abi = identity.abi_version if identity else (abi.ABI_VERSION if pending else 1)
+                if pins_abi != abi.ABI_VERSION:
+                    _raise_if_moved(dir_fd, directory)
+                    raise _unreadable(IncompatiblePins(abi_problem(ifname, pins_abi)), view,
+                                      identity, ifname)
+                maps, missing = _open_maps(base, opened, read_only=True)
             except BpfError as err:
                 if err.errno in (errno.EACCES, errno.EPERM):
                     raise capabilities.refused(err, capabilities.NEEDS_ROOT_TO_READ) from None
                 if err.errno == errno.ENOENT:
                     _raise_if_moved(dir_fd, directory)
-                    raise _incomplete(ifname) from None
+                    raise _incomplete(ifname, _missing_records(base)) from None
                 raise
+            if missing:
+                _raise_if_moved(dir_fd, directory)
+                raise _unreadable(_incomplete(ifname, missing), view, identity, ifname)
             if isinstance(view, RecordedLink):
                 program: Program | None = view.program
             elif (program := _pinned_program(base)) is not None:
@@ -682,7 +925,30 @@ def _read_directory(ifname: str, directory: Path) -> Attachment:
             opened.pop_all()
     finally:
         os.close(dir_fd)
-    return Attachment(ifname, view, maps, pinned=True, program=program, read_only=True)
+    return Attachment(ifname, view, maps, pinned=True, program=program, read_only=True,
+                      identity=identity)
+
+
+def _missing_records(base: Path) -> list[str]:
+    return [name for name in (pins.PROGRAM_PIN, pins.IDENTITY_PIN, pins.LINK_PIN)
+            if not (base / name).exists()]
+
+
+def _unreadable(error: PingkillerError, link: XdpLink | RecordedLink,
+                identity: pins.Identity | None, ifname: str) -> _Unreadable:
+    """What status shows of an attachment whose maps it cannot read: its real state."""
+    info, state, problem = _link_state(link, identity, ifname)
+    return _Unreadable(error, AttachmentInfo(
+        ifname=ifname, ifindex=info.ifindex if info else 0,
+        program_id=info.prog_id if info else 0, link_id=info.id if info else 0,
+        mode=xdp_query(info.ifindex).mode if info and state in _HERE else XdpMode.NONE,
+        policy=None, rule_count=0, rules=[], stats=None, stale=state.stale,
+        problem=f"{error}; {problem}" if problem else str(error),
+        pin_dir=str(pins.directory(ifname)), state=state,
+        abi_version=identity.abi_version if identity else 1,
+        program=identity.program.hex() if identity else "",
+        outdated=identity is None or _outdated(identity),
+    ))
 
 
 def _recorded_link(base: Path, opened: ExitStack, ifname: str) -> RecordedLink | XdpLink:
@@ -691,8 +957,7 @@ def _recorded_link(base: Path, opened: ExitStack, ifname: str) -> RecordedLink |
     try:
         program = Program.from_pin(base / pins.PROGRAM_PIN, read_only=True)
         try:
-            with Map.from_pin(base / pins.IDENTITY_PIN, read_only=True) as record:
-                identity = pins.Identity.decode(record[abi.u32_key(0)])
+            identity = _read_identity(base)
         except BaseException:
             program.close()
             raise
@@ -700,8 +965,11 @@ def _recorded_link(base: Path, opened: ExitStack, ifname: str) -> RecordedLink |
         if err.errno != errno.ENOENT or not (base / pins.LINK_PIN).exists():
             raise
         return opened.enter_context(XdpLink.from_pin(base / pins.LINK_PIN))
-    except ValueError as err:  # a record of another version
-        raise NotAttached(f"cannot read {ifname}'s attachment: {err}") from None
+    if identity is None:
+        program.close()
+        if not (base / pins.LINK_PIN).exists():
+            raise _incomplete(ifname, [pins.IDENTITY_PIN])
+        return opened.enter_context(XdpLink.from_pin(base / pins.LINK_PIN))
     opened.callback(program.close)
     return RecordedLink(ifname, program, identity)
 
@@ -733,7 +1001,12 @@ def open_attachment(ifname: str, *, read_only: bool = False) -> Attachment:
         raise NotAttached(
             f"{ifname} has no pingkiller attachment: attach one with `pingkiller attach {ifname}`"
         )
-    return _open_read_only(ifname) if read_only else _open_pinned(ifname)
+    if not read_only:
+        return _open_pinned(ifname)
+    try:
+        return _open_read_only(ifname)
+    except _Unreadable as err:
+        raise err.error from None
 
 
 def _detach_pinned(ifname: str) -> None:
@@ -785,7 +1058,7 @@ def attach(
         return Attachment(ifname, link, dict(obj.maps), pinned=False, obj=obj)
 
     with _writing():
-        recovery.recover()
+        recovered = recovery.recover()
         existing: Attachment | None = None
         if pins.directory(ifname).is_dir():
             existing = _open_pinned(ifname)
@@ -794,7 +1067,7 @@ def attach(
                 existing.close()
                 recovery.detach_directory(pins.retire(ifname))
                 existing = None
-            elif state is LinkState.RENAMED:
+            elif state is not LinkState.FILTERING:
                 existing.close()
                 raise AlreadyAttached(
                     f"pingkiller's attachment for {ifname} still filters, but {problem}: "
@@ -823,38 +1096,60 @@ def attach(
             if existing is not None:
                 existing.close()
             raise
-        temp = pins.temporary(ifname)
-        swapped = False
         try:
-            for name in PINNED_MAPS:
-                obj.maps[name].pin(temp / name)
-                pins.secure(temp / name)
-            # Pinned before the link runs it: during a --replace it tells recovery.recover() whether
-            # the swap happened; afterwards it tells readers which program the link runs.
-            program = obj.programs[abi.PROGRAM_NAME]
-            program.pin(temp / pins.PROGRAM_PIN)
-            pins.secure(temp / pins.PROGRAM_PIN)
             if existing is not None:
-                link = existing.link
-                link.update(program)
-                swapped = True
+                link = _publish(obj, ifname, existing.link)
             else:
-                link = _attach_link(obj, ifname, ifindex, mode)
-            recovery.pin_link(link, temp)
-            pins.publish(temp, ifname)
+                link = _publish(obj, ifname, lambda program: _attach_link(obj, ifname, ifindex, mode))
         except BaseException:
-            if swapped:
-                # The new program runs already: its maps must win, as after a kill -9.
-                recovery.recover()
-            else:
-                pins.remove(temp)
             obj.close()
             if existing is not None:
                 existing.close()
             raise
         if existing is not None:
             existing._close_all_but_link()  # the new object holds its own copies of the carried maps
-        return Attachment(ifname, link, dict(obj.maps), pinned=True, obj=obj)
+        made = Attachment(ifname, link, dict(obj.maps), pinned=True, obj=obj,
+                          identity=_read_identity(pins.directory(ifname)))
+        made.recovered = recovered
+        return made
+
+
+def _publish(obj: Object, ifname: str, link: XdpLink | Callable[[Program], XdpLink]) -> XdpLink:
+    """Make ``obj``'s program the one ``ifname``'s pins name, all or nothing under kill -9.
+
+    Its maps and program are pinned in a temporary directory, then the program is swapped
+    into ``link`` (an existing attachment's: one atomic bpf_link_update, no moment without
+    a program) or attached by calling ``link`` (a new attachment); the link and the
+    identity record are pinned and the directory renamed into place. A writer killed on
+    the way leaves the temporary directory, which the next one completes (if the swap
+    happened) or removes (:func:`pingkiller.recovery.recover`).
+    """
+    temp = pins.temporary(ifname)
+    swapped = False
+    try:
+        for name in PINNED_MAPS:
+            obj.maps[name].pin(temp / name)
+            pins.secure(temp / name)
+        # Pinned before the link runs it: during a swap it tells recovery.recover() whether
+        # the swap happened; afterwards it tells readers which program the link runs.
+        program = obj.programs[abi.PROGRAM_NAME]
+        program.pin(temp / pins.PROGRAM_PIN)
+        pins.secure(temp / pins.PROGRAM_PIN)
+        if isinstance(link, XdpLink):
+            link.update(program)
+            swapped = True
+        else:
+            link = link(program)
+        recovery.pin_link(link, temp, datapath.program_digest())
+        pins.publish(temp, ifname)
+    except BaseException:
+        if swapped:
+            # The new program runs already: its maps must win, as after a kill -9.
+            recovery.recover()
+        else:
+            pins.remove(temp)
+        raise
+    return link
 
 
 def _load(
@@ -864,12 +1159,7 @@ def _load(
     try:
         for name, existing in carried.items():
             obj.reuse_map(name, existing)
-        try:
-            obj.load()
-        except BpfError as err:
-            if capabilities.seccomp_refused(err):
-                raise PermissionDenied(capabilities.SECCOMP_REFUSED) from None
-            raise
+        _load_object(obj)
         obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = policy.to_config().encode()
         table = RuleTable(obj.maps)
         table.set(block, RuleAction.BLOCK)
@@ -878,6 +1168,15 @@ def _load(
         obj.close()
         raise
     return obj
+
+
+def _load_object(obj: Object) -> None:
+    try:
+        obj.load()
+    except BpfError as err:
+        if capabilities.seccomp_refused(err):
+            raise PermissionDenied(capabilities.SECCOMP_REFUSED) from None
+        raise
 
 
 def _attach_link(obj: Object, ifname: str, ifindex: int, mode: XdpMode) -> XdpLink:
@@ -932,6 +1231,8 @@ def attachments(*, with_rules: bool = True) -> list[AttachmentInfo]:
                 found.append(attachment.info(with_rules=with_rules))
         except _Gone:
             continue  # detached while we looked
+        except _Unreadable as err:
+            found.append(err.info)
         except NotAttached as err:
             found.append(_broken(ifname, str(err)))
     return found
@@ -951,6 +1252,7 @@ class Detached:
 
     ifname: str
     was_stale: bool
+    recovered: tuple[str, ...] = ()  # what recovery finished first (pingkiller.recovery)
 
 
 def detach(ifname: str) -> Detached:
@@ -958,18 +1260,90 @@ def detach(ifname: str) -> Detached:
     pins.validate_ifname(ifname)
     capabilities.require_privileges()
     with _writing():
-        recovery.recover()
+        recovered = tuple(recovery.recover())
         if not pins.directory(ifname).is_dir():
             raise NotAttached(f"{ifname} has no pingkiller attachment: nothing to detach")
-        try:
-            with _open_pinned(ifname) as attachment:
-                stale = attachment.is_stale()
-        except NotAttached:
-            stale = True
+        stale = _filters_nothing(ifname)
         _detach_pinned(ifname)
-    return Detached(ifname, stale)
+    return Detached(ifname, stale, recovered)
+
+
+def _filters_nothing(ifname: str) -> bool:
+    """Whether the pinned link filters nothing, judged from the link alone (the maps may
+    be incomplete or of another ABI version: detach works whatever they are)."""
+    where = pins.directory(ifname)
+    try:
+        identity = _read_identity(where)
+    except IncompatiblePins:
+        identity = None
+    try:
+        with XdpLink.from_pin(where / pins.LINK_PIN) as link:
+            return _link_state(link, identity, ifname)[1].stale
+    except BpfError:
+        return True
 
 
 def detach_all() -> list[Detached]:
     """Detach every pingkiller attachment (and nothing else)."""
     return [detach(ifname) for ifname in _recovered_names()]
+
+
+@dataclass(frozen=True)
+class Upgraded:
+    """What ``upgrade`` did to one attachment."""
+
+    ifname: str
+    upgraded: bool  # False: it ran the installed program already
+    from_abi: int
+    from_program: str  # SHA-256 of the ELF that ran ('' when not recorded)
+    to_program: str
+    recovered: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {"interface": self.ifname, "upgraded": self.upgraded, "from_abi": self.from_abi,
+                "to_abi": abi.ABI_VERSION, "from_program": self.from_program or None,
+                "to_program": self.to_program}
+
+
+def upgrade(ifname: str) -> Upgraded:
+    """Run the installed program on ``ifname``'s attachment in place of the one it runs.
+
+    The new program is loaded on the attachment's own maps (policy, rules with their hit
+    counts, counters, events), which it adopts unchanged when their ABI version is one it
+    runs on (:data:`pingkiller.abi.ADOPTABLE_ABI_VERSIONS`), and swapped in with one
+    atomic bpf_link_update: no packet meets no program. All or nothing under kill -9,
+    like --replace. An attachment that runs the installed program already is left as is.
+    """
+    pins.validate_ifname(ifname)
+    capabilities.require_privileges(load=True)
+    with _writing():
+        recovered = tuple(recovery.recover())
+        if not pins.directory(ifname).is_dir():
+            raise NotAttached(f"{ifname} has no pingkiller attachment: nothing to upgrade")
+        with _open_pinned(ifname, check_abi=False) as existing:
+            record = existing.identity or pins.Identity(0, 0)
+            before = record.program.hex()
+            installed = datapath.program_digest().hex()
+            if record.abi_version not in abi.ADOPTABLE_ABI_VERSIONS:
+                raise IncompatiblePins(abi_problem(ifname, record.abi_version))
+            if not _outdated(record):
+                return Upgraded(ifname, False, record.abi_version, before, installed, recovered)
+            _, state, problem = existing._link_state()
+            if state.stale:
+                raise StaleAttachment(
+                    f"{ifname}'s attachment filters nothing ({problem}): `pingkiller detach "
+                    f"{ifname}` cleans it, then attach again")
+            obj = datapath.open_object()
+            try:
+                for name in PINNED_MAPS:
+                    obj.reuse_map(name, existing.maps[name])
+                _load_object(obj)
+                _publish(obj, ifname, existing.link)
+            finally:
+                obj.close()
+    return Upgraded(ifname, True, record.abi_version, before, installed, recovered)
+
+
+def upgrade_all() -> list[Upgraded]:
+    """:func:`upgrade` every attachment that can be (in name order)."""
+    return [upgrade(ifname) for ifname in _recovered_names()]

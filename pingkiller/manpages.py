@@ -64,6 +64,7 @@ _REASONS = DocSection("REASONS", "docs/cli.md", "## Concepts", start="**Reasons*
 # Page name -> the sections of docs/ it carries, after OPTIONS (most pages carry none).
 DOC_SECTIONS: dict[str, tuple[DocSection, ...]] = {
     "pingkiller-detach": (_json_section("## `pingkiller detach`"),),
+    "pingkiller-upgrade": (_json_section("## `pingkiller upgrade`"),),
     "pingkiller-block": (_json_section("## `pingkiller block`, `allow`, `unblock`"),),
     "pingkiller-allow": (_json_section("## `pingkiller block`, `allow`, `unblock`"),),
     "pingkiller-unblock": (_json_section("## `pingkiller block`, `allow`, `unblock`"),),

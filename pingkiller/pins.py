@@ -75,29 +75,51 @@ def directory(ifname: str) -> Path:
 
 @dataclass(frozen=True)
 class Identity:
-    """What the writer records beside the link pin: the link's id and interface index.
+    """What the writer records beside the link pin: which link, interface and network
+    namespace the attachment is, and which ABI and program made the pins.
 
     A reader that cannot open the link (link pins open only read-write) learns from it
     which link and interface the attachment is, and checks with the kernel that the
-    pinned program is still the one attached there.
+    pinned program is still the one attached there. Every verb compares ``abi_version``
+    with its own before it reads a map; ``program`` (the SHA-256 of the ELF) tells
+    whether the running program is the installed one.
     """
 
     link_id: int
     ifindex: int
+    abi_version: int = 1
+    netns_cookie: int = 0  # 0: not recorded (pins of ABI 1)
+    program: bytes = b""  # SHA-256 of the BPF ELF; b"": not recorded (ABI 1)
 
-    FORMAT = struct.Struct("=IIII")  # version, link id, ifindex, reserved (a map value)
-    VERSION = 1
+    # Record version 2: version, ABI version, link id, ifindex, netns cookie, ELF SHA-256.
+    FORMAT = struct.Struct("=IIIIQ32s")
+    VERSION = 2
+    # Record version 1 (pins of ABI 1): version, link id, ifindex, reserved.
+    FORMAT_V1 = struct.Struct("=IIII")
 
     def encode(self) -> bytes:
-        return self.FORMAT.pack(self.VERSION, self.link_id, self.ifindex, 0)
+        return self.FORMAT.pack(self.VERSION, self.abi_version, self.link_id, self.ifindex,
+                                self.netns_cookie, self.program.ljust(32, b"\0"))
 
     @classmethod
     def decode(cls, raw: bytes) -> Identity:
-        version, link_id, ifindex, _ = cls.FORMAT.unpack_from(raw)
-        if version != cls.VERSION:
-            raise ValueError(f"identity record version {version} (this pingkiller reads "
-                             f"{cls.VERSION}): written by another pingkiller version")
-        return cls(link_id, ifindex)
+        """The record, of either version (ValueError for anything else)."""
+        if len(raw) < 4:
+            raise ValueError(f"an identity record of {len(raw)} bytes")
+        (version,) = struct.unpack_from("=I", raw)
+        if version == 1 and len(raw) >= cls.FORMAT_V1.size:
+            _, link_id, ifindex, _ = cls.FORMAT_V1.unpack_from(raw)
+            return cls(link_id, ifindex)
+        if version == cls.VERSION and len(raw) >= cls.FORMAT.size:
+            _, abi_version, link_id, ifindex, cookie, program = cls.FORMAT.unpack_from(raw)
+            return cls(link_id, ifindex, abi_version, cookie, program)
+        raise ValueError(f"identity record version {version} (this pingkiller reads 1 and "
+                         f"{cls.VERSION}): written by a newer pingkiller")
+
+    @property
+    def program_id_text(self) -> str:
+        """The program's short identity for humans: the ELF's SHA-256, first 12 digits."""
+        return self.program.hex()[:12] if self.program else "unrecorded"
 
 
 def read_only_mount(path: Path | None = None) -> Path | None:

@@ -12,15 +12,19 @@ them which pins the next writer will keep.
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 from pathlib import Path
 
-from pingkiller import abi, pins
+from pingkiller import abi, interfaces, pins
 from pingkiller.bpf import MAP_TYPE_ARRAY, BpfError, Map, Program, XdpLink, xdp_query
+
+_log = logging.getLogger("pingkiller.recovery")
 
 
 def recover() -> list[str]:
-    """Finish or undo what killed writers left half done; returns what was done, in words.
+    """Finish or undo what killed writers left half done; returns what was done, in words
+    (also logged, one warning per action, on the ``pingkiller.recovery`` logger).
 
     Call with the pin lock held. Every writer holds that lock from its first pin to its
     last, so whatever is left over now was left by a writer that is gone (its pid may
@@ -51,6 +55,8 @@ def recover() -> list[str]:
         else:
             pins.remove(path)
         notes.append(f"{ifname}: cleaned up after an interrupted {kind}")
+    for note in notes:
+        _log.warning("recovered: %s", note)
     return notes
 
 
@@ -73,18 +79,21 @@ def _replace_done(temp: Path, final: Path) -> bool:
             return False
 
 
-def pin_link(link: XdpLink, directory: Path) -> None:
+def pin_link(link: XdpLink, directory: Path, program: bytes = b"") -> None:
     """Pin the link and the identity record beside it, each unless already there.
 
-    The record (the link's id and ifindex, in a one-entry array map) tells readers which
-    link this is: they cannot open the link pin, which the kernel opens only read-write.
+    The record (:class:`pingkiller.pins.Identity`: the link's id and ifindex, this
+    network namespace, the ABI version and ``program``, the ELF's SHA-256, b"" when not
+    known) tells readers which link and program this is: they cannot open the link pin,
+    which the kernel opens only read-write.
     """
     if not (directory / pins.LINK_PIN).exists():
         link.pin(directory / pins.LINK_PIN)
         pins.secure(directory / pins.LINK_PIN)
     if not (directory / pins.IDENTITY_PIN).exists():
         info = link.info()
-        record = pins.Identity(info.id, info.ifindex)
+        record = pins.Identity(info.id, info.ifindex, abi.ABI_VERSION, interfaces.netns_cookie(),
+                               program)
         with Map.create(MAP_TYPE_ARRAY, "pk_identity", 4, pins.Identity.FORMAT.size, 1) as bpf_map:
             bpf_map[abi.u32_key(0)] = record.encode()
             bpf_map.pin(directory / pins.IDENTITY_PIN)

@@ -35,7 +35,8 @@ pytestmark = pytest.mark.root
 
 # The --json schemas of docs/cli.md: fields may be added there, never renamed or removed.
 STATUS_FIELDS = {"interface", "ifindex", "program_id", "link_id", "mode", "stale", "problem",
-                 "policy", "rule_count", "rules", "stats", "pin_dir"}
+                 "policy", "rule_count", "rules", "stats", "pin_dir", "state", "abi_version",
+                 "program", "outdated"}
 POLICY_FIELDS = {"default", "icmp", "all_protocols", "events", "event_rate", "timing"}
 STATS_FIELDS = {"interface", "packets", "bytes", "dropped", "passed", "events", "average_ns",
                 "kernel_run_time"}

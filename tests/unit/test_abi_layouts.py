@@ -110,3 +110,34 @@ def test_prefix_keys_round_trip():
 def test_counter_slots_follow_the_reasons():
     assert abi.CounterSlot.EVENTS_SENT == abi.REASON_COUNT
     assert [int(slot) for slot in abi.CounterSlot] == list(range(abi.REASON_COUNT, abi.COUNTER_COUNT))
+
+
+# What the pinned state's ABI is made of: kern/pingkiller.h (comments and blank space
+# dropped) and the map definitions of kern/pingkiller.bpf.c. When this test fails,
+# the ABI changed: bump abi.ABI_VERSION (and ADOPTABLE_ABI_VERSIONS, if the maps of
+# older versions no longer fit), then record the new fingerprint here.
+ABI_FINGERPRINTS = {2: "43e316cae844d073"}
+
+
+def _abi_text() -> str:
+    import re
+    from pathlib import Path
+
+    kern = Path(__file__).resolve().parents[2] / "kern"
+    header = (kern / "pingkiller.h").read_text()
+    maps = re.findall(r"struct \{[^}]*\} \w+ SEC\(\"\.maps\"\);",
+                      (kern / "pingkiller.bpf.c").read_text())
+    text = header + "\n".join(maps)
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    return " ".join(text.split())
+
+
+def test_the_abi_version_names_the_abi():
+    import hashlib
+
+    fingerprint = hashlib.sha256(_abi_text().encode()).hexdigest()[:16]
+    assert ABI_FINGERPRINTS.get(abi.ABI_VERSION) == fingerprint, (
+        f"kern/pingkiller.h or the maps changed (fingerprint {fingerprint}): bump "
+        "abi.ABI_VERSION and record the fingerprint in ABI_FINGERPRINTS"
+    )
+    assert abi.ABI_VERSION in abi.ADOPTABLE_ABI_VERSIONS

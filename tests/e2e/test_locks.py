@@ -226,3 +226,23 @@ def test_a_bad_lock_timeout_variable(attached: Peer, variable: str) -> None:
                            "seconds")
     assert line.endswith(": fix or unset the variable")
     assert rules_of(attached.host_ifname) == before
+
+
+def test_a_held_lock_delays_status_by_less_than_a_second(attached: Peer, pin_root: Path) -> None:
+    """status costs the same with the lock held by a stuck process as without it."""
+    def fastest() -> float:
+        timings = []
+        for _ in range(2):
+            result, took = pk_env("status", "--json")
+            assert result.returncode == 0, result.stderr
+            timings.append(took)
+        return min(timings)
+
+    unheld = fastest()
+    holder = subprocess.Popen(["flock", str(pin_root), "sleep", "60"], start_new_session=True)
+    try:
+        wait_until(lambda: is_held(pin_root), "flock to take the lock")
+        held = fastest()
+    finally:
+        end(holder)
+    assert held < unheld + 1.0, f"status took {held:.2f} s with the lock held, {unheld:.2f} s without"

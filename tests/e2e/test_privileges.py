@@ -291,3 +291,30 @@ def test_the_pin_root_is_made_0700_whatever_the_umask(pin_root: Path, sandbox: S
                    check=True, capture_output=True, timeout=60)
     assert stat.S_IMODE(pin_root.stat().st_mode) == 0o700
     subprocess.run([*CLI, "detach", ifname], check=True, capture_output=True, timeout=60)
+
+
+def test_a_pin_root_made_by_nobody_in_a_sticky_parent_is_refused(
+    pin_root: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack of issue #12: where the bpffs directory is world-writable and sticky
+    (as /sys/fs/bpf is on some hosts), uid 65534 makes the pin root before root does,
+    then leaves a `=del-` directory for root's "recovery" to act on."""
+    ifname = sandbox.add_peer().host_ifname
+    pin_root.mkdir(mode=0o700)
+    parent = pin_root / "open"
+    parent.mkdir()
+    parent.chmod(0o1777)
+    hostile = parent / "pingkiller"
+    monkeypatch.setenv("PINGKILLER_PIN_ROOT", str(hostile))
+    nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    pin_root.chmod(0o755)  # nobody must reach `open`
+    run([*nobody, "mkdir", "-m", "0777", str(hostile)])
+    run([*nobody, "mkdir", str(hostile / f"=del-1-{ifname}")])
+    assert hostile.stat().st_uid == 65534
+    result = subprocess.run([*CLI, "attach", ifname], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    line = one_line(result)
+    assert f"the pin root {hostile} is owned by uid 65534, not 0" in line and "rm -r" in line
+    assert xdp_ids(ifname) == []
+    assert sorted(p.name for p in hostile.iterdir()) == [f"=del-1-{ifname}"]  # untouched
+    shutil.rmtree(parent)

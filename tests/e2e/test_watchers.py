@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import pins_left, pk_ok, xdp_ids
 
-from pingkiller.sandbox import Peer, Sandbox
+from pingkiller.sandbox import Peer, Sandbox, run
 
 pytestmark = pytest.mark.root
 
@@ -176,6 +176,26 @@ def test_watchers_stop_when_another_attachment_takes_the_place(peer: Peer) -> No
             assert lines[-1] == (
                 f"pingkiller: {ifname} was detached and attached again, with counters and events "
                 f"of its own (`pingkiller {verb} {ifname}` follows the new attachment); stopping")
+    finally:
+        stats.stop()
+        events.stop()
+
+
+def test_pins_removed_by_hand_under_watchers_leave_nothing_attached(
+    peer: Peer, pin_root: Path
+) -> None:
+    """Watchers hold no link: with the pins removed (`rm -r`) the program goes, the
+    watchers stop, and attaching again is not refused as another tool's program."""
+    ifname = peer.host_ifname
+    stats, events = started(peer)
+    try:
+        run(["rm", "-r", str(pin_root / ifname)])
+        assert xdp_ids(ifname) == []
+        for watcher in (stats, events):
+            code, lines = watcher.ends()
+            assert code == 1 and lines[-1] == f"pingkiller: {ifname} was detached; stopping"
+        pk_ok("attach", ifname, "--block", peer.peer_v4)
+        assert peer.ping(peer.host_v4, count=1) == 0
     finally:
         stats.stop()
         events.stop()

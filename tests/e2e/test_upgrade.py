@@ -160,6 +160,7 @@ def test_a_newer_abi_is_refused_by_every_verb_but_detach(
     assert shown["abi_version"] == newer and shown["outdated"] is True
     assert shown["stale"] is False and shown["state"] == "filtering" and shown["rules"] == []
     one_line_failure(pk("export"))
+    assert outdated_gauge(ifname) == 1  # the exporter serves it, without its counters
     # Still its own: the newer build reads it.
     assert json.loads(run_cli(newer_abi, "status", "--json").stdout)[0]["rule_count"] == 1
     pk_ok("detach", ifname)

@@ -77,6 +77,17 @@ PK_ABI_OFFSET(pk_event, pad, 58);
 
 #define PK_NSEC_PER_SEC		1000000000ULL
 
+/*
+ * Tags past the first PK_MAX_VLAN_TAGS are walked by bpf_loop, up to this many:
+ * Linux strips any number of priority (VID 0) tags and delivers what they
+ * carry, so a ping hidden behind a deep stack must be found.  4-byte tags in a
+ * frame the program sees whole (no XDP frags) end well before this limit.
+ */
+#define PK_VLAN_WALK_MAX	1024
+#define PK_VLAN_HLEN		4
+/* Bounds the offset for the verifier (its packet range stops at 64 KiB). */
+#define PK_VLAN_OFFSET_MASK	0x1fff
+
 char LICENSE[] SEC("license") = "GPL";
 
 struct {
@@ -190,6 +201,35 @@ struct pk_packet {
 	__u16 icmp_id;
 	__u16 icmp_seq;
 };
+
+static __always_inline bool is_vlan(__be16 proto)
+{
+	return proto == bpf_htons(PK_ETH_P_8021Q) || proto == bpf_htons(PK_ETH_P_8021AD);
+}
+
+/* The deep part of a tag stack, walked with bpf_loop: where it ends and what follows. */
+struct pk_vlan_walk {
+	struct xdp_md *ctx;
+	__u32 offset;		/* of the next tag, or of what follows the stack */
+	__be16 proto;		/* what comes at offset */
+	__u16 cut;		/* the stack runs past the end of the frame */
+};
+
+static long walk_vlan_tag(__u32 index, void *data)
+{
+	struct pk_vlan_walk *walk = data;
+	__be16 inner;
+
+	if (!is_vlan(walk->proto))
+		return 1;
+	if (bpf_xdp_load_bytes(walk->ctx, walk->offset + 2, &inner, sizeof(inner)) < 0) {
+		walk->cut = 1;
+		return 1;
+	}
+	walk->proto = inner;
+	walk->offset += PK_VLAN_HLEN;
+	return 0;
+}
 
 static __always_inline void count(__u32 slot, __u64 bytes)
 {
@@ -566,19 +606,31 @@ int pingkiller(struct xdp_md *ctx)
 	for (int i = 0; i < PK_MAX_VLAN_TAGS; i++) {
 		struct pk_vlan_hdr *vlan = cursor;
 
-		if (proto != bpf_htons(PK_ETH_P_8021Q) && proto != bpf_htons(PK_ETH_P_8021AD))
+		if (!is_vlan(proto))
 			break;
 		if ((void *)(vlan + 1) > data_end)
 			goto judged;
 		proto = vlan->encapsulated_proto;
 		cursor = vlan + 1;
 	}
+	if (is_vlan(proto)) {
+		/* Rare: a deeper stack (e.g. stacked priority tags).  Walk it to its end. */
+		struct pk_vlan_walk walk = {
+			.ctx = ctx, .offset = cursor - data, .proto = proto,
+		};
+
+		bpf_loop(PK_VLAN_WALK_MAX, walk_vlan_tag, &walk, 0);
+		if (is_vlan(walk.proto) || walk.cut || walk.offset > length)
+			goto judged;	/* longer than any frame, or cut short: malformed */
+		proto = walk.proto;
+		cursor = data + (walk.offset & PK_VLAN_OFFSET_MASK);
+	}
 
 	if (proto == bpf_htons(PK_ETH_P_IP))
 		l4_class = parse_ipv4(cursor, data_end, &pkt, cfg->icmp_set);
 	else if (proto == bpf_htons(PK_ETH_P_IPV6))
 		l4_class = parse_ipv6(cursor, data_end, &pkt, cfg->icmp_set);
-	else if (proto != bpf_htons(PK_ETH_P_8021Q) && proto != bpf_htons(PK_ETH_P_8021AD))
+	else
 		l4_class = PK_L4_OTHER;
 
 judged:

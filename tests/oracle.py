@@ -28,7 +28,9 @@ ETH_HLEN = 14
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 VLAN_TPIDS = frozenset({0x8100, 0x88A8})
-MAX_VLAN_TAGS = 2
+# The program walks 2 tags inline and up to 1024 more with bpf_loop (kern/pingkiller.bpf.c):
+# Linux strips any number of priority tags, so the whole stack of any real frame is walked.
+MAX_VLAN_TAGS = 2 + 1024
 VLAN_HLEN = 4
 
 IPV4_HLEN = 20
@@ -295,7 +297,7 @@ def _parse_ipv6(frame: bytes, at: int, icmp_set: IcmpSet, tags: int) -> Parsed:
 
 
 def parse(frame: bytes, icmp_set: IcmpSet) -> Parsed:
-    """Parse Ethernet, up to two VLAN tags, and IPv4/IPv6 down to the ICMP header."""
+    """Parse Ethernet, its VLAN tag stack, and IPv4/IPv6 down to the ICMP header."""
     if len(frame) < ETH_HLEN:
         return Parsed(L4.UNPARSED)
     (ethertype,) = _U16.unpack_from(frame, 12)
@@ -312,7 +314,7 @@ def parse(frame: bytes, icmp_set: IcmpSet) -> Parsed:
     if ethertype == ETH_P_IPV6:
         return _parse_ipv6(frame, cursor, icmp_set, tags)
     if ethertype in VLAN_TPIDS:
-        return Parsed(L4.UNPARSED, vlan_tags=tags)  # a third tag
+        return Parsed(L4.UNPARSED, vlan_tags=tags)  # a stack deeper than any frame
     return Parsed(L4.OTHER, vlan_tags=tags)
 
 

@@ -14,6 +14,7 @@ the oracle in tests/oracle.py.
 from __future__ import annotations
 
 import ipaddress
+import struct
 from collections.abc import Sequence
 
 import fuzz
@@ -141,10 +142,44 @@ def test_vlan_and_qinq_tagged_pings_are_dropped(path, tags, family, policy):
     dropped_under(path, frame, policy)
 
 
-def test_a_third_vlan_tag_is_passed_unparsed_not_dropped(path):
-    """Beyond the two tags the program walks, it does not guess: it passes and counts."""
-    frame = ether(Dot1AD(vlan=1), Dot1Q(vlan=2), Dot1Q(vlan=3)) / echo4()
-    assert_passed(judge(path, frame, default_action=DROP), R.PASS_UNPARSED)
+def tag(tpid: int, vid: int, pcp: int = 0, dei: int = 0) -> Packet:
+    layer = Dot1Q if tpid == 0x8100 else Dot1AD
+    return layer(vlan=vid, prio=pcp, dei=dei)
+
+
+@pytest.mark.parametrize("policy", policy_params())
+@pytest.mark.parametrize("depth", [3, 4, 6, 8, 64])
+@pytest.mark.parametrize("vid", [0, 7])
+@pytest.mark.parametrize("family", [4, 6])
+def test_deep_tag_stacks_are_walked_to_the_ping(path, depth, vid, family, policy):
+    """Linux strips any number of priority tags (VID 0) and answers what they carry; a
+    stack of any depth, any mix of 802.1Q/802.1ad, PCP/DEI set or not, hides nothing."""
+    tags = [tag(0x88A8 if i % 2 else 0x8100, vid, pcp=i % 8, dei=i % 2) for i in range(depth)]
+    frame = ether(*tags) / (echo4() if family == 4 else echo6())
+    dropped_under(path, frame, policy)
+
+
+def test_a_deep_stack_of_non_pings_passes_as_what_it_carries(path):
+    frame = ether(*[tag(0x8100, 0)] * 5) / IP(src=V4_SRC, dst=V4_DST) / TCP()
+    assert_passed(judge(path, frame, default_action=DROP), R.PASS_NOT_PING)
+
+
+def test_a_tag_stack_cut_short_is_passed_unparsed(path):
+    frame = bytes(ether(*[tag(0x8100, 0)] * 5) / echo4())
+    cut = 14 + 4 * 3 + 2  # inside the fourth tag
+    assert_passed(judge(path, frame[:cut], default_action=DROP), R.PASS_UNPARSED)
+
+
+def test_a_stack_filling_the_largest_test_frame_is_walked(path):
+    """850 priority tags before a ping: about as many as the largest frame BPF_PROG_RUN
+    takes (3,520 bytes here) holds; the walk (2 + 1024 tags) reaches past any frame XDP
+    gets whole, so no stack is too deep to see through."""
+    depth = 850
+    stack = b"".join(struct.pack("!HH", 0, 0x8100 if i < depth - 1 else 0x0800)
+                     for i in range(depth))
+    frame = MAC_DST + MAC_SRC + struct.pack("!H", 0x8100) + stack + bytes(echo4())
+    assert len(frame) <= 3520
+    assert_dropped(judge(path, frame, default_action=DROP), R.DROP_DEFAULT)
 
 
 # --- IPv6 extension headers ----------------------------------------------------------------

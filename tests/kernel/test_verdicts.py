@@ -199,10 +199,21 @@ def test_tagged_ping_matches_block_rule(dp, family):
 
 
 @pytest.mark.parametrize("stack", [(Q, Q, Q), (AD, Q, Q), (AD, AD, AD), (Q, Q, Q, Q)])
-def test_third_vlan_tag_is_unparsed(dp, stack):
+def test_tags_past_the_second_are_walked_too(dp, stack):
+    """The stack strips them all (priority tags), so the program follows them all."""
     dp.configure(default_action=DROP_DEFAULT)
-    inner = echo4(vlans=stack)
-    frame = unparsed(inner.data)
+    frame = echo4(vlans=stack)
+    dp.run(frame).verify(frame, R.DROP_DEFAULT)
+
+
+def cut_tag_stack() -> Frame:
+    """A third tag cut after its TCI: the frame ends inside the tag stack."""
+    return unparsed(echo4(vlans=(Q, Q, Q)).data[:14 + 4 * 2 + 2])
+
+
+def test_a_tag_stack_cut_short_is_unparsed(dp):
+    dp.configure(default_action=DROP_DEFAULT)
+    frame = cut_tag_stack()
     dp.run(frame).verify(frame, R.PASS_UNPARSED)
 
 
@@ -641,8 +652,8 @@ def test_all_protocols_without_block_rule_passes(dp, name):
 @pytest.mark.parametrize(
     ("frame", "reason"),
     [(non_ip(ETH_P_ARP), R.PASS_NOT_PING), (unparsed(echo4().data[:30]), R.PASS_UNPARSED),
-     (unparsed(echo4(vlans=(Q, Q, Q)).data), R.PASS_UNPARSED)],
-    ids=["arp", "ipv4-header-cut", "three-tags"],
+     (cut_tag_stack(), R.PASS_UNPARSED)],
+    ids=["arp", "ipv4-header-cut", "tag-stack-cut"],
 )
 def test_all_protocols_cannot_block_what_has_no_address(dp, frame, reason):
     dp.configure(flags=F.ALL_PROTOCOLS | F.PREFIXES_V4 | F.PREFIXES_V6)
@@ -717,7 +728,7 @@ def _scenario(dp, kind: str, mode: abi.EventsMode) -> tuple[Frame, abi.Reason]:
         "suspect-passed": (PASS_DEFAULT, NO_FLAGS, icmp_cut, R.PASS_DEFAULT),
         "other-passed": (DROP_DEFAULT, NO_FLAGS, tcp, R.PASS_NOT_PING),
         "other-dropped": (PASS_DEFAULT, F.ALL_PROTOCOLS, tcp, R.DROP_BLOCK),
-        "unparsed": (DROP_DEFAULT, NO_FLAGS, unparsed(echo4(vlans=(Q, Q, Q)).data), R.PASS_UNPARSED),
+        "unparsed": (DROP_DEFAULT, NO_FLAGS, cut_tag_stack(), R.PASS_UNPARSED),
         "fragment": (DROP_DEFAULT, NO_FLAGS, echo4(offset=5), R.PASS_FRAGMENT),
     }
     default, flags, frame, reason = table[kind]

@@ -42,7 +42,5 @@ const char *libbpf_bpf_link_type_str(enum bpf_link_type t);
 
 struct ring_buffer_opts { size_t sz; ...; };
 void ring_buffer__free(struct ring_buffer *rb);
-int ring_buffer__poll(struct ring_buffer *rb, int timeout_ms);
-int ring_buffer__consume(struct ring_buffer *rb);
 int ring_buffer__epoll_fd(const struct ring_buffer *rb);
 """

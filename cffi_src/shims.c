@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
 #include <linux/bpf.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -20,12 +22,20 @@
 
 #define PK_RB_RECORD_HEADER	8
 #define PK_RB_FIRST_CAPACITY	65536
+/* What the callback returns to stop libbpf at batch->limit records (the last one is kept). */
+#define PK_RB_LIMIT_REACHED	(-ENOBUFS)
 
 static int pk_rb_collect(void *ctx, void *data, size_t size)
 {
 	struct pk_rb_batch *batch = ctx;
 	size_t need = PK_RB_RECORD_HEADER + ((size + 7) & ~(size_t)7);
 
+	/*
+	 * libbpf stores the consumer position after each record, so during the callback it
+	 * is where this record starts (libbpf's ringbuf_process_ring, every version so far).
+	 */
+	if (__atomic_load_n(batch->consumer_pos, __ATOMIC_RELAXED) < batch->mark)
+		batch->marked++;
 	if (batch->used + need > batch->capacity) {
 		size_t capacity = batch->capacity ? batch->capacity : PK_RB_FIRST_CAPACITY;
 		char *grown;
@@ -45,19 +55,111 @@ static int pk_rb_collect(void *ctx, void *data, size_t size)
 	memcpy(batch->data + batch->used + PK_RB_RECORD_HEADER, data, size);
 	batch->used += need;
 	batch->count++;
+	/*
+	 * Returning an error makes libbpf store the consumer position past this record and
+	 * stop: the records after it stay in the ring for the next poll (or reader).
+	 */
+	if (batch->limit && batch->count >= batch->limit)
+		return PK_RB_LIMIT_REACHED;
 	return 0;
 }
 
+static void pk_rb_unmap(struct pk_rb_batch *batch)
+{
+	if (batch->consumer_pos)
+		munmap(batch->consumer_pos, batch->page_size);
+	if (batch->producer_pos)
+		munmap((void *)batch->producer_pos, batch->page_size);
+	batch->consumer_pos = NULL;
+	batch->producer_pos = NULL;
+}
+
+/*
+ * libbpf's ring buffer on map_fd, copying into batch; batch also maps the ring's consumer
+ * page (read-write: the kernel allows it on a read-write map fd) and producer page.
+ * NULL with errno set on failure.
+ */
 struct ring_buffer *pk_ring_buffer_new(int map_fd, struct pk_rb_batch *batch)
 {
-	return ring_buffer__new(map_fd, pk_rb_collect, batch, NULL);
+	struct ring_buffer *rb;
+	void *page;
+	int err;
+
+	batch->page_size = (size_t)sysconf(_SC_PAGESIZE);
+	page = mmap(NULL, batch->page_size, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
+	if (page == MAP_FAILED)
+		return NULL;
+	batch->consumer_pos = page;
+	page = mmap(NULL, batch->page_size, PROT_READ, MAP_SHARED, map_fd, (off_t)batch->page_size);
+	if (page == MAP_FAILED) {
+		err = errno;
+		pk_rb_unmap(batch);
+		errno = err;
+		return NULL;
+	}
+	batch->producer_pos = page;
+	rb = ring_buffer__new(map_fd, pk_rb_collect, batch, NULL);
+	if (!rb) {
+		err = errno;
+		pk_rb_unmap(batch);
+		errno = err;
+	}
+	return rb;
+}
+
+/* ring_buffer__poll/__consume, where stopping at batch->limit is no error. */
+static int pk_rb_result(const struct pk_rb_batch *batch, int result)
+{
+	if (result == PK_RB_LIMIT_REACHED && batch->limit && batch->count >= batch->limit)
+		return (int)batch->count;
+	return result;
+}
+
+int pk_ring_buffer_poll(struct ring_buffer *rb, struct pk_rb_batch *batch, int timeout_ms)
+{
+	return pk_rb_result(batch, ring_buffer__poll(rb, timeout_ms));
+}
+
+int pk_ring_buffer_consume(struct ring_buffer *rb, struct pk_rb_batch *batch)
+{
+	return pk_rb_result(batch, ring_buffer__consume(rb));
+}
+
+__u64 pk_rb_consumer_pos(const struct pk_rb_batch *batch)
+{
+	return __atomic_load_n(batch->consumer_pos, __ATOMIC_ACQUIRE);
+}
+
+__u64 pk_rb_producer_pos(const struct pk_rb_batch *batch)
+{
+	return __atomic_load_n(batch->producer_pos, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * Move the consumer position to the producer position: what is buffered now is never read
+ * (the kernel reuses the space). The producer position is always a record boundary. Returns
+ * the bytes skipped (record headers and padding included). It only moves forward: a reader
+ * in another process that went further meanwhile is not sent back.
+ */
+__u64 pk_rb_skip(struct pk_rb_batch *batch)
+{
+	unsigned long consumer = __atomic_load_n(batch->consumer_pos, __ATOMIC_ACQUIRE);
+	unsigned long producer = __atomic_load_n(batch->producer_pos, __ATOMIC_ACQUIRE);
+
+	while (producer > consumer) {
+		if (__atomic_compare_exchange_n(batch->consumer_pos, &consumer, producer, 0,
+						__ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
+			return producer - consumer;
+	}
+	return 0;
 }
 
 void pk_rb_batch_free(struct pk_rb_batch *batch)
 {
 	free(batch->data);
 	batch->data = NULL;
-	batch->used = batch->capacity = batch->count = batch->dropped = 0;
+	batch->used = batch->capacity = batch->count = batch->dropped = batch->marked = 0;
+	pk_rb_unmap(batch);
 }
 
 static int pk_print(enum libbpf_print_level level, const char *format, va_list args)

@@ -18,12 +18,17 @@ _HEADER = struct.Struct("=I4x")  # the record header as pk_rb_collect writes it,
 
 
 class RecordBatch(Sequence[bytes]):
-    """Records from one poll, stored back to back as [u32 size][4 pad][data, 8-aligned]."""
+    """Records from one poll, stored back to back as [u32 size][4 pad][data, 8-aligned].
 
-    def __init__(self, raw: bytes, count: int, dropped: int = 0) -> None:
+    ``marked``: how many of the first records started before the ring's mark
+    (:meth:`RingBuffer.mark`), e.g. were buffered before the reader started.
+    """
+
+    def __init__(self, raw: bytes, count: int, dropped: int = 0, marked: int = 0) -> None:
         self.raw = raw
         self.record_count = count
         self.dropped = dropped  # records the copy could not keep (out of memory)
+        self.marked = marked
         self._offsets: list[int] | None = None
 
     def _index(self) -> list[int]:
@@ -72,7 +77,13 @@ class RecordBatch(Sequence[bytes]):
 
 
 class RingBuffer:
-    """Consumer of a BPF_MAP_TYPE_RINGBUF map. ``fileno()`` is pollable for selectors/asyncio."""
+    """Consumer of a BPF_MAP_TYPE_RINGBUF map. ``fileno()`` is pollable for selectors/asyncio.
+
+    A ring has one read (consumer) position, shared by every reader of the map. A new
+    consumer starts where the last one stopped: :meth:`skip` moves past what is buffered
+    now, :meth:`mark` tells what was buffered apart from what comes later, and a ``limit``
+    on :meth:`poll` or :meth:`consume` leaves the records after it in the ring.
+    """
 
     def __init__(self, ring: Map) -> None:
         if ring.info.type != lib.BPF_MAP_TYPE_RINGBUF:
@@ -87,31 +98,68 @@ class RingBuffer:
     def _take(self) -> RecordBatch:
         batch = self._batch
         raw = bytes(ffi.buffer(batch.data, batch.used)) if batch.used else b""
-        taken = RecordBatch(raw, batch.count, batch.dropped)
-        batch.used = batch.count = batch.dropped = 0
+        taken = RecordBatch(raw, batch.count, batch.dropped, min(batch.marked, batch.count))
+        batch.used = batch.count = batch.dropped = batch.marked = 0
         return taken
+
+    @staticmethod
+    def _limit(limit: int | None) -> int:
+        if limit is None:
+            return 0
+        if limit < 0:
+            raise ValueError(f"limit must be at least 0, not {limit}")
+        return limit
 
     def _handle(self) -> CData:
         if self._rb is None:
             raise BpfError(errno.EBADF, "using ring buffer", "the ring buffer is closed")
         return self._rb
 
-    def poll(self, timeout: float | None = None) -> RecordBatch:
-        """Wait up to ``timeout`` seconds (None: forever) and return what arrived.
+    def poll(self, timeout: float | None = None, limit: int | None = None) -> RecordBatch:
+        """Wait up to ``timeout`` seconds (None: forever) and return what arrived: at most
+        ``limit`` records (None: all), the rest stay in the ring for the next poll or reader.
 
         An interrupted wait (EINTR) returns what was collected so far; Python then
         raises KeyboardInterrupt or runs the signal handler as usual.
         """
+        handle = self._handle()
+        self._batch.limit = self._limit(limit)
+        if limit == 0:
+            return self._take()
         timeout_ms = -1 if timeout is None else max(0, int(timeout * 1000))
-        result = lib.ring_buffer__poll(self._handle(), timeout_ms)
+        result = lib.pk_ring_buffer_poll(handle, self._batch, timeout_ms)
         if result < 0 and result != -errno.EINTR:
             check(result, "polling ring buffer")
         return self._take()
 
-    def consume(self) -> RecordBatch:
-        """Take whatever is in the ring now, without waiting."""
-        check(lib.ring_buffer__consume(self._handle()), "consuming ring buffer")
+    def consume(self, limit: int | None = None) -> RecordBatch:
+        """Take what is in the ring now, without waiting: at most ``limit`` records (None:
+        all), the rest stay in the ring."""
+        handle = self._handle()
+        self._batch.limit = self._limit(limit)
+        if limit == 0:
+            return self._take()
+        check(lib.pk_ring_buffer_consume(handle, self._batch), "consuming ring buffer")
         return self._take()
+
+    def pending(self) -> int:
+        """Bytes buffered in the ring now, not read yet (8-byte record headers and padding
+        included; records reserved but not yet submitted too)."""
+        self._handle()
+        return max(0, int(lib.pk_rb_producer_pos(self._batch) - lib.pk_rb_consumer_pos(self._batch)))
+
+    def skip(self) -> int:
+        """Move the read position past everything buffered now, which is then never read
+        (by this or any other reader of the map); the bytes skipped, as :meth:`pending`."""
+        self._handle()
+        return int(lib.pk_rb_skip(self._batch))
+
+    def mark(self) -> int:
+        """From now on, count in each batch's ``marked`` the records buffered before this
+        call (they come first). Returns how many bytes that is, as :meth:`pending`."""
+        self._handle()
+        self._batch.mark = lib.pk_rb_producer_pos(self._batch)
+        return max(0, int(self._batch.mark - lib.pk_rb_consumer_pos(self._batch)))
 
     def fileno(self) -> int:
         """An epoll fd that becomes readable when records arrive."""

@@ -31,7 +31,7 @@ class Status(enum.StrEnum):
 
 
 OK, WARN, FAIL, SKIP = Status.OK, Status.WARN, Status.FAIL, Status.SKIP
-MIN_KERNEL = (5, 11)  # XDP through bpf_link (5.9), bpf_ktime_get_coarse_ns (5.11)
+MIN_KERNEL = (5, 18)  # XDP links (5.9), coarse clock (5.11), bpf_loop (5.17), bpf_xdp_load_bytes (5.18)
 MIN_LIBBPF = (1, 0)  # errors as -errno, bpf_xdp_query
 VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
 _BTF_EXT_MAGIC = 0xEB9F
@@ -137,16 +137,17 @@ def inspect_object(elf: bytes) -> ObjectReport:
 
 
 def check_kernel(release: str | None = None) -> Check:
-    """The kernel must have XDP links (5.9) and the coarse clock helper (5.11)."""
+    """The kernel must have XDP links (5.9), the coarse clock (5.11), bpf_loop (5.17) and
+    bpf_xdp_load_bytes (5.18): the last two walk deep VLAN tag stacks."""
     release = release or platform.release()
     match = re.match(r"(\d+)\.(\d+)", release)
     if not match:
         return Check("kernel", WARN, f"cannot read the version from {release!r}")
     version = (int(match.group(1)), int(match.group(2)))
     if version < MIN_KERNEL:
-        return Check("kernel", FAIL, f"{release} is too old (needs >= 5.11: XDP links, coarse clock helper)",
-                     "boot a kernel >= 5.11 (see docs/troubleshooting.md)")
-    return Check("kernel", OK, f"{release} (pingkiller needs >= 5.11)")
+        return Check("kernel", FAIL, f"{release} is too old (needs >= 5.18: XDP links, bpf_loop, bpf_xdp_load_bytes)",
+                     "boot a kernel >= 5.18 (see docs/troubleshooting.md)")
+    return Check("kernel", OK, f"{release} (pingkiller needs >= 5.18)")
 
 
 def check_btf(core_relocations: int, path: Path = VMLINUX_BTF) -> Check:

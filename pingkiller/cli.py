@@ -550,37 +550,50 @@ def _show_stats(ifname: str, current: Stats, rates: dict[Reason, float] | None,
 @app.command(cls=_Verb)
 def events(
     ifname: Interface,
-    count: Annotated[int | None, typer.Option(help="Stop after N events.", min=1, metavar="N")] = None,
+    count: Annotated[int | None, typer.Option(help="Stop after N events; the ones after them stay "
+                                                   "in the ring for the next reader.",
+                                              min=1, metavar="N")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop after S seconds.", min=0,
                                                   metavar="S")] = None,
+    backlog: Annotated[bool, typer.Option("--backlog", help="First the events buffered before it "
+                                                            "started (marked backlog), which are "
+                                                            "skipped otherwise.")] = False,
     as_json: Annotated[bool, _json("events")] = False,
 ) -> None:
-    """Stream per-packet events as they happen (one JSON object per line with --json).
+    """Stream per-packet events from now on (one JSON object per line with --json).
 
-    Which packets send events is set at attach time (--events). Ctrl-C stops cleanly;
-    the end reports how many events were received, suppressed and lost. It stops with
-    exit code 1 when the attachment is detached meanwhile; across `attach --replace`
-    it carries on (the event ring carries over).
+    Each line starts with the packet's local time. Events the ring buffered before it
+    started (nobody was reading; they may be hours old) are skipped, and counted on
+    stderr at the start; --backlog shows them first, marked "backlog". Which packets send
+    events is set at attach time (--events). Ctrl-C stops cleanly; the end reports how
+    many events were received, suppressed and lost. It stops with exit code 1 when the
+    attachment is detached meanwhile; across `attach --replace` it carries on (the event
+    ring carries over).
 
     Examples:
 
       pingkiller events eth0
 
       pingkiller events eth0 --json --count 10 --timeout 30
+
+      pingkiller events eth0 --backlog --count 100
     """
     import pingkiller
     from pingkiller.killer import AttachmentEnded
 
     ended: AttachmentEnded | None = None
     with pingkiller.open(ifname, read_only=True) as attachment, \
-            attachment.follow_events(count=count, timeout=timeout) as feed:
+            attachment.follow_events(count=count, timeout=timeout, backlog=backlog) as feed:
+        stream = feed.stream
+        _events_start(ifname, stream.skipped, stream.buffered, as_json)
         try:
             for batch in feed:
-                for event in batch:
+                for index, event in enumerate(batch):
+                    old = batch.is_backlog(index)
                     if as_json:
-                        sys.stdout.write(json.dumps(event.to_json()) + "\n")
+                        sys.stdout.write(json.dumps(event.to_json(stream.clock, backlog=old)) + "\n")
                     else:
-                        sys.stdout.write(event.describe() + "\n")
+                        sys.stdout.write(event.line(stream.clock, backlog=old) + "\n")
                 sys.stdout.flush()
         except KeyboardInterrupt:
             pass
@@ -628,6 +641,22 @@ def demo(
         raise typer.Exit(130)
     if state.problems():
         raise typer.Exit(1)
+
+
+def _events_start(ifname: str, skipped: int, buffered: int, as_json: bool) -> None:
+    """The line on stderr that says `events` reads now, and what it skipped or reads first."""
+    if as_json:
+        start = {"interface": ifname, "skipped": skipped, "backlog": buffered}
+        sys.stderr.write(json.dumps({"start": start}) + "\n")
+    elif buffered:
+        sys.stderr.write(f"Events on {ifname}: first the {buffered} buffered before now (marked "
+                         "backlog), then as they happen\n")
+    elif skipped:
+        sys.stderr.write(f"Events on {ifname} from now on: {skipped} buffered before now were "
+                         "skipped (--backlog shows them)\n")
+    else:
+        sys.stderr.write(f"Events on {ifname} from now on\n")
+    sys.stderr.flush()
 
 
 @app.command(cls=_Verb)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from pingkiller import abi
@@ -30,6 +31,33 @@ def _address(family: int, raw: bytes) -> str:
     if family == 6:
         return socket.inet_ntop(socket.AF_INET6, raw)
     return ""
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class WallClock:
+    """An event's ``timestamp_ns`` (``bpf_ktime_get_ns()``: CLOCK_MONOTONIC, nanoseconds
+    since boot, suspend excluded) as wall-clock time, by one offset taken when it is made."""
+
+    def __init__(self) -> None:
+        self.offset_ns = time.time_ns() - time.monotonic_ns()
+
+    def wall_ns(self, timestamp_ns: int) -> int:
+        """Nanoseconds since the Unix epoch."""
+        return self.offset_ns + timestamp_ns
+
+    def datetime(self, timestamp_ns: int) -> datetime:
+        """An aware datetime in UTC (microseconds)."""
+        return _EPOCH + timedelta(microseconds=self.wall_ns(timestamp_ns) // 1000)  # exact
+
+    def iso(self, timestamp_ns: int) -> str:
+        """ISO 8601 in UTC with microseconds: ``2026-12-01T13:55:02.123456Z``."""
+        return self.datetime(timestamp_ns).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def local_time(self, timestamp_ns: int) -> str:
+        """The local time of day with microseconds, as tcpdump prints it: ``13:55:02.123456``."""
+        return self.datetime(timestamp_ns).astimezone().strftime("%H:%M:%S.%f")
 
 
 class Event(NamedTuple):
@@ -92,8 +120,13 @@ class Event(NamedTuple):
             return name or f"icmp type {self.icmp_type}"
         return _PROTOCOLS.get(self.protocol, f"proto {self.protocol}" if self.family else "non-ip")
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self, clock: WallClock | None = None, *, backlog: bool = False) -> dict[str, object]:
+        """The object of ``pingkiller events --json`` (docs/cli.md): ``time`` by ``clock``
+        (default: one made now), ``backlog`` as given (buffered before the reader started)."""
+        clock = clock or WallClock()
         return {
+            "time": clock.iso(self.timestamp_ns),
+            "backlog": backlog,
             "timestamp_ns": self.timestamp_ns,
             "ifindex": self.ifindex,
             "length": self.length,
@@ -117,27 +150,67 @@ class Event(NamedTuple):
             text += f" id {self.icmp_id} seq {self.icmp_seq}"
         return f"{text}: {self.verdict} ({self.reason.label})"
 
+    def line(self, clock: WallClock | None = None, *, backlog: bool = False) -> str:
+        """``13:55:02.123456 198.18.1.2 > 198.18.1.1 echo-request id 7 seq 1: drop
+        (drop_block)``: the local time by ``clock`` (default: one made now), then
+        ``backlog`` if it was buffered before the reader started, then :meth:`describe`."""
+        when = (clock or WallClock()).local_time(self.timestamp_ns)
+        return f"{when} {'backlog ' if backlog else ''}{self.describe()}"
+
 
 def decode(batch: RecordBatch) -> list[Event]:
     """Events of one ring-buffer batch."""
     return list(map(Event._make, batch.unpack(abi.EVENT)))
 
 
-class EventStream:
-    """Events as they happen; ``poll()`` for a batch, or iterate (blocks). Close when done."""
+# What one event takes in the ring: its 8-byte header and the event, 8-aligned.
+_RING_RECORD = 8 + ((abi.EVENT.size + 7) & ~7)
 
-    def __init__(self, ring: Map) -> None:
+
+class EventBatch(list[Event]):
+    """The events of one poll, oldest first. The first ``backlog`` of them were buffered
+    before the stream opened (only a stream opened with ``backlog=True`` reads those)."""
+
+    def __init__(self, events: Iterable[Event] = (), backlog: int = 0) -> None:
+        super().__init__(events)
+        self.backlog = backlog
+
+    def is_backlog(self, index: int) -> bool:
+        """Whether the event at ``index`` was buffered before the stream opened."""
+        return index < self.backlog
+
+
+class EventStream:
+    """Events as they happen; ``poll()`` for a batch, or iterate (blocks). Close when done.
+
+    A stream starts from now: what the ring holds when it opens (events nobody read,
+    possibly hours old) is skipped, never read, and counted in ``skipped``. With
+    ``backlog=True`` it reads those first instead, ``buffered`` of them; each batch says
+    how many of its first events they are (:attr:`EventBatch.backlog`). ``clock`` turns
+    timestamps into wall-clock time. The ring has one read position for all its readers:
+    what one stream skips or reads, no other reader sees.
+    """
+
+    def __init__(self, ring: Map, *, backlog: bool = False) -> None:
         self._ring = RingBuffer(ring)
+        self.clock = WallClock()
+        self.backlog = backlog
+        # Counted by the room they took in the ring (every record is one event).
+        if backlog:
+            self.buffered, self.skipped = self._ring.mark() // _RING_RECORD, 0
+        else:
+            self.buffered, self.skipped = 0, self._ring.skip() // _RING_RECORD
         self.received = 0
         # Events that reached user space but could not be kept (the copy ran out of
         # memory); the kernel's own losses are the events_lost counters.
         self.lost = 0
 
-    def poll(self, timeout: float | None = None) -> list[Event]:
-        """Wait up to ``timeout`` seconds (None: forever) for events; ``lost`` grows by the
-        records of this batch that could not be kept."""
-        batch = self._ring.poll(timeout)
-        events = decode(batch)
+    def poll(self, timeout: float | None = None, limit: int | None = None) -> EventBatch:
+        """Wait up to ``timeout`` seconds (None: forever) for events, at most ``limit`` of
+        them (None: all there are); the rest stay in the ring for the next poll or reader.
+        ``lost`` grows by the records of this batch that could not be kept."""
+        batch = self._ring.poll(timeout, limit)
+        events = EventBatch(decode(batch), batch.marked if self.backlog else 0)
         self.received += len(events)
         self.lost += batch.dropped
         return events
@@ -177,7 +250,11 @@ class EventFeed:
     """An attachment's events in batches, until ``count`` events or ``timeout`` seconds
     (each None: no limit); obtain it with ``Attachment.follow_events()``.
 
-    Iterate for batches (a batch may be empty: no event came within half a second);
+    It reads from now on, or first what was buffered if its stream was opened with
+    ``backlog=True`` (:class:`EventStream`). It takes exactly ``count`` events from the
+    ring: those after them stay there for the next reader.
+
+    Iterate for batches (:class:`EventBatch`; one may be empty: no event came within half a second);
     ``summary()`` counts what came and what the kernel suppressed or lost meanwhile.
     ``ended``, asked about once a second, returns the error that ends the feed (e.g. the
     attachment was detached), which iterating raises after the events left in the ring.
@@ -200,7 +277,12 @@ class EventFeed:
         self._ended = ended
         self.received = 0
 
-    def __iter__(self) -> Iterator[list[Event]]:
+    @property
+    def stream(self) -> EventStream:
+        """The stream it reads: ``clock``, ``skipped`` and ``buffered`` are there."""
+        return self._stream
+
+    def __iter__(self) -> Iterator[EventBatch]:
         next_check = time.monotonic() + self.CHECK_SECONDS
         while self._count is None or self.received < self._count:
             wait = self.POLL_SECONDS
@@ -215,9 +297,8 @@ class EventFeed:
                 error = self._ended()
                 if error is not None:
                     wait = 0  # only what is left in the ring
-            batch = self._stream.poll(wait)
-            if self._count is not None:
-                batch = batch[: self._count - self.received]
+            limit = None if self._count is None else self._count - self.received
+            batch = self._stream.poll(wait, limit)
             self.received += len(batch)
             if batch or error is None:
                 yield batch

@@ -577,16 +577,21 @@ class Attachment:
         """What the kernel says of the link (see :class:`LinkState`)."""
         return self._link_state()[1]
 
-    def follow_events(self, *, count: int | None = None, timeout: float | None = None) -> EventFeed:
+    def follow_events(self, *, count: int | None = None, timeout: float | None = None,
+                      backlog: bool = False) -> EventFeed:
         """This attachment's events in batches until ``count`` events or ``timeout``
         seconds (None: no limit), with a summary of what was received, suppressed and lost
         meanwhile (:class:`pingkiller.events.EventFeed`); close it, or use it in ``with``.
+
+        From now on: what the ring holds already is skipped, unless ``backlog`` (then it
+        comes first, each batch saying how much of it is backlog: see :meth:`events`).
+        It takes exactly ``count`` events from the ring; the rest stay for the next reader.
 
         About once a second it looks at the pins (:meth:`pin_state`): when the attachment
         was detached, or another took its place, iterating raises :class:`AttachmentEnded`
         after the events left in the ring; across a ``--replace`` it carries on, as the
         ring does."""
-        stream = self.events()
+        stream = self.events(backlog=backlog)
         try:
             ended = _Watcher(self, "events").ended if self.pinned else None
             return EventFeed(stream, self._event_losses, count=count, timeout=timeout, ended=ended)
@@ -673,15 +678,19 @@ class Attachment:
         ours = {name: self.maps[name].info.id for name in CARRIED_MAPS}
         return (PinState.REPLACED if maps == ours else PinState.SUPERSEDED), now
 
-    def events(self) -> EventStream:
-        """A stream of this attachment's events (the mode is set by the policy).
+    def events(self, *, backlog: bool = False) -> EventStream:
+        """A stream of this attachment's events (the mode is set by the policy), from now
+        on: the events the ring holds already (nobody read them) are skipped and counted
+        (``stream.skipped``); with ``backlog=True`` they come first instead, and each batch
+        says how many of its first events they are (``batch.backlog``). The ring has one
+        read position: what one reader skips or reads, the next does not see.
 
         Reading events moves the ring buffer's read position, which the kernel lets
         only a read-write handle do: an attachment opened read-only opens the events
         pin read-write for it (and fails clearly where the pin is not writable).
         """
         if not self.read_only:
-            return EventStream(self.maps[abi.EVENTS_MAP])
+            return EventStream(self.maps[abi.EVENTS_MAP], backlog=backlog)
         if self._events_map is None:
             pin = pins.directory(self.ifname) / abi.EVENTS_MAP
             try:
@@ -694,7 +703,7 @@ class Attachment:
                     f"which needs write access to {pin} ({os.strerror(err.errno)}): run "
                     "`pingkiller events` where bpffs is writable; stats and status only read"
                 ) from None
-        return EventStream(self._events_map)
+        return EventStream(self._events_map, backlog=backlog)
 
     def problem(self) -> str:
         """What is wrong with the attachment, or '' when nothing is.

@@ -40,8 +40,9 @@ STATUS_FIELDS = {"interface", "ifindex", "program_id", "link_id", "mode", "stale
 POLICY_FIELDS = {"default", "icmp", "all_protocols", "events", "event_rate", "timing"}
 STATS_FIELDS = {"interface", "packets", "bytes", "dropped", "passed", "events", "average_ns",
                 "kernel_run_time"}
-EVENT_FIELDS = {"timestamp_ns", "ifindex", "length", "verdict", "reason", "family", "protocol",
-                "src", "dst", "type", "icmp_type", "icmp_code", "icmp_id", "icmp_seq"}
+EVENT_FIELDS = {"time", "backlog", "timestamp_ns", "ifindex", "length", "verdict", "reason",
+                "family", "protocol", "src", "dst", "type", "icmp_type", "icmp_code", "icmp_id",
+                "icmp_seq"}
 REASONS = {"pass_not_ping", "pass_allow", "pass_default", "drop_block", "drop_default",
            "pass_fragment", "pass_unparsed"}
 
@@ -142,6 +143,9 @@ def test_events_and_stats_count_real_pings(peer: Peer) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
+        assert reader.stderr is not None  # it reads from now on: from the line saying so
+        assert json.loads(reader.stderr.readline()) == {
+            "start": {"interface": ifname, "skipped": 0, "backlog": 0}}
         assert peer.ping(peer.host_v4, count=3) == 0
         out, err = reader.communicate(timeout=15)
     finally:
@@ -153,7 +157,7 @@ def test_events_and_stats_count_real_pings(peer: Peer) -> None:
         assert set(event) == EVENT_FIELDS
         assert (event["src"], event["dst"]) == (peer.peer_v4, peer.host_v4)
         assert (event["verdict"], event["reason"], event["type"]) == ("drop", "drop_block", "echo-request")
-        assert event["family"] == 4 and event["protocol"] == 1
+        assert event["family"] == 4 and event["protocol"] == 1 and event["backlog"] is False
     assert json.loads(err.strip().splitlines()[-1]) == {
         "summary": {"received": 3, "suppressed": 0, "lost": 0}
     }

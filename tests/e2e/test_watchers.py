@@ -35,6 +35,10 @@ class Watcher:
         self.args = args
         self.proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
+        if args[0] == "events":  # it reads from now on: from its line on stderr saying so
+            assert self.proc.stderr is not None
+            ready, _, _ = select.select([self.proc.stderr], [], [], 10.0)
+            assert ready and "from now on" in self.proc.stderr.readline(), args
 
     def line(self, timeout: float = 10.0) -> str:
         """The next line on stdout (fails after ``timeout`` seconds)."""

@@ -25,6 +25,8 @@ _click_errors = sys.modules[typer.BadParameter.__module__]
 _ABORTS = tuple(c for c in (getattr(_click_errors, "Abort", None), typer.Abort) if c is not None)
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from pingkiller.abi import Reason
     from pingkiller.killer import AttachmentInfo
     from pingkiller.stats import Stats
@@ -66,6 +68,25 @@ class _Group(TyperGroup):
         super().format_epilog(ctx, formatter)
         _point_at_manual(ctx, formatter)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # click (8.2+) and typer each add their own "Did you mean"; say it once.
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            raise _click_errors.UsageError(unknown_verb(name, self.list_commands(ctx)), ctx)
+        return super().resolve_command(ctx, args)
+
+
+def unknown_verb(name: str, verbs: list[str]) -> str:
+    """``No such command 'atach'. Did you mean 'attach'?`` (one suggestion line at most)."""
+    from difflib import get_close_matches
+
+    close = [repr(verb) for verb in get_close_matches(name, verbs)]
+    hint = f" Did you mean {', '.join(close[:-1])} or {close[-1]}?" if len(close) > 1 else (
+        f" Did you mean {close[0]}?" if close else "")
+    return f"No such command {name!r}.{hint}"
+
 
 app = typer.Typer(
     name="pingkiller",
@@ -96,8 +117,34 @@ def _json(schema: str | None = None, docs: str = "docs/cli.md") -> Any:
     return typer.Option("--json", help=f"Machine-readable output{where}.")
 
 
+def _complete_interfaces(incomplete: str) -> list[str]:
+    """Shell completion: the interfaces of this network namespace (/sys/class/net)."""
+    try:
+        names = [entry.name for entry in Path("/sys/class/net").iterdir()]
+    except OSError:
+        return []
+    return sorted(name for name in names if name.startswith(incomplete))
+
+
+def _complete_attached(incomplete: str) -> list[str]:
+    """Shell completion: the interfaces pingkiller is attached to (their pin directories:
+    a listing, no BPF call). Never fails: nothing to offer is an empty list."""
+    try:
+        from pingkiller import pins
+
+        names = pins.listed()
+    except Exception:
+        return []
+    return [name for name in names if name.startswith(incomplete)]
+
+
 Interface = Annotated[
-    str, typer.Argument(help="Interface name, e.g. eth0.", show_default=False, metavar="IFACE")
+    str, typer.Argument(help="Interface name, e.g. eth0.", show_default=False, metavar="IFACE",
+                        autocompletion=_complete_interfaces)
+]
+Attached = Annotated[  # an interface pingkiller is attached to
+    str, typer.Argument(help="Interface name, e.g. eth0.", show_default=False, metavar="IFACE",
+                        autocompletion=_complete_attached)
 ]
 Addresses = Annotated[
     list[str] | None,
@@ -242,7 +289,8 @@ def attach(
 @app.command(cls=_Verb)
 def detach(
     ifname: Annotated[str | None, typer.Argument(help="Interface to detach from.",
-                                                 show_default=False, metavar="IFACE")] = None,
+                                                 show_default=False, metavar="IFACE",
+                                                 autocompletion=_complete_attached)] = None,
     detach_all: Annotated[bool, typer.Option("--all", help="Detach every pingkiller attachment.")] = False,
     as_json: Annotated[bool, _json("detach")] = False,
 ) -> None:
@@ -272,7 +320,8 @@ def detach(
 @app.command(cls=_Verb)
 def upgrade(
     ifname: Annotated[str | None, typer.Argument(help="Interface whose attachment to upgrade.",
-                                                 show_default=False, metavar="IFACE")] = None,
+                                                 show_default=False, metavar="IFACE",
+                                                 autocompletion=_complete_attached)] = None,
     upgrade_all: Annotated[bool, typer.Option("--all", help="Upgrade every attachment.")] = False,
     as_json: Annotated[bool, _json("upgrade")] = False,
 ) -> None:
@@ -340,7 +389,7 @@ def _change_rules(
 
 @app.command(cls=_Verb)
 def block(
-    ifname: Interface, addresses: Addresses = None, from_file: FromFile = None,
+    ifname: Attached, addresses: Addresses = None, from_file: FromFile = None,
     as_json: Annotated[bool, _json("block")] = False,
 ) -> None:
     """Drop pings from/to ADDRESSES on a running attachment, at once.
@@ -356,7 +405,7 @@ def block(
 
 @app.command(cls=_Verb)
 def allow(
-    ifname: Interface, addresses: Addresses = None, from_file: FromFile = None,
+    ifname: Attached, addresses: Addresses = None, from_file: FromFile = None,
     as_json: Annotated[bool, _json("allow")] = False,
 ) -> None:
     """Let pings from/to ADDRESSES pass on a running attachment (beats the default).
@@ -370,7 +419,7 @@ def allow(
 
 @app.command(cls=_Verb)
 def unblock(
-    ifname: Interface, addresses: Addresses = None, from_file: FromFile = None,
+    ifname: Attached, addresses: Addresses = None, from_file: FromFile = None,
     as_json: Annotated[bool, _json("unblock")] = False,
 ) -> None:
     """Remove any rule (block or allow) for ADDRESSES on a running attachment.
@@ -385,7 +434,8 @@ def unblock(
 @app.command(cls=_Verb)
 def status(
     ifname: Annotated[str | None, typer.Argument(help="Only this interface.",
-                                                 show_default=False, metavar="IFACE")] = None,
+                                                 show_default=False, metavar="IFACE",
+                                                 autocompletion=_complete_attached)] = None,
     as_json: Annotated[bool, _json("status")] = False,
 ) -> None:
     """Show every attachment: program, mode, policy, counters, and rules with hit counts.
@@ -451,6 +501,12 @@ def _render_status(info: AttachmentInfo) -> None:
 
 
 def _render_counters(console: Any, stats: Stats, rates: dict[Reason, float] | None) -> None:
+    for item in _counter_renderables(stats, rates):
+        console.print(item)
+
+
+def _counter_renderables(stats: Stats, rates: dict[Reason, float] | None) -> list[Any]:
+    """The counters table and its summary line, for a console to print or a Live to show."""
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False)
@@ -464,9 +520,8 @@ def _render_counters(console: Any, stats: Stats, rates: dict[Reason, float] | No
         if rates is not None:
             row.append(f"{rates[reason]:.1f}")
         table.add_row(*row)
-    console.print(table)
-    console.print(f"  dropped {stats.dropped}, passed {stats.passed}; events sent "
-                  f"{stats.events_sent}, suppressed {stats.events_suppressed}, lost {stats.events_lost}")
+    return [table, f"  dropped {stats.dropped}, passed {stats.passed}; events sent "
+                   f"{stats.events_sent}, suppressed {stats.events_suppressed}, lost {stats.events_lost}"]
 
 
 def _stats_lines(stats: Stats) -> list[str]:
@@ -487,7 +542,7 @@ def _stats_lines(stats: Stats) -> list[str]:
 
 @app.command(cls=_Verb)
 def stats(
-    ifname: Interface,
+    ifname: Attached,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.1,
                                             metavar="S")] = 1.0,
@@ -514,14 +569,28 @@ def stats(
             return
         samples = attachment.watch_stats(interval, per_cpu=per_cpu)
         try:
-            for current, rates in samples:
+            if not as_json and sys.stdout.isatty():
+                _watch_live(ifname, samples)  # one block, redrawn in place
+            for current, rates in samples:  # piped: a block (or a JSON line) per interval
                 if not as_json:
-                    sys.stdout.write("\x1b[2J\x1b[H" if sys.stdout.isatty() else "\n")
+                    sys.stdout.write("\n")
                 _show_stats(ifname, current, rates, as_json)
         except KeyboardInterrupt:
             pass
         finally:
             samples.close()
+
+
+def _watch_live(ifname: str, samples: Iterator[tuple[Stats, dict[Reason, float]]]) -> None:
+    """`stats --watch` on a terminal: rich Live redraws the block in place; notices on
+    stderr (e.g. the program was replaced) print above it."""
+    from rich.console import Console, Group
+    from rich.live import Live
+
+    console = Console(highlight=False)
+    with Live(console=console, auto_refresh=False, redirect_stderr=True) as live:
+        for current, rates in samples:
+            live.update(Group(*_stats_renderables(ifname, current, rates)), refresh=True)
 
 
 def _show_stats(ifname: str, current: Stats, rates: dict[Reason, float] | None,
@@ -537,19 +606,25 @@ def _show_stats(ifname: str, current: Stats, rates: dict[Reason, float] | None,
         sys.stdout.flush()
         return
     console = Console(highlight=False, soft_wrap=True)
-    console.print(f"[bold]{ifname}[/]")
-    _render_counters(console, current, rates)
-    for line in _stats_lines(current):
-        console.print(line)
+    for item in _stats_renderables(ifname, current, rates):
+        console.print(item)
+    sys.stdout.flush()
+
+
+def _stats_renderables(ifname: str, current: Stats, rates: dict[Reason, float] | None) -> list[Any]:
+    """What `stats` shows of one snapshot, line by line (rich markup and tables)."""
+    items: list[Any] = [f"[bold]{ifname}[/]", *_counter_renderables(current, rates),
+                        *_stats_lines(current)]
     if current.per_cpu is not None:
         for cpu, counters in enumerate(current.per_cpu):
             busy = ", ".join(f"{r.label} {c.packets}" for r, c in counters.items() if c.packets)
-            console.print(f"  cpu {cpu}: {busy or 'no packets'}")
+            items.append(f"  cpu {cpu}: {busy or 'no packets'}")
+    return items
 
 
 @app.command(cls=_Verb)
 def events(
-    ifname: Interface,
+    ifname: Attached,
     count: Annotated[int | None, typer.Option(help="Stop after N events; the ones after them stay "
                                                    "in the ring for the next reader.",
                                               min=1, metavar="N")] = None,
@@ -665,7 +740,7 @@ def doctor(
         str | None,
         typer.Option("--interface", "-i", help="Also try XDP native mode on IF (attaches a "
                                                "pass-all program and detaches it at once).",
-                     metavar="IF", show_default=False),
+                     metavar="IF", show_default=False, autocompletion=_complete_interfaces),
     ] = None,
     as_json: Annotated[bool, _json()] = False,
 ) -> None:
@@ -696,6 +771,40 @@ def doctor(
                    "see the fixes above.")
     if not ok:
         raise typer.Exit(1)
+
+
+def _complete_verbs(ctx: click.Context, incomplete: str) -> list[str]:
+    root = ctx.find_root()
+    group = root.command
+    verbs = group.list_commands(root) if isinstance(group, click.Group) else []
+    return [verb for verb in verbs if verb.startswith(incomplete)]
+
+
+@app.command("help", cls=_Verb)
+def help_verb(
+    ctx: typer.Context,
+    verb: Annotated[str | None, typer.Argument(help="The verb to explain.", show_default=False,
+                                               metavar="VERB", autocompletion=_complete_verbs)] = None,
+) -> None:
+    """Show pingkiller's help, or VERB's (what `pingkiller VERB --help` shows).
+
+    Examples:
+
+      pingkiller help
+
+      pingkiller help attach
+    """
+    root = ctx.find_root()
+    group = root.command
+    assert isinstance(group, click.Group)
+    if verb is None:
+        typer.echo(root.get_help())
+        return
+    command = group.get_command(root, verb)
+    if command is None:
+        raise _click_errors.UsageError(unknown_verb(verb, group.list_commands(root)), root)
+    with click.Context(command, info_name=verb, parent=root, **command.context_settings) as sub:
+        typer.echo(command.get_help(sub))
 
 
 def _exit_cleanly_on_sigterm() -> None:

@@ -7,17 +7,21 @@ Callers hold the attachment's lock around every change (read-modify-write).
 from __future__ import annotations
 
 import errno
+import ipaddress
+import itertools
 import socket
+import struct
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from pingkiller import abi
 from pingkiller.abi import Network, RuleAction
 from pingkiller.bpf import BatchError, BpfError, Map
 from pingkiller.errors import RuleTableFull
-from pingkiller.policy import Rule, read_rule_file, rule_file_lines
+from pingkiller.policy import RULE_ACTIONS, Rule, parse_network, read_rule_file, rule_file_lines
 
 RULE_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP)
 _FULL_ERRNOS = (errno.E2BIG, errno.ENOSPC, errno.ENOMEM)
@@ -103,6 +107,104 @@ def _ipv4_keys(entries: list[str]) -> dict[str, list[bytes]] | None:
         else:
             grouped.setdefault(abi.PREFIXES_V4_MAP, {})[abi.prefix_key(prefixlen, packed)] = None
     return {name: list(keys) for name, keys in grouped.items()}
+
+
+# The order rules are listed in (RuleTable.entries), and how many are read at a time.
+LISTING_ORDER = (abi.RULES_V4_MAP, abi.PREFIXES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V6_MAP)
+LISTING_BATCH = 4096
+
+
+class RuleEntry(NamedTuple):
+    """One rule as :meth:`RuleTable.entries` lists it: the address or prefix as text
+    (``192.0.2.7``, ``10.0.0.0/8``: :func:`~pingkiller.policy.format_network`'s form),
+    its action and hit count. Cheap to make (no ipaddress object); :meth:`rule` makes
+    the :class:`~pingkiller.policy.Rule`."""
+
+    address: str
+    action: RuleAction
+    hits: int
+
+    def to_json(self) -> dict[str, object]:
+        """The same object as :meth:`Rule.to_json <pingkiller.policy.Rule.to_json>`."""
+        return {"address": self.address, "action": RULE_ACTIONS.word(self.action), "hits": self.hits}
+
+    def rule(self) -> Rule:
+        return Rule(parse_network(self.address), self.action, self.hits)
+
+
+class RuleScan(NamedTuple):
+    """What :meth:`RuleTable.scan` found: how many rules, and the first of them."""
+
+    total: int
+    first: list[RuleEntry]
+
+
+_FAMILY = {abi.RULES_V4_MAP: socket.AF_INET, abi.PREFIXES_V4_MAP: socket.AF_INET,
+           abi.RULES_V6_MAP: socket.AF_INET6, abi.PREFIXES_V6_MAP: socket.AF_INET6}
+_ACTIONS = {int(action): action for action in RuleAction}
+
+
+def _rows(name: str, keys: bytes, values: bytes, count: int, *,
+          sort: bool) -> tuple[list[bytes], list[tuple[int, int]]]:
+    """One batch of rule map ``name`` (packed keys and values) as its keys and their
+    (action, hits); ``sort``: by address (a prefix key holds the prefix length first:
+    then by length)."""
+    unpack = _KEYS.setdefault(len(keys) // count, struct.Struct(f"{len(keys) // count}s"))
+    packed = [key for (key,) in unpack.iter_unpack(keys)]
+    rows: list[tuple[int, int]] = list(abi.RULE.iter_unpack(values))
+    if sort:
+        by = packed.__getitem__ if name in _EXACT_MAPS else lambda i: packed[i][4:] + packed[i][:4]
+        order = sorted(range(count), key=by)
+        packed, rows = [packed[i] for i in order], [rows[i] for i in order]
+    return packed, rows
+
+
+_KEYS: dict[int, struct.Struct] = {}  # "Ns": one key of N bytes
+
+
+def _map_batches(table: Map) -> Iterator[tuple[bytes, bytes, int, bool]]:
+    """``table``'s batches, each with whether to sort it: when it is the whole map (one
+    batch ahead is read to know: memory two batches)."""
+    batches = table.lookup_batches(LISTING_BATCH)
+    first = next(batches, None)
+    if first is None:
+        return
+    second = next(batches, None)
+    yield (*first, second is None)
+    if second is not None:
+        yield (*second, False)
+        for batch in batches:
+            yield (*batch, False)
+
+
+def _address_text(family: int, packed: bytes) -> str:
+    """format_network's text of an address: inet_ntop, which compresses IPv6 as Python
+    does, but for the dotted forms it gives ::/96 and ::ffff:0:0/96 addresses."""
+    text = socket.inet_ntop(family, packed)
+    if family == socket.AF_INET6 and "." in text:
+        return str(ipaddress.IPv6Address(packed))
+    return text
+
+
+def _decode_entries(name: str, keys: bytes, values: bytes, count: int, sort: bool) -> list[RuleEntry]:
+    """One batch of a rule map as entries (``sort``: by address)."""
+    family, actions, make = _FAMILY[name], _ACTIONS, tuple.__new__
+    packed, rows = _rows(name, keys, values, count, sort=sort)
+    if name in _EXACT_MAPS:
+        # inet_ntop over the whole batch (~1 us a rule all told); IPv6 checks its text
+        text = (map(socket.inet_ntop, itertools.repeat(family, count), packed)
+                if family == socket.AF_INET else map(_address_text, itertools.repeat(family), packed))
+        return [make(RuleEntry, (address, actions[action], hits))
+                for address, (action, hits) in zip(text, rows, strict=True)]
+    prefix = abi.PREFIX_V4 if family == socket.AF_INET else abi.PREFIX_V6
+    maximum = 32 if family == socket.AF_INET else 128
+    entries = []
+    for key, (action, hits) in zip(packed, rows, strict=True):
+        prefixlen, address = prefix.unpack(key)
+        shown = _address_text(family, address)
+        entries.append(make(RuleEntry, (shown if prefixlen == maximum else f"{shown}/{prefixlen}",
+                                        actions[action], hits)))
+    return entries
 
 
 class RuleTable:
@@ -200,17 +302,47 @@ class RuleTable:
         return removed
 
     def rules(self) -> list[Rule]:
-        """Every rule with its hit count, IPv4 before IPv6, hosts before prefixes."""
+        """Every rule with its hit count, in :meth:`entries` order (all in memory: for a
+        large table, stream :meth:`entries` instead)."""
         found: list[Rule] = []
-        for name, table in self.maps.items():
-            for key, raw in table.items_batch():
-                action, hits = abi.decode_rule(raw)
-                found.append(Rule(abi.network_from_key(name, key), action, hits))
-        found.sort(key=lambda r: (r.network.version, r.network.network_address.packed, r.network.prefixlen))
+        for name in LISTING_ORDER:
+            for keys, values, count, sort in _map_batches(self.maps[name]):
+                packed, rows = _rows(name, keys, values, count, sort=sort)
+                found += [Rule(abi.network_from_key(name, key), _ACTIONS[action], hits)
+                          for key, (action, hits) in zip(packed, rows, strict=True)]
         return found
 
+    def entries(self) -> Iterator[list[RuleEntry]]:
+        """Every rule with its hit count, one batch (at most LISTING_BATCH rules) at a
+        time, decoded per batch without ipaddress objects (~1 us a rule): memory is one
+        batch, whatever the table holds.
+
+        Map by map: IPv4 addresses, IPv4 prefixes, IPv6 addresses, IPv6 prefixes. A map
+        that fits in one batch is sorted by address; a larger one comes in the kernel's
+        order (a hash map's follows its random hash seed), since sorting it would hold
+        it whole.
+        """
+        for name in LISTING_ORDER:
+            for keys, values, count, sort in _map_batches(self.maps[name]):
+                yield _decode_entries(name, keys, values, count, sort)
+
     def count(self) -> int:
+        """How many rules there are: a batch walk of each map (see Map.__len__), no
+        rule decoded; ~0.35 s for 10^6 rules. A hash map's walk visits every bucket, one
+        per entry it can hold (2^20), so even an empty table costs ~1.5 ms a hash map."""
         return sum(len(table) for table in self.maps.values())
+
+    def scan(self, keep: int | None = None) -> RuleScan:
+        """How many rules there are and the first ``keep`` (all when None), in
+        :meth:`entries` order, from one walk of the maps: batches past the first
+        ``keep`` rules are counted, not decoded. Memory: one batch beyond ``keep``."""
+        count, kept = 0, list[RuleEntry]()
+        for name in LISTING_ORDER:
+            for keys, values, found, sort in _map_batches(self.maps[name]):
+                count += found
+                if keep is None or len(kept) < keep:
+                    kept += _decode_entries(name, keys, values, found, sort)
+        return RuleScan(count, kept if keep is None else kept[:keep])
 
     def refresh_prefix_flags(self, adding: Iterable[str] = ()) -> None:
         """Tell the program whether to look in the LPM tries (skipped when they are empty);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -57,6 +58,18 @@ class Running:
             if text in line:
                 return line
         raise AssertionError(f"no {text!r} in output: {''.join(self.lines)}{self.stderr()}")
+
+    def wait_for_stderr(self, text: str, timeout: float = 20) -> str:
+        """Read stderr until a line holds ``text``; returns that line."""
+        assert self.process.stderr is not None
+        deadline, seen = time.monotonic() + timeout, []
+        while select.select([self.process.stderr], [], [], max(0, deadline - time.monotonic()))[0]:
+            line = self.process.stderr.readline()
+            seen.append(line)
+            if not line or text in line:
+                break
+        assert seen and text in seen[-1], f"no {text!r} on stderr: {''.join(seen)}"
+        return seen[-1]
 
     def stderr(self) -> str:
         return self.process.stderr.read() if self.process.stderr and self.process.poll() is not None \
@@ -167,7 +180,7 @@ def test_block_ping_changed_on_the_fly_with_an_event_per_ping(
     ifname = peer.host_ifname
     with running([str(EXAMPLES / "block-ping.sh"), ifname]) as recipe:
         recipe.wait_for(f"Attached to {ifname}")
-        time.sleep(0.3)  # `pingkiller events` opens the ring
+        recipe.wait_for_stderr("from now on")  # `pingkiller events` reads the ring from now on
         assert peer.ping(peer.host_v4, count=1) == 1
         recipe.wait_for("pass (pass_default)")
         pk_json("block", ifname, peer.peer_v4)
@@ -177,7 +190,7 @@ def test_block_ping_changed_on_the_fly_with_an_event_per_ping(
         assert peer.ping(peer.host_v4, count=1) == 1
         line = recipe.wait_for("echo-request")
         out, err = recipe.stop()
-    assert line.startswith(f"{peer.peer_v4} > {peer.host_v4} echo-request")
+    assert re.match(rf"\d\d:\d\d:\d\d\.\d{{6}} {peer.peer_v4} > {peer.host_v4} echo-request", line), line
     assert line.rstrip().endswith("pass (pass_default)")
     assert "events received" in err
     assert f"Detached from {ifname}" in out

@@ -921,8 +921,16 @@ def exporter(
         bool, typer.Option("--run-time-stats", help="Switch on the kernel's BPF run-time stats "
                                                    "while serving (costs a little per packet).")
     ] = False,
+    max_scrapes: Annotated[
+        int, typer.Option(help="Answer at most N scrapes at once; one more gets 503 at once.",
+                          min=1, max=64, metavar="N")
+    ] = 4,
 ) -> None:
     """Serve Prometheus metrics of every attachment until stopped.
+
+    Only /metrics, /readyz and /livez answer (404 elsewhere). A scrape counts every
+    rule (~0.35 s per million) but reads hit counters only of the series it exports.
+    A client has 5 s to send its request; idle connections cost no thread.
 
     Example:
 
@@ -935,7 +943,7 @@ def exporter(
 
     collector = metrics.PingkillerCollector(rule_metrics=rule_metrics,
                                             max_rule_series=max_rule_series)
-    server, _ = metrics.serve(listen, collector)
+    server, _ = metrics.serve(listen, collector, max_scrapes=max_scrapes)
     switch = counters.run_time_stats(required=True) if run_time_stats else nullcontext(False)
     with switch:
         _exit_cleanly_on_sigterm()

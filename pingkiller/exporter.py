@@ -1,26 +1,38 @@
-"""Prometheus metrics: a collector that reads every attachment's live counters per scrape.
+"""Prometheus metrics: a collector that reads every attachment's live counters per scrape,
+and a small HTTP server for it with bounded threads, time limits and a scrape cap.
 
 Metrics (all labelled by ``interface``; docs/operations.md lists them):
 ``pingkiller_packets_total`` / ``pingkiller_bytes_total`` {reason},
 ``pingkiller_rule_hits_total`` {rule, action}, ``pingkiller_rules``,
-``pingkiller_events_total`` {outcome = sent | suppressed | lost},
-``pingkiller_program_run_time_seconds_total`` and ``pingkiller_program_runs_total``
-(the kernel's BPF stats: zero unless they are on), ``pingkiller_attachment_info``
-{mode, program_id}, and ``pingkiller_up`` (1 when the attachments could be read).
+``pingkiller_rule_series_skipped``, ``pingkiller_events_total``
+{outcome = sent | suppressed | lost}, ``pingkiller_program_run_time_seconds_total`` and
+``pingkiller_program_runs_total`` (the kernel's BPF stats: zero unless they are on),
+``pingkiller_attachment_info`` {mode, program_id}, and ``pingkiller_up`` (1 when the
+attachments could be read).
 
-Besides /metrics the server answers two probes for Kubernetes: ``/livez`` (200 while
-it serves) and ``/readyz`` (200 when the pins can be read, 503 and the reason if not).
-Everything here only reads: the exporter works on a read-only bpffs with CAP_BPF.
+Only three paths answer: /metrics, and two probes for Kubernetes: ``/livez`` (200 while
+it serves) and ``/readyz`` (200 when the pins can be read, 503 and the reason if not);
+every other path is 404. Everything here only reads: the exporter works on a read-only
+bpffs with CAP_BPF.
+
+What a scrape costs: the counters of each attachment (a few batch reads), a count of its
+rules (a batch walk of the rule maps, ~0.35 s per 10^6 rules, one batch in memory), and
+the hit counters of at most ``max_rule_series`` rules. An interface with more rules than
+that exports no rule series at all (a partial set would be arbitrary and change from
+scrape to scrape) and says how many it skipped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import unquote
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -31,20 +43,33 @@ from prometheus_client.registry import Collector
 from pingkiller import capabilities, killer
 from pingkiller.bpf import BpfError
 from pingkiller.errors import InvalidInput, PingkillerError
-from pingkiller.killer import AttachmentInfo
+from pingkiller.killer import Attachment, AttachmentInfo
 from pingkiller.policy import RULE_ACTIONS
+from pingkiller.rules import RuleEntry
 
 DEFAULT_LISTEN = "127.0.0.1:9477"
 DEFAULT_MAX_RULE_SERIES = 1000
+DEFAULT_MAX_SCRAPES = 4
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One attachment as a scrape read it: its info, the rules whose series it exports,
+    and how many rules it skipped (more than max_rule_series)."""
+
+    info: AttachmentInfo
+    rules: list[RuleEntry]
+    skipped: int
 
 
 class PingkillerCollector(Collector):
     """Reads the pinned attachments on every scrape (no cache, no background thread).
 
     Rule hit counters are one series per rule: with ``rule_metrics=False`` none are
-    exported, and an interface with more than ``max_rule_series`` rules exports none
-    of its rule series (``pingkiller_rules`` still counts them).
+    exported, and an interface with more than ``max_rule_series`` rules exports none of
+    its rule series and no hit counter of it is read (``pingkiller_rules`` still counts
+    them; ``pingkiller_rule_series_skipped`` says how many were skipped).
     """
 
     def __init__(self, *, rule_metrics: bool = True,
@@ -55,7 +80,7 @@ class PingkillerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("pingkiller_up", "1 if pingkiller's attachments could be read.")
         try:
-            infos = killer.attachments(with_rules=self.rule_metrics)
+            found = [self._read(each) for each in killer.each_attachment()]
         except (PingkillerError, BpfError) as err:
             log.warning("reading attachments failed: %s", err)
             up.add_metric([], 0)
@@ -63,9 +88,23 @@ class PingkillerCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        yield from self._families(infos)
+        yield from self._families(found)
 
-    def _families(self, infos: list[AttachmentInfo]) -> Iterator[Metric]:
+    def _read(self, found: Attachment | AttachmentInfo) -> _Read:
+        """One attachment: its info, and its rule series if it has no more rules than
+        max_rule_series (one walk of the rule maps counts them and decodes at most the
+        first max_rule_series + 1)."""
+        if isinstance(found, AttachmentInfo):  # its maps cannot be read
+            return _Read(found, [], 0)
+        scan = found.scan_rules(self.max_rule_series + 1 if self.rule_metrics else 0)
+        info = found.info(with_rules=False, rule_count=scan.total)
+        if not self.rule_metrics:
+            return _Read(info, [], 0)
+        if scan.total > self.max_rule_series:
+            return _Read(info, [], scan.total)
+        return _Read(info, scan.first, 0)
+
+    def _families(self, found: list[_Read]) -> Iterator[Metric]:
         packets = CounterMetricFamily(
             "pingkiller_packets", "Packets seen, by verdict reason.", labels=["interface", "reason"])
         octets = CounterMetricFamily(
@@ -84,19 +123,23 @@ class PingkillerCollector(Collector):
         hits = CounterMetricFamily(
             "pingkiller_rule_hits", "Packets that matched a rule.",
             labels=["interface", "rule", "action"])
+        skipped = GaugeMetricFamily(
+            "pingkiller_rule_series_skipped", "Rules whose hit series are not exported: all of "
+            "them when the interface has more than --max-rule-series.", labels=["interface"])
         attachment = InfoMetricFamily(
             "pingkiller_attachment", "An attachment (mode none: stale, the interface is gone).",
             labels=["interface", "mode", "program_id"])
         outdated = GaugeMetricFamily(
             "pingkiller_outdated", "1 if the attachment runs another program than the installed "
             "one (`pingkiller upgrade`), or pins of another ABI version.", labels=["interface"])
-        for info in infos:
-            name = info.ifname
+        for read in found:
+            info, name = read.info, read.info.ifname
             attachment.add_metric([name, info.mode.value, str(info.program_id)], {})
             outdated.add_metric([name], int(info.outdated))
             rules.add_metric([name], info.rule_count)
-            if self.rule_metrics and info.rule_count <= self.max_rule_series:
-                for rule in info.rules:
+            if self.rule_metrics:
+                skipped.add_metric([name], read.skipped)
+                for rule in read.rules:
                     hits.add_metric([name, rule.address, RULE_ACTIONS.word(rule.action)], rule.hits)
             stats = info.stats
             if stats is None:
@@ -111,6 +154,8 @@ class PingkillerCollector(Collector):
             run_time.add_metric([name], stats.run_time_ns / 1e9)
             runs.add_metric([name], stats.run_count)
         yield from (attachment, outdated, packets, octets, events, rules, hits, run_time, runs)
+        if self.rule_metrics:
+            yield skipped
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -126,66 +171,279 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def readiness() -> tuple[bool, str]:
-    """Whether the pins can be read now (what /readyz answers), and why not."""
+    """Whether the pins can be read now (what /readyz answers), and why not: every
+    attachment's pins are opened read-only, no map is walked."""
     try:
-        killer.attachments(with_rules=False)
+        for _ in killer.each_attachment():
+            pass
     except (PingkillerError, BpfError) as err:
         return False, str(err)
     return True, "ok"
 
 
-def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+def _text(start_response: StartResponse, status: str, body: str,
+          headers: Iterable[tuple[str, str]] = ()) -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), *headers])
     return [body.encode() + b"\n"]
 
 
+# The paths that answer; the server runs the first two in its worker threads.
+METRICS_PATH, READY_PATH, LIVE_PATH = "/metrics", "/readyz", "/livez"
+
+
 def make_app(registry: CollectorRegistry,
-             ready: Callable[[], tuple[bool, str]] = readiness) -> WSGIApplication:
-    """/metrics of ``registry``, plus /livez and /readyz."""
+             ready: Callable[[], tuple[bool, str]] = readiness, *,
+             max_scrapes: int = DEFAULT_MAX_SCRAPES) -> WSGIApplication:
+    """/metrics of ``registry``, plus /livez and /readyz; every other path is 404. At
+    most ``max_scrapes`` scrapes run at once: one more is answered 503 straight away."""
     metrics = make_wsgi_app(registry)
+    scrapes = threading.BoundedSemaphore(max_scrapes)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path == "/livez":
+        if path == LIVE_PATH:
             return _text(start_response, "200 OK", "ok")
-        if path == "/readyz":
+        if path == READY_PATH:
             ok, why = ready()
             return _text(start_response, "200 OK" if ok else "503 Service Unavailable", why)
-        served: Iterable[bytes] = metrics(environ, start_response)
-        return served
+        if path != METRICS_PATH:
+            return _text(start_response, "404 Not Found",
+                         f"not found: pingkiller's exporter serves {METRICS_PATH}, "
+                         f"{READY_PATH} and {LIVE_PATH}")
+        if not scrapes.acquire(blocking=False):
+            return _text(start_response, "503 Service Unavailable",
+                         f"busy: {max_scrapes} scrapes are running (--max-scrapes)",
+                         [("Retry-After", "1")])
+        try:
+            # prometheus_client renders the whole body here (no lazy iterable).
+            return list(metrics(environ, start_response))
+        finally:
+            scrapes.release()
 
     return app
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+@dataclass(frozen=True)
+class Limits:
+    """What the server holds at most, and how long it waits for a client.
 
-    def __init__(self, address: tuple[str, int], family: socket.AddressFamily) -> None:
-        self.address_family = family  # IPv4 or IPv6, as the listen address is
-        super().__init__(address, _QuietHandler)
+    ``workers`` threads run /metrics and /readyz (the app's own scrape cap stops scrapes
+    from taking all of them); a request that finds them all busy is answered 503 at once,
+    never queued. A client has ``request_timeout`` seconds to send its request head (at
+    most ``max_head`` bytes) and ``write_timeout`` to take the answer; past
+    ``max_connections`` open connections a new one is answered 503 and closed."""
+
+    workers: int = DEFAULT_MAX_SCRAPES + 2
+    max_connections: int = 512
+    request_timeout: float = 5.0
+    write_timeout: float = 10.0
+    max_head: int = 8192
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # probes every few seconds
-        pass
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            408: "Request Timeout", 431: "Request Header Fields Too Large",
+            503: "Service Unavailable"}
+
+
+class MetricsServer:
+    """An HTTP/1.1 server for one WSGI app (every answer closes its connection).
+
+    One thread runs an asyncio loop that accepts connections and reads request heads
+    (idle or slow clients cost a coroutine, not a thread, and are dropped after
+    ``limits.request_timeout``); a fixed pool of ``limits.workers`` threads runs the
+    app for the paths that read the pins. Start with :meth:`start`, stop with
+    :meth:`shutdown`.
+    """
+
+    def __init__(self, sock: socket.socket, app: WSGIApplication, limits: Limits = Limits()) -> None:
+        self.socket = sock
+        self.app = app
+        self.limits = limits
+        self.server_address: tuple[str, int] = sock.getsockname()[:2]
+        self._pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="pingkiller-scrape")
+        self._loop = asyncio.new_event_loop()
+        self._busy = 0  # requests in the pool
+        self._connections = 0
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._stopped = asyncio.Event()
+        self._thread = threading.Thread(target=self._run, name="pingkiller-exporter", daemon=True)
+
+    def start(self) -> threading.Thread:
+        self._thread.start()
+        return self._thread
+
+    def shutdown(self) -> None:
+        """Stop serving, close the socket and wait for the threads (idempotent)."""
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stopped.set)
+            self._thread.join()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.socket.close()
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self._serve())
+        finally:
+            self._loop.close()
+
+    async def _serve(self) -> None:
+        server = await asyncio.start_server(self._connection, sock=self.socket,
+                                            limit=self.limits.max_head)
+        await self._stopped.wait()
+        server.close()
+        for task in list(self._handlers):  # what is still connected is dropped
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._connections += 1
+        try:
+            if self._connections > self.limits.max_connections:
+                await self._answer(writer, 503, "too many connections", head_only=False)
+                return
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
+                                              self.limits.request_timeout)
+            except (TimeoutError, asyncio.IncompleteReadError):
+                return  # an idle or slow client, or one that went away: dropped
+            except asyncio.LimitOverrunError:
+                await self._answer(writer, 431, f"request head longer than {self.limits.max_head} "
+                                                "bytes", head_only=False)
+                return
+            await self._request(head, writer)
+        except (ConnectionError, TimeoutError):
+            pass
+        finally:
+            self._connections -= 1
+            self._handlers.discard(task)
+            await self._close(writer)
+
+    async def _close(self, writer: asyncio.StreamWriter) -> None:
+        """Close once what was written is sent, or drop the client if it does not take it."""
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), self.limits.write_timeout)
+        except (ConnectionError, TimeoutError, asyncio.CancelledError):
+            writer.transport.abort()
+
+    async def _request(self, head: bytes, writer: asyncio.StreamWriter) -> None:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            await self._answer(writer, 400, "bad request line", head_only=False)
+            return
+        method, target, _ = parts
+        if method not in ("GET", "HEAD"):
+            await self._answer(writer, 405, "only GET and HEAD", head_only=False,
+                               headers=[("Allow", "GET, HEAD")])
+            return
+        if target.startswith(("http://", "https://")):  # absolute form: keep the path
+            target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
+        path, _, query = target.partition("?")
+        environ = _environ(method, unquote(path, "latin-1"), query, lines[1:], self.server_address)
+        if environ["PATH_INFO"] not in (METRICS_PATH, READY_PATH):
+            status, headers, body = _call(self.app, environ)  # no pins read: answered here
+        elif self._busy >= self.limits.workers:
+            await self._answer(writer, 503, "busy: every worker is answering a request",
+                               head_only=method == "HEAD", headers=[("Retry-After", "1")])
+            return
+        else:
+            self._busy += 1
+            try:
+                loop = asyncio.get_running_loop()
+                status, headers, body = await loop.run_in_executor(self._pool, _call, self.app, environ)
+            finally:
+                self._busy -= 1
+        await self._send(writer, status, headers, body, head_only=method == "HEAD")
+
+    async def _answer(self, writer: asyncio.StreamWriter, code: int, text: str, *, head_only: bool,
+                      headers: Iterable[tuple[str, str]] = ()) -> None:
+        await self._send(writer, f"{code} {_REASONS[code]}",
+                         [("Content-Type", "text/plain; charset=utf-8"), *headers],
+                         text.encode() + b"\n", head_only=head_only)
+
+    async def _send(self, writer: asyncio.StreamWriter, status: str, headers: list[tuple[str, str]],
+                    body: bytes, *, head_only: bool) -> None:
+        fields = [(k, v) for k, v in headers if k.lower() not in ("content-length", "connection")]
+        fields += [("Content-Length", str(len(body))), ("Connection", "close")]
+        lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in fields), "", ""]
+        writer.write("\r\n".join(lines).encode("latin-1"))
+        if not head_only:
+            writer.write(body)
+        await asyncio.wait_for(writer.drain(), self.limits.write_timeout)
+
+
+def _environ(method: str, path: str, query: str, header_lines: list[str],
+             address: tuple[str, int]) -> WSGIEnvironment:
+    environ: WSGIEnvironment = {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+        "SCRIPT_NAME": "", "SERVER_NAME": str(address[0]), "SERVER_PORT": str(address[1]),
+        "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.version": (1, 0),
+        "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+    }
+    for line in header_lines:
+        name, sep, value = line.partition(":")
+        if sep and name.lower() in ("accept", "accept-encoding"):
+            environ["HTTP_" + name.upper().replace("-", "_")] = value.strip()
+    return environ
+
+
+def _call(app: WSGIApplication, environ: WSGIEnvironment) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Run a WSGI app to its whole answer: (status, headers, body)."""
+    answer: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None
+                       ) -> Callable[[bytes], object]:
+        answer[:] = [(status, headers)]
+        return lambda data: None
+
+    try:
+        chunks = app(environ, start_response)
+        try:
+            body = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+    except Exception:
+        log.exception("answering %s failed", environ.get("PATH_INFO"))
+        return "500 Internal Server Error", [("Content-Type", "text/plain; charset=utf-8")], \
+            b"internal error: see the exporter's log\n"
+    status, headers = answer[0]
+    return status, headers, body
 
 
 def serve(
-    listen: str = DEFAULT_LISTEN, collector: PingkillerCollector | None = None
-) -> tuple[WSGIServer, threading.Thread]:
-    """Serve /metrics, /livez and /readyz on ``listen`` in a background thread; shut the
-    server down to stop. Needs only read access to the pins (and CAP_BPF)."""
+    listen: str = DEFAULT_LISTEN, collector: PingkillerCollector | None = None, *,
+    max_scrapes: int = DEFAULT_MAX_SCRAPES,
+) -> tuple[MetricsServer, threading.Thread]:
+    """Serve /metrics, /livez and /readyz on ``listen`` in background threads; shut the
+    server down to stop. Needs only read access to the pins (and CAP_BPF). At most
+    ``max_scrapes`` scrapes run at once (one more gets 503)."""
     capabilities.require_read_privileges()
     host, port = parse_listen(listen)
     registry = CollectorRegistry()
     registry.register(collector or PingkillerCollector())
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        server = _Server((host, port), family)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+        except BaseException:
+            sock.close()
+            raise
     except OSError as err:
         raise PingkillerError(f"cannot listen on {listen}: {err.strerror or err}: pick another "
                               "--listen address or port") from None
-    server.set_app(make_app(registry))
-    thread = threading.Thread(target=server.serve_forever, name="pingkiller-exporter", daemon=True)
-    thread.start()
+    with contextlib.ExitStack() as undo:
+        undo.callback(sock.close)
+        server = MetricsServer(sock, make_app(registry, max_scrapes=max_scrapes),
+                               Limits(workers=max_scrapes + 2))
+        thread = server.start()
+        undo.pop_all()
     return server, thread

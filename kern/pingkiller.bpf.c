@@ -85,8 +85,15 @@ PK_ABI_OFFSET(pk_event, pad, 58);
  */
 #define PK_VLAN_WALK_MAX	1024
 #define PK_VLAN_HLEN		4
-/* Bounds the offset for the verifier (its packet range stops at 64 KiB). */
-#define PK_VLAN_OFFSET_MASK	0x1fff
+/*
+ * The same for IPv6 extension headers past the first PK_MAX_IPV6_EXT_HDRS:
+ * Linux walks a chain of any length and delivers what ends it (neighbour
+ * discovery included), so it is walked to its end; each header is at least 8
+ * bytes, so this reaches past the end of any frame XDP gets whole.
+ */
+#define PK_IPV6_WALK_MAX	512
+/* Bounds an offset for the verifier (its packet range stops at 64 KiB). */
+#define PK_OFFSET_MASK	0x1fff
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -321,9 +328,56 @@ static __always_inline bool is_ext_header(__u8 nexthdr)
 	       nexthdr == PK_IPPROTO_DSTOPTS || nexthdr == PK_IPPROTO_AH;
 }
 
-static __always_inline int parse_ipv6(void *cursor, void *data_end, struct pk_packet *pkt,
-				      __u32 icmp_set)
+/* The rest of a long extension-header chain, walked with bpf_loop. */
+struct pk_ipv6_walk {
+	struct xdp_md *ctx;
+	__u32 offset;		/* of the header nexthdr names */
+	__u32 length;		/* of the frame */
+	__u8 nexthdr;
+	__u8 fragmented;
+	__s16 result;		/* a PK_L4_* class the walk ended with, or -1 */
+};
+
+static long walk_ipv6_header(__u32 index, void *data)
 {
+	struct pk_ipv6_walk *walk = data;
+	__u8 hdr[4];
+	__u32 len;
+
+	if (is_ext_header(walk->nexthdr)) {
+		if (bpf_xdp_load_bytes(walk->ctx, walk->offset, hdr, 2) < 0)
+			goto cut;
+		if (walk->nexthdr == PK_IPPROTO_AH)
+			len = ((__u32)hdr[1] + 2) * 4;
+		else
+			len = ((__u32)hdr[1] + 1) * 8;
+		if (walk->offset + len > walk->length)
+			goto cut;
+	} else if (walk->nexthdr == PK_IPPROTO_FRAGMENT) {
+		if (walk->offset + sizeof(struct pk_ipv6_frag_hdr) > walk->length ||
+		    bpf_xdp_load_bytes(walk->ctx, walk->offset, hdr, 4) < 0)
+			goto cut;
+		if (((hdr[2] << 8) | hdr[3]) & PK_IP6_OFFSET) {
+			walk->result = PK_L4_FRAGMENT;
+			return 1;
+		}
+		walk->fragmented = 1;
+		len = sizeof(struct pk_ipv6_frag_hdr);
+	} else {
+		return 1;
+	}
+	walk->nexthdr = hdr[0];
+	walk->offset += len;
+	return 0;
+cut:
+	walk->result = truncated(walk->fragmented);
+	return 1;
+}
+
+static __always_inline int parse_ipv6(struct xdp_md *ctx, void *cursor, void *data_end,
+				      struct pk_packet *pkt, __u32 icmp_set)
+{
+	void *data = (void *)(long)ctx->data;
 	struct ipv6hdr *ip6 = cursor;
 	bool fragmented = false;
 	__u8 nexthdr;
@@ -368,12 +422,25 @@ static __always_inline int parse_ipv6(void *cursor, void *data_end, struct pk_pa
 			break;
 		}
 	}
-	/*
-	 * The chain goes on past the walk: the stack would follow it, so must we.
-	 * A chain of exactly PK_MAX_IPV6_EXT_HDRS headers is judged by what follows.
-	 */
-	if (is_ext_header(nexthdr) || nexthdr == PK_IPPROTO_FRAGMENT)
-		return PK_L4_SUSPECT;
+	if (is_ext_header(nexthdr) || nexthdr == PK_IPPROTO_FRAGMENT) {
+		/* Rare: a longer chain.  The stack would follow it, so must we. */
+		struct pk_ipv6_walk walk = {
+			.ctx = ctx, .offset = cursor - data, .length = data_end - data,
+			.nexthdr = nexthdr, .fragmented = fragmented, .result = -1,
+		};
+
+		bpf_loop(PK_IPV6_WALK_MAX, walk_ipv6_header, &walk, 0);
+		if (walk.result >= 0)
+			return walk.result;
+		/* Longer than any frame: unseen, so judged as a ping. */
+		if (is_ext_header(walk.nexthdr) || walk.nexthdr == PK_IPPROTO_FRAGMENT)
+			return PK_L4_SUSPECT;
+		nexthdr = walk.nexthdr;
+		fragmented = walk.fragmented;
+		if (walk.offset > walk.length)
+			return truncated(fragmented);
+		cursor = data + (walk.offset & PK_OFFSET_MASK);
+	}
 	pkt->protocol = nexthdr;
 	if (nexthdr != PK_IPPROTO_ICMPV6)
 		return PK_L4_OTHER;
@@ -623,13 +690,13 @@ int pingkiller(struct xdp_md *ctx)
 		if (is_vlan(walk.proto) || walk.cut || walk.offset > length)
 			goto judged;	/* longer than any frame, or cut short: malformed */
 		proto = walk.proto;
-		cursor = data + (walk.offset & PK_VLAN_OFFSET_MASK);
+		cursor = data + (walk.offset & PK_OFFSET_MASK);
 	}
 
 	if (proto == bpf_htons(PK_ETH_P_IP))
 		l4_class = parse_ipv4(cursor, data_end, &pkt, cfg->icmp_set);
 	else if (proto == bpf_htons(PK_ETH_P_IPV6))
-		l4_class = parse_ipv6(cursor, data_end, &pkt, cfg->icmp_set);
+		l4_class = parse_ipv6(ctx, cursor, data_end, &pkt, cfg->icmp_set);
 	else
 		l4_class = PK_L4_OTHER;
 

@@ -145,7 +145,8 @@ def check_kernel(release: str | None = None) -> Check:
         return Check("kernel", WARN, f"cannot read the version from {release!r}")
     version = (int(match.group(1)), int(match.group(2)))
     if version < MIN_KERNEL:
-        return Check("kernel", FAIL, f"{release} is too old (needs >= 5.18: XDP links, bpf_loop, bpf_xdp_load_bytes)",
+        return Check("kernel", FAIL,
+                     f"{release} is too old (needs >= 5.18: XDP links, bpf_loop, bpf_xdp_load_bytes)",
                      "boot a kernel >= 5.18 (see docs/troubleshooting.md)")
     return Check("kernel", OK, f"{release} (pingkiller needs >= 5.18)")
 

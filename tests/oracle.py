@@ -38,7 +38,8 @@ IPV4_MF = 0x2000
 IPV4_OFFSET = 0x1FFF
 IPV6_HLEN = 40
 IPV6_OFFSET = 0xFFF8
-MAX_IPV6_EXT_HDRS = 8
+# 8 walked inline, up to 512 more with bpf_loop: past the end of any frame XDP gets whole.
+MAX_IPV6_EXT_HDRS = 8 + 512
 
 IPPROTO_HOPOPTS = 0
 IPPROTO_ICMP = 1

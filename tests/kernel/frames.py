@@ -281,7 +281,8 @@ def ipv6(
     l4_class: str | None = None,
 ) -> Frame:
     """An IPv6 frame: header, the extension headers ``ext`` in order, then ``l4`` (protocol
-    ``nh``). The expected parse follows the data path's walk of at most 8 headers."""
+    ``nh``). The expected parse follows the data path's walk: 8 headers inline, 512
+    more with bpf_loop (past the end of any frame)."""
     chain = [e.proto for e in ext] + [nh]
     raw_ext = [e.raw(chain[i + 1]) for i, e in enumerate(ext)]
     ip = bytes(IPv6(src=src, dst=dst, nh=chain[0]) / Raw(b"".join(raw_ext) + l4))
@@ -291,7 +292,7 @@ def ipv6(
     fragmented = False
     parsed: Parsed | None = None
     for i, (e, raw) in enumerate(zip(ext, raw_ext, strict=True)):
-        if i == 8:  # the walk stops: still an extension header
+        if i == 8 + 512:  # the walk stops: still an extension header
             parsed = Parsed(SUSPECT, 6)
             break
         at += len(raw)

@@ -211,15 +211,30 @@ def test_extension_headers_before_icmpv6_do_not_hide_the_ping(path, chain, polic
 @pytest.mark.parametrize("policy", policy_params())
 @pytest.mark.parametrize("count", [9, 10, 16, 40])
 @pytest.mark.parametrize("transport", ["icmpv6", "tcp"])
-def test_chains_longer_than_the_walk_are_judged_as_pings(path, count, transport, policy):
-    """Past 8 extension headers the transport is unseen: it is judged as a ping (suspect)."""
+def test_long_chains_are_walked_to_what_ends_them(path, count, transport, policy):
+    """Past the 8 headers walked inline the chain is walked on (bpf_loop): a ping at its
+    end is dropped, TCP passes (it was judged a ping, 'suspect', before)."""
     chain = [IPv6ExtHdrDestOpt()] * count
     packet = echo6(*chain) if transport == "icmpv6" else IPv6(src=V6_SRC, dst=V6_DST)
     if transport == "tcp":
         for header in chain:
             packet = packet / header
         packet = packet / TCP(dport=22)
-    dropped_under(path, ether() / packet, policy)
+    if transport == "icmpv6":
+        dropped_under(path, ether() / packet, policy)
+    else:
+        assert_passed(judge(path, ether() / packet, default_action=DROP), R.PASS_NOT_PING)
+
+
+@pytest.mark.parametrize("count", [9, 20])
+def test_neighbour_discovery_behind_a_long_chain_passes(path, count):
+    """Linux accepts it there (RFC 6980 forbids only fragments), so no policy drops it."""
+    packet = IPv6(src=V6_SRC, dst=V6_DST, hlim=255)
+    for header in [IPv6ExtHdrDestOpt()] * count:
+        packet = packet / header
+    frame = ether() / packet / ICMPv6ND_NS(tgt=V6_DST)
+    assert_passed(judge(path, frame, default_action=DROP, icmp_set=abi.IcmpSet.ALL),
+                  R.PASS_NOT_PING)
 
 
 # --- IPv4 options and fragments ------------------------------------------------------------

@@ -339,17 +339,27 @@ def test_ext_headers_before_tcp_pass(dp, chain):
     dp.run(frame).verify(frame, R.PASS_NOT_PING)
 
 
-@pytest.mark.parametrize("count", [9, 10, 20])
+@pytest.mark.parametrize("count", [9, 10, 20, 300])
 @pytest.mark.parametrize("nh", [IPPROTO_ICMPV6, IPPROTO_TCP], ids=["icmpv6", "tcp"])
-def test_ext_chain_longer_than_the_walk_is_suspect(dp, count, nh):
-    """More than 8 extension headers: the transport is unseen, judged as a ping."""
+def test_a_long_ext_chain_is_walked_to_its_end(dp, count, nh):
+    """Linux walks a chain of any length: so does the program, past the 8 walked inline
+    (bpf_loop), so what ends the chain is judged as what it is."""
     dp.configure(default_action=DROP_DEFAULT)
-    l4 = echo6().data[-18:] if nh == IPPROTO_ICMPV6 else tcp_bytes()
-    frame = ipv6(l4, nh=nh, ext=[dest_opts()] * count)
-    assert frame.parsed == Parsed(SUSPECT, 6)
-    dp.run(frame).verify(frame, R.DROP_DEFAULT)
-    dp.configure(default_action=PASS_DEFAULT)
-    dp.run(frame).verify(frame, R.PASS_DEFAULT)
+    chain = [dest_opts()] * count
+    frame = echo6(ext=chain) if nh == IPPROTO_ICMPV6 else ipv6(tcp_bytes(), nh=nh, ext=chain)
+    assert frame.parsed.l4 == (PING if nh == IPPROTO_ICMPV6 else OTHER)
+    dp.run(frame).verify(frame, R.DROP_DEFAULT if nh == IPPROTO_ICMPV6 else R.PASS_NOT_PING)
+
+
+@pytest.mark.parametrize("cut", [1, 3, 7])
+@pytest.mark.parametrize("first", ["dest-opts", "fragment"])
+def test_a_long_ext_chain_cut_short_is_unparsed_or_suspect(dp, cut, first):
+    """Cut inside its 12th header: malformed; after a (first) fragment header, suspect."""
+    dp.configure(default_action=DROP_DEFAULT)
+    head = fragment(0) if first == "fragment" else dest_opts()
+    frame = echo6(ext=[head, *[dest_opts()] * 11]).cut(14 + 40 + 8 * 11 + cut)
+    assert frame.parsed.l4 == (SUSPECT if first == "fragment" else UNPARSED)
+    dp.run(frame).verify(frame, R.DROP_DEFAULT if first == "fragment" else R.PASS_UNPARSED)
 
 
 # Fragments

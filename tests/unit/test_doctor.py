@@ -57,8 +57,8 @@ def test_object_without_btf_fails_with_the_fix() -> None:
 
 @pytest.mark.parametrize(
     ("release", "status"),
-    [("6.1.0-18-amd64", OK), ("5.18.0", OK), ("5.15.0-91-generic", FAIL), ("5.11.0", FAIL), ("5.10.209", FAIL), ("5.8.18", FAIL), ("4.19.0-20-amd64", FAIL),
-     ("weird", WARN)],
+    [("6.1.0-18-amd64", OK), ("5.18.0", OK), ("5.15.0-91-generic", FAIL), ("5.11.0", FAIL),
+     ("5.10.209", FAIL), ("5.8.18", FAIL), ("4.19.0-20-amd64", FAIL), ("weird", WARN)],
 )
 def test_kernel_version(release: str, status: str) -> None:
     check = doctor.check_kernel(release)

@@ -7,6 +7,7 @@ pingkiller.manpages makes from this module's help texts (``make man``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import sys
@@ -25,10 +26,11 @@ _click_errors = sys.modules[typer.BadParameter.__module__]
 _ABORTS = tuple(c for c in (getattr(_click_errors, "Abort", None), typer.Abort) if c is not None)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     from pingkiller.abi import Reason
-    from pingkiller.killer import AttachmentInfo
+    from pingkiller.killer import Attachment, AttachmentInfo
+    from pingkiller.rules import RuleEntry
     from pingkiller.stats import Stats
 
 # What `main` exits with; the man pages' EXIT STATUS.
@@ -431,39 +433,104 @@ def unblock(
     _change_rules("unblock", ifname, addresses, from_file, as_json)
 
 
+_STATUS_RULES = 50  # rules the human status lists by default
+
+
 @app.command(cls=_Verb)
 def status(
     ifname: Annotated[str | None, typer.Argument(help="Only this interface.",
                                                  show_default=False, metavar="IFACE",
                                                  autocompletion=_complete_attached)] = None,
     as_json: Annotated[bool, _json("status")] = False,
+    max_rules: Annotated[int | None, typer.Option(
+        help=f"List at most N rules of each attachment (default: {_STATUS_RULES}, all with "
+             "--json); rule_count still counts them all.", min=0, metavar="N",
+        show_default=False)] = None,
 ) -> None:
     """Show every attachment: program, mode, policy, counters, and rules with hit counts.
+
+    Rules are listed map by map (IPv4 addresses, IPv4 prefixes, IPv6 addresses, IPv6
+    prefixes), each map sorted by address up to 4096 rules and in the kernel's order
+    beyond; --json streams them, so a million rules take seconds and little memory.
 
     Examples:
 
       pingkiller status
 
       pingkiller status eth0 --json
+
+      pingkiller status eth0 --max-rules 1000
     """
+    limit = max_rules if max_rules is not None else (None if as_json else _STATUS_RULES)
+    views = _status_views(ifname, limit)
+    if as_json:
+        _write_status_json(views)
+        return
+    shown = False
+    for info, rules in views:
+        _render_status(info, list(itertools.chain.from_iterable(rules)))
+        shown = True
+    if not shown:
+        typer.echo("No pingkiller attachments. Attach one with `pingkiller attach IFACE`.")
+
+
+def _status_views(ifname: str | None, limit: int | None
+                  ) -> Iterator[tuple[AttachmentInfo, Iterable[list[RuleEntry]]]]:
+    """What status shows of each attachment: its info and its first ``limit`` rules
+    (all when None: then streamed, a batch at a time, while the attachment is open)."""
     import pingkiller
 
-    if ifname is not None:
-        with pingkiller.open(ifname, read_only=True) as attachment:
-            infos = [attachment.info()]
+    if ifname is None:
+        found: Iterable[Attachment | AttachmentInfo] = pingkiller.each_attachment()
     else:
-        infos = pingkiller.attachments()
-    if as_json:
-        _print_json([info.to_json() for info in infos])
-        return
-    if not infos:
-        typer.echo("No pingkiller attachments. Attach one with `pingkiller attach IFACE`.")
-        return
-    for info in infos:
-        _render_status(info)
+        found = [pingkiller.open(ifname, read_only=True)]
+    for each in found:
+        if isinstance(each, pingkiller.AttachmentInfo):  # its maps cannot be read
+            yield each, []
+            continue
+        with each:
+            if limit is None:  # count, then stream
+                yield each.info(with_rules=False), each.rule_entries()
+            else:  # the count and the first rules in one pass
+                scan = each.scan_rules(limit)
+                yield each.info(with_rules=False, rule_count=scan.total), [scan.first]
 
 
-def _render_status(info: AttachmentInfo) -> None:
+_RULES_MARK = "\x00pingkiller-rules\x00"  # where the streamed rules go in an attachment's JSON
+
+
+def _write_status_json(views: Iterator[tuple[AttachmentInfo, Iterable[list[RuleEntry]]]]) -> None:
+    """status --json, written as it is read: the text ``json.dumps(list, indent=2)``
+    would give, with every attachment's rules streamed a batch at a time."""
+    out = sys.stdout
+    marker = f'"rules": {json.dumps(_RULES_MARK)}'
+    count = 0
+    for info, rules in views:
+        data = info.to_json()
+        data["rules"] = _RULES_MARK
+        text = json.dumps([data], indent=2)[2:-2]  # the object, indented as in the list
+        head, tail = text.split(marker)
+        out.write(("[\n" if count == 0 else ",\n") + head + '"rules": ')
+        _write_rules_json(out, rules)
+        out.write(tail)
+        count += 1
+    out.write("\n]\n" if count else "[]\n")
+
+
+def _write_rules_json(out: Any, rules: Iterable[list[RuleEntry]]) -> None:
+    words = {action: RULE_ACTIONS.word(action) for action in RULE_ACTIONS.members}
+    written = 0
+    for batch in rules:
+        if not batch:
+            continue
+        out.write(("[\n" if written == 0 else ",\n") + ",\n".join(
+            f'      {{\n        "address": "{rule.address}",\n        "action": '
+            f'"{words[rule.action]}",\n        "hits": {rule.hits}\n      }}' for rule in batch))
+        written += len(batch)
+    out.write("\n    ]" if written else "[]")
+
+
+def _render_status(info: AttachmentInfo, rules: list[RuleEntry]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -487,17 +554,17 @@ def _render_status(info: AttachmentInfo) -> None:
                       f"timing {'on' if info.policy.timing else 'off'}, rules: {info.rule_count}")
     if info.stats is not None:
         _render_counters(console, info.stats, None)
-    if info.rules:
-        rules = Table(title=None, show_edge=False, pad_edge=False)
-        rules.add_column("rule")
-        rules.add_column("action")
-        rules.add_column("hits", justify="right")
-        shown = info.rules[:50]
-        for rule in shown:
-            rules.add_row(rule.address, RULE_ACTIONS.word(rule.action), str(rule.hits))
-        console.print(rules)
-        if len(info.rules) > len(shown):
-            console.print(f"  ... and {len(info.rules) - len(shown)} more (use --json for all)")
+    if rules:
+        table = Table(title=None, show_edge=False, pad_edge=False)
+        table.add_column("rule")
+        table.add_column("action")
+        table.add_column("hits", justify="right")
+        for rule in rules:
+            table.add_row(rule.address, RULE_ACTIONS.word(rule.action), str(rule.hits))
+        console.print(table)
+    if info.rule_count > len(rules):
+        console.print(f"  ... and {info.rule_count - len(rules)} more rules (--max-rules N lists "
+                      "more, --json all)")
 
 
 def _render_counters(console: Any, stats: Stats, rates: dict[Reason, float] | None) -> None:
@@ -887,18 +954,25 @@ def export(
 ) -> None:
     """Write the running attachments as a policy file for `pingkiller apply`.
 
+    The text is built a batch of rules at a time in a temporary file (in memory up to
+    a few MB, then in $TMPDIR) and written out only once complete: on an error nothing
+    is written.
+
     Example:
 
       pingkiller export -o /etc/pingkiller/policy.toml
     """
+    import shutil
+
     from pingkiller import declarative
 
-    text = declarative.export()
-    if output is None:
-        sys.stdout.write(text)
-    else:
+    with declarative.export_file() as text:
+        if output is None:
+            shutil.copyfileobj(text, sys.stdout)
+            return
         try:
-            output.write_text(text, encoding="utf-8")
+            with output.open("w", encoding="utf-8") as out:
+                shutil.copyfileobj(text, out)
         except OSError as err:
             from pingkiller.errors import InvalidInput
 

@@ -22,12 +22,14 @@ import enum
 import hashlib
 import json
 import re
+import shutil
+import tempfile
 import time
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from pingkiller import abi, interfaces, killer, pins
 from pingkiller.abi import Network, RuleAction
@@ -572,32 +574,53 @@ def _log_once(log: Callable[[str], None], message: str, last: str) -> str:
 
 
 def from_running(running: list[AttachmentInfo] | None = None) -> PolicyFile:
-    """The running attachments as a policy file (stale ones are left out)."""
+    """The running attachments as a policy file (stale ones are left out); every rule
+    in memory (:func:`export_file` streams them)."""
     interfaces = {}
     for info in killer.attachments() if running is None else running:
-        if info.stale:
+        policy = _exported_policy(info)
+        if policy is None:
             continue
-        if info.policy is None:  # filters, but its pins cannot be read (another ABI version)
-            raise IncompatiblePins(f"cannot export {info.ifname}: {info.problem}")
-        mode = info.mode if info.mode in XDP_MODES.members else XdpMode.AUTO
         rules = {rule.network: rule.action for rule in info.rules}
-        interfaces[info.ifname] = InterfaceSpec(info.ifname, info.policy, mode, rules)
+        interfaces[info.ifname] = InterfaceSpec(info.ifname, policy, _exported_mode(info), rules)
     return PolicyFile(interfaces, "<running>")
+
+
+def _exported_policy(info: AttachmentInfo) -> Policy | None:
+    """The policy to export for ``info``; None for a stale attachment (left out)."""
+    if info.stale:
+        return None
+    if info.policy is None:  # filters, but its pins cannot be read (another ABI version)
+        raise IncompatiblePins(f"cannot export {info.ifname}: {info.problem}")
+    return info.policy
+
+
+def _exported_mode(info: AttachmentInfo) -> XdpMode:
+    return info.mode if info.mode in XDP_MODES.members else XdpMode.AUTO
+
+
+_HEADER = [
+    "# pingkiller policy: apply with `pingkiller apply -f FILE` (docs/operations.md)",
+    "",
+    "[interfaces]",
+]
+_RULE_LISTS = (("block", RuleAction.BLOCK), ("allow", RuleAction.ALLOW))
+
+
+def _interface_lines(ifname: str, policy: Policy, mode: XdpMode) -> list[str]:
+    """An interface's table up to its rule lists."""
+    out = ["", f"[interfaces.{_toml_key(ifname)}]"]
+    out += [f"{key} = {json.dumps(value)}" for key, value in policy.to_json().items()]
+    out.append(f"mode = {json.dumps(mode.value)}")
+    return out
 
 
 def dump(policy_file: PolicyFile) -> str:
     """A policy file as TOML text that :func:`parse` reads back to the same value."""
-    out = [
-        "# pingkiller policy: apply with `pingkiller apply -f FILE` (docs/operations.md)",
-        "",
-        "[interfaces]",
-    ]
+    out = list(_HEADER)
     for ifname, spec in sorted(policy_file.interfaces.items()):
-        out += ["", f"[interfaces.{_toml_key(ifname)}]"]
-        for key, value in spec.policy.to_json().items():
-            out.append(f"{key} = {json.dumps(value)}")
-        out.append(f"mode = {json.dumps(spec.mode.value)}")
-        for key, action in (("block", RuleAction.BLOCK), ("allow", RuleAction.ALLOW)):
+        out += _interface_lines(ifname, spec.policy, spec.mode)
+        for key, action in _RULE_LISTS:
             networks = spec.networks(action)
             if networks:
                 out.append(f"{key} = [")
@@ -608,7 +631,64 @@ def dump(policy_file: PolicyFile) -> str:
 
 def export(running: list[AttachmentInfo] | None = None) -> str:
     """The running state as policy-file text (round trip: applying it changes nothing)."""
-    return dump(from_running(running))
+    if running is not None:
+        return dump(from_running(running))
+    with export_file() as text:
+        return text.read()
+
+
+# Text an export keeps in memory before its temporary file goes to disk ($TMPDIR).
+_SPOOL_MEMORY = 4 << 20
+
+
+def export_file() -> IO[str]:
+    """:func:`export`'s text of the running state in a temporary file, rewound: built
+    one batch of rules at a time (memory: a batch, and up to a few MB of text before the
+    file spills to $TMPDIR), so a million rules need not fit in memory. The same text
+    as :func:`dump` of :func:`from_running`; an error raises before anything is
+    returned (no partial text)."""
+    text = tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, mode="w+", encoding="utf-8")  # noqa: SIM115
+    try:
+        text.write("\n".join(_HEADER) + "\n")
+        for found in killer.each_attachment():
+            info = found if isinstance(found, AttachmentInfo) else found.info(with_rules=False)
+            policy = _exported_policy(info)
+            if policy is None:
+                continue
+            assert isinstance(found, killer.Attachment)  # its pins were read: it has a policy
+            text.write("\n".join(_interface_lines(info.ifname, policy, _exported_mode(info))) + "\n")
+            _write_rule_lists(text, found)
+        text.seek(0)
+    except BaseException:
+        text.close()
+        raise
+    return text
+
+
+def _write_rule_lists(out: IO[str], attachment: killer.Attachment) -> None:
+    """``block = [...]`` and ``allow = [...]`` (each only if it has rules) from one pass
+    over the rules: block lines go straight to ``out``, allow lines to a spool until
+    block's list is closed."""
+    with tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, mode="w+", encoding="utf-8") as allow:
+        blocked = allowed = 0
+        for batch in attachment.rule_entries():
+            block_lines = [f'    "{rule.address}",\n' for rule in batch
+                           if rule.action == RuleAction.BLOCK]
+            if block_lines and not blocked:
+                out.write("block = [\n")
+            out.writelines(block_lines)
+            blocked += len(block_lines)
+            allow_lines = [f'    "{rule.address}",\n' for rule in batch
+                           if rule.action == RuleAction.ALLOW]
+            allow.writelines(allow_lines)
+            allowed += len(allow_lines)
+        if blocked:
+            out.write("]\n")
+        if allowed:
+            out.write("allow = [\n")
+            allow.seek(0)
+            shutil.copyfileobj(allow, out)
+            out.write("]\n")
 
 
 def _toml_key(name: str) -> str:

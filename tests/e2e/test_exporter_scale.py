@@ -1,7 +1,7 @@
 """Large rule tables and hostile scrapers (issue #13): the exporter answers only its paths,
 scrapes a 200k-rule attachment fast without exporting (or reading) its rule series,
 keeps its memory flat over 2,000 scrapes and keeps serving while idle connections are
-held.
+held; `status --json` and `export` stream 200k rules in little memory.
 
 The exporter is the real CLI in a subprocess, on a free loopback port; the rules are
 loaded with the library (one batch update) onto sandbox veths of a private pin root.
@@ -10,10 +10,13 @@ loaded with the library (one batch update) onto sandbox veths of a private pin r
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 import subprocess
+import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -179,3 +182,53 @@ def test_exporter_serves_while_200_idle_connections_are_held(pin_root: Path,
         finally:
             for client in held:
                 client.close()
+
+
+MEASURED = ("import resource, subprocess, sys\n"
+            "with open(sys.argv[1], 'wb') as out:\n"
+            "    code = subprocess.run(sys.argv[2:], stdout=out).returncode\n"
+            "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+
+
+def measured(out: Path, *args: str) -> tuple[float, int]:
+    """Run the CLI with stdout to ``out`` in a fresh parent: (seconds, peak RSS in KiB)."""
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", MEASURED, str(out), *CLI, *args],
+                            capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - start
+    code, peak = result.stdout.split()
+    assert code == "0", result.stderr
+    return took, int(peak)
+
+
+def test_status_json_and_export_stream_200k_rules(pin_root: Path, sandbox: Sandbox,
+                                                  tmp_path: Path) -> None:
+    small, big = sandbox.add_peer(), sandbox.add_peer()
+    pingkiller.attach(small.host_ifname, block=[small.peer_v4]).close()
+    _, baseline = measured(tmp_path / "small.json", "status", small.host_ifname, "--json")
+    expected = attach_big(big.host_ifname, big.peer_v4)
+
+    took, peak = measured(tmp_path / "big.json", "status", big.host_ifname, "--json")
+    (info,) = json.loads((tmp_path / "big.json").read_text())
+    assert info["rule_count"] == len(info["rules"]) == BIG + 1
+    assert {rule["address"] for rule in info["rules"]} == expected
+    assert {rule["action"] for rule in info["rules"]} == {"block"}
+    assert took < 15, f"status --json of {BIG} rules took {took:.1f} s"
+    # All in memory this was ~1 KB a rule (~200 MB); streamed it is one batch.
+    assert peak - baseline < 30_000, f"peak RSS {peak} KiB, {baseline} KiB with one rule"
+
+    took, peak = measured(tmp_path / "policy.toml", "export")
+    exported = tomllib.loads((tmp_path / "policy.toml").read_text())["interfaces"]
+    assert set(exported[big.host_ifname]["block"]) == expected
+    assert "allow" not in exported[big.host_ifname]
+    assert exported[small.host_ifname]["block"] == [small.peer_v4]
+    assert peak - baseline < 30_000, f"export: peak RSS {peak} KiB, {baseline} KiB baseline"
+
+    shown = subprocess.run([*CLI, "status", big.host_ifname, "--max-rules", "5"],
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    assert sum(line.startswith("100.6") and "block" in line for line in shown.splitlines()) == 5
+    assert f"... and {BIG + 1 - 5} more rules" in shown
+    (limited,) = json.loads(subprocess.run(
+        [*CLI, "status", big.host_ifname, "--json", "--max-rules", "3"],
+        capture_output=True, text=True, timeout=60, check=True).stdout)
+    assert limited["rule_count"] == BIG + 1 and len(limited["rules"]) == 3

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar
 
-from pingkiller import abi, interfaces, killer, pins
+from pingkiller import abi, interfaces, killer, pins, untrusted
 from pingkiller.abi import Network, RuleAction
 from pingkiller.bpf import BpfError, XdpMode
 from pingkiller.errors import IncompatiblePins, InterfaceNotFound, PingkillerError, PolicyFileError
@@ -47,7 +47,6 @@ from pingkiller.policy import (
     format_network,
     parse_network,
     read_rule_file,
-    read_user_file,
 )
 
 _CHOICES: dict[str, list[str]] = {
@@ -61,6 +60,7 @@ _LISTS = ("block", "allow", "rule_files")
 KEYS = (*_CHOICES, *_BOOLS, "event_rate", *_LISTS)
 _MAX_EVENT_RATE = 0xFFFFFFFF
 _MAX_PROBLEMS = 5
+_LOCATED = 50  # problems located by line (each is a search); the rest are counted
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -93,13 +93,19 @@ class _Problems:
         self.source = source
         self.found: list[tuple[int, str]] = []
 
+    @property
+    def many(self) -> bool:
+        """Whether enough problems were found that the rest are only counted (neither
+        located nor given suggestions: each costs a search)."""
+        return len(self.found) >= _LOCATED
+
     def add(self, ifname: str | None, key: str | None, message: str) -> None:
-        line = self._line(ifname, key)
+        line = None if self.many else self._line(ifname, key)
         where = f"{self.source}:{line}" if line else self.source
-        table = f"[interfaces.{_toml_key(ifname)}]" if ifname is not None else ""
-        field_name = " ".join(part for part in (table, key) if part)
+        table = f"[interfaces.{_shown_key(ifname)}]" if ifname is not None else ""
+        field_name = " ".join(part for part in (table, key and _shown_key(key)) if part)
         text = f"{where}: {field_name}: {message}" if field_name else f"{where}: {message}"
-        self.found.append((line or 0, text))
+        self.found.append((line or (1 << 62 if self.many else 0), text))
 
     def _line(self, ifname: str | None, key: str | None) -> int | None:
         """Best effort: the line of ``key`` in ``[interfaces.IFNAME]`` (or of the header)."""
@@ -131,19 +137,38 @@ class _Problems:
 def load(path: str | Path) -> PolicyFile:
     """Read and validate a policy file; PolicyFileError lists what is wrong, by line and key."""
     file = Path(path)
-    return parse(read_text(file), source=str(file), base=file.parent)
+    return parse(read_text(file), source=untrusted.shown_path(file), base=file.parent)
 
 
 def read_text(file: Path) -> str:
-    return read_user_file(file, "policy file", PolicyFileError)
+    """A policy file's text: a regular UTF-8 file within the policy file size limit
+    (:data:`pingkiller.untrusted.POLICY_FILE`); PolicyFileError otherwise."""
+    return untrusted.read_text(untrusted.POLICY_FILE, file)
+
+
+_TOML_ERROR = re.compile(r"(.*) \((at line \d+, column \d+|at end of document)\)", re.DOTALL)
 
 
 def parse(text: str, *, source: str = "<policy>", base: Path | None = None) -> PolicyFile:
-    """Validate a policy file's text; rule_files are read relative to ``base``."""
+    """Validate a policy file's text; rule_files are read relative to ``base``.
+
+    Nesting deeper than :data:`pingkiller.untrusted.MAX_TOML_DEPTH` and strings or
+    tokens longer than :data:`~pingkiller.untrusted.MAX_TOML_TOKEN` are refused before
+    the text is parsed; errors quote at most a short, sanitized part of the text.
+    """
+    shape = untrusted.toml_shape_problem(text)
+    if shape is not None:
+        line, column, problem = shape
+        raise PolicyFileError(f"{source}:{line}:{column}: {problem} (nothing was changed)")
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise PolicyFileError(f"{source}: not valid TOML: {err} (nothing was changed)") from None
+        found = _TOML_ERROR.fullmatch(str(err))
+        what = f"{untrusted.plain(found[1])} ({found[2]})" if found else untrusted.plain(str(err))
+        raise PolicyFileError(f"{source}: not valid TOML: {what} (nothing was changed)") from None
+    except RecursionError:  # the shape check should have seen it coming
+        raise PolicyFileError(f"{source}: not valid TOML: nested too deep (nothing was "
+                              "changed)") from None
     problems = _Problems(text, source)
     for key in document:
         if key != "interfaces":
@@ -165,8 +190,18 @@ def parse(text: str, *, source: str = "<policy>", base: Path | None = None) -> P
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
+    if len(word) > untrusted.QUOTE_WIDTH:
+        return ""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _shown_key(name: str) -> str:
+    """A key or interface name of the file in a message: as written when short and
+    plain, else quoted sanitized and cut short."""
+    if len(name) <= untrusted.QUOTE_WIDTH and name.isascii() and name.isprintable():
+        return _toml_key(name)
+    return untrusted.quote(name)
 
 
 def _parse_interface(
@@ -183,7 +218,8 @@ def _parse_interface(
         return None
     for key in table:
         if key not in KEYS:
-            problems.add(ifname, key, f"unknown key{_suggest(key, KEYS)}; known: {', '.join(KEYS)}")
+            hint = "" if problems.many else _suggest(key, KEYS)
+            problems.add(ifname, key, f"unknown key{hint}; known: {', '.join(KEYS)}")
 
     chosen: dict[str, str] = {}
     for key, choices in _CHOICES.items():
@@ -193,17 +229,19 @@ def _parse_interface(
         if isinstance(value, str) and value.lower() in choices:
             chosen[key] = value.lower()
         else:
-            problems.add(ifname, key, f"{value!r} is not one of {', '.join(choices)}")
+            problems.add(ifname, key, f"{untrusted.describe_value(value)} is not one of "
+                                      f"{', '.join(choices)}")
     flags: dict[str, bool] = {}
     for key in _BOOLS:
         value = table.get(key, False)
         if isinstance(value, bool):
             flags[key] = value
         else:
-            problems.add(ifname, key, f"{value!r} is not true or false")
+            problems.add(ifname, key, f"{untrusted.describe_value(value)} is not true or false")
     event_rate = table.get("event_rate", Policy().event_rate)
     if isinstance(event_rate, bool) or not isinstance(event_rate, int):
-        problems.add(ifname, "event_rate", f"{event_rate!r} is not a whole number (0 = unlimited)")
+        problems.add(ifname, "event_rate",
+                     f"{untrusted.describe_value(event_rate)} is not a whole number (0 = unlimited)")
     elif not 0 <= event_rate <= _MAX_EVENT_RATE:
         problems.add(ifname, "event_rate", f"{event_rate} is out of range 0..{_MAX_EVENT_RATE}")
 
@@ -529,7 +567,7 @@ def watch(path: str | Path, log: Callable[[str], None], *, interval: float = 2.0
                 new_digest = hashlib.sha256(current.encode()).hexdigest()
                 if new_digest != digest:
                     text, digest, pending = current, new_digest, True
-                    log(f"{file}: read (sha256 {digest[:12]})")
+                    log(f"{untrusted.shown_path(file)}: read (sha256 {digest[:12]})")
         if pending and text is not None:
             try:
                 _apply_text(file, text, log)
@@ -553,15 +591,16 @@ def _fingerprint(file: Path) -> tuple[int, int, int] | None:
 
 
 def _apply_text(file: Path, text: str, log: Callable[[str], None]) -> None:
-    desired = parse(text, source=str(file), base=file.parent)
+    source = untrusted.shown_path(file)
+    desired = parse(text, source=source, base=file.parent)
     for note in killer.recover_interrupted():
         log(note)
     changes = plan(desired)
     if not changes.changed:
-        log(f"{file}: running state matches ({len(changes.unchanged)} interfaces)")
+        log(f"{source}: running state matches ({len(changes.unchanged)} interfaces)")
         return
     changes = _apply_all(changes, desired, log)
-    log(f"{file}: applied {len(changes.steps)} change(s)")
+    log(f"{source}: applied {len(changes.steps)} change(s)")
 
 
 def _log_once(log: Callable[[str], None], message: str, last: str) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from pingkiller import pins
 from pingkiller.errors import InvalidInput, LockTimeout
+from pingkiller.untrusted import quote
 
 log = logging.getLogger("pingkiller.lock")
 
@@ -47,7 +48,7 @@ def parse_seconds(text: str) -> float:
     """Seconds written as ASCII digits with an optional decimal point (``30``, ``2.5``);
     ValueError for anything else (signs, exponents, ``inf``, ``nan``, spaces)."""
     if not _SECONDS.fullmatch(text):
-        raise ValueError(f"{text!r} is not a number of seconds (digits and an optional "
+        raise ValueError(f"{quote(text)} is not a number of seconds (digits and an optional "
                          "decimal point, e.g. 30 or 2.5; 0 does not wait)")
     return float(text)
 

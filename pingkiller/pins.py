@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pingkiller.errors import InvalidInterfaceName, PermissionDenied
+from pingkiller.untrusted import quote
 
 BPFFS = Path("/sys/fs/bpf")
 DEFAULT_ROOT = BPFFS / "pingkiller"
@@ -52,10 +53,10 @@ def validate_ifname(name: str) -> str:
     if not name:
         raise InvalidInterfaceName("empty interface name: name one, e.g. eth0 (see `ip link`)")
     if len(name.encode()) > 15:
-        raise InvalidInterfaceName(f"interface name {name!r} is longer than 15 bytes")
+        raise InvalidInterfaceName(f"interface name {quote(name)} is longer than 15 bytes")
     if name in (".", "..") or not _IFNAME.fullmatch(name):
         raise InvalidInterfaceName(
-            f"{name!r} is not a valid interface name (letters, digits and _ . @ : + - only)"
+            f"{quote(name)} is not a valid interface name (letters, digits and _ . @ : + - only)"
         )
     return name
 

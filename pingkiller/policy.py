@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -15,6 +16,7 @@ from pingkiller import abi
 from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Network, RuleAction
 from pingkiller.bpf import XdpMode
 from pingkiller.errors import InvalidAddress, InvalidInput, RuleFileError
+from pingkiller.untrusted import RULE_FILE, looks_like_address, quote, quote_path, read_lines, shown_path
 
 _V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
@@ -46,7 +48,7 @@ class Vocabulary(Generic[E]):
         try:
             return self._members[text.lower()]
         except KeyError:
-            raise InvalidInput(f"{text!r} is not one of {', '.join(self.words)}") from None
+            raise InvalidInput(f"{quote(text)} is not one of {', '.join(self.words)}") from None
 
     def __contains__(self, text: object) -> bool:
         return isinstance(text, str) and text.lower() in self._members
@@ -70,28 +72,34 @@ def default_action(*, blocking: bool) -> DefaultAction:
     return DefaultAction.PASS if blocking else DefaultAction.DROP
 
 
+_LONGEST_NETWORK = 64  # ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128 is 49
+
+
 def parse_network(text: str) -> Network:
     """An address or prefix as a network; IPv4-mapped IPv6 becomes IPv4.
 
-    Raises InvalidAddress naming the problem, e.g. host bits set in a prefix.
+    Raises InvalidAddress naming the problem, e.g. host bits set in a prefix; it
+    quotes the text sanitized and cut short (:func:`pingkiller.untrusted.quote`).
     """
     cleaned = text.strip()
     if not cleaned:
         raise InvalidAddress("empty address: give an IPv4/IPv6 address or prefix, e.g. 192.0.2.7")
-    if "%" in cleaned:
+    if "%" in cleaned and len(cleaned) <= _LONGEST_NETWORK:
         raise InvalidAddress(
-            f"{cleaned!r} has a zone id: rules match addresses on every interface, drop the %zone"
+            f"{quote(cleaned)} has a zone id: rules match addresses on every interface, drop the %zone"
         )
     try:
+        if len(cleaned) > _LONGEST_NETWORK:
+            raise ValueError("too long")
         network = ipaddress.ip_network(cleaned, strict=True)
     except ValueError as err:
         if "host bits set" in str(err):
             loose = ipaddress.ip_network(cleaned, strict=False)
             raise InvalidAddress(
-                f"{cleaned!r} has host bits set: did you mean {loose} (or the address alone)?"
+                f"{quote(cleaned)} has host bits set: did you mean {loose} (or the address alone)?"
             ) from None
         raise InvalidAddress(
-            f"{cleaned!r} is not an IPv4/IPv6 address or prefix "
+            f"{quote(cleaned)} is not an IPv4/IPv6 address or prefix "
             "(e.g. 192.168.1.78, 10.0.0.0/8, 2001:db8::/32)"
         ) from None
     if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_V4_MAPPED):
@@ -196,41 +204,56 @@ class Policy:
         return text
 
 
-def read_user_file(path: str | Path, what: str, error: type[InvalidInput]) -> str:
-    """The UTF-8 text of a file the user named; ``error`` names ``what`` it is and the problem."""
-    file = Path(path)
+def rule_file_blocks(path: str | Path) -> Generator[tuple[int, list[str]], None, None]:
+    """A rule file's lines a block at a time, as (first line number, lines): a regular
+    UTF-8 file within the rule file size limit (:data:`pingkiller.untrusted.RULE_FILE`);
+    RuleFileError otherwise."""
+    return read_lines(RULE_FILE, path)
+
+
+def parse_rule_line(path: str | Path, number: int, line: str) -> Network | None:
+    """The address or prefix on line ``number`` of a rule file: its first word, before
+    a ``#`` or ``;`` comment; None for a blank or comment line.
+
+    RuleFileError names file, line and column; it quotes the word (sanitized, cut
+    short) only if the word looks like an address, so no other file content is shown.
+    """
+    words = line.split("#", 1)[0].split(";", 1)[0].split(None, 1)
+    if not words:
+        return None
     try:
-        return file.read_text(encoding="utf-8", errors="strict")
-    except FileNotFoundError:
-        raise error(f"{what} {str(file)!r} not found") from None
-    except IsADirectoryError:
-        raise error(f"{what} {str(file)!r} is a directory, not a file") from None
-    except PermissionError:
-        raise error(f"{what} {str(file)!r} is not readable (permission denied)") from None
-    except UnicodeDecodeError:
-        raise error(f"{what} {str(file)!r} is not UTF-8 text") from None
+        return parse_network(words[0])
+    except InvalidAddress as err:
+        raise rule_line_error(path, number, line.index(words[0]) + 1, words[0], err) from None
 
 
-def rule_file_lines(path: str | Path) -> list[str]:
-    """The lines of a rule file; RuleFileError when it cannot be read as UTF-8 text."""
-    return read_user_file(path, "rule file", RuleFileError).splitlines()
+def rule_line_error(path: str | Path, number: int, column: int, word: str,
+                    err: InvalidAddress) -> RuleFileError:
+    """The error for a bad word on a rule file line (see :func:`parse_rule_line`)."""
+    where = f"{shown_path(path)}:{number}:{column}"
+    if looks_like_address(word):
+        return RuleFileError(f"{where}: {err}")
+    return RuleFileError(f"{where}: not an IPv4/IPv6 address or prefix (the text is not shown: "
+                         "it does not look like one)")
+
+
+def no_rules_error(path: str | Path) -> RuleFileError:
+    return RuleFileError(f"rule file {quote_path(path)} holds no address or prefix")
 
 
 def read_rule_file(path: str | Path) -> list[Network]:
     """Addresses/prefixes from a blocklist file: one per line, ``#`` or ``;`` starts a comment.
 
-    Errors name the file and line. An empty file (no rules at all) is an error too.
+    Errors name the file and line (see :func:`parse_rule_line`). An empty file (no
+    rules at all) is an error too. The file is read a block at a time.
     """
-    file = Path(path)
     networks: list[Network] = []
-    for number, line in enumerate(rule_file_lines(file), start=1):
-        entry = line.split("#", 1)[0].split(";", 1)[0].strip()
-        if not entry:
-            continue
-        try:
-            networks.append(parse_network(entry.split()[0]))
-        except InvalidAddress as err:
-            raise RuleFileError(f"{file}:{number}: {err}") from None
+    with closing(rule_file_blocks(path)) as blocks:  # closes the file also on an error
+        for first, lines in blocks:
+            for number, line in enumerate(lines, first):
+                network = parse_rule_line(path, number, line)
+                if network is not None:
+                    networks.append(network)
     if not networks:
-        raise RuleFileError(f"rule file {str(file)!r} holds no address or prefix")
+        raise no_rules_error(path)
     return networks

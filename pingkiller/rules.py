@@ -13,6 +13,7 @@ import socket
 import struct
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -21,7 +22,14 @@ from pingkiller import abi
 from pingkiller.abi import Network, RuleAction
 from pingkiller.bpf import BatchError, BpfError, Map
 from pingkiller.errors import RuleTableFull
-from pingkiller.policy import RULE_ACTIONS, Rule, parse_network, read_rule_file, rule_file_lines
+from pingkiller.policy import (
+    RULE_ACTIONS,
+    Rule,
+    no_rules_error,
+    parse_network,
+    parse_rule_line,
+    rule_file_blocks,
+)
 
 RULE_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP)
 _FULL_ERRNOS = (errno.E2BIG, errno.ENOSPC, errno.ENOMEM)
@@ -68,45 +76,69 @@ class RuleKeys:
 def read_rule_keys(path: str | Path) -> RuleKeys:
     """:func:`~pingkiller.policy.read_rule_file` as map keys, fast for plain IPv4 lists.
 
-    When every non-blank line is a bare IPv4 address or prefix, the keys are packed
-    straight from the text with the C library's inet_pton (it accepts exactly the dotted
-    quads ``ipaddress`` accepts); any other file goes through read_rule_file, so the
-    rules and the errors are the same either way.
+    The file is read a block of lines at a time. A block whose every non-blank line is
+    a bare IPv4 address is packed straight from the text with the C library's inet_pton
+    (it accepts exactly the dotted quads ``ipaddress`` accepts); other blocks go line by
+    line, bare IPv4 addresses and prefixes still packed so, the rest through
+    :func:`~pingkiller.policy.parse_rule_line`, so the rules and the errors are the same
+    either way. Memory follows the rules, not the file.
     """
-    entries = [entry for line in rule_file_lines(path) if (entry := line.strip())]
-    by_map = _ipv4_keys(entries) if entries else None
-    if by_map is None:
-        return RuleKeys.of(read_rule_file(path))
-    return RuleKeys(len(entries), by_map)
-
-
-def _ipv4_keys(entries: list[str]) -> dict[str, list[bytes]] | None:
-    """Keys of bare IPv4 addresses/prefixes, or None if any entry is something else."""
     pton, inet = socket.inet_pton, socket.AF_INET
+    exact_v4: list[bytes] = []
+    others: dict[str, dict[bytes, None]] = {}
+    requested = 0
+    with closing(rule_file_blocks(path)) as blocks:  # closes the file also on an error
+        for first, lines in blocks:
+            entries = [entry for line in lines if (entry := line.strip())]
+            try:
+                exact_v4 += [pton(inet, entry) for entry in entries]
+            except (OSError, ValueError):
+                pass  # not all bare addresses: line by line
+            else:
+                requested += len(entries)
+                continue
+            for number, line in enumerate(lines, first):
+                entry = line.strip()
+                if not entry:
+                    continue
+                key = _ipv4_key(entry)
+                if key is None:
+                    network = parse_rule_line(path, number, line)
+                    if network is None:
+                        continue  # a comment
+                    key = (abi.rule_map_name(network), abi.rule_key(network))
+                requested += 1
+                if key[0] == abi.RULES_V4_MAP:
+                    exact_v4.append(key[1])
+                else:
+                    others.setdefault(key[0], {})[key[1]] = None
+    if not requested:
+        raise no_rules_error(path)
+    by_map = {name: list(keys) for name, keys in others.items()}
+    if exact_v4:
+        unique = len(set(exact_v4)) == len(exact_v4)
+        by_map[abi.RULES_V4_MAP] = exact_v4 if unique else list(dict.fromkeys(exact_v4))
+    return RuleKeys(requested, by_map)
+
+
+def _ipv4_key(entry: str) -> tuple[str, bytes] | None:
+    """(map, key) of a bare IPv4 address or prefix, or None for anything else (then
+    parse_rule_line reads it: comments, other columns, IPv6, errors and their words)."""
+    address, slash, length = entry.partition("/")
     try:
-        keys = [pton(inet, entry) for entry in entries]
-        return {abi.RULES_V4_MAP: keys if len(set(keys)) == len(keys) else list(dict.fromkeys(keys))}
+        packed = socket.inet_pton(socket.AF_INET, address)
     except (OSError, ValueError):
-        pass  # not all bare addresses: try addresses and prefixes one by one
-    grouped: dict[str, dict[bytes, None]] = {}
-    for entry in entries:
-        address, slash, length = entry.partition("/")
-        try:
-            packed = pton(inet, address)
-        except (OSError, ValueError):
-            return None
-        prefixlen = 32
-        if slash:
-            if not (length.isascii() and length.isdigit()):
-                return None
-            prefixlen = int(length)
-            if prefixlen > 32 or int.from_bytes(packed, "big") & (0xFFFFFFFF >> prefixlen):
-                return None  # read_rule_file words the error
-        if prefixlen == 32:
-            grouped.setdefault(abi.RULES_V4_MAP, {})[packed] = None
-        else:
-            grouped.setdefault(abi.PREFIXES_V4_MAP, {})[abi.prefix_key(prefixlen, packed)] = None
-    return {name: list(keys) for name, keys in grouped.items()}
+        return None
+    if not slash:
+        return abi.RULES_V4_MAP, packed
+    if not (length.isascii() and length.isdigit() and len(length) <= 2):
+        return None
+    prefixlen = int(length)
+    if prefixlen > 32 or int.from_bytes(packed, "big") & (0xFFFFFFFF >> prefixlen):
+        return None  # parse_rule_line words the error
+    if prefixlen == 32:
+        return abi.RULES_V4_MAP, packed
+    return abi.PREFIXES_V4_MAP, abi.prefix_key(prefixlen, packed)
 
 
 # The order rules are listed in (RuleTable.entries), and how many are read at a time.

@@ -89,7 +89,7 @@ def test_a_bad_line_in_a_rule_file_names_file_and_line(
     rules.write_text("# list\n192.0.2.7\n192.0.2.x\n")
     code, out, err = run(["block", "pkunit0", "--from-file", str(rules)], capsys)
     assert (code, out) == (2, "")
-    assert err == f"pingkiller: {rules}:3: '192.0.2.x' is not an IPv4/IPv6 address or prefix " \
+    assert err == f"pingkiller: {rules}:3:1: '192.0.2.x' is not an IPv4/IPv6 address or prefix " \
                   "(e.g. 192.168.1.78, 10.0.0.0/8, 2001:db8::/32)\n"
 
 

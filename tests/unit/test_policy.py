@@ -182,7 +182,7 @@ def test_junk_lines_report_file_and_line(tmp_path: Path, text: str, line: int, w
     with pytest.raises(RuleFileError) as caught:
         read_rule_file(path)
     message = str(caught.value)
-    assert message.startswith(f"{path}:{line}: ")
+    assert message.startswith(f"{path}:{line}:1: ")  # file, line, column
     assert words in message and "\n" not in message
 
 

@@ -19,6 +19,7 @@ import click
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from pingkiller import untrusted
 from pingkiller.policy import DEFAULT_ACTIONS, EVENT_MODES, ICMP_SETS, RULE_ACTIONS, XDP_MODES
 
 # typer may vendor click: take its exception classes from where typer gets them.
@@ -59,13 +60,75 @@ def _point_at_manual(ctx: click.Context, formatter: click.HelpFormatter) -> None
     formatter.write_text(f"Manual: man {page}; {doc_path(ctx.command_path)} in the source.")
 
 
+def _ascii_number(value: Any, whole: bool, kind: click.ParamType[Any], param: click.Parameter | None,
+                  ctx: click.Context | None) -> Any:
+    """A number typed as text in ASCII digits (int() and float() also take other
+    Unicode digits, e.g. fullwidth ones)."""
+    if not isinstance(value, str):
+        return value  # a default
+    try:
+        return untrusted.parse_int(value) if whole else untrusted.parse_float(value)
+    except ValueError as err:
+        kind.fail(str(err), param, ctx)
+
+
+class _AsciiInt(click.types.IntParamType):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        return super().convert(_ascii_number(value, True, self, param, ctx), param, ctx)
+
+
+class _AsciiIntRange(click.IntRange):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        return super().convert(_ascii_number(value, True, self, param, ctx), param, ctx)
+
+
+class _AsciiFloat(click.types.FloatParamType):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        return super().convert(_ascii_number(value, False, self, param, ctx), param, ctx)
+
+
+class _AsciiFloatRange(click.FloatRange):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        return super().convert(_ascii_number(value, False, self, param, ctx), param, ctx)
+
+
+class _QuotingChoice(click.Choice[str]):
+    def get_invalid_choice_message(self, value: Any, ctx: click.Context | None) -> str:
+        return f"{untrusted.quote(str(value))} is not one of {', '.join(map(repr, self.choices))}."
+
+
+def _safe_type(kind: click.ParamType[Any]) -> click.ParamType[Any]:
+    """The type an option gets: numbers in ASCII digits only, bad choices quoted short."""
+    if isinstance(kind, click.IntRange) and not isinstance(kind, _AsciiIntRange):
+        return _AsciiIntRange(kind.min, kind.max, kind.min_open, kind.max_open, kind.clamp)
+    if isinstance(kind, click.FloatRange) and not isinstance(kind, _AsciiFloatRange):
+        return _AsciiFloatRange(kind.min, kind.max, kind.min_open, kind.max_open, kind.clamp)
+    if type(kind) is click.types.IntParamType:
+        return _AsciiInt()
+    if type(kind) is click.types.FloatParamType:
+        return _AsciiFloat()
+    if type(kind) is click.Choice:
+        return _QuotingChoice([str(choice) for choice in kind.choices], kind.case_sensitive)
+    return kind
+
+
 class _Verb(TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:  # every option of every verb, whoever declares it
+            param.type = _safe_type(param.type)
+
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_epilog(ctx, formatter)
         _point_at_manual(ctx, formatter)
 
 
 class _Group(TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            param.type = _safe_type(param.type)
+
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_epilog(ctx, formatter)
         _point_at_manual(ctx, formatter)
@@ -885,7 +948,8 @@ def _exit_cleanly_on_sigterm() -> None:
 
 
 def _log_stderr(message: str) -> None:
-    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pingkiller: {message}\n")
+    sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pingkiller: "
+                     f"{untrusted.one_line(message)}\n")
     sys.stderr.flush()
 
 
@@ -1032,7 +1096,7 @@ def exporter(
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    sys.stderr.write(f"pingkiller: {message}\n")
+    sys.stderr.write(f"pingkiller: {untrusted.one_line(message)}\n")
     raise SystemExit(code)
 
 

@@ -46,6 +46,7 @@ from pingkiller.errors import InvalidInput, PingkillerError
 from pingkiller.killer import Attachment, AttachmentInfo
 from pingkiller.policy import RULE_ACTIONS
 from pingkiller.rules import RuleEntry
+from pingkiller.untrusted import quote
 
 DEFAULT_LISTEN = "127.0.0.1:9477"
 DEFAULT_MAX_RULE_SERIES = 1000
@@ -162,9 +163,10 @@ def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:9477`` for IPv6) as (host, port)."""
     host, sep, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not (sep and host and port.isascii() and port.isdigit() and len(port) <= 5
+            and 0 < int(port) < 65536):
         raise InvalidInput(
-            f"--listen {text!r} is not HOST:PORT: e.g. 127.0.0.1:9477 or [::1]:9477 "
+            f"--listen {quote(text)} is not HOST:PORT: e.g. 127.0.0.1:9477 or [::1]:9477 "
             "(0.0.0.0:9477 for every address)"
         )
     return host, int(port)

@@ -107,6 +107,16 @@ CASES = [
     case("attach", IF, says="already holds", code=RUNTIME),
     case("stats", IF, "--interval", "0", says="interval"),
     case("events", IF, "--count", "-1", says="count"),
+    # numbers in other digits than ASCII (int() and float() take them)
+    case("attach", IF, "--replace", "--event-rate", "\uff11\uff10",
+         says="'\\uff11\\uff10' is not a whole number"),
+    case("stats", IF, "--interval", "\uff11", says="is not a number"),
+    case("events", IF, "--count", "\u0663", says="is not a whole number"),
+    case("events", IF, "--timeout", "\uff15", says="is not a number"),
+    case("stats", IF, "--interval", "nan", says="is not a number"),
+    case("exporter", "--listen", "127.0.0.1:\uff11\uff19\uff14\uff18\uff11", says="is not HOST:PORT"),
+    case("exporter", "--max-rule-series", "\uff11", says="is not a whole number"),
+    case("--lock-timeout", "\uff15", "detach", IF, says="is not a number of seconds"),
     case("detach", IF, "--all", says="not both"),
     case("detach", says="name one interface"),
     case("frobnicate", says="no such command"),
@@ -173,7 +183,7 @@ def state() -> list[dict[str, object]]:
 
 
 def test_bad_input_is_refused_cleanly(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> None:
-    assert len(CASES) >= 40
+    assert len(CASES) >= 68
     ifname = sandbox.add_peer().host_ifname
     pingkiller.attach(ifname, block=["198.19.9.9", "fd00:9::/32"], allow=["198.19.9.10"]).close()
     for name, text in RULE_FILES.items():

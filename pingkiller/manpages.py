@@ -517,7 +517,7 @@ def _page(ctx: click.Context, names: list[str], version: str, docs_root: Path) -
 
 
 def _write_environment(page: Roff) -> None:
-    from pingkiller import pins
+    from pingkiller import pins, untrusted
 
     root = str(pins.DEFAULT_ROOT)
     page.section("ENVIRONMENT")
@@ -525,6 +525,12 @@ def _write_environment(page: Roff) -> None:
                 f"The pin root, a directory on bpffs, instead of {bold(root)}: keeps a separate "
                 "set of attachments (e.g. per network namespace, or in tests). Every command, "
                 "and every process it starts, uses it.")
+    for kind in (untrusted.RULE_FILE, untrusted.POLICY_FILE):
+        page.tagged(bold(kind.env),
+                    f"The largest {kind.what} read, instead of {untrusted.format_size(kind.default)}: "
+                    "bytes, or ASCII digits with K, M or G (e.g. 1G). Only regular files are "
+                    "read, and errors show nothing of them but a short excerpt of what looks "
+                    "like an address.")
     page.section("FILES")
     page.tagged(bold(f"{root}/") + italic("IFACE") + bold("/"),
                 "The pins of the attachment to " + italic("IFACE") + " (the XDP link and the maps, "

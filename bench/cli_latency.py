@@ -40,7 +40,7 @@ def measure() -> list[Row]:
     rows: list[Row] = []
     with Sandbox(tag=f"cl{os.getpid() % 10000}") as box:
         ifname = box.add_peer().host_ifname
-        run(["pingkiller", "attach", ifname, "--default", "pass"])
+        run([PINGKILLER, "attach", ifname, "--default", "pass"])
         try:
             rules = pin_root / ifname / "rules_v4"
             bpftool = median_wall([
@@ -61,5 +61,5 @@ def measure() -> list[Row]:
                     row.target, row.met = "<= 100 ms", value <= 0.100
                 rows.append(row)
         finally:
-            subprocess.run(["pingkiller", "detach", ifname], capture_output=True)
+            subprocess.run([PINGKILLER, "detach", ifname], capture_output=True)
     return rows

@@ -26,7 +26,7 @@ from common import BUILD, Row, cpu, ping_frame, run
 from pingkiller import abi
 from pingkiller.abi import EventsMode
 from pingkiller.bpf import LIVE_FRAMES, Map, Object, Program, XdpLink, XdpMode
-from pingkiller.killer import interface_index
+from pingkiller.interfaces import interface_index
 from pingkiller.sandbox import Peer, Sandbox
 
 BATCH = 64  # frames per generator batch (the veth ring holds 256)
@@ -154,7 +154,8 @@ def hold(kind: str, ifname: str, source: str) -> None:
 
             events = EventsMode.OFF if kind == "pingkiller-events-off" else EventsMode.DROPS
             attachment = stack.enter_context(pingkiller.attach(
-                ifname, block=[source], mode=XdpMode.NATIVE, events=events, persist=False))
+                ifname, pingkiller.Policy(events=events), block=[source], mode=XdpMode.NATIVE,
+                persist=False))
 
             def count() -> int:
                 return int(attachment.stats().dropped)

@@ -325,20 +325,33 @@ def _decoded(kind: FileKind, path: str | Path, data: bytes, number: int) -> str:
 # looked at: a bracket, a multi-line or long string, a long bare token.
 _RUN = r"""[^"'#\[\]{}\s=,]"""
 _N = MAX_TOML_TOKEN
+_ATOMS = iter(range(1_000_000))
+
+
+def _atomic(pattern: str) -> str:
+    """``pattern`` matched once and never backtracked into, written as a lookahead and a
+    backreference: Python's possessive quantifiers misbehave before 3.11.5."""
+    name = f"_atom{next(_ATOMS)}"
+    return f"(?=(?P<{name}>{pattern}))(?P={name})"
+
+
 _BORING = (
-    r"[\s=,]++"
-    rf"|{_RUN}{{1,{_N}}}+(?!{_RUN})"
-    r'|"(?!"")(?:[^"\\\n]|\\.)' + rf"{{0,{_N}}}+" + '"'
-    r"|'(?!'')[^'\n]" + rf"{{0,{_N}}}+" + "'"
-    r"|\#[^\n]*+"
+    _atomic(r"[\s=,]+")
+    + "|" + _atomic(rf"{_RUN}{{1,{_N}}}") + rf"(?!{_RUN})"
+    + "|" + _atomic(r'"(?!"")(?:[^"\\\n]|\\.)' + rf"{{0,{_N}}}") + '"'
+    + "|" + _atomic(r"'(?!'')[^'\n]" + rf"{{0,{_N}}}") + "'"
+    + r"|\#[^\n]*"
 )
-_TOML_SCAN = re.compile(rf"(?:{_BORING})*+(?:(?P<open>[\[{{])|(?P<close>[\]}}])"
-                        rf"""|(?P<string>["'])|(?P<bare>{_RUN}))""")
+# At most _BATCH boring tokens a match: the engine keeps a mark per repetition.
+_BATCH = 1000
+_TOML_SCAN = re.compile(_atomic(rf"(?:{_BORING}){{0,{_BATCH}}}")
+                        + r"(?:(?P<open>[\[{])|(?P<close>[\]}])"
+                        + rf"""|(?P<string>["'])|(?P<bare>{_RUN}{{{_N + 1}}})|(?P<more>))""")
 _TOML_STRING = re.compile(
-    r'"""[^"\\]*+(?:(?:\\.|"(?!""))[^"\\]*+)*+"{3,5}+'  # up to two quotes end the text
-    r"|'''[^']*+(?:'(?!'')[^']*+)*+'{3,5}+"
-    r'|"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"'
-    r"|'[^'\n]*+'",
+    r'"""[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*"{3,5}'  # up to two quotes end the text
+    r"|'''[^']*(?:'(?!'')[^']*)*'{3,5}"
+    r'|"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
+    r"|'[^'\n]*'",
     re.DOTALL,  # a multi-line basic string may escape a newline
 )
 _TOML_LONG_STRING = re.compile(
@@ -358,6 +371,11 @@ def toml_shape_problem(text: str) -> tuple[int, int, str] | None:
     Text tomllib refuses anyway (an unterminated string) may end the check early."""
     depth, pos = 0, 0
     while (match := _TOML_SCAN.match(text, pos)) is not None:
+        if match["more"] is not None:
+            if match.end() == pos:
+                return None  # the end of the text, or what tomllib refuses anyway
+            pos = match.end()
+            continue
         pos = match.end()
         if match["open"] is not None:
             depth += 1

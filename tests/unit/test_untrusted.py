@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import time
 import tomllib
 from pathlib import Path
@@ -217,12 +218,17 @@ def test_a_file_over_the_limit_is_refused_before_it_is_read(
 def test_a_file_that_reports_no_size_is_read_within_the_limit(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    environ = Path("/proc/self/environ")
-    assert environ.stat().st_size == 0  # /proc: the size is not known up front
-    monkeypatch.setenv("PK_PADDING", "x" * 4096)
-    monkeypatch.setenv(POLICY_FILE.env, "1K")
-    with pytest.raises(PolicyFileError, match="holds more than 1 KiB"):
-        untrusted.read_text(POLICY_FILE, environ)
+    # A process's environ is what it was started with (setenv here would not show).
+    child = subprocess.Popen(["sleep", "30"], env={"PK_PADDING": "x" * 4096})
+    try:
+        environ = Path(f"/proc/{child.pid}/environ")
+        assert environ.stat().st_size == 0  # /proc: the size is not known up front
+        monkeypatch.setenv(POLICY_FILE.env, "1K")
+        with pytest.raises(PolicyFileError, match="holds more than 1 KiB"):
+            untrusted.read_text(POLICY_FILE, environ)
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_a_file_that_grows_while_read_stops_at_the_limit(

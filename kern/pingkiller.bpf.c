@@ -437,8 +437,7 @@ static __always_inline int parse_ipv6(struct xdp_md *ctx, void *cursor, void *da
 			return PK_L4_SUSPECT;
 		nexthdr = walk.nexthdr;
 		fragmented = walk.fragmented;
-		if (walk.offset > walk.length)
-			return truncated(fragmented);
+		/* Within the frame: every header walked was checked to fit. */
 		cursor = data + (walk.offset & PK_OFFSET_MASK);
 	}
 	pkt->protocol = nexthdr;
@@ -687,7 +686,7 @@ int pingkiller(struct xdp_md *ctx)
 		};
 
 		bpf_loop(PK_VLAN_WALK_MAX, walk_vlan_tag, &walk, 0);
-		if (is_vlan(walk.proto) || walk.cut || walk.offset > length)
+		if (is_vlan(walk.proto) || walk.cut)
 			goto judged;	/* longer than any frame, or cut short: malformed */
 		proto = walk.proto;
 		cursor = data + (walk.offset & PK_OFFSET_MASK);

@@ -733,7 +733,6 @@ class Attachment:
         """What status shows. Without ``with_rules`` the rules are only counted, or not
         even that when the caller passes the ``rule_count`` it has (from scan_rules)."""
         link_info, state, problem = self._link_state()
-        stale = state.stale
         rules = self.rules() if with_rules else []
         if rule_count is None:
             rule_count = len(rules) if with_rules else self.rule_count()
@@ -741,29 +740,12 @@ class Attachment:
             stats = self._stats(link_info.prog_id)
         else:
             stats = read_stats(self.maps, self._program)
-        return AttachmentInfo(
-            ifname=self.ifname,
-            ifindex=link_info.ifindex if link_info else 0,
-            program_id=link_info.prog_id if link_info else 0,
-            link_id=link_info.id if link_info else 0,
-            mode=(xdp_query(link_info.ifindex).mode if link_info and state in _HERE
-                  else XdpMode.NONE),
-            policy=self.policy,
-            rule_count=rule_count,
-            rules=rules,
-            stats=stats,
-            stale=stale,
-            problem=problem,
-            pin_dir=str(pins.directory(self.ifname)) if self.pinned else "",
-            state=state,
-            abi_version=self.identity.abi_version if self.identity else abi.ABI_VERSION,
-            program=self.identity.program.hex() if self.identity else datapath.program_digest().hex(),
-            outdated=self.is_outdated(),
-        )
-
-    def is_outdated(self) -> bool:
-        """Whether the running program is not the installed one (`pingkiller upgrade`)."""
-        return self.identity is not None and _outdated(self.identity)
+        # A private attachment has no record: it runs the installed program.
+        identity = self.identity or pins.Identity(0, 0, abi.ABI_VERSION, 0,
+                                                  datapath.program_digest())
+        return _described(self.ifname, link_info, state, problem, identity,
+                          pin_dir=str(pins.directory(self.ifname)) if self.pinned else "",
+                          policy=self.policy, rule_count=rule_count, rules=rules, stats=stats)
 
     # -- lifetime
 
@@ -963,17 +945,31 @@ def _unreadable(error: PingkillerError, link: XdpLink | RecordedLink,
                 identity: pins.Identity | None, ifname: str) -> _Unreadable:
     """What status shows of an attachment whose maps it cannot read: its real state."""
     info, state, problem = _link_state(link, identity, ifname)
-    return _Unreadable(error, AttachmentInfo(
-        ifname=ifname, ifindex=info.ifindex if info else 0,
-        program_id=info.prog_id if info else 0, link_id=info.id if info else 0,
-        mode=xdp_query(info.ifindex).mode if info and state in _HERE else XdpMode.NONE,
-        policy=None, rule_count=0, rules=[], stats=None, stale=state.stale,
-        problem=f"{error}; {problem}" if problem else str(error),
-        pin_dir=str(pins.directory(ifname)), state=state,
-        abi_version=identity.abi_version if identity else 1,
-        program=identity.program.hex() if identity else "",
-        outdated=identity is None or _outdated(identity),
+    return _Unreadable(error, _described(
+        ifname, info, state, f"{error}; {problem}" if problem else str(error),
+        identity or pins.Identity(0, 0), pin_dir=str(pins.directory(ifname)),
+        policy=None, rule_count=0, rules=[], stats=None,
     ))
+
+
+def _described(
+    ifname: str, link_info: LinkInfo | None, state: LinkState, problem: str,
+    identity: pins.Identity, *, pin_dir: str, policy: Policy | None, rule_count: int,
+    rules: list[Rule], stats: Stats | None,
+) -> AttachmentInfo:
+    """An AttachmentInfo from the link's state and the pins' identity record."""
+    return AttachmentInfo(
+        ifname=ifname,
+        ifindex=link_info.ifindex if link_info else 0,
+        program_id=link_info.prog_id if link_info else 0,
+        link_id=link_info.id if link_info else 0,
+        mode=(xdp_query(link_info.ifindex).mode if link_info and state in _HERE
+              else XdpMode.NONE),
+        policy=policy, rule_count=rule_count, rules=rules, stats=stats,
+        stale=state.stale, problem=problem, pin_dir=pin_dir, state=state,
+        abi_version=identity.abi_version, program=identity.program.hex(),
+        outdated=_outdated(identity),
+    )
 
 
 def _recorded_link(base: Path, opened: ExitStack, ifname: str) -> RecordedLink | XdpLink:

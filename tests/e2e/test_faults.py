@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -187,6 +188,25 @@ def kill_at(args: list[str], call: str, n: int) -> None:
     assert result.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), (call, n, result)
 
 
+def kill_at_every_step(pin_root: Path, ifname: str, args: list[str],
+                       prepare: Callable[[], None], outcomes: list[RuleSet], trace: Path) -> None:
+    """SIGKILL ``pingkiller ARGS`` at each call that changes state, each time after
+    ``prepare``; status must show one of ``outcomes`` and detach must leave nothing."""
+    prepare()
+    steps = state_changing_steps(args, trace)
+    assert len(steps) >= 3, steps
+    for call, n in steps:
+        if pingkiller.attachments():
+            pingkiller.detach(ifname)
+        prepare()
+        kill_at(args, call, n)
+        found = assert_truthful(pin_root, ifname, outcomes)
+        assert found in outcomes, f"killed at {call} #{n}: {len(found or ())} rules"
+        if found is not None:
+            pingkiller.detach(ifname)
+        assert_clean(pin_root, ifname)
+
+
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (make setup installs it)")
 @pytest.mark.parametrize("scenario", ["attach", "replace", "block", "detach"])
 def test_kill_9_at_every_step(
@@ -207,19 +227,7 @@ def test_kill_9_at_every_step(
         if before is not None:
             pingkiller.attach(ifname, block=[old]).close()
 
-    prepare()
-    steps = state_changing_steps(args, tmp_path / "trace")
-    assert len(steps) >= 3, steps
-    for call, n in steps:
-        if pingkiller.attachments():
-            pingkiller.detach(ifname)
-        prepare()
-        kill_at(args, call, n)
-        found = assert_truthful(pin_root, ifname, outcomes)
-        assert found in outcomes, f"killed at {call} #{n}: rules {found}"
-        if found is not None:
-            pingkiller.detach(ifname)
-        assert_clean(pin_root, ifname)
+    kill_at_every_step(pin_root, ifname, args, prepare, outcomes, tmp_path / "trace")
 
 
 # -- the interface disappears

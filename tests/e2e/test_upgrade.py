@@ -24,7 +24,7 @@ from pingkiller import abi, datapath
 from pingkiller.killer import recover_interrupted
 from pingkiller.sandbox import PING, Sandbox
 from tests.e2e.helpers import pk, pk_json, pk_ok, xdp_ids
-from tests.e2e.test_faults import assert_clean, assert_truthful, kill_at, state_changing_steps
+from tests.e2e.test_faults import assert_clean, kill_at, kill_at_every_step
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: loads XDP programs")
 
@@ -226,17 +226,8 @@ def test_kill_9_at_every_step_of_upgrade(
         blocks = [word for rule in sorted(rules) for word in ("--block", rule)]
         assert run_cli(older, "attach", ifname, *blocks).returncode == 0
 
-    prepare()
-    steps = state_changing_steps(["upgrade", ifname], tmp_path / "trace")
-    assert len(steps) >= 3, steps
-    for call, n in steps:
-        if pingkiller.attachments():
-            pingkiller.detach(ifname)
-        prepare()
-        kill_at(["upgrade", ifname], call, n)
-        assert assert_truthful(pin_root, ifname, [rules]) == rules, f"killed at {call} #{n}"
-        pingkiller.detach(ifname)
-        assert_clean(pin_root, ifname)
+    kill_at_every_step(pin_root, ifname, ["upgrade", ifname], prepare, [rules],
+                       tmp_path / "trace")
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (make setup installs it)")
@@ -254,19 +245,8 @@ def test_kill_9_at_every_step_of_a_rule_file(
     def prepare() -> None:
         pingkiller.attach(ifname, block=sorted(before)).close()
 
-    prepare()
-    args = ["block", ifname, "-f", str(rule_file)]
-    steps = state_changing_steps(args, tmp_path / "trace")
-    assert len(steps) >= 3, steps
-    for call, n in steps:
-        if pingkiller.attachments():
-            pingkiller.detach(ifname)
-        prepare()
-        kill_at(args, call, n)
-        found = assert_truthful(pin_root, ifname, outcomes)
-        assert found in outcomes, f"killed at {call} #{n}: {len(found or ())} rules"
-        pingkiller.detach(ifname)
-        assert_clean(pin_root, ifname)
+    kill_at_every_step(pin_root, ifname, ["block", ifname, "-f", str(rule_file)], prepare,
+                       outcomes, tmp_path / "trace")
 
 
 def test_recovery_is_reported_by_the_next_writer(pin_root: Path, sandbox: Sandbox) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +27,21 @@ def pk_ok(*args: str, timeout: float = 60) -> str:
     assert result.returncode == 0, f"pingkiller {' '.join(args)}: {result.stderr}{result.stdout}"
     assert "Traceback" not in result.stderr
     return result.stdout
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line a failing command wrote on stderr (no traceback)."""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def pk_json(*args: str) -> Any:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import CLI
+from helpers import CLI, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 import pingkiller
@@ -44,13 +44,6 @@ def attach_big(ifname: str, extra: str) -> set[str]:
     with pingkiller.attach(ifname, block=[extra]) as attachment:
         attachment.set_rules(RuleKeys(BIG, {abi.RULES_V4_MAP: keys}), RuleAction.BLOCK)
     return {str(ipaddress.IPv4Address(FIRST + i)) for i in range(BIG)} | {extra}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager

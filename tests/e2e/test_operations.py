@@ -7,7 +7,6 @@ call is a new process working through the pins of a private pin root.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -16,7 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import CLI, attach_foreign_program, pk, pk_json, pk_ok, xdp_prog_id
+from helpers import (
+    CLI,
+    attach_foreign_program,
+    free_port,
+    pk,
+    pk_json,
+    pk_ok,
+    xdp_prog_id,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 import pingkiller
@@ -210,13 +217,6 @@ def test_watch_applies_each_edit(pin_root: Path, sandbox: Sandbox, tmp_path: Pat
     assert sum("error: " in line and "not valid TOML" in line for line in log) == 1
     assert any(f"detach {peer.host_ifname}: not in the policy file" in line for line in log)
     assert log[-1].endswith("stopped; attachments stay as they are")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import CLI, MountNamespace, limited, xdp_ids
-from test_operations import DROP_WAIT, free_port, scrape, wait_for
+from helpers import CLI, MountNamespace, free_port, limited, xdp_ids
+from test_operations import DROP_WAIT, scrape, wait_for
 
 import pingkiller
 from pingkiller import capabilities

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import xdp_ids
+from helpers import one_line, xdp_ids
 from test_hostile_input import as_nobody, nobody_view
 
 import pingkiller
@@ -36,12 +36,6 @@ def with_caps(caps: str, *args: str) -> subprocess.CompletedProcess[str]:
         ["setpriv", f"--bounding-set=-all{wanted}", "--inh-caps=-all", *CLI, *args],
         capture_output=True, text=True, timeout=60,
     )
-
-
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
 
 
 def test_pins_are_root_only(pin_root: Path, sandbox: Sandbox) -> None:

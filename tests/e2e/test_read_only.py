@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import CLI, MountNamespace, limited, xdp_ids
-from test_operations import DROP_WAIT, free_port, scrape, wait_for
+from helpers import CLI, MountNamespace, free_port, limited, one_line, xdp_ids
+from test_operations import DROP_WAIT, scrape, wait_for
 
 from pingkiller import declarative
 from pingkiller.sandbox import Peer, Sandbox, run
@@ -98,12 +98,6 @@ def read_only(request: pytest.FixtureRequest, pin_root: Path, sandbox: Sandbox,
         yield view
     if request.param == "superblock":  # the private bpffs went with the namespace
         wait_for(lambda: xdp_ids(peer.host_ifname) == [], "the private bpffs to be freed")
-
-
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
 
 
 def link_id_of(prog_id: int) -> int:

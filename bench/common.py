@@ -6,6 +6,7 @@ import ctypes
 import os
 import platform
 import shutil
+import socket
 import statistics
 import struct
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build" / "bench"
 SRC_V4, DST_V4 = "198.18.0.1", "198.18.0.2"
+SRC_V6, DST_V6 = "fd00:706b:ffff::1", "fd00:706b:ffff::2"
 MAC_DST, MAC_SRC = bytes.fromhex("020000000002"), bytes.fromhex("020000000001")
 
 
@@ -60,6 +62,16 @@ def ping_frame(src: str = SRC_V4, dst: str = DST_V4, seq: int = 1) -> bytes:
     body = struct.pack("!BBHHH", 8, 0, 0, 0x4242, seq) + bytes(range(56))
     body = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
     return _ipv4(src, dst, 1, body)
+
+
+def ping6_frame(src: str = SRC_V6, dst: str = DST_V6, seq: int = 1) -> bytes:
+    """An Ethernet + IPv6 + ICMPv6 echo request with 56 bytes of payload (118 bytes)."""
+    source, destination = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+    body = struct.pack("!BBHHH", 128, 0, 0, 0x4242, seq) + bytes(range(56))
+    pseudo = source + destination + struct.pack("!I3xB", len(body), 58)
+    body = body[:2] + struct.pack("!H", _checksum(pseudo + body)) + body[4:]
+    header = struct.pack("!IHBB", 6 << 28, len(body), 58, 64) + source + destination
+    return MAC_DST + MAC_SRC + b"\x86\xdd" + header + body
 
 
 def tcp_frame(src: str = SRC_V4, dst: str = DST_V4) -> bytes:

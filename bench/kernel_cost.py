@@ -1,63 +1,133 @@
-"""1. Per-packet cost in the kernel: BPF_PROG_RUN ns/packet, medians of repeated runs."""
+"""1. Per-packet cost in the kernel: BPF_PROG_RUN ns/packet, each run paired with the null program.
+
+The matrix of issue #14: pingkiller at its defaults (events on drops, the default rate) and
+with events off; 1, 100k and 1M rules; a blocked, an unlisted and an allowed ping; IPv4 and
+IPv6. Every run of a program is preceded by a run of the null program on the same CPU, and
+a ratio is the median of those per-pair ratios, so a change of machine load between cells
+hits a cell and its reference alike. Run alone as root: ``python3 bench/kernel_cost.py``.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import os
+import statistics
 import struct
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
-from common import BUILD, SRC_V4, Row, bpffs_dir, cpu, median_of, ping_frame, run, tcp_frame
+from common import (
+    BUILD,
+    DST_V4,
+    DST_V6,
+    SRC_V4,
+    SRC_V6,
+    Row,
+    bpffs_dir,
+    cpu,
+    ping6_frame,
+    ping_frame,
+    run,
+    tcp_frame,
+)
 
 from pingkiller import abi, datapath
-from pingkiller.abi import DefaultAction, EventsMode, RuleAction
+from pingkiller.abi import EventsMode, RuleAction
 from pingkiller.bpf import Object, Program
+from pingkiller.policy import Policy
+from pingkiller.rules import RuleTable
 from pingkiller.sandbox import Sandbox
 
-REPEAT = 1_000_000
-RUNS = 5
-EXACT_RULES = 1_000_000
+SECTION = "1 kernel"
+REPEAT = 500_000
+RUNS = 7
+RULE_COUNTS = (1, 100_000, 1_000_000)
 PREFIX_RULES = 10_000
-BLOCK = abi.encode_rule(RuleAction.BLOCK)
+CASES = ("blocked", "unlisted", "allowed")
+MODES = ("defaults", "events off")
+# Targets of issue #14 (ratios to null), by case; the blocked one for these rule counts only.
+BLOCKED_TARGET, BLOCKED_TARGET_RULES = 2.5, (1, 100_000)
+UNLISTED_TARGET = 3.0
+
+FRAMES = {
+    ("v4", "listed"): ping_frame(SRC_V4, DST_V4),
+    ("v4", "unlisted"): ping_frame("198.18.5.5", "198.18.5.6"),
+    ("v6", "listed"): ping6_frame(SRC_V6, DST_V6),
+    ("v6", "unlisted"): ping6_frame("fd00:706b:fffe::5", "fd00:706b:fffe::6"),
+}
+XDP_DROP, XDP_PASS = 1, 2
 
 
-def ns_per_packet(program: Program, frame: bytes, expect: int, repeat: int = REPEAT) -> float:
-    def once() -> float:
+def rules_label(count: int) -> str:
+    return {1: "1 rule", 100_000: "100k rules", 1_000_000: "1M rules"}.get(count, f"{count} rules")
+
+
+class Bench:
+    """Times programs with BPF_PROG_RUN, each run right after a run of the null program.
+
+    The kernel's own duration is a whole number of ns per packet, too coarse for a ~10 ns
+    null program (up to 10% off); the thread's CPU time of the call, less the call's fixed
+    cost (measured with repeat=1), is not. CPU time leaves out time the thread was
+    preempted, as the kernel's timer does; it includes interrupts, as that timer does too.
+    """
+
+    def __init__(self, null: Program) -> None:
+        self.null = null
+        self.fixed_ns = 0.0
+        self.fixed_ns = statistics.median(self._cpu_ns(null, FRAMES["v4", "listed"], XDP_DROP, 1)
+                                          for _ in range(9))
+
+    def _cpu_ns(self, program: Program, frame: bytes, expect: int, repeat: int) -> float:
+        start = time.thread_time_ns()
         result = program.test_run(frame, repeat=repeat)
+        spent = time.thread_time_ns() - start
         if result.retval != expect:
             raise RuntimeError(f"{program.name} returned {result.retval}, expected {expect}")
-        return float(result.duration_ns)
+        return spent - self.fixed_ns
 
-    program.test_run(frame, repeat=repeat // 10)  # warm up
-    return median_of(RUNS, once)
+    def ns_per_packet(self, program: Program, frame: bytes, expect: int) -> float:
+        return self._cpu_ns(program, frame, expect, REPEAT) / REPEAT
+
+    def paired(self, program: Program, frame: bytes, expect: int,
+               repeat: int = REPEAT) -> tuple[float, float, float]:
+        """(median ns/packet, median ratio to null of RUNS pairs, median null ns)."""
+        self._cpu_ns(program, frame, expect, repeat // 10)  # warm up
+        values, nulls = [], []
+        for _ in range(RUNS):
+            nulls.append(self._cpu_ns(self.null, frame, XDP_DROP, repeat) / repeat)
+            values.append(self._cpu_ns(program, frame, expect, repeat) / repeat)
+        ratio = statistics.median(v / n for v, n in zip(values, nulls, strict=True))
+        return statistics.median(values), ratio, statistics.median(nulls)
 
 
-def fill_exact(obj: Object, blocked: str) -> None:
-    """EXACT_RULES /32 block rules, one of them ``blocked``; the rest from 100.64.0.0/10."""
+def filler_v4(count: int) -> list[bytes]:
+    """``count`` /32 keys from 100.64.0.0/10 (none of them a test address)."""
     base = int(ipaddress.IPv4Address("100.64.0.0"))
-    keys = struct.pack(f">{EXACT_RULES - 1}I", *range(base, base + EXACT_RULES - 1))
-    keys += ipaddress.IPv4Address(blocked).packed
-    obj.maps[abi.RULES_V4_MAP].update_batch(keys, BLOCK * EXACT_RULES)
+    blob = struct.pack(f">{count}I", *range(base, base + count))
+    return [blob[i:i + 4] for i in range(0, len(blob), 4)]
 
 
-def fill_prefixes(obj: Object, blocked: str) -> None:
-    """PREFIX_RULES prefixes of lengths /16../24, one /24 covering ``blocked``."""
-    table = obj.maps[abi.PREFIXES_V4_MAP]
-    target = ipaddress.IPv4Network(f"{blocked}/24", strict=False)
-    for i in range(PREFIX_RULES - 1):
-        length = 16 + i % 9
-        network = int(ipaddress.IPv4Address("10.0.0.0")) + (i << 12)
-        network &= (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
-        table.put(abi.prefix_key(length, struct.pack(">I", network)), BLOCK)
-    table.put(abi.prefix_key(24, target.network_address.packed), BLOCK)
+def filler_v6(count: int) -> list[bytes]:
+    """``count`` /128 keys from fd00:0:1::/64 (none of them a test address)."""
+    prefix = ipaddress.IPv6Address("fd00:0:1::").packed[:8]
+    return [prefix + i.to_bytes(8, "big") for i in range(1, count + 1)]
 
 
-def configure(obj: Object, events: EventsMode, rate: int, flags: abi.ConfigFlag) -> None:
-    config = abi.Config(DefaultAction.PASS, abi.IcmpSet.ECHO, events, rate, flags)
-    obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = config.encode()
+def configure(obj: Object, policy: Policy) -> None:
+    """``policy``'s config, keeping the flags the rule table set (which maps hold rules)."""
+    settings = obj.maps[abi.SETTINGS_MAP]
+    current = abi.Config.decode(settings[abi.u32_key(0)])
+    policy_flags = abi.ConfigFlag.ALL_PROTOCOLS | abi.ConfigFlag.TIMING
+    settings[abi.u32_key(0)] = policy.to_config(current.flags & ~policy_flags).encode()
+
+
+def policy_of(mode: str) -> Policy:
+    return Policy() if mode == "defaults" else replace(Policy(), events=EventsMode.OFF)
 
 
 @contextmanager
@@ -95,74 +165,140 @@ def xdp_filter_program(blocked: str) -> Iterator[Program]:
             subprocess.run(["xdp-filter", "unload", peer.host_ifname], capture_output=True)
 
 
+def matrix(bench: Bench, rule_count: int) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """(mode, family, case) -> (ns, ratio) for one object holding ``rule_count`` rules of
+    each family: the test source's rule (block, or allow for the allowed case) and fillers."""
+    results: dict[tuple[str, str, str], tuple[float, float]] = {}
+    test_keys = {abi.RULES_V4_MAP: [ipaddress.IPv4Address(SRC_V4).packed],
+                 abi.RULES_V6_MAP: [ipaddress.IPv6Address(SRC_V6).packed]}
+    with datapath.open_object() as obj:
+        obj.load()
+        table = RuleTable(obj.maps)
+        table.set_keys({abi.RULES_V4_MAP: filler_v4(rule_count - 1),
+                        abi.RULES_V6_MAP: filler_v6(rule_count - 1)}, RuleAction.BLOCK)
+        program = obj.programs[abi.PROGRAM_NAME]
+        for mode in MODES:
+            configure(obj, policy_of(mode))
+            for action, cases in ((RuleAction.BLOCK, ("blocked", "unlisted")),
+                                  (RuleAction.ALLOW, ("allowed",))):
+                table.set_keys(test_keys, action)
+                for family in ("v4", "v6"):
+                    for case in cases:
+                        frame = FRAMES[family, "unlisted" if case == "unlisted" else "listed"]
+                        expect = XDP_DROP if case == "blocked" else XDP_PASS
+                        ns, ratio, _ = bench.paired(program, frame, expect)
+                        results[mode, family, case] = (ns, ratio)
+    return results
+
+
+def target_of(mode: str, case: str, rule_count: int) -> float | None:
+    if mode != "defaults":
+        return None
+    if case == "blocked" and rule_count in BLOCKED_TARGET_RULES:
+        return BLOCKED_TARGET
+    if case == "unlisted":
+        return UNLISTED_TARGET
+    return None
+
+
 def measure(have_xdp_filter: bool) -> list[Row]:
+    ping = FRAMES["v4", "listed"]
     rows: list[Row] = []
-    ping, tcp = ping_frame(), tcp_frame()
-    unlisted = ping_frame(src="198.18.5.5", dst="198.18.5.6")
-    prefix_ping = ping_frame(src="198.18.7.9", dst="198.18.5.6")
-    results: dict[str, float] = {}
-    with cpu(0), bpffs_dir("kc") as pins:
-        with Object.from_file(BUILD / "null.bpf.o") as null:
-            null.load()
-            results["null"] = ns_per_packet(null.programs["null_drop"], ping, 1)
+
+    def add(what: str, value: tuple[float, float, float] | tuple[float, float],
+            target: float | None = None, note: str = "") -> None:
+        ns, ratio = value[0], value[1]
+        row = Row(SECTION, what, ns, "ns/pkt", "null", ratio, note=note)
+        if target is not None:
+            row.target = f"<= {target:g}x null"
+            row.met = ratio <= target
+        rows.append(row)
+
+    with cpu(0), bpffs_dir("kc") as pins, Object.from_file(BUILD / "null.bpf.o") as null_obj:
+        null_obj.load()
+        bench = Bench(null_obj.programs["null_drop"])
+        first = bench.paired(bench.null, ping, XDP_DROP)
+        add("null XDP_DROP (the reference)", first,
+            note=f"call overhead {bench.fixed_ns / 1e3:.0f} us subtracted")
+        add("null + per-CPU drop counter", bench.paired(null_obj.programs["null_drop_count"],
+                                                         ping, XDP_DROP))
+        null_obj.maps["floor_sources"][ipaddress.IPv4Address(SRC_V4).packed] = bytes(8)
+        add("floor: Ethernet+IPv4 check, 1 hash lookup, counter", bench.paired(
+            null_obj.programs["floor_lookup"], ping, XDP_DROP))
+        if have_xdp_filter:
+            with xdp_filter_program(SRC_V4) as xdpf:
+                add("xdp-filter, 1 deny rule", bench.paired(xdpf, ping, XDP_DROP))
         with Object.from_file(BUILD / "blog.bpf.o") as blog:
             blog.load()
             blog.maps["rb"].pin(pins / "blog_rb")
             with drained(str(pins / "blog_rb")):
-                # ~3 us per packet: 1e5 repetitions keep the run short
-                results["blog"] = ns_per_packet(blog.programs["blog_ping"], ping, 1, REPEAT // 10)
-        if have_xdp_filter:
-            with xdp_filter_program(SRC_V4) as xdpf:
-                results["xdp-filter"] = ns_per_packet(xdpf, ping, 1)
+                # ~1-3 us per packet: 1e5 repetitions keep the run short
+                add("blog-style, forced wakeup per ping", bench.paired(
+                    blog.programs["blog_ping"], ping, XDP_DROP, REPEAT // 10))
 
-        with datapath.open_object() as exact:
-            exact.load()
-            fill_exact(exact, SRC_V4)
-            exact.maps[abi.EVENTS_MAP].pin(pins / "exact_events")
-            program = exact.programs[abi.PROGRAM_NAME]
-            flags = abi.ConfigFlag(0)
-            configure(exact, EventsMode.OFF, 0, flags)
-            results["block exact, events off"] = ns_per_packet(program, ping, 1)
-            results["unlisted ping, default pass, events off"] = ns_per_packet(program, unlisted, 2)
-            results["tcp segment, events off"] = ns_per_packet(program, tcp, 2)
-            configure(exact, EventsMode.DROPS, abi.DEFAULT_EVENT_RATE, flags)
-            results["block exact, events on (rate 1000/s)"] = ns_per_packet(program, ping, 1)
-            configure(exact, EventsMode.ALL, 0, flags)
-            with drained(str(pins / "exact_events")):
-                results["block exact, events on (unlimited, drained)"] = ns_per_packet(program, ping, 1)
-                results["unlisted ping, events on (unlimited, drained)"] = ns_per_packet(program, unlisted, 2)
-                results["tcp segment, events on (unlimited, drained)"] = ns_per_packet(program, tcp, 2)
+        for rule_count in RULE_COUNTS:
+            try:
+                cells = matrix(bench, rule_count)
+            except Exception as err:  # e.g. the table cannot hold them: the rest still runs
+                rows.append(Row(SECTION, f"pingkiller, {rules_label(rule_count)}", 0.0, "",
+                                note=f"not measured: {err}"))
+                continue
+            for mode in MODES:
+                for family in ("v4", "v6"):
+                    for case in CASES:
+                        add(f"pingkiller {family} {case}, {rules_label(rule_count)}, {mode}",
+                            cells[mode, family, case], target_of(mode, case, rule_count))
 
-        with datapath.open_object() as prefixes:
-            prefixes.load()
-            fill_prefixes(prefixes, "198.18.7.9")
-            program = prefixes.programs[abi.PROGRAM_NAME]
-            flags = abi.ConfigFlag.PREFIXES_V4
-            configure(prefixes, EventsMode.OFF, 0, flags)
-            results["block prefix (10k), events off"] = ns_per_packet(program, prefix_ping, 1)
-            configure(prefixes, EventsMode.DROPS, abi.DEFAULT_EVENT_RATE, flags)
-            results["block prefix (10k), events on (rate 1000/s)"] = ns_per_packet(
-                program, prefix_ping, 1
-            )
-
-    null_ns = results["null"]
-    xdpf_ns = results.get("xdp-filter")
-    rows.append(Row("1 kernel", "null XDP_DROP (the limit)", null_ns, "ns/pkt", "null", 1.0))
-    if xdpf_ns is not None:
-        rows.append(Row("1 kernel", "xdp-filter, 1 deny rule", xdpf_ns, "ns/pkt", "null",
-                        xdpf_ns / null_ns))
-    rows.append(Row("1 kernel", "blog-style, forced wakeup per ping", results["blog"], "ns/pkt",
-                    "null", results["blog"] / null_ns))
-    for name, value in results.items():
-        if name in ("null", "xdp-filter", "blog"):
-            continue
-        row = Row("1 kernel", f"pingkiller: {name}", value, "ns/pkt", "null", value / null_ns)
-        if name.startswith("block") and "events off" in name:
-            ok_null = value <= 3 * null_ns
-            ok_xdpf = xdpf_ns is None or value <= xdpf_ns
-            row.target = "<= 3x null, <= xdp-filter"
-            row.met = ok_null and ok_xdpf
-            if xdpf_ns is not None:
-                row.note = f"{value / xdpf_ns:.2f}x xdp-filter"
-        rows.append(row)
+        # Context: a non-ping, events unlimited (drained), a prefix rule.
+        with datapath.open_object() as obj:
+            obj.load()
+            table = RuleTable(obj.maps)
+            table.set(
+                [ipaddress.ip_network(SRC_V4), ipaddress.ip_network(SRC_V6)], RuleAction.BLOCK)
+            program = obj.programs[abi.PROGRAM_NAME]
+            configure(obj, Policy())
+            add("pingkiller tcp segment, 1 rule, defaults",
+                bench.paired(program, tcp_frame(), XDP_PASS))
+            obj.maps[abi.EVENTS_MAP].pin(pins / "events")
+            configure(obj, replace(Policy(), events=EventsMode.ALL, event_rate=0))
+            with drained(str(pins / "events")):
+                add("pingkiller v4 blocked, 1 rule, every packet an event (unlimited, drained)",
+                    bench.paired(program, ping, XDP_DROP))
+        with datapath.open_object() as obj:
+            obj.load()
+            table = RuleTable(obj.maps)
+            table.set_keys({abi.PREFIXES_V4_MAP: prefix_keys("198.18.7.9")}, RuleAction.BLOCK)
+            configure(obj, Policy())
+            add(f"pingkiller v4 blocked by 1 of {PREFIX_RULES // 1000}k prefixes, defaults",
+                bench.paired(obj.programs[abi.PROGRAM_NAME],
+                             ping_frame("198.18.7.9", "198.18.5.6"), XDP_DROP))
     return rows
+
+
+def prefix_keys(blocked: str) -> list[bytes]:
+    """PREFIX_RULES prefixes of lengths /16../24 from 10.0.0.0/8, one /24 covering ``blocked``."""
+    keys = []
+    for i in range(PREFIX_RULES - 1):
+        length = 16 + i % 9
+        network = int(ipaddress.IPv4Address("10.0.0.0")) + (i << 12)
+        network &= (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+        keys.append(abi.prefix_key(length, struct.pack(">I", network)))
+    target = ipaddress.IPv4Network(f"{blocked}/24", strict=False)
+    keys.append(abi.prefix_key(24, target.network_address.packed))
+    return list(dict.fromkeys(keys))
+
+
+def main() -> None:
+    if os.geteuid() != 0:
+        sys.exit("needs root (BPF)")
+    start = time.monotonic()
+    for row in measure(any(os.access(os.path.join(d, "xdp-filter"), os.X_OK)
+                           for d in os.environ.get("PATH", "").split(os.pathsep))):
+        met = "" if row.met is None else ("met" if row.met else "NOT MET")
+        print(f"{row.what:75} {row.value:8.1f} ns {row.ratio or 0:6.2f}x null "
+              f"{row.target:14} {met} {row.note}")
+    print(f"{time.monotonic() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -37,3 +37,37 @@ int null_pass(struct xdp_md *ctx)
 {
 	return XDP_PASS;
 }
+
+/* Source addresses a floor_lookup program looks up (the value is never read). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1048576);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, __u64);
+} floor_sources SEC(".maps");
+
+/*
+ * The floor of any rule filter: bounds-check Ethernet + IPv4, look the source up in a hash
+ * map of the same shape as pingkiller's rules_v4, count per CPU, drop.  No VLAN walk, no
+ * ICMP check, no events: what pingkiller costs above this is its own work.
+ */
+SEC("xdp")
+int floor_lookup(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *iph = (void *)(eth + 1);
+	__u32 zero = 0;
+	__u64 *count;
+
+	if ((void *)(iph + 1) > data_end || eth->h_proto != __builtin_bswap16(0x0800))
+		return XDP_PASS;
+	if (!bpf_map_lookup_elem(&floor_sources, &iph->saddr))
+		return XDP_PASS;
+	count = bpf_map_lookup_elem(&null_drops, &zero);
+	if (count)
+		*count += 1;
+	return XDP_DROP;
+}

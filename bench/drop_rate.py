@@ -31,8 +31,8 @@ from pingkiller.interfaces import interface_index
 from pingkiller.sandbox import Peer, Sandbox
 
 BATCH = 64  # frames per generator batch (the veth ring holds 256)
-ROUNDS = 7
-RUN_SECONDS = 0.6  # length of one measurement run
+ROUNDS = 11
+RUN_SECONDS = 0.4  # length of one measurement run: short, so a round sees one machine state
 CALIBRATE = 50_000  # frames of the first (warm-up) run into each target
 GENERATOR_CPU = 0
 NFT_TABLE = "pkbench"

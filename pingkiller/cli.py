@@ -3,31 +3,37 @@
 Exit codes: 0 ok, 1 runtime failure, 2 bad input or usage. Errors are one line on
 stderr. ``--json`` output is documented in docs/cli.md and in the man pages, which
 pingkiller.manpages makes from this module's help texts (``make man``).
+
+Start-up time: importing typer and click, and typer making the command tree from every
+verb's signature, cost several times what ``status IFACE`` itself does. So this module
+imports neither: each verb is a plain function, registered by :func:`_verb`, and the
+typer app (``app``, what --help, usage errors and the man pages come from) is made on
+first use by :func:`_make_app`. The common ``status [IFACE]`` and ``block IFACE ADDR...``
+(with or without --json and nothing else) are called directly (:func:`_fast_call`);
+every other command line goes through typer. Code that only typer runs may use
+``typer`` and ``click``, which :func:`_make_app` binds in this module.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
-import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
-
-import click
-import typer
-from typer.core import TyperCommand, TyperGroup
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO, TypeVar, cast
 
 from pingkiller import untrusted
 from pingkiller.policy import DEFAULT_ACTIONS, EVENT_MODES, ICMP_SETS, RULE_ACTIONS, XDP_MODES
 
-# typer may vendor click: take its exception classes from where typer gets them.
-_click_errors = sys.modules[typer.BadParameter.__module__]
-_ABORTS = tuple(c for c in (getattr(_click_errors, "Abort", None), typer.Abort) if c is not None)
-
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
+    from types import ModuleType
+
+    import click
+    import typer
 
     from pingkiller.abi import Reason
     from pingkiller.killer import Attachment, AttachmentInfo
@@ -72,77 +78,6 @@ def _ascii_number(value: Any, whole: bool, kind: click.ParamType[Any], param: cl
         kind.fail(str(err), param, ctx)
 
 
-class _AsciiInt(click.types.IntParamType):
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        return super().convert(_ascii_number(value, True, self, param, ctx), param, ctx)
-
-
-class _AsciiIntRange(click.IntRange):
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        return super().convert(_ascii_number(value, True, self, param, ctx), param, ctx)
-
-
-class _AsciiFloat(click.types.FloatParamType):
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        return super().convert(_ascii_number(value, False, self, param, ctx), param, ctx)
-
-
-class _AsciiFloatRange(click.FloatRange):
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        return super().convert(_ascii_number(value, False, self, param, ctx), param, ctx)
-
-
-class _QuotingChoice(click.Choice[str]):
-    def get_invalid_choice_message(self, value: Any, ctx: click.Context | None) -> str:
-        return f"{untrusted.quote(str(value))} is not one of {', '.join(map(repr, self.choices))}."
-
-
-def _safe_type(kind: click.ParamType[Any]) -> click.ParamType[Any]:
-    """The type an option gets: numbers in ASCII digits only, bad choices quoted short."""
-    if isinstance(kind, click.IntRange) and not isinstance(kind, _AsciiIntRange):
-        return _AsciiIntRange(kind.min, kind.max, kind.min_open, kind.max_open, kind.clamp)
-    if isinstance(kind, click.FloatRange) and not isinstance(kind, _AsciiFloatRange):
-        return _AsciiFloatRange(kind.min, kind.max, kind.min_open, kind.max_open, kind.clamp)
-    if type(kind) is click.types.IntParamType:
-        return _AsciiInt()
-    if type(kind) is click.types.FloatParamType:
-        return _AsciiFloat()
-    if type(kind) is click.Choice:
-        return _QuotingChoice([str(choice) for choice in kind.choices], kind.case_sensitive)
-    return kind
-
-
-class _Verb(TyperCommand):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:  # every option of every verb, whoever declares it
-            param.type = _safe_type(param.type)
-
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        super().format_epilog(ctx, formatter)
-        _point_at_manual(ctx, formatter)
-
-
-class _Group(TyperGroup):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            param.type = _safe_type(param.type)
-
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        super().format_epilog(ctx, formatter)
-        _point_at_manual(ctx, formatter)
-
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        # click (8.2+) and typer each add their own "Did you mean"; say it once.
-        name = args[0] if args else ""
-        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
-            raise _click_errors.UsageError(unknown_verb(name, self.list_commands(ctx)), ctx)
-        return super().resolve_command(ctx, args)
-
-
 def unknown_verb(name: str, verbs: list[str]) -> str:
     """``No such command 'atach'. Did you mean 'attach'?`` (one suggestion line at most)."""
     from difflib import get_close_matches
@@ -153,22 +88,135 @@ def unknown_verb(name: str, verbs: list[str]) -> str:
     return f"No such command {name!r}.{hint}"
 
 
-app = typer.Typer(
-    name="pingkiller",
-    cls=_Group,
-    help=(
-        "Kill pings at the driver with XDP.\n\n"
-        "Examples:\n\n"
-        "  pingkiller attach eth0                       # drop every ping\n\n"
-        "  pingkiller attach eth0 --block 192.168.1.78  # drop only pings from/to it\n\n"
-        "  pingkiller status\n\n"
-        "  pingkiller detach eth0"
-    ),
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+_HELP = (
+    "Kill pings at the driver with XDP.\n\n"
+    "Examples:\n\n"
+    "  pingkiller attach eth0                       # drop every ping\n\n"
+    "  pingkiller attach eth0 --block 192.168.1.78  # drop only pings from/to it\n\n"
+    "  pingkiller status\n\n"
+    "  pingkiller detach eth0"
 )
+
+_Function = TypeVar("_Function", bound="Callable[..., None]")
+_VERBS: list[tuple[str | None, Callable[..., None]]] = []  # (name, function), in --help order
+
+
+def _verb(name: str | None = None) -> Callable[[_Function], _Function]:
+    """Register a verb (named after its function unless ``name``) for :func:`_make_app`."""
+    def register(function: _Function) -> _Function:
+        _VERBS.append((name, function))
+        return function
+    return register
+
+
+def _make_app() -> typer.Typer:
+    """The typer app of every verb. Its annotations are strings (``from __future__ import
+    annotations``) that typer evaluates in this module, so ``click`` and ``typer`` are
+    bound here (module globals) before it reads them."""
+    global click, typer
+    import click
+    import typer
+    from typer.core import TyperCommand, TyperGroup
+
+    class AsciiInt(click.types.IntParamType):
+        def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+            return super().convert(_ascii_number(value, True, self, param, ctx), param, ctx)
+
+    class AsciiIntRange(click.IntRange):
+        def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+            return super().convert(_ascii_number(value, True, self, param, ctx), param, ctx)
+
+    class AsciiFloat(click.types.FloatParamType):
+        def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+            return super().convert(_ascii_number(value, False, self, param, ctx), param, ctx)
+
+    class AsciiFloatRange(click.FloatRange):
+        def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+            return super().convert(_ascii_number(value, False, self, param, ctx), param, ctx)
+
+    class QuotingChoice(click.Choice[str]):
+        def get_invalid_choice_message(self, value: Any, ctx: click.Context | None) -> str:
+            return f"{untrusted.quote(str(value))} is not one of {', '.join(map(repr, self.choices))}."
+
+    def safe_type(kind: click.ParamType[Any]) -> click.ParamType[Any]:
+        """The type an option gets: numbers in ASCII digits only, bad choices quoted short."""
+        if isinstance(kind, click.IntRange) and not isinstance(kind, AsciiIntRange):
+            return AsciiIntRange(kind.min, kind.max, kind.min_open, kind.max_open, kind.clamp)
+        if isinstance(kind, click.FloatRange) and not isinstance(kind, AsciiFloatRange):
+            return AsciiFloatRange(kind.min, kind.max, kind.min_open, kind.max_open, kind.clamp)
+        if type(kind) is click.types.IntParamType:
+            return AsciiInt()
+        if type(kind) is click.types.FloatParamType:
+            return AsciiFloat()
+        if type(kind) is click.Choice:
+            return QuotingChoice([str(choice) for choice in kind.choices], kind.case_sensitive)
+        return kind
+
+    class Verb(TyperCommand):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            for param in self.params:  # every option of every verb, whoever declares it
+                param.type = safe_type(param.type)
+
+        def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+            super().format_epilog(ctx, formatter)
+            _point_at_manual(ctx, formatter)
+
+    class Group(TyperGroup):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            for param in self.params:
+                param.type = safe_type(param.type)
+
+        def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+            super().format_epilog(ctx, formatter)
+            _point_at_manual(ctx, formatter)
+
+        def resolve_command(
+            self, ctx: click.Context, args: list[str]
+        ) -> tuple[str | None, click.Command | None, list[str]]:
+            # click (8.2+) and typer each add their own "Did you mean"; say it once.
+            name = args[0] if args else ""
+            if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+                raise _click_errors().UsageError(unknown_verb(name, self.list_commands(ctx)), ctx)
+            return super().resolve_command(ctx, args)
+
+    made = typer.Typer(
+        name="pingkiller",
+        cls=Group,
+        help=_HELP,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    made.callback()(_root)
+    for name, function in _VERBS:
+        made.command(name, cls=Verb)(function)
+    return made
+
+
+_APP: list[typer.Typer] = []  # made once
+
+
+def _app() -> typer.Typer:
+    if not _APP:
+        _APP.append(_make_app())
+    return _APP[0]
+
+
+def __getattr__(name: str) -> Any:
+    """``app``, the typer app, is made on first use (see the module's docstring)."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _app()
+
+
+def _click_errors() -> ModuleType:
+    """Where typer takes click's exception classes from (typer may vendor click)."""
+    import typer
+
+    return sys.modules[typer.BadParameter.__module__]
 
 
 def _choice(words: list[str]) -> click.Choice[str]:
@@ -203,28 +251,38 @@ def _complete_attached(incomplete: str) -> list[str]:
     return [name for name in names if name.startswith(incomplete)]
 
 
-Interface = Annotated[
-    str, typer.Argument(help="Interface name, e.g. eth0.", show_default=False, metavar="IFACE",
-                        autocompletion=_complete_interfaces)
-]
-Attached = Annotated[  # an interface pingkiller is attached to
-    str, typer.Argument(help="Interface name, e.g. eth0.", show_default=False, metavar="IFACE",
-                        autocompletion=_complete_attached)
-]
-Addresses = Annotated[
-    list[str] | None,
-    typer.Argument(help="IPv4/IPv6 addresses or prefixes.", show_default=False),
-]
-FromFile = Annotated[
-    Path | None,
-    typer.Option(
+def _interface(complete: Callable[[str], list[str]]) -> Any:
+    """IFACE, completed by ``complete`` (the interfaces here, or those attached)."""
+    return typer.Argument(help="Interface name, e.g. eth0.", show_default=False, metavar="IFACE",
+                          autocompletion=complete)
+
+
+def _addresses() -> Any:
+    return typer.Argument(help="IPv4/IPv6 addresses or prefixes.", show_default=False)
+
+
+def _from_file() -> Any:
+    return typer.Option(
         "--from-file", "-f", help="Read addresses/prefixes from FILE, one per line (# comments).",
         dir_okay=False, show_default=False,
-    ),
-]
+    )
+
+
+def _echo(text: str) -> None:
+    """click.echo(text). A line of printable ASCII (all status and block print) is written
+    and flushed as click.echo would, without importing click."""
+    if sys.stdout is not None and text.isascii() and text.isprintable():
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        return
+    import click
+
+    click.echo(text)
 
 
 def _print_json(data: object) -> None:
+    import json
+
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
@@ -232,7 +290,7 @@ def _version(value: bool) -> None:
     if value:
         from pingkiller import __version__
 
-        typer.echo(f"pingkiller {__version__}")
+        _echo(f"pingkiller {__version__}")
         raise typer.Exit()
 
 
@@ -246,7 +304,6 @@ def _seconds(text: str) -> float:
         raise typer.BadParameter(str(err)) from None
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
@@ -266,9 +323,9 @@ def _root(
     lock.set_timeout(lock_timeout)
 
 
-@app.command(cls=_Verb)
+@_verb()
 def attach(
-    ifname: Interface,
+    ifname: Annotated[str, _interface(_complete_interfaces)],
     block: Annotated[
         list[str] | None,
         typer.Option("--block", "-b", help="Drop pings from/to ADDR (repeatable).", metavar="ADDR"),
@@ -345,13 +402,13 @@ def attach(
         return
     assert info.policy is not None
     verb = "Replaced policy on" if replace else "Attached to"
-    typer.echo(f"{verb} {ifname}: program {info.program_id}, {info.mode.value} mode")
-    typer.echo(f"Policy: {info.policy.describe()}")
+    _echo(f"{verb} {ifname}: program {info.program_id}, {info.mode.value} mode")
+    _echo(f"Policy: {info.policy.describe()}")
     blocked = sum(1 for rule in info.rules if rule.action == pingkiller.RuleAction.BLOCK)
-    typer.echo(f"Rules: {blocked} block, {len(info.rules) - blocked} allow")
+    _echo(f"Rules: {blocked} block, {len(info.rules) - blocked} allow")
 
 
-@app.command(cls=_Verb)
+@_verb()
 def detach(
     ifname: Annotated[str | None, typer.Argument(help="Interface to detach from.",
                                                  show_default=False, metavar="IFACE",
@@ -376,13 +433,13 @@ def detach(
         _print_json([{"interface": d.ifname, "was_stale": d.was_stale} for d in done])
         return
     if not done:
-        typer.echo("Nothing to detach.")
+        _echo("Nothing to detach.")
     for item in done:
         note = " (stale: its interface was gone; pins cleaned)" if item.was_stale else ""
-        typer.echo(f"Detached from {item.ifname}{note}")
+        _echo(f"Detached from {item.ifname}{note}")
 
 
-@app.command(cls=_Verb)
+@_verb()
 def upgrade(
     ifname: Annotated[str | None, typer.Argument(help="Interface whose attachment to upgrade.",
                                                  show_default=False, metavar="IFACE",
@@ -414,13 +471,13 @@ def upgrade(
         _print_json([item.to_json() for item in done])
         return
     if not done:
-        typer.echo("Nothing to upgrade: there are no attachments.")
+        _echo("Nothing to upgrade: there are no attachments.")
     for item in done:
         if item.upgraded:
-            typer.echo(f"Upgraded {item.ifname}: program {item.from_program[:12] or 'unrecorded'} "
+            _echo(f"Upgraded {item.ifname}: program {item.from_program[:12] or 'unrecorded'} "
                        f"(ABI {item.from_abi}) -> {item.to_program[:12]}")
         else:
-            typer.echo(f"{item.ifname} runs the installed program ({item.to_program[:12]}) already")
+            _echo(f"{item.ifname} runs the installed program ({item.to_program[:12]}) already")
 
 
 def _change_rules(
@@ -449,12 +506,14 @@ def _change_rules(
                      "changed": changed, "rule_count": total})
         return
     done = {"block": "Blocked", "allow": "Allowed", "unblock": "Removed rules for"}[verb]
-    typer.echo(f"{done} {changed} of {keys.requested} on {ifname} ({total} rules now)")
+    _echo(f"{done} {changed} of {keys.requested} on {ifname} ({total} rules now)")
 
 
-@app.command(cls=_Verb)
+@_verb()
 def block(
-    ifname: Attached, addresses: Addresses = None, from_file: FromFile = None,
+    ifname: Annotated[str, _interface(_complete_attached)],
+    addresses: Annotated[list[str] | None, _addresses()] = None,
+    from_file: Annotated[Path | None, _from_file()] = None,
     as_json: Annotated[bool, _json("block")] = False,
 ) -> None:
     """Drop pings from/to ADDRESSES on a running attachment, at once.
@@ -468,9 +527,11 @@ def block(
     _change_rules("block", ifname, addresses, from_file, as_json)
 
 
-@app.command(cls=_Verb)
+@_verb()
 def allow(
-    ifname: Attached, addresses: Addresses = None, from_file: FromFile = None,
+    ifname: Annotated[str, _interface(_complete_attached)],
+    addresses: Annotated[list[str] | None, _addresses()] = None,
+    from_file: Annotated[Path | None, _from_file()] = None,
     as_json: Annotated[bool, _json("allow")] = False,
 ) -> None:
     """Let pings from/to ADDRESSES pass on a running attachment (beats the default).
@@ -482,9 +543,11 @@ def allow(
     _change_rules("allow", ifname, addresses, from_file, as_json)
 
 
-@app.command(cls=_Verb)
+@_verb()
 def unblock(
-    ifname: Attached, addresses: Addresses = None, from_file: FromFile = None,
+    ifname: Annotated[str, _interface(_complete_attached)],
+    addresses: Annotated[list[str] | None, _addresses()] = None,
+    from_file: Annotated[Path | None, _from_file()] = None,
     as_json: Annotated[bool, _json("unblock")] = False,
 ) -> None:
     """Remove any rule (block or allow) for ADDRESSES on a running attachment.
@@ -499,7 +562,7 @@ def unblock(
 _STATUS_RULES = 50  # rules the human status lists by default
 
 
-@app.command(cls=_Verb)
+@_verb()
 def status(
     ifname: Annotated[str | None, typer.Argument(help="Only this interface.",
                                                  show_default=False, metavar="IFACE",
@@ -534,7 +597,7 @@ def status(
         _render_status(info, list(itertools.chain.from_iterable(rules)))
         shown = True
     if not shown:
-        typer.echo("No pingkiller attachments. Attach one with `pingkiller attach IFACE`.")
+        _echo("No pingkiller attachments. Attach one with `pingkiller attach IFACE`.")
 
 
 def _status_views(ifname: str | None, limit: int | None
@@ -565,6 +628,8 @@ _RULES_MARK = "\x00pingkiller-rules\x00"  # where the streamed rules go in an at
 def _write_status_json(views: Iterator[tuple[AttachmentInfo, Iterable[list[RuleEntry]]]]) -> None:
     """status --json, written as it is read: the text ``json.dumps(list, indent=2)``
     would give, with every attachment's rules streamed a batch at a time."""
+    import json
+
     out = sys.stdout
     marker = f'"rules": {json.dumps(_RULES_MARK)}'
     count = 0
@@ -670,9 +735,9 @@ def _stats_lines(stats: Stats) -> list[str]:
     return lines
 
 
-@app.command(cls=_Verb)
+@_verb()
 def stats(
-    ifname: Attached,
+    ifname: Annotated[str, _interface(_complete_attached)],
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.1,
                                             metavar="S")] = 1.0,
@@ -725,9 +790,9 @@ def _watch_live(ifname: str, samples: Iterator[tuple[Stats, dict[Reason, float]]
 
 def _show_stats(ifname: str, current: Stats, rates: dict[Reason, float] | None,
                 as_json: bool) -> None:
-    from rich.console import Console
-
     if as_json:
+        import json
+
         data = current.to_json()
         data["interface"] = ifname
         if rates is not None:
@@ -735,6 +800,8 @@ def _show_stats(ifname: str, current: Stats, rates: dict[Reason, float] | None,
         sys.stdout.write(json.dumps(data) + "\n")
         sys.stdout.flush()
         return
+    from rich.console import Console
+
     console = Console(highlight=False, soft_wrap=True)
     for item in _stats_renderables(ifname, current, rates):
         console.print(item)
@@ -752,9 +819,9 @@ def _stats_renderables(ifname: str, current: Stats, rates: dict[Reason, float] |
     return items
 
 
-@app.command(cls=_Verb)
+@_verb()
 def events(
-    ifname: Attached,
+    ifname: Annotated[str, _interface(_complete_attached)],
     count: Annotated[int | None, typer.Option(help="Stop after N events; the ones after them stay "
                                                    "in the ring for the next reader.",
                                               min=1, metavar="N")] = None,
@@ -783,6 +850,8 @@ def events(
 
       pingkiller events eth0 --backlog --count 100
     """
+    import json
+
     import pingkiller
     from pingkiller.killer import AttachmentEnded
 
@@ -814,7 +883,7 @@ def events(
         raise ended
 
 
-@app.command(cls=_Verb)
+@_verb()
 def demo(
     duration: Annotated[float, typer.Option(help="Seconds to run.", min=1, metavar="S")] = 10.0,
     as_json: Annotated[bool, _json()] = False,
@@ -841,7 +910,7 @@ def demo(
     else:
         state = demo_module.run_live(duration, sys.stdout)
         for line in demo_module.summary_lines(state):
-            typer.echo(line)
+            _echo(line)
     if state.interrupted:
         raise typer.Exit(130)
     if state.problems():
@@ -851,6 +920,8 @@ def demo(
 def _events_start(ifname: str, skipped: int, buffered: int, as_json: bool) -> None:
     """The line on stderr that says `events` reads now, and what it skipped or reads first."""
     if as_json:
+        import json
+
         start = {"interface": ifname, "skipped": skipped, "backlog": buffered}
         sys.stderr.write(json.dumps({"start": start}) + "\n")
     elif buffered:
@@ -864,7 +935,7 @@ def _events_start(ifname: str, skipped: int, buffered: int, as_json: bool) -> No
     sys.stderr.flush()
 
 
-@app.command(cls=_Verb)
+@_verb()
 def doctor(
     interface: Annotated[
         str | None,
@@ -893,11 +964,11 @@ def doctor(
         _print_json({"ok": ok, "checks": [c.to_json() for c in checks], "object": report.to_json()})
     else:
         for check in checks:
-            typer.echo(check.line())
-        typer.echo(f"       maps: {', '.join(report.maps)}")
+            _echo(check.line())
+        _echo(f"       maps: {', '.join(report.maps)}")
         shown = [s for s in report.sections if not s.startswith((".debug", ".rel"))]
-        typer.echo(f"       sections: {', '.join(shown)} (+ debug and relocation sections)")
-        typer.echo("All needed pieces are there." if ok else "Something needed is missing: "
+        _echo(f"       sections: {', '.join(shown)} (+ debug and relocation sections)")
+        _echo("All needed pieces are there." if ok else "Something needed is missing: "
                    "see the fixes above.")
     if not ok:
         raise typer.Exit(1)
@@ -910,7 +981,7 @@ def _complete_verbs(ctx: click.Context, incomplete: str) -> list[str]:
     return [verb for verb in verbs if verb.startswith(incomplete)]
 
 
-@app.command("help", cls=_Verb)
+@_verb("help")
 def help_verb(
     ctx: typer.Context,
     verb: Annotated[str | None, typer.Argument(help="The verb to explain.", show_default=False,
@@ -928,13 +999,13 @@ def help_verb(
     group = root.command
     assert isinstance(group, click.Group)
     if verb is None:
-        typer.echo(root.get_help())
+        _echo(root.get_help())
         return
     command = group.get_command(root, verb)
     if command is None:
-        raise _click_errors.UsageError(unknown_verb(verb, group.list_commands(root)), root)
+        raise _click_errors().UsageError(unknown_verb(verb, group.list_commands(root)), root)
     with click.Context(command, info_name=verb, parent=root, **command.context_settings) as sub:
-        typer.echo(command.get_help(sub))
+        _echo(command.get_help(sub))
 
 
 def _exit_cleanly_on_sigterm() -> None:
@@ -953,15 +1024,12 @@ def _log_stderr(message: str) -> None:
     sys.stderr.flush()
 
 
-PolicyPath = Annotated[
-    Path, typer.Option("--file", "-f", help="The policy file (TOML; man pingkiller-apply).",
-                       dir_okay=False, show_default=False),
-]
-
-
-@app.command("apply", cls=_Verb)
+@_verb("apply")
 def apply_policy(
-    file: PolicyPath,
+    file: Annotated[
+        Path, typer.Option("--file", "-f", help="The policy file (TOML; man pingkiller-apply).",
+                           dir_okay=False, show_default=False),
+    ],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan, change nothing.")] = False,
     watch: Annotated[
         bool, typer.Option("--watch", help="Stay running; apply again whenever the file changes.")
@@ -1000,16 +1068,16 @@ def apply_policy(
         _print_json({**plan.to_json(), "dry_run": dry_run})
         return
     for step in plan.steps:
-        typer.echo(("would " if dry_run else "") + step.describe())
+        _echo(("would " if dry_run else "") + step.describe())
     if not plan.changed:
-        typer.echo(f"No changes: the running state matches {file}.")
+        _echo(f"No changes: the running state matches {file}.")
     elif dry_run:
-        typer.echo(f"Dry run: {len(plan.steps)} change(s) planned, nothing changed.")
+        _echo(f"Dry run: {len(plan.steps)} change(s) planned, nothing changed.")
     else:
-        typer.echo(f"Applied {len(plan.steps)} change(s).")
+        _echo(f"Applied {len(plan.steps)} change(s).")
 
 
-@app.command(cls=_Verb)
+@_verb()
 def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to FILE instead of stdout.",
@@ -1043,7 +1111,7 @@ def export(
             raise InvalidInput(f"cannot write {str(output)!r}: {err.strerror}") from None
 
 
-@app.command(cls=_Verb)
+@_verb()
 def exporter(
     listen: Annotated[
         str, typer.Option(help="Serve /metrics on HOST:PORT.", metavar="HOST:PORT")
@@ -1120,24 +1188,76 @@ def _show_notices() -> None:
         library.addHandler(_NoticeHandler())
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning every expected error into one line and an exit code."""
-    from pingkiller import BpfError
-    from pingkiller.errors import PingkillerError
+def _fast_call(args: list[str]) -> tuple[Callable[..., None], dict[str, Any]] | None:
+    """The call typer would make of ``status [IFACE]`` or ``block IFACE ADDR...``, each
+    with or without --json, made without importing typer. None for every other command
+    line (any other word starting with "-": an option, --help, "--"; a missing or extra
+    argument; shell completion): typer parses those."""
+    if not args or os.environ.get("_PINGKILLER_COMPLETE"):
+        return None
+    verb, rest = args[0], args[1:]
+    words = [word for word in rest if word != "--json"]
+    if any(word.startswith("-") for word in words):
+        return None
+    as_json = len(words) < len(rest)
+    if verb == "status" and len(words) <= 1:
+        return status, {"ifname": words[0] if words else None, "as_json": as_json,
+                        "max_rules": None}
+    if verb == "block" and len(words) >= 2:
+        return block, {"ifname": words[0], "addresses": words[1:], "from_file": None,
+                       "as_json": as_json}
+    return None
 
-    _show_notices()
+
+def _run_fast(verb: Callable[..., None], params: dict[str, Any]) -> None:
+    """Run the root callback and ``verb(**params)`` as typer's main runs them."""
     try:
-        result = app(args=argv, prog_name="pingkiller", standalone_mode=False)
-    except _click_errors.UsageError as err:
+        _root()
+        verb(**params)
+    except EOFError:  # typer: click.Abort, which main reports so
+        sys.stderr.write("\n")
+        _fail("aborted", 130)
+    except OSError as err:
+        if err.errno != errno.EPIPE:
+            raise
+        from click.utils import PacifyFlushWrapper  # typer: exit 1, and quiet at exit
+
+        sys.stdout = cast("TextIO", PacifyFlushWrapper(sys.stdout))
+        sys.stderr = cast("TextIO", PacifyFlushWrapper(sys.stderr))
+        raise SystemExit(1) from None
+
+
+def _exit_on_click_error(err: Exception) -> None:
+    """One line on stderr and exit for click's errors (usage: 2); returns for others."""
+    import typer
+
+    errors = _click_errors()
+    if isinstance(err, errors.UsageError):
         if type(err).__name__ == "NoArgsIsHelpError":
             sys.stdout.write(err.format_message() + "\n")
             raise SystemExit(2) from None
         hint = f" (see '{err.ctx.command_path} --help')" if err.ctx else ""
         _fail(f"{err.format_message()}{hint}", 2)
-    except _click_errors.ClickException as err:
+    if isinstance(err, errors.ClickException):
         _fail(err.format_message(), err.exit_code)
-    except _ABORTS:
+    aborts = tuple(c for c in (getattr(errors, "Abort", None), typer.Abort) if c is not None)
+    if isinstance(err, aborts):
         _fail("aborted", 130)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the verb, turning every expected error into one line and an exit code."""
+    from pingkiller import BpfError
+    from pingkiller.errors import PingkillerError
+
+    _show_notices()
+    fast = _fast_call(sys.argv[1:] if argv is None else argv)
+    try:
+        if fast is not None:
+            _run_fast(*fast)
+            result: Any = 0
+        else:
+            result = _app()(args=argv, prog_name="pingkiller", standalone_mode=False)
     except PingkillerError as err:
         _fail(str(err), err.exit_code)
     except BpfError as err:
@@ -1147,6 +1267,10 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{err.strerror or err}{where}", 1)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except Exception as err:
+        if fast is None:  # click's errors come from typer's parse only
+            _exit_on_click_error(err)
+        raise
     raise SystemExit(result if isinstance(result, int) else 0)
 
 

@@ -6,12 +6,14 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from pingkiller import abi
 from pingkiller.abi import Reason
 from pingkiller.bpf import XDP_DROP, Map, RecordBatch, RingBuffer
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 _ICMP_NAMES = {
     4: {0: "echo-reply", 3: "unreachable", 5: "redirect", 8: "echo-request", 11: "time-exceeded"},
@@ -33,9 +35,6 @@ def _address(family: int, raw: bytes) -> str:
     return ""
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 class WallClock:
     """An event's ``timestamp_ns`` (``bpf_ktime_get_ns()``: CLOCK_MONOTONIC, nanoseconds
     since boot, suspend excluded) as wall-clock time, by one offset taken when it is made."""
@@ -49,7 +48,10 @@ class WallClock:
 
     def datetime(self, timestamp_ns: int) -> datetime:
         """An aware datetime in UTC (microseconds)."""
-        return _EPOCH + timedelta(microseconds=self.wall_ns(timestamp_ns) // 1000)  # exact
+        from datetime import UTC, datetime, timedelta  # here: most commands show no event
+
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        return epoch + timedelta(microseconds=self.wall_ns(timestamp_ns) // 1000)  # exact
 
     def iso(self, timestamp_ns: int) -> str:
         """ISO 8601 in UTC with microseconds: ``2026-12-01T13:55:02.123456Z``."""

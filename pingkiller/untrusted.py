@@ -12,6 +12,7 @@ what was expected (see :func:`quote`, :func:`looks_like_address`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -344,23 +345,30 @@ _BORING = (
 )
 # At most _BATCH boring tokens a match: the engine keeps a mark per repetition.
 _BATCH = 1000
-_TOML_SCAN = re.compile(_atomic(rf"(?:{_BORING}){{0,{_BATCH}}}")
-                        + r"(?:(?P<open>[\[{])|(?P<close>[\]}])"
-                        + rf"""|(?P<string>["'])|(?P<bare>{_RUN}{{{_N + 1}}})|(?P<more>))""")
-_TOML_STRING = re.compile(
-    r'"""[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*"{3,5}'  # up to two quotes end the text
-    r"|'''[^']*(?:'(?!'')[^']*)*'{3,5}"
-    r'|"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
-    r"|'[^'\n]*'",
-    re.DOTALL,  # a multi-line basic string may escape a newline
-)
-_TOML_LONG_STRING = re.compile(
-    r'"""(?:[^"\\]|\\.|"(?!""))' + rf"{{{_N + 1}}}"
-    r"|'''(?:[^']|'(?!''))" + rf"{{{_N + 1}}}"
-    r'|"(?:[^"\\\n]|\\.)' + rf"{{{_N + 1}}}"
-    r"|'[^'\n]" + rf"{{{_N + 1}}}",
-    re.DOTALL,
-)
+
+
+@functools.cache
+def _toml_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """The scan, a string, a string longer than the limit (compiled on first use: only
+    policy files need them)."""
+    scan = re.compile(_atomic(rf"(?:{_BORING}){{0,{_BATCH}}}")
+                      + r"(?:(?P<open>[\[{])|(?P<close>[\]}])"
+                      + rf"""|(?P<string>["'])|(?P<bare>{_RUN}{{{_N + 1}}})|(?P<more>))""")
+    string = re.compile(
+        r'"""[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*"{3,5}'  # up to two quotes end the text
+        r"|'''[^']*(?:'(?!'')[^']*)*'{3,5}"
+        r'|"[^"\\\n]*(?:\\.[^"\\\n]*)*"'
+        r"|'[^'\n]*'",
+        re.DOTALL,  # a multi-line basic string may escape a newline
+    )
+    long_string = re.compile(
+        r'"""(?:[^"\\]|\\.|"(?!""))' + rf"{{{_N + 1}}}"
+        r"|'''(?:[^']|'(?!''))" + rf"{{{_N + 1}}}"
+        r'|"(?:[^"\\\n]|\\.)' + rf"{{{_N + 1}}}"
+        r"|'[^'\n]" + rf"{{{_N + 1}}}",
+        re.DOTALL,
+    )
+    return scan, string, long_string
 
 
 def toml_shape_problem(text: str) -> tuple[int, int, str] | None:
@@ -369,8 +377,9 @@ def toml_shape_problem(text: str) -> tuple[int, int, str] | None:
     :data:`MAX_TOML_TOKEN` characters; None if there is none. Checked before the text
     is parsed: tomllib recurses per level, and no value pingkiller reads is that long.
     Text tomllib refuses anyway (an unterminated string) may end the check early."""
+    scan, string_pattern, long_string = _toml_patterns()
     depth, pos = 0, 0
-    while (match := _TOML_SCAN.match(text, pos)) is not None:
+    while (match := scan.match(text, pos)) is not None:
         if match["more"] is not None:
             if match.end() == pos:
                 return None  # the end of the text, or what tomllib refuses anyway
@@ -390,11 +399,11 @@ def toml_shape_problem(text: str) -> tuple[int, int, str] | None:
                     "pingkiller reads is that long; not shown)")
         else:
             start = match.start("string")
-            if _TOML_LONG_STRING.match(text, start):  # reads no further than the limit
+            if long_string.match(text, start):  # reads no further than the limit
                 return (*_position(text, start),
                         f"a string longer than {MAX_TOML_TOKEN} characters (no value "
                         "pingkiller reads is that long; not shown)")
-            string = _TOML_STRING.match(text, start)
+            string = string_pattern.match(text, start)
             if string is None:
                 return None  # unterminated: tomllib says where, and parses no further
             pos = string.end()

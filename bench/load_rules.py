@@ -43,8 +43,12 @@ def timed(args: list[str]) -> float:
 
 
 def c_loader(mode: str, pin: Path, rule_file: Path) -> float:
+    """The C loader on ``pin``; a prefix map with an LPM trie beside it (the trie finds the
+    prefix, the map holds its rule) gets the trie written too, as pingkiller writes both."""
+    trie = pin.with_name(pin.name.replace("prefixes_", "prefix_trie_"))
+    extra = [str(trie)] if trie != pin and trie.exists() else []
     out = subprocess.run(
-        [str(BUILD / "loadrules"), mode, str(pin), str(rule_file)],
+        [str(BUILD / "loadrules"), mode, str(pin), str(rule_file), *extra],
         check=True, capture_output=True, text=True,
     ).stdout
     return float(json.loads(out)["seconds"])

@@ -122,13 +122,15 @@ NOTES = {
     ),
     "4 load": (
         "Wall time of the whole command (interpreter start, imports, parse, load, count) vs "
-        "the C loader on the same pinned map (file read + inet_pton + one "
-        "bpf_map_update_batch). `--from-file` packs bare IPv4 addresses/prefixes with "
+        "the C loader on the same pinned map (file read + inet_pton + bpf_map_update_batch in "
+        "calls of 64k rules, with a copy of the rule per CPU when the map is per-CPU: one call "
+        "of a million per-CPU values fails with ENOMEM; a prefix map's LPM trie is written "
+        "too when there is one). `--from-file` packs bare IPv4 addresses/prefixes with "
         "inet_pton instead of building ipaddress objects, an empty map is not read back, and "
         "Map.__len__ counts with batch lookups (was ~50 s for 1M at first). What is left is "
         "CPython start-up and imports (~0.2 s), building/deduplicating the key list (~1 us "
         "per key) and the final count. The < 1 s target for 1M is not reachable here: the C "
-        "batch loop alone takes most of a second (the kernel allocates every element of the "
+        "batch loop alone takes most of that second or more (the kernel allocates every element of the "
         "BPF_F_NO_PREALLOC hash map). Prefix keys go through a per-line Python loop "
         "(partition, inet_pton, host-bit check), hence the larger ratio at 100k."
     ),

@@ -5,7 +5,10 @@
  * bpf_map_update_batch call ("batch") or with one bpf_map_update_elem per rule
  * ("single").  Prints the wall time (file read + parse + updates) in seconds.
  *
- * usage: loadrules batch|single MAP_PIN FILE
+ * A per-CPU rule map gets the rule in every possible CPU's copy.  With TRIE_PIN (an LPM
+ * trie whose value is its own key, beside a per-CPU prefix map) each prefix goes there too.
+ *
+ * usage: loadrules batch|single MAP_PIN FILE [TRIE_PIN]
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,6 +17,9 @@
 #include <string.h>
 #include <time.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#define BATCH 65536
 
 struct rule { unsigned int action, pad; unsigned long long hits; };
 struct prefix { unsigned int prefixlen; unsigned char addr[4]; };
@@ -28,16 +34,18 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-	size_t cap = 1 << 16, count = 0, key_size = 0, i;
+	size_t cap = 1 << 16, count = 0, key_size = 0, i, copies = 1, c;
+	struct bpf_map_info info = {};
+	__u32 info_len = sizeof(info);
 	unsigned char *keys;
 	struct rule *values;
 	char line[128];
 	double start;
 	FILE *file;
-	int fd, err = 0, batch;
+	int fd, trie = -1, err = 0, batch;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: %s batch|single MAP_PIN FILE\n", argv[0]);
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr, "usage: %s batch|single MAP_PIN FILE [TRIE_PIN]\n", argv[0]);
 		return 2;
 	}
 	batch = !strcmp(argv[1], "batch");
@@ -48,6 +56,16 @@ int main(int argc, char **argv)
 		perror(argv[fd < 0 ? 2 : 3]);
 		return 1;
 	}
+	if (argc == 5 && (trie = bpf_obj_get(argv[4])) < 0) {
+		perror(argv[4]);
+		return 1;
+	}
+	if (bpf_obj_get_info_by_fd(fd, &info, &info_len)) {
+		perror("map info");
+		return 1;
+	}
+	if (info.type == BPF_MAP_TYPE_PERCPU_HASH || info.type == BPF_MAP_TYPE_LRU_PERCPU_HASH)
+		copies = libbpf_num_possible_cpus();
 	keys = malloc(cap * sizeof(struct prefix));
 	while (fgets(line, sizeof(line), file)) {
 		char *slash = strchr(line, '/');
@@ -70,17 +88,24 @@ int main(int argc, char **argv)
 		memcpy(keys + count * key_size, slash ? (void *)&p : (void *)p.addr, key_size);
 		count++;
 	}
-	values = calloc(count, sizeof(*values));
+	values = calloc(count * copies, sizeof(*values));
 	for (i = 0; i < count; i++)
-		values[i].action = 2;
+		for (c = 0; c < copies; c++)
+			values[i * copies + c].action = 2;
 	if (batch) {
-		__u32 done = count;
+		/* BATCH rules a call: one call of a million per-CPU values fails with ENOMEM */
+		for (i = 0; i < count && !err; i += BATCH) {
+			__u32 done = count - i < BATCH ? count - i : BATCH;
 
-		err = bpf_map_update_batch(fd, keys, values, &done, NULL);
+			err = bpf_map_update_batch(fd, keys + i * key_size, &values[i * copies],
+						   &done, NULL);
+		}
 	} else {
 		for (i = 0; i < count && !err; i++)
-			err = bpf_map_update_elem(fd, keys + i * key_size, &values[i], BPF_ANY);
+			err = bpf_map_update_elem(fd, keys + i * key_size, &values[i * copies], BPF_ANY);
 	}
+	for (i = 0; trie >= 0 && i < count && !err; i++)	/* the trie has no batch update */
+		err = bpf_map_update_elem(trie, keys + i * key_size, keys + i * key_size, BPF_ANY);
 	if (err) {
 		fprintf(stderr, "update: %s\n", strerror(errno));
 		return 1;

@@ -47,10 +47,13 @@ def c_loader(mode: str, pin: Path, rule_file: Path) -> float:
     prefix, the map holds its rule) gets the trie written too, as pingkiller writes both."""
     trie = pin.with_name(pin.name.replace("prefixes_", "prefix_trie_"))
     extra = [str(trie)] if trie != pin and trie.exists() else []
-    out = subprocess.run(
+    done = subprocess.run(
         [str(BUILD / "loadrules"), mode, str(pin), str(rule_file), *extra],
-        check=True, capture_output=True, text=True,
-    ).stdout
+        capture_output=True, text=True,
+    )
+    if done.returncode:
+        raise RuntimeError(f"loadrules {mode} {pin.name}: {done.stderr.strip()}")
+    out = done.stdout
     return float(json.loads(out)["seconds"])
 
 

@@ -26,7 +26,7 @@
 
 PK_ABI_SIZE(pk_config, 24);
 PK_ABI_OFFSET(pk_config, flags, 16);
-PK_ABI_OFFSET(pk_config, pad, 20);
+PK_ABI_OFFSET(pk_config, event_window, 20);
 PK_ABI_SIZE(pk_rule, 16);
 PK_ABI_OFFSET(pk_rule, pad, 4);
 PK_ABI_OFFSET(pk_rule, hits, 8);
@@ -74,8 +74,6 @@ PK_ABI_OFFSET(pk_event, pad, 58);
 #define PK_ICMPV6_ECHO_REPLY	129
 #define PK_ICMPV6_NDP_FIRST	133	/* router solicitation */
 #define PK_ICMPV6_NDP_LAST	137	/* redirect */
-
-#define PK_NSEC_PER_SEC		1000000000ULL
 
 /*
  * Tags past the first PK_MAX_VLAN_TAGS are walked by bpf_loop, up to this many:
@@ -126,7 +124,7 @@ struct {
 } event_budget SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, PK_MAX_EXACT_RULES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
@@ -134,7 +132,7 @@ struct {
 } rules_v4 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, PK_MAX_EXACT_RULES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct in6_addr);
@@ -142,7 +140,7 @@ struct {
 } rules_v6 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, PK_MAX_PREFIX_RULES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct pk_prefix_v4);
@@ -150,12 +148,28 @@ struct {
 } prefixes_v4 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, PK_MAX_PREFIX_RULES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct pk_prefix_v6);
 	__type(value, struct pk_rule);
 } prefixes_v6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, PK_MAX_PREFIX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pk_prefix_v4);
+	__type(value, struct pk_prefix_v4);
+} prefix_trie_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, PK_MAX_PREFIX_RULES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pk_prefix_v6);
+	__type(value, struct pk_prefix_v6);
+} prefix_trie_v6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -453,30 +467,40 @@ static __always_inline bool is_v4_mapped(const __u8 *addr)
 	return words[0] == 0 && words[1] == 0 && words[2] == bpf_htonl(0x0000ffff);
 }
 
-/* Best (longest-prefix) rule for an IPv4 address in network order. */
+/*
+ * Best (longest-prefix) rule for an IPv4 address in network order: this CPU's copy.
+ * Maps the flags call empty are not looked up.
+ */
 static __always_inline struct pk_rule *lookup_v4(const __u8 *addr, __u32 flags)
 {
 	struct pk_prefix_v4 key = { .prefixlen = 32 };
+	struct pk_prefix_v4 *prefix;
 	struct pk_rule *rule;
 
-	rule = bpf_map_lookup_elem(&rules_v4, addr);
-	if (rule || !(flags & PK_F_PREFIXES_V4))
-		return rule;
+	if (flags & PK_F_EXACT_V4) {
+		rule = bpf_map_lookup_elem(&rules_v4, addr);
+		if (rule)
+			return rule;
+	}
+	if (!(flags & PK_F_PREFIXES_V4))
+		return NULL;
 	__builtin_memcpy(key.addr, addr, 4);
-	return bpf_map_lookup_elem(&prefixes_v4, &key);
+	prefix = bpf_map_lookup_elem(&prefix_trie_v4, &key);
+	return prefix ? bpf_map_lookup_elem(&prefixes_v4, prefix) : NULL;
 }
 
 /* Best rule for an IPv6 address; an IPv4-mapped address is judged by the IPv4 rules first. */
 static __always_inline struct pk_rule *lookup_v6(const __u8 *addr, __u32 flags)
 {
 	struct pk_prefix_v6 key = { .prefixlen = 128 };
+	struct pk_prefix_v6 *prefix;
 	struct pk_rule *rule;
 
 	if (is_v4_mapped(addr)) {
 		rule = lookup_v4(addr + 12, flags);
 		if (rule)
 			return rule;
-	} else {
+	} else if (flags & PK_F_EXACT_V6) {
 		rule = bpf_map_lookup_elem(&rules_v6, addr);
 		if (rule)
 			return rule;
@@ -484,13 +508,15 @@ static __always_inline struct pk_rule *lookup_v6(const __u8 *addr, __u32 flags)
 	if (!(flags & PK_F_PREFIXES_V6))
 		return NULL;
 	__builtin_memcpy(key.addr, addr, 16);
-	return bpf_map_lookup_elem(&prefixes_v6, &key);
+	prefix = bpf_map_lookup_elem(&prefix_trie_v6, &key);
+	return prefix ? bpf_map_lookup_elem(&prefixes_v6, prefix) : NULL;
 }
 
+/* The rule is this CPU's copy: a plain increment, no shared cache line. */
 static __always_inline void hit(struct pk_rule *rule, __u32 action)
 {
 	if (rule && rule->action == action)
-		__sync_fetch_and_add(&rule->hits, 1);
+		rule->hits++;
 }
 
 /* Count the packet once on each distinct rule that decided it (src and dst may share one). */
@@ -574,8 +600,8 @@ static __always_inline bool wants_event(const struct pk_config *cfg, int l4_clas
 
 /*
  * Per-CPU budget of event_rate events per second; true when one may be sent.
- * The one-second window runs on the coarse clock: a flood over budget then costs
- * no precise clock read per packet.
+ * The one-second window runs on jiffies, which the verifier turns into one load:
+ * a flood over budget pays no clock call per packet.
  */
 static __always_inline bool take_event_budget(const struct pk_config *cfg)
 {
@@ -588,9 +614,9 @@ static __always_inline bool take_event_budget(const struct pk_config *cfg)
 	budget = bpf_map_lookup_elem(&event_budget, &zero);
 	if (!budget)
 		return false;
-	now = bpf_ktime_get_coarse_ns();
-	if (now - budget->window_start_ns >= PK_NSEC_PER_SEC) {
-		budget->window_start_ns = now;
+	now = bpf_jiffies64();
+	if (now - budget->window_start >= cfg->event_window) {
+		budget->window_start = now;
 		budget->sent = 0;
 	}
 	if (budget->sent >= cfg->event_rate)
@@ -617,8 +643,18 @@ static __always_inline void send_event(struct xdp_md *ctx, const struct pk_confi
 	event->timestamp_ns = bpf_ktime_get_ns();
 	event->ifindex = ctx->ingress_ifindex;
 	event->length = length;
-	__builtin_memcpy(event->src, pkt->src, 16);
-	__builtin_memcpy(event->dst, pkt->dst, 16);
+	/* The parse wrote 4 bytes of each address for IPv4, 16 for IPv6, none else. */
+	if (pkt->family == 6) {
+		__builtin_memcpy(event->src, pkt->src, 16);
+		__builtin_memcpy(event->dst, pkt->dst, 16);
+	} else {
+		__builtin_memset(event->src, 0, sizeof(event->src));
+		__builtin_memset(event->dst, 0, sizeof(event->dst));
+		if (pkt->family == 4) {
+			__builtin_memcpy(event->src, pkt->src, 4);
+			__builtin_memcpy(event->dst, pkt->dst, 4);
+		}
+	}
 	event->verdict = verdict;
 	event->reason = reason;
 	event->family = pkt->family;
@@ -649,7 +685,7 @@ int pingkiller(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 length = data_end - data;
-	struct pk_packet pkt = {};
+	struct pk_packet pkt;	/* addresses: only what the parse wrote is read */
 	struct pk_config *cfg;
 	struct ethhdr *eth;
 	__u32 zero = 0, reason, verdict;
@@ -658,6 +694,12 @@ int pingkiller(struct xdp_md *ctx)
 	__be16 proto;
 	int l4_class = PK_L4_UNPARSED;
 
+	pkt.family = 0;
+	pkt.protocol = 0;
+	pkt.icmp_type = 0;
+	pkt.icmp_code = 0;
+	pkt.icmp_id = 0;
+	pkt.icmp_seq = 0;
 	cfg = bpf_map_lookup_elem(&settings, &zero);
 	if (!cfg)
 		return XDP_PASS;

@@ -68,8 +68,10 @@ enum pk_events_mode {
 enum pk_config_flags {
 	PK_F_ALL_PROTOCOLS = 1,	/* block rules drop every protocol */
 	PK_F_TIMING = 2,	/* measure processing time per verdict */
-	PK_F_PREFIXES_V4 = 4,	/* prefixes_v4 holds rules: look it up */
-	PK_F_PREFIXES_V6 = 8,	/* prefixes_v6 holds rules: look it up */
+	PK_F_PREFIXES_V4 = 4,	/* prefixes_v4 holds rules: look them up */
+	PK_F_PREFIXES_V6 = 8,	/* prefixes_v6 holds rules: look them up */
+	PK_F_EXACT_V4 = 16,	/* rules_v4 holds rules: look them up */
+	PK_F_EXACT_V6 = 32,	/* rules_v6 holds rules: look them up */
 };
 
 enum pk_timing_slot {
@@ -85,17 +87,26 @@ struct pk_config {
 	__u32 events;		/* enum pk_events_mode */
 	__u32 event_rate;	/* events per second per CPU; 0 = unlimited */
 	__u32 flags;		/* enum pk_config_flags */
-	__u32 pad;		/* zero */
+	__u32 event_window;	/* length of the event_rate window in jiffies (HZ) */
 };
 
-/* Value of every rule map: exact (hash) and prefix (LPM trie). */
+/*
+ * Value of every rule map (per-CPU hashes keyed by address or prefix): each CPU
+ * has its own copy, so a flood counts its hits without sharing a cache line.
+ * User space writes the same action to every CPU's copy and sums the hits.
+ */
 struct pk_rule {
 	__u32 action;		/* enum pk_rule_action */
 	__u32 pad;		/* zero: aligns hits */
-	__u64 hits;		/* packets whose verdict this rule decided; a blocked
-				 * source decides alone */
+	__u64 hits;		/* packets whose verdict this rule decided on this CPU;
+				 * a blocked source decides alone */
 };
 
+/*
+ * Key of prefixes_v4/_v6 and of the LPM tries prefix_trie_v4/_v6.  A trie only
+ * finds the longest prefix that holds an address: the value of each entry is its
+ * own key, which then finds the prefix's rule.
+ */
 struct pk_prefix_v4 {
 	__u32 prefixlen;
 	__u8 addr[4];
@@ -118,8 +129,8 @@ struct pk_timing {
 
 /* Per-CPU state of the event rate limit. */
 struct pk_event_budget {
-	__u64 window_start_ns;
-	__u64 sent;
+	__u64 window_start;	/* jiffies */
+	__u64 sent;		/* events sent in the window */
 };
 
 /* One ring-buffer record. Addresses in network order; IPv4 in the first 4 bytes. */

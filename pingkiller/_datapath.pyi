@@ -18,6 +18,8 @@ class _Lib:
     PK_EVENTS_OFF: ClassVar[int]
     PK_EVENTS_PINGS: ClassVar[int]
     PK_F_ALL_PROTOCOLS: ClassVar[int]
+    PK_F_EXACT_V4: ClassVar[int]
+    PK_F_EXACT_V6: ClassVar[int]
     PK_F_PREFIXES_V4: ClassVar[int]
     PK_F_PREFIXES_V6: ClassVar[int]
     PK_F_TIMING: ClassVar[int]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,11 +19,14 @@ from pingkiller._datapath import ffi, lib
 # structs, enums and maps. A writer records it beside the pins (pingkiller.pins.Identity);
 # every verb compares it before it reads a map. Bump it with any change to the header
 # that changes what a map holds (tests/unit/test_abi_layouts.py fails until you do).
-ABI_VERSION = 2
+ABI_VERSION = 3
 # ABI versions whose maps this build's program runs on unchanged, so `pingkiller upgrade`
-# adopts them in place. 1: pins made before versions were recorded (same layouts as 2).
-# A layout change resets this to {ABI_VERSION} (or adds a migration).
-ADOPTABLE_ABI_VERSIONS = frozenset({1, 2})
+# adopts them in place. A layout change resets this to {ABI_VERSION}.
+ADOPTABLE_ABI_VERSIONS = frozenset({ABI_VERSION})
+# ABI versions whose maps `pingkiller upgrade` converts into this one's (pingkiller.migrate).
+# 1: pins made before versions were recorded; 1 and 2 share their layouts: shared rule
+# maps (hash and LPM trie, hits counted with atomic adds) and no event window.
+MIGRATABLE_ABI_VERSIONS = frozenset({1, 2})
 
 MAX_EXACT_RULES: int = lib.PK_MAX_EXACT_RULES
 MAX_PREFIX_RULES: int = lib.PK_MAX_PREFIX_RULES
@@ -37,6 +41,8 @@ RULES_V4_MAP = "rules_v4"
 RULES_V6_MAP = "rules_v6"
 PREFIXES_V4_MAP = "prefixes_v4"
 PREFIXES_V6_MAP = "prefixes_v6"
+PREFIX_TRIE_V4_MAP = "prefix_trie_v4"
+PREFIX_TRIE_V6_MAP = "prefix_trie_v6"
 PROGRAM_NAME = "pingkiller"
 
 
@@ -109,6 +115,8 @@ class ConfigFlag(enum.IntFlag):
     TIMING = lib.PK_F_TIMING
     PREFIXES_V4 = lib.PK_F_PREFIXES_V4
     PREFIXES_V6 = lib.PK_F_PREFIXES_V6
+    EXACT_V4 = lib.PK_F_EXACT_V4
+    EXACT_V6 = lib.PK_F_EXACT_V6
 
 
 NO_FLAGS = ConfigFlag(0)
@@ -153,14 +161,14 @@ class Layout:
 
 CONFIG_LAYOUT = Layout("struct pk_config", (
     ("default_action", "I"), ("icmp_set", "I"), ("events", "I"), ("event_rate", "I"),
-    ("flags", "I"), ("pad", "4x"),
+    ("flags", "I"), ("event_window", "I"),
 ))
 RULE_LAYOUT = Layout("struct pk_rule", (("action", "I"), ("pad", "4x"), ("hits", "Q")))
 PREFIX_V4_LAYOUT = Layout("struct pk_prefix_v4", (("prefixlen", "I"), ("addr", "4s")))
 PREFIX_V6_LAYOUT = Layout("struct pk_prefix_v6", (("prefixlen", "I"), ("addr", "16s")))
 COUNTER_LAYOUT = Layout("struct pk_counter", (("packets", "Q"), ("bytes", "Q")))
 TIMING_LAYOUT = Layout("struct pk_timing", (("count", "Q"), ("total_ns", "Q")))
-EVENT_BUDGET_LAYOUT = Layout("struct pk_event_budget", (("window_start_ns", "Q"), ("sent", "Q")))
+EVENT_BUDGET_LAYOUT = Layout("struct pk_event_budget", (("window_start", "Q"), ("sent", "Q")))
 EVENT_LAYOUT = Layout("struct pk_event", (
     ("timestamp_ns", "Q"), ("ifindex", "I"), ("length", "I"), ("src", "16s"), ("dst", "16s"),
     ("verdict", "B"), ("reason", "B"), ("family", "B"), ("protocol", "B"),
@@ -173,13 +181,13 @@ LAYOUTS = (
     TIMING_LAYOUT, EVENT_BUDGET_LAYOUT, EVENT_LAYOUT,
 )
 
-CONFIG = CONFIG_LAYOUT.struct  # default_action icmp_set events event_rate flags
+CONFIG = CONFIG_LAYOUT.struct  # default_action icmp_set events event_rate flags event_window
 RULE = RULE_LAYOUT.struct  # action hits
 PREFIX_V4 = PREFIX_V4_LAYOUT.struct  # prefixlen addr
 PREFIX_V6 = PREFIX_V6_LAYOUT.struct
 COUNTER = COUNTER_LAYOUT.struct  # packets bytes
 TIMING = TIMING_LAYOUT.struct  # count total_ns
-EVENT_BUDGET = EVENT_BUDGET_LAYOUT.struct  # window_start_ns sent
+EVENT_BUDGET = EVENT_BUDGET_LAYOUT.struct  # window_start sent
 EVENT = EVENT_LAYOUT.struct  # every field but pad
 U32_KEY = struct.Struct("=I")  # the key of every array map
 
@@ -227,9 +235,19 @@ def check_layouts(layouts: tuple[Layout, ...] = LAYOUTS, c: CLayouts = ffi) -> N
 check_layouts()
 
 
+_CLOCK_MONOTONIC_COARSE = 6  # <linux/time.h>; the time module does not name it
+
+
+def jiffies_per_second() -> int:
+    """The kernel's HZ: the coarse clocks tick once a jiffy, so their resolution is
+    1/HZ (clock_getres(2) reports it)."""
+    return max(1, round(1 / time.clock_getres(_CLOCK_MONOTONIC_COARSE)))
+
+
 @dataclass(frozen=True)
 class Config:
-    """The settings map's single entry."""
+    """The settings map's single entry. Its event window (a second, in the kernel's
+    jiffies) is not a setting: :meth:`encode` writes this kernel's."""
 
     default_action: DefaultAction = DefaultAction.PASS
     icmp_set: IcmpSet = IcmpSet.ECHO
@@ -239,12 +257,13 @@ class Config:
 
     def encode(self) -> bytes:
         return CONFIG.pack(
-            self.default_action, self.icmp_set, self.events, self.event_rate, self.flags
+            self.default_action, self.icmp_set, self.events, self.event_rate, self.flags,
+            jiffies_per_second(),
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> Config:
-        default, icmp, events, rate, flags = CONFIG.unpack(raw[: CONFIG.size])
+        default, icmp, events, rate, flags, _ = CONFIG.unpack(raw[: CONFIG.size])
         return cls(DefaultAction(default), IcmpSet(icmp), EventsMode(events), rate, ConfigFlag(flags))
 
 
@@ -253,13 +272,16 @@ def u32_key(index: int) -> bytes:
     return U32_KEY.pack(index)
 
 
-def encode_rule(action: RuleAction, hits: int = 0) -> bytes:
-    return RULE.pack(action, hits)
+def encode_rule(action: RuleAction, hits: int = 0, *, cpus: int = 1) -> bytes:
+    """A rule map value: ``cpus`` copies of the rule (a per-CPU map's value holds one
+    per possible CPU: pingkiller.bpf.Map.cpus), the first with ``hits``."""
+    return RULE.pack(action, hits) + RULE.pack(action, 0) * (cpus - 1)
 
 
 def decode_rule(raw: bytes) -> tuple[RuleAction, int]:
-    action, hits = RULE.unpack(raw[: RULE.size])
-    return RuleAction(action), hits
+    """The action and total hits of a rule map value (one copy or one per CPU)."""
+    copies = list(RULE.iter_unpack(raw))
+    return RuleAction(copies[0][0]), sum(hits for _, hits in copies)
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

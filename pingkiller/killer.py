@@ -22,8 +22,9 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pingkiller import abi, capabilities, datapath, interfaces, lock, pins, recovery
+from pingkiller import abi, capabilities, datapath, interfaces, lock, migrate, pins, recovery
 from pingkiller.abi import Network, Reason, RuleAction
 from pingkiller.bpf import (
     BpfError,
@@ -45,10 +46,22 @@ from pingkiller.errors import (
     PingkillerError,
     StaleAttachment,
 )
-from pingkiller.events import EventFeed, EventStream
 from pingkiller.policy import Policy, Rule, default_action, format_network, parse_network
-from pingkiller.rules import RULE_MAPS, RuleEntry, RuleKeys, RuleScan, RuleTable, read_rule_keys
+from pingkiller.rules import (
+    LOOKUP_FLAGS,
+    RULE_MAPS,
+    RuleEntry,
+    RuleKeys,
+    RuleScan,
+    RuleTable,
+    hit_counts,
+    read_rule_keys,
+    rule_batches,
+)
 from pingkiller.stats import Stats, read_stats, run_time_stats
+
+if TYPE_CHECKING:
+    from pingkiller.events import EventFeed, EventStream
 
 PINNED_MAPS = (
     abi.SETTINGS_MAP,
@@ -59,6 +72,8 @@ PINNED_MAPS = (
     abi.RULES_V6_MAP,
     abi.PREFIXES_V4_MAP,
     abi.PREFIXES_V6_MAP,
+    abi.PREFIX_TRIE_V4_MAP,
+    abi.PREFIX_TRIE_V6_MAP,
 )
 # Rule changes larger than this go through a copy of the rule tables swapped in at once
 # (Attachment._rebuilt), so a writer killed meanwhile leaves no partial change.
@@ -101,19 +116,6 @@ class LinkState(enum.Enum):
                             LinkState.ELSEWHERE)
 
 
-def _carry_hits(before: dict[str, dict[bytes, bytes]], old: dict[str, Map],
-                new: dict[str, Map]) -> None:
-    """Add to the new rule maps the hits the old ones counted since ``before`` was read."""
-    for name, earlier in before.items():
-        for key, raw in old[name].items_batch():
-            _, hits = abi.decode_rule(raw)
-            gained = hits - (abi.decode_rule(earlier[key])[1] if key in earlier else 0)
-            current = new[name].get_raw(key) if gained > 0 else None
-            if current is not None:
-                action, counted = abi.decode_rule(current)
-                new[name].put(key, abi.encode_rule(action, counted + gained))
-
-
 # States in which the link's interface is in this network namespace.
 _HERE = (LinkState.FILTERING, LinkState.RENAMED)
 
@@ -141,7 +143,7 @@ def abi_problem(ifname: str, pins_abi: int) -> str:
         return (f"{ifname}'s pins were made by a newer pingkiller (ABI {pins_abi}; this one "
                 f"reads ABI {ours}): use that pingkiller or a newer one for {ifname} "
                 f"(this one can still `pingkiller detach {ifname}`)")
-    if pins_abi in abi.ADOPTABLE_ABI_VERSIONS:
+    if pins_abi in abi.ADOPTABLE_ABI_VERSIONS | abi.MIGRATABLE_ABI_VERSIONS:
         return (f"{ifname}'s pins were made by an older pingkiller (ABI {pins_abi}; this one "
                 f"reads ABI {ours}): `pingkiller upgrade {ifname}` moves them to this version "
                 "in place, keeping rules and counters")
@@ -383,10 +385,17 @@ class Attachment:
         self._obj = obj
         self._program = program  # the pinned program, when it was opened (read-only handle)
         self._events_map: Map | None = None
-        self._table = RuleTable(maps)
+        self._rule_table: RuleTable | None = None
         # The program whose maps these are: another writer may swap the program (and the
         # rule maps with it) after this handle was opened; see _follow_swaps.
         self._prog_id = link.info().prog_id if isinstance(link, XdpLink) else 0
+
+    @property
+    def _table(self) -> RuleTable:
+        # Made when first used: upgrade opens maps of older versions, which it converts.
+        if self._rule_table is None:
+            self._rule_table = RuleTable(self.maps)
+        return self._rule_table
 
     @property
     def link(self) -> XdpLink:
@@ -408,8 +417,8 @@ class Attachment:
         """Change default action, ICMP set, events, timing... at once, rules untouched."""
         with self._locked():
             current = abi.Config.decode(self.maps[abi.SETTINGS_MAP][abi.u32_key(0)])
-            prefixes = current.flags & (abi.ConfigFlag.PREFIXES_V4 | abi.ConfigFlag.PREFIXES_V6)
-            self.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = policy.to_config(prefixes).encode()
+            lookups = current.flags & LOOKUP_FLAGS
+            self.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = policy.to_config(lookups).encode()
 
     def _locked(self) -> AbstractContextManager[None]:
         """The pin lock for pinned attachments; private ones have no other writer."""
@@ -436,7 +445,7 @@ class Attachment:
         fresh._link.close()  # this handle keeps its own fd on the same link
         self._close_all_but_link()
         self.maps, self._program, self.identity = fresh.maps, fresh._program, fresh.identity
-        self._table, self._prog_id, self._events_map = fresh._table, running, None
+        self._rule_table, self._prog_id, self._events_map = fresh._rule_table, running, None
 
     def _refuse_if_read_only(self) -> None:
         if self.read_only:
@@ -519,19 +528,20 @@ class Attachment:
                 obj.reuse_map(name, self.maps[name])
             _load_object(obj)
             obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = self.maps[abi.SETTINGS_MAP][abi.u32_key(0)]
-            before = {name: dict(self.maps[name].items_batch()) for name in RULE_MAPS}
-            for name, items in before.items():
-                if items:
-                    obj.maps[name].update_batch(list(items), list(items.values()))
             table = RuleTable(obj.maps)
+            before = hit_counts(self.maps)
+            for name in RULE_MAPS:
+                for keys, values in rule_batches(self.maps[name]):
+                    table.restore(name, keys, b"".join(values))
+            table.refresh_lookup_flags()
             changed = edit(table)
             _publish(obj, self.ifname, self.link)
         except BaseException:
             obj.close()
             raise
-        _carry_hits(before, self.maps, obj.maps)
+        table.carry_hits(before, self.maps)
         self._close_all_but_link()
-        self.maps, self._obj, self._table = dict(obj.maps), obj, table
+        self.maps, self._obj, self._rule_table = dict(obj.maps), obj, table
         self._prog_id = obj.programs[abi.PROGRAM_NAME].info().id
         self.identity = _read_identity(pins.directory(self.ifname))
         return changed
@@ -603,6 +613,8 @@ class Attachment:
         was detached, or another took its place, iterating raises :class:`AttachmentEnded`
         after the events left in the ring; across a ``--replace`` it carries on, as the
         ring does."""
+        from pingkiller.events import EventFeed
+
         stream = self.events(backlog=backlog)
         try:
             ended = _Watcher(self, "events").ended if self.pinned else None
@@ -701,6 +713,8 @@ class Attachment:
         only a read-write handle do: an attachment opened read-only opens the events
         pin read-write for it (and fails clearly where the pin is not writable).
         """
+        from pingkiller.events import EventStream
+
         if not self.read_only:
             return EventStream(self.maps[abi.EVENTS_MAP], backlog=backlog)
         if self._events_map is None:
@@ -790,10 +804,11 @@ def _incomplete(ifname: str, missing: Iterable[str] = ()) -> NotAttached:
     )
 
 
-def _open_maps(base: Path, opened: ExitStack, *, read_only: bool) -> tuple[dict[str, Map], list[str]]:
+def _open_maps(base: Path, opened: ExitStack, *, read_only: bool,
+               names: tuple[str, ...] = PINNED_MAPS) -> tuple[dict[str, Map], list[str]]:
     """The pinned maps that are there, and the names of those that are not."""
     maps, missing = {}, []
-    for name in PINNED_MAPS:
+    for name in names:
         try:
             maps[name] = opened.enter_context(Map.from_pin(base / name, read_only=read_only))
         except BpfError as err:
@@ -827,10 +842,12 @@ def _open_pinned(ifname: str, directory: Path | None = None, *, check_abi: bool 
     with ExitStack() as opened:
         try:
             identity = _read_identity(where)
-            if check_abi and (pins_abi := identity.abi_version if identity else 1) != abi.ABI_VERSION:
+            pins_abi = identity.abi_version if identity else 1
+            if check_abi and pins_abi != abi.ABI_VERSION:
                 raise IncompatiblePins(abi_problem(ifname, pins_abi))
             link = opened.enter_context(XdpLink.from_pin(where / pins.LINK_PIN))
-            maps, missing = _open_maps(where, opened, read_only=False)
+            maps, missing = _open_maps(where, opened, read_only=False,
+                                       names=migrate.pinned_maps(pins_abi, PINNED_MAPS))
         except BpfError as err:
             if err.errno in (errno.EACCES, errno.EPERM):
                 raise capabilities.refused(err, capabilities.NEEDS_ROOT) from None
@@ -1346,9 +1363,12 @@ def upgrade(ifname: str) -> Upgraded:
 
     The new program is loaded on the attachment's own maps (policy, rules with their hit
     counts, counters, events), which it adopts unchanged when their ABI version is one it
-    runs on (:data:`pingkiller.abi.ADOPTABLE_ABI_VERSIONS`), and swapped in with one
-    atomic bpf_link_update: no packet meets no program. All or nothing under kill -9,
-    like --replace. An attachment that runs the installed program already is left as is.
+    runs on (:data:`pingkiller.abi.ADOPTABLE_ABI_VERSIONS`); maps of an older version it
+    converts (:data:`~pingkiller.abi.MIGRATABLE_ABI_VERSIONS`) are copied into fresh ones
+    by :func:`pingkiller.migrate.convert`, hits counted meanwhile carried over. It is
+    swapped in with one atomic bpf_link_update: no packet meets no program. All or
+    nothing under kill -9, like --replace. An attachment that runs the installed program
+    already is left as is.
     """
     pins.validate_ifname(ifname)
     capabilities.require_privileges(load=True)
@@ -1360,7 +1380,8 @@ def upgrade(ifname: str) -> Upgraded:
             record = existing.identity or pins.Identity(0, 0)
             before = record.program.hex()
             installed = datapath.program_digest().hex()
-            if record.abi_version not in abi.ADOPTABLE_ABI_VERSIONS:
+            converted = record.abi_version in abi.MIGRATABLE_ABI_VERSIONS
+            if record.abi_version not in abi.ADOPTABLE_ABI_VERSIONS and not converted:
                 raise IncompatiblePins(abi_problem(ifname, record.abi_version))
             if not _outdated(record):
                 return Upgraded(ifname, False, record.abi_version, before, installed, recovered)
@@ -1371,10 +1392,18 @@ def upgrade(ifname: str) -> Upgraded:
                     f"{ifname}` cleans it, then attach again")
             obj = datapath.open_object()
             try:
-                for name in PINNED_MAPS:
-                    obj.reuse_map(name, existing.maps[name])
-                _load_object(obj)
-                _publish(obj, ifname, existing.link)
+                if converted:
+                    for name in migrate.CARRIED:
+                        obj.reuse_map(name, existing.maps[name])
+                    _load_object(obj)
+                    read = migrate.convert(existing.maps, obj.maps)
+                    _publish(obj, ifname, existing.link)
+                    RuleTable(obj.maps).carry_hits(read, existing.maps)
+                else:
+                    for name in PINNED_MAPS:
+                        obj.reuse_map(name, existing.maps[name])
+                    _load_object(obj)
+                    _publish(obj, ifname, existing.link)
             finally:
                 obj.close()
     return Upgraded(ifname, True, record.abi_version, before, installed, recovered)

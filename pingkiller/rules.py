@@ -1,7 +1,11 @@
 """The rule table: rules encoded into the four rule maps, all-or-nothing, with hit counts.
 
-Exact host rules live in hash maps, prefixes in LPM tries (see :mod:`pingkiller.abi`).
-Callers hold the attachment's lock around every change (read-modify-write).
+Every rule lives in a per-CPU hash keyed by its address (rules_v4/_v6) or its prefix
+(prefixes_v4/_v6): each CPU counts hits in its own copy, the action is written to all of
+them. A prefix is also a key of an LPM trie (prefix_trie_v4/_v6), which finds the longest
+prefix holding an address; the trie gets a prefix after its rule and loses it before, so
+whatever the trie finds has a rule. Callers hold the attachment's lock around every
+change (read-modify-write).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import ipaddress
 import itertools
 import socket
 import struct
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
@@ -32,7 +37,40 @@ from pingkiller.policy import (
 )
 
 RULE_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP)
+# The LPM trie indexing each prefix map.
+PREFIX_TRIES = {abi.PREFIXES_V4_MAP: abi.PREFIX_TRIE_V4_MAP,
+                abi.PREFIXES_V6_MAP: abi.PREFIX_TRIE_V6_MAP}
+# The flag that tells the program a rule map holds rules (it skips empty ones).
+_LOOKUP_FLAGS = {
+    abi.RULES_V4_MAP: abi.ConfigFlag.EXACT_V4, abi.RULES_V6_MAP: abi.ConfigFlag.EXACT_V6,
+    abi.PREFIXES_V4_MAP: abi.ConfigFlag.PREFIXES_V4, abi.PREFIXES_V6_MAP: abi.ConfigFlag.PREFIXES_V6,
+}
+LOOKUP_FLAGS = abi.NO_FLAGS
+for _flag in _LOOKUP_FLAGS.values():
+    LOOKUP_FLAGS |= _flag
 _FULL_ERRNOS = (errno.E2BIG, errno.ENOSPC, errno.ENOMEM)
+# A per-CPU hash allocates each new element's copies from a cache the kernel refills in
+# the background: a burst of inserts can outrun it and get ENOMEM for a moment. Inserts
+# go on where they stopped after a pause; only this many pauses in a row without
+# progress (about a second) mean memory is really short.
+_ENOMEM_PAUSES = 200
+_ENOMEM_PAUSE_SECONDS = 0.005
+
+
+def insert(table: Map, keys: Sequence[bytes], values: bytes) -> None:
+    """``table.update_batch(keys, values)`` through the kernel's transient ENOMEM (see
+    _ENOMEM_PAUSES); any other failure, or ENOMEM that lasts, raises BatchError with
+    ``completed`` counting every key written."""
+    done, pauses, size = 0, 0, table.full_value_size
+    while done < len(keys):
+        try:
+            done += table.update_batch(keys[done:], values[done * size:])
+        except BatchError as err:
+            if err.errno != errno.ENOMEM or pauses >= _ENOMEM_PAUSES:
+                raise BatchError(err.errno or errno.EIO, err.operation, done + err.completed) from None
+            pauses = 0 if err.completed else pauses + 1
+            done += err.completed
+            time.sleep(_ENOMEM_PAUSE_SECONDS)
 # Exact maps are hashes: a lookup there is exact (in an LPM trie it is a longest match).
 _EXACT_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP)
 _FEW_KEYS = 256
@@ -178,12 +216,18 @@ _ACTIONS = {int(action): action for action in RuleAction}
 
 def _rows(name: str, keys: bytes, values: bytes, count: int, *,
           sort: bool) -> tuple[list[bytes], list[tuple[int, int]]]:
-    """One batch of rule map ``name`` (packed keys and values) as its keys and their
-    (action, hits); ``sort``: by address (a prefix key holds the prefix length first:
-    then by length)."""
+    """One batch of rule map ``name`` (packed keys and per-CPU values) as its keys and
+    their (action, hits summed over the CPUs); ``sort``: by address (a prefix key holds
+    the prefix length first: then by length)."""
     unpack = _KEYS.setdefault(len(keys) // count, struct.Struct(f"{len(keys) // count}s"))
     packed = [key for (key,) in unpack.iter_unpack(keys)]
-    rows: list[tuple[int, int]] = list(abi.RULE.iter_unpack(values))
+    cpus = len(values) // (count * abi.RULE.size)
+    rows: list[tuple[int, int]]
+    if cpus == 1:
+        rows = list(abi.RULE.iter_unpack(values))
+    else:
+        copies = _PER_CPU_RULES.setdefault(cpus, struct.Struct("=" + "I4xQ" * cpus))
+        rows = [(value[0], sum(value[1::2])) for value in copies.iter_unpack(values)]
     if sort:
         by = packed.__getitem__ if name in _EXACT_MAPS else lambda i: packed[i][4:] + packed[i][:4]
         order = sorted(range(count), key=by)
@@ -192,6 +236,7 @@ def _rows(name: str, keys: bytes, values: bytes, count: int, *,
 
 
 _KEYS: dict[int, struct.Struct] = {}  # "Ns": one key of N bytes
+_PER_CPU_RULES: dict[int, struct.Struct] = {}  # N copies of struct pk_rule
 
 
 def _map_batches(table: Map) -> Iterator[tuple[bytes, bytes, int, bool]]:
@@ -239,11 +284,32 @@ def _decode_entries(name: str, keys: bytes, values: bytes, count: int, sort: boo
     return entries
 
 
+def rule_batches(table: Map) -> Iterator[tuple[list[bytes], list[bytes]]]:
+    """A rule map's keys and values (as the map holds them), a batch at a time. Works on
+    the rule maps of ABI 1 and 2 too (one struct pk_rule a value)."""
+    key_size, value_size = table.info.key_size, table.full_value_size
+    for keys, values, count in table.lookup_batches(LISTING_BATCH):
+        yield ([keys[i * key_size:(i + 1) * key_size] for i in range(count)],
+               [values[i * value_size:(i + 1) * value_size] for i in range(count)])
+
+
+def rule_hits(table: Map) -> Iterator[tuple[bytes, int]]:
+    """Every rule of a rule map and its hits, summed over the CPUs."""
+    for keys, values in rule_batches(table):
+        yield from zip(keys, (abi.decode_rule(value)[1] for value in values), strict=True)
+
+
+def hit_counts(maps: Mapping[str, Map]) -> dict[str, dict[bytes, int]]:
+    """Every rule's hits, per rule map: what :meth:`RuleTable.carry_hits` starts from."""
+    return {name: dict(rule_hits(maps[name])) for name in RULE_MAPS}
+
+
 class RuleTable:
     """Add, remove and list the rules of one loaded or pinned pingkiller instance."""
 
     def __init__(self, maps: Mapping[str, Map]) -> None:
         self.maps = {name: maps[name] for name in RULE_MAPS}
+        self.tries = {name: maps[trie] for name, trie in PREFIX_TRIES.items()}
         self.settings = maps[abi.SETTINGS_MAP]
 
     def set(self, networks: Iterable[Network], action: RuleAction) -> int:
@@ -256,7 +322,6 @@ class RuleTable:
 
     def set_keys(self, by_map: Mapping[str, Sequence[bytes]], action: RuleAction) -> int:
         """:meth:`set` for keys already grouped by map (see :class:`RuleKeys`)."""
-        value = abi.encode_rule(action)
         plan: list[tuple[Map, list[bytes], list[tuple[bytes, bytes]]]] = []
         for name, keys in by_map.items():
             table = self.maps[name]
@@ -278,37 +343,85 @@ class RuleTable:
                 raise self._full_error(table, len(existing), len(new))
             plan.append((table, new, changed))
 
-        # Prefix lookups are switched on before prefixes are added (and off only after
-        # they are removed), so a writer killed in between never leaves a rule unenforced.
-        self.refresh_prefix_flags(adding=[table.name for table, new, _ in plan if new])
+        # Lookups are switched on before rules are added (and off only after they are
+        # removed), so a writer killed in between never leaves a rule unenforced.
+        self._look_up([table.name for table, new, _ in plan if new])
         added: list[tuple[Map, list[bytes]]] = []
         replaced: list[tuple[Map, bytes, bytes]] = []
         for table, new, changed in plan:
+            value = abi.encode_rule(action, cpus=table.cpus)
             try:
                 try:
-                    table.update_batch(new, value * len(new))
+                    insert(table, new, value * len(new))
                 except BatchError as err:
                     added.append((table, new[: err.completed]))
                     raise
                 added.append((table, new))
+                self._index(table.name, new)
                 for key, old in changed:
                     table.put(key, value)
                     replaced.append((table, key, old))
             except BpfError as err:
                 self._undo(added, replaced)
+                self.refresh_lookup_flags([table.name for table, _ in added])
+                if err.errno == errno.ENOMEM:
+                    raise self._memory_error(table, len(new)) from None
                 if err.errno in _FULL_ERRNOS:
                     raise self._full_error(table, len(table), len(new)) from None
                 raise
-        self.refresh_prefix_flags()
         return sum(len(keys) for _, keys in added) + len(replaced)
 
-    @staticmethod
-    def _undo(added: list[tuple[Map, list[bytes]]], replaced: list[tuple[Map, bytes, bytes]]) -> None:
+    def restore(self, name: str, keys: Sequence[bytes], values: bytes) -> None:
+        """Put rules into map ``name`` as they are: ``values`` packed as the map holds
+        them (a copy of another table's, hits included); prefixes go into the trie too.
+        Call :meth:`refresh_lookup_flags` after the last."""
+        if keys:
+            insert(self.maps[name], keys, values)
+            self._index(name, keys)
+
+    def add_hits(self, name: str, key: bytes, gained: int) -> None:
+        """Add ``gained`` hits to rule ``key`` of map ``name`` (none if it is gone)."""
+        table = self.maps[name]
+        current = table.get_raw(key)
+        if current is not None:
+            action, counted = abi.decode_rule(current)
+            table.put(key, abi.encode_rule(action, counted + gained, cpus=table.cpus))
+
+    def carry_hits(self, since: Mapping[str, Mapping[bytes, int]],
+                   old: Mapping[str, Map]) -> None:
+        """Add the hits the rule maps ``old`` counted after :func:`hit_counts` read
+        ``since`` from them (a program swapped out keeps counting until the swap)."""
+        for name, counted in since.items():
+            for key, hits in rule_hits(old[name]):
+                gained = hits - counted.get(key, 0)
+                if gained > 0:
+                    self.add_hits(name, key, gained)
+
+    def _index(self, name: str, keys: Sequence[bytes]) -> None:
+        """Put new prefixes of map ``name`` in its trie (each prefix its own value)."""
+        trie = self.tries.get(name)
+        if trie is not None and keys:
+            insert(trie, keys, b"".join(keys))
+
+    def _undo(self, added: list[tuple[Map, list[bytes]]],
+              replaced: list[tuple[Map, bytes, bytes]]) -> None:
         for table, keys in added:
+            trie = self.tries.get(table.name)
             for key in keys:
-                table.pop(key, None)
+                if trie is not None:
+                    trie.discard(key)
+                table.discard(key)
         for table, key, old in replaced:
             table.put(key, old)
+
+    @staticmethod
+    def _memory_error(table: Map, adding: int) -> RuleTableFull:
+        what = _DESCRIPTION.get(table.name, table.name)
+        return RuleTableFull(
+            f"the kernel has no memory for {adding} more {what} rules (each takes "
+            f"{table.full_value_size} bytes: a copy for each of {table.cpus} possible CPUs); "
+            "nothing was changed (free memory, or cover addresses with prefixes)"
+        )
 
     @staticmethod
     def _full_error(table: Map, existing: int, adding: int) -> RuleTableFull:
@@ -327,10 +440,13 @@ class RuleTable:
         """:meth:`remove` for keys already grouped by map (see :class:`RuleKeys`)."""
         removed = 0
         for name, keys in by_map.items():
-            table = self.maps[name]
+            table, trie = self.maps[name], self.tries.get(name)
             # Deletion is exact in hashes and LPM tries alike: no need to read the table.
+            if trie is not None:
+                for key in keys:
+                    trie.discard(key)
             removed += sum(table.discard(key) for key in keys)
-        self.refresh_prefix_flags()
+        self.refresh_lookup_flags(by_map)
         return removed
 
     def rules(self) -> list[Rule]:
@@ -376,16 +492,25 @@ class RuleTable:
                     kept += _decode_entries(name, keys, values, found, sort)
         return RuleScan(count, kept if keep is None else kept[:keep])
 
-    def refresh_prefix_flags(self, adding: Iterable[str] = ()) -> None:
-        """Tell the program whether to look in the LPM tries (skipped when they are empty);
-        ``adding`` names tries about to get rules, which count as non-empty."""
-        raw = self.settings[abi.u32_key(0)]
-        config = abi.Config.decode(raw)
-        flags = config.flags & ~(abi.ConfigFlag.PREFIXES_V4 | abi.ConfigFlag.PREFIXES_V6)
-        soon = set(adding)
-        if abi.PREFIXES_V4_MAP in soon or not self.maps[abi.PREFIXES_V4_MAP].is_empty():
-            flags |= abi.ConfigFlag.PREFIXES_V4
-        if abi.PREFIXES_V6_MAP in soon or not self.maps[abi.PREFIXES_V6_MAP].is_empty():
-            flags |= abi.ConfigFlag.PREFIXES_V6
+    def refresh_lookup_flags(self, names: Iterable[str] = RULE_MAPS) -> None:
+        """Tell the program which of the rule maps ``names`` to look in: those that hold
+        rules (it skips the others). Each map named costs a walk to its first entry: an
+        empty hash map's walk visits every bucket (~1 ms for 2^20)."""
+        config = abi.Config.decode(self.settings[abi.u32_key(0)])
+        flags = config.flags
+        for name in set(names):
+            flag = _LOOKUP_FLAGS[name]
+            flags = flags & ~flag if self.maps[name].is_empty() else flags | flag
+        self._write_flags(config, flags)
+
+    def _look_up(self, names: Iterable[str]) -> None:
+        """Switch the lookups of maps ``names`` on (about to get rules: no walk needed)."""
+        config = abi.Config.decode(self.settings[abi.u32_key(0)])
+        flags = config.flags
+        for name in names:
+            flags |= _LOOKUP_FLAGS[name]
+        self._write_flags(config, flags)
+
+    def _write_flags(self, config: abi.Config, flags: abi.ConfigFlag) -> None:
         if flags != config.flags:
             self.settings[abi.u32_key(0)] = replace(config, flags=flags).encode()

@@ -44,7 +44,29 @@ import oracle  # noqa: E402
 from oracle import Network, Policy  # noqa: E402
 
 from pingkiller import abi, bpf, datapath  # noqa: E402
-from pingkiller.rules import RULE_MAPS  # noqa: E402
+from pingkiller.rules import LOOKUP_FLAGS, PREFIX_TRIES, RULE_MAPS  # noqa: E402
+
+
+def put_rule(maps: dict[str, bpf.Map], network: Network, action: abi.RuleAction) -> None:
+    """Write one rule straight into the maps, as the ABI lays it out: the action in every
+    CPU's copy, hits zero, and a prefix also in its trie (whose value is the key)."""
+    name, key = abi.rule_map_name(network), abi.rule_key(network)
+    maps[name][key] = abi.encode_rule(action, cpus=maps[name].cpus)
+    if name in PREFIX_TRIES:
+        maps[PREFIX_TRIES[name]][key] = key
+
+
+def delete_rule(maps: dict[str, bpf.Map], network: Network) -> None:
+    name, key = abi.rule_map_name(network), abi.rule_key(network)
+    if name in PREFIX_TRIES:
+        maps[PREFIX_TRIES[name]].discard(key)
+    maps[name].discard(key)
+
+
+LOOKUP_FLAG_OF = {
+    abi.RULES_V4_MAP: abi.ConfigFlag.EXACT_V4, abi.RULES_V6_MAP: abi.ConfigFlag.EXACT_V6,
+    abi.PREFIXES_V4_MAP: abi.ConfigFlag.PREFIXES_V4, abi.PREFIXES_V6_MAP: abi.ConfigFlag.PREFIXES_V6,
+}
 
 T = TypeVar("T")
 
@@ -328,26 +350,26 @@ class Scenario:
     policy: Policy
     frame: bytes
     timing: bool = False  # PK_F_TIMING: must not change any outcome
-    force_prefix_lookup: bool = False  # PREFIXES_V4/V6 set with no prefix rules: no change
+    force_lookups: bool = False  # every lookup flag set, rule maps empty or not: no change
 
     def describe(self) -> str:
         extra = []
         if self.timing:
             extra.append("timing")
-        if self.force_prefix_lookup:
-            extra.append("prefix flags forced")
+        if self.force_lookups:
+            extra.append("lookup flags forced")
         return self.policy.describe() + (f" [{', '.join(extra)}]" if extra else "")
 
 
 POLICIES = policies()
 FRAMES = frames()
-# (PK_F_TIMING, PREFIXES_V4|V6 forced on): flags that must not change any outcome.
+# (PK_F_TIMING, every lookup flag forced on): flags that must not change any outcome.
 EXTRA_FLAGS = ((False, False),) * 6 + ((True, False), (False, True), (True, True))
 
 
 def scenario(draw: st.DrawFn, frames: st.SearchStrategy[bytes]) -> Scenario:
     timing, force = draw(_pick(EXTRA_FLAGS))
-    return Scenario(draw(POLICIES), draw(frames), timing=timing, force_prefix_lookup=force)
+    return Scenario(draw(POLICIES), draw(frames), timing=timing, force_lookups=force)
 
 
 @st.composite
@@ -377,11 +399,11 @@ class DataPath:
         self.program = self.obj.programs[abi.PROGRAM_NAME]
         self.settings = self.obj.maps[abi.SETTINGS_MAP]
         self.counters = self.obj.maps[abi.COUNTERS_MAP]
-        self.rule_maps = {name: self.obj.maps[name] for name in RULE_MAPS}
+        self.maps = dict(self.obj.maps)
         self.ring = bpf.RingBuffer(self.obj.maps[abi.EVENTS_MAP])
         self.installed: list[tuple[bpf.Map, bytes, Network]] = []
-        for rules in self.rule_maps.values():
-            rules.clear()
+        for name in (*RULE_MAPS, *PREFIX_TRIES.values()):
+            self.maps[name].clear()
 
     def close(self) -> None:
         self.ring.close()
@@ -395,12 +417,12 @@ class DataPath:
 
     def apply(self, scenario: Scenario) -> None:
         """Install the scenario's policy: its rules (hits zero) and its config, nothing else."""
-        for rules, key, _ in self.installed:
-            del rules[key]
+        for _, _, network in self.installed:
+            delete_rule(self.maps, network)
         self.installed = []
         flags = abi.ConfigFlag(0)
-        if scenario.force_prefix_lookup:
-            flags |= abi.ConfigFlag.PREFIXES_V4 | abi.ConfigFlag.PREFIXES_V6
+        if scenario.force_lookups:
+            flags |= LOOKUP_FLAGS
         if scenario.timing:
             flags |= abi.ConfigFlag.TIMING
         policy = scenario.policy
@@ -408,13 +430,9 @@ class DataPath:
             flags |= abi.ConfigFlag.ALL_PROTOCOLS
         for network, action in policy.rules:
             name = abi.rule_map_name(network)
-            if name == abi.PREFIXES_V4_MAP:
-                flags |= abi.ConfigFlag.PREFIXES_V4
-            elif name == abi.PREFIXES_V6_MAP:
-                flags |= abi.ConfigFlag.PREFIXES_V6
-            rules, key = self.rule_maps[name], abi.rule_key(network)
-            rules[key] = abi.encode_rule(action)
-            self.installed.append((rules, key, network))
+            flags |= LOOKUP_FLAG_OF[name]
+            put_rule(self.maps, network, action)
+            self.installed.append((self.maps[name], abi.rule_key(network), network))
         config = abi.Config(
             default_action=policy.default_action, icmp_set=policy.icmp_set,
             events=policy.events, event_rate=0, flags=flags,

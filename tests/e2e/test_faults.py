@@ -39,7 +39,9 @@ pytestmark = pytest.mark.root
 
 CLI = [sys.executable, "-m", "pingkiller"]
 SEED = int(os.environ.get("PK_FAULT_SEED", "0")) or random.randrange(1 << 30)
-PREFIX_FLAGS = {
+LOOKUP_FLAGS = {
+    abi.RULES_V4_MAP: abi.ConfigFlag.EXACT_V4,
+    abi.RULES_V6_MAP: abi.ConfigFlag.EXACT_V6,
     abi.PREFIXES_V4_MAP: abi.ConfigFlag.PREFIXES_V4,
     abi.PREFIXES_V6_MAP: abi.ConfigFlag.PREFIXES_V6,
 }
@@ -90,7 +92,7 @@ def assert_truthful(pin_root: Path, ifname: str, outcomes: list[RuleSet]) -> Rul
             assert pinned.info.id in used, f"pinned {name} is not the running program's map"
     with pingkiller.open(ifname) as attachment:
         flags = abi.Config.decode(attachment.maps[abi.SETTINGS_MAP][abi.u32_key(0)]).flags
-        for name, flag in PREFIX_FLAGS.items():
+        for name, flag in LOOKUP_FLAGS.items():
             if not attachment.maps[name].is_empty():
                 assert flags & flag, f"{name} holds rules the program does not look up"
     return rule_set(ifname)

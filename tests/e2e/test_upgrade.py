@@ -8,6 +8,7 @@ its own CLI (``PYTHONPATH=variant``), against the same kernel and pin root.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -24,7 +25,7 @@ from pingkiller import abi, datapath
 from pingkiller.killer import recover_interrupted
 from pingkiller.sandbox import PING, Sandbox
 from tests.e2e.helpers import pk, pk_json, pk_ok, xdp_ids
-from tests.e2e.test_faults import assert_clean, kill_at, kill_at_every_step
+from tests.e2e.test_faults import assert_clean, kill_at, kill_at_every_step, state_changing_steps
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: loads XDP programs")
 
@@ -60,10 +61,66 @@ def make_variant(where: Path, *, abi_version: int | None = None) -> list[str]:
         text = re.sub(r"^ABI_VERSION = \d+$", f"ABI_VERSION = {abi_version}",
                       module.read_text(), count=1, flags=re.M)
         text = re.sub(r"^ADOPTABLE_ABI_VERSIONS = .*$",
-                      f"ADOPTABLE_ABI_VERSIONS = frozenset({{1, 2, {abi_version}}})",
+                      f"ADOPTABLE_ABI_VERSIONS = frozenset({{{abi.ABI_VERSION}, {abi_version}}})",
                       text, count=1, flags=re.M)
         module.write_text(text)
     return ["env", f"PYTHONPATH={where}", sys.executable, "-P", "-m", "pingkiller"]
+
+
+# The last commit of ABI 2 (shared rule maps, hits counted with atomic adds): the
+# release before the per-CPU rule maps, whose pins `upgrade` converts.
+ABI_2_RELEASE = "b5d411aba89c9775707c61f49243ce7c94e394cb"
+
+_DATAPATH_OF_A_RELEASE = """\
+# The release's ABI from its own kern/pingkiller.h, in cffi's ABI mode (nothing compiled).
+from pathlib import Path
+
+import cffi
+
+from cffi_src import datapath as _cdefs
+
+ffi = cffi.FFI()
+ffi.cdef(_cdefs.TYPES_CDEF + _cdefs.abi_cdef(Path(__file__).parents[1] / "kern" / "pingkiller.h"))
+lib = ffi.dlopen(None)
+"""
+
+
+def make_release(where: Path, commit: str) -> list[str]:
+    """Build the pingkiller of ``commit`` (this repository's history) in ``where``, as
+    it was released: its BPF object from its kern/, its Python package, its ABI; only
+    the generic libbpf extension is this build's (the binding has not changed since).
+    Returns its CLI command."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "pingkiller", "kern",
+                              "cffi_src"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    shutil.copy(ROOT / "pingkiller" / "bpf" / "_libbpf.abi3.so", where / "pingkiller" / "bpf")
+    (where / "pingkiller" / "_datapath.py").write_text(_DATAPATH_OF_A_RELEASE)
+    elf = where / "release.bpf.o"
+    subprocess.run(
+        ["clang", *_bpf_cflags(), f"-I{where / 'kern'}", f"-ffile-prefix-map={where}=release",
+         "-c", str(where / "kern" / "pingkiller.bpf.c"), "-o", str(elf)],
+        check=True, capture_output=True,
+    )
+    data = where / "pingkiller" / "datapath.py"
+    text = data.read_text()
+    text = text.replace('def elf_bytes() -> bytes:\n',
+                        f'def elf_bytes() -> bytes:\n    return open({str(elf)!r}, "rb").read()\n', 1)
+    data.write_text(text)
+    return ["env", f"PYTHONPATH={where}", sys.executable, "-P", "-m", "pingkiller"]
+
+
+@pytest.fixture(scope="module")
+def abi_2(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The ABI 2 release, built from this repository's history."""
+    known = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{ABI_2_RELEASE}^{{commit}}"],
+                           capture_output=True)
+    if known.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"needs the repository's history (commit {ABI_2_RELEASE[:7]}): "
+                        "clone without --depth")
+        pytest.skip(f"needs the repository's history (commit {ABI_2_RELEASE[:7]}, the ABI 2 "
+                    "release): not a git clone, or a shallow one")
+    return make_release(tmp_path_factory.mktemp("abi2"), ABI_2_RELEASE)
 
 
 @pytest.fixture(scope="module")
@@ -188,15 +245,15 @@ def test_a_newer_build_refuses_older_pins_until_it_upgrades_them(
     assert_clean(pin_root, ifname)
 
 
-def test_pins_of_abi_1_are_adopted_in_place(pin_root: Path, sandbox: Sandbox) -> None:
-    """Pins from before versions were recorded (identity record version 1) read as ABI 1:
-    refused by readers with the fix, upgraded in place keeping the rules."""
+def test_pins_of_abi_1_are_converted(pin_root: Path, sandbox: Sandbox, abi_2: list[str]) -> None:
+    """Pins from before versions were recorded (identity record version 1; the maps of
+    ABI 2) read as ABI 1: refused by readers with the fix, converted keeping the rules."""
     from pingkiller import pins
     from pingkiller.bpf import MAP_TYPE_ARRAY, Map
 
     peer = sandbox.add_peer()
     ifname = peer.host_ifname
-    pk_ok("attach", ifname, "--block", peer.peer_v4)
+    assert run_cli(abi_2, "attach", ifname, "--block", peer.peer_v4).returncode == 0
     directory = pins.directory(ifname)
     with Map.from_pin(directory / pins.IDENTITY_PIN) as record:
         current = pins.Identity.decode(record[abi.u32_key(0)])
@@ -212,6 +269,94 @@ def test_pins_of_abi_1_are_adopted_in_place(pin_root: Path, sandbox: Sandbox) ->
     assert [r["address"] for r in shown["rules"]] == [peer.peer_v4]
     assert peer.ping(peer.host_v4, count=2) == 0
     pk_ok("detach", ifname)
+
+
+def _hits(shown: dict[str, object]) -> dict[str, int]:
+    return {rule["address"]: rule["hits"] for rule in shown["rules"]}  # type: ignore[attr-defined, index]
+
+
+def test_pins_of_abi_2_are_converted_by_upgrade(
+    pin_root: Path, sandbox: Sandbox, abi_2: list[str]
+) -> None:
+    """The ABI 2 release's shared rule maps become per-CPU maps and prefix tries: every
+    rule, its hits, the policy and the counters carry over, and the rules still kill
+    pings (exact and prefix, IPv4 and IPv6)."""
+    peer = sandbox.add_peer()
+    ifname = peer.host_ifname
+    v4_prefix = str(ipaddress.ip_network(f"{peer.peer_v4}/30", strict=False))
+    rules = [v4_prefix, peer.peer_v6, "198.51.100.7", "2001:db8:77::/48"]
+    blocks = [word for rule in rules for word in ("--block", rule)]
+    assert run_cli(abi_2, "attach", ifname, *blocks, "--events", "drops").returncode == 0
+    assert peer.ping(peer.host_v4, count=3) == 0 and peer.ping(peer.host_v6, count=3) == 0
+    before = json.loads(run_cli(abi_2, "status", ifname, "--json").stdout)[0]
+    assert before["abi_version"] == 2 and _hits(before)[v4_prefix] >= 3
+    assert _hits(before)[peer.peer_v6] >= 3
+
+    (shown,) = json.loads(pk("status", "--json").stdout)
+    assert shown["abi_version"] == 2 and shown["outdated"] is True
+    assert shown["state"] == "filtering" and not shown["stale"]
+    line = one_line_failure(pk("block", ifname, "198.51.100.8"))
+    assert "ABI 2" in line and f"pingkiller upgrade {ifname}" in line
+
+    (upgraded,) = pk_json("upgrade", ifname)
+    assert upgraded["upgraded"] is True
+    assert (upgraded["from_abi"], upgraded["to_abi"]) == (2, abi.ABI_VERSION)
+    after = pk_json("status", ifname)[0]
+    assert after["abi_version"] == abi.ABI_VERSION and after["outdated"] is False
+    assert set(_hits(after)) == set(rules)
+    assert all(_hits(after)[rule] >= hits for rule, hits in _hits(before).items())
+    assert after["policy"] == before["policy"]
+    dropped_before = before["stats"]["packets"]["drop_block"]
+    assert after["stats"]["packets"]["drop_block"] >= dropped_before >= 6
+    assert (pin_root / ifname / abi.PREFIX_TRIE_V4_MAP).exists()
+    # The converted rules are the ones the program runs on.
+    assert peer.ping(peer.host_v4, count=2) == 0 and peer.ping(peer.host_v6, count=2) == 0
+    again = _hits(pk_json("status", ifname)[0])
+    assert again[v4_prefix] >= _hits(after)[v4_prefix] + 2
+    assert again[peer.peer_v6] >= _hits(after)[peer.peer_v6] + 2
+    pk_ok("block", ifname, "198.51.100.8")  # and this build writes to them
+    # ... which the ABI 2 release now refuses, naming the newer version.
+    one_line_failure(run_cli(abi_2, "stats", ifname))
+    pk_ok("detach", ifname)
+    assert_clean(pin_root, ifname)
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (make setup installs it)")
+def test_kill_9_at_every_step_of_a_conversion(
+    pin_root: Path, sandbox: Sandbox, abi_2: list[str], tmp_path: Path
+) -> None:
+    """Killed anywhere in converting ABI 2 pins, the next writer finds the old release's
+    attachment (every rule, as that release reads it) or the converted one (every rule),
+    never a stale or half-converted one; upgrade then finishes from either."""
+    ifname = sandbox.add_peer().host_ifname
+    rules = frozenset({"198.19.200.0/24", "198.19.201.7", "fd00:beef::/64", "fd00:beef::9"})
+
+    def prepare() -> None:
+        blocks = [word for rule in sorted(rules) for word in ("--block", rule)]
+        assert run_cli(abi_2, "attach", ifname, *blocks).returncode == 0
+
+    prepare()
+    steps = state_changing_steps(["upgrade", ifname], tmp_path / "trace")
+    assert len(steps) >= 3, steps
+    for call, n in steps:
+        pk_ok("detach", ifname)
+        prepare()
+        kill_at(["upgrade", ifname], call, n)
+        (shown,) = json.loads(pk("status", "--json").stdout)  # before a writer recovers
+        assert not shown["stale"], (call, n, shown["problem"])
+        recover_interrupted()
+        (shown,) = json.loads(pk("status", "--json").stdout)
+        assert shown["state"] == "filtering" and xdp_ids(ifname) == [shown["program_id"]]
+        if shown["abi_version"] == 2:
+            old = json.loads(run_cli(abi_2, "status", ifname, "--json").stdout)[0]
+            assert set(_hits(old)) == rules, (call, n)
+        else:
+            assert shown["abi_version"] == abi.ABI_VERSION, (call, n)
+            assert set(_hits(shown)) == rules, (call, n)
+        pk_ok("upgrade", ifname)
+        assert set(_hits(pk_json("status", ifname)[0])) == rules, (call, n)
+    pk_ok("detach", ifname)
+    assert_clean(pin_root, ifname)
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (make setup installs it)")

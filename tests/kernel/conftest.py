@@ -24,7 +24,7 @@ import pytest
 from pingkiller import abi, datapath
 from pingkiller import bpf as bpflib
 from pingkiller.events import Event, decode
-from pingkiller.rules import RULE_MAPS
+from pingkiller.rules import PREFIX_TRIES, RULE_MAPS
 
 STATE_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, "event_budget")
 
@@ -90,14 +90,25 @@ class Datapath:
         self.ring = bpflib.RingBuffer(obj.maps[abi.EVENTS_MAP])
 
     def configure(self, **fields: Any) -> abi.Config:
-        """Write BASE_CONFIG with ``fields`` replaced to the settings map."""
+        """Write BASE_CONFIG with ``fields`` replaced to the settings map. Without
+        ``flags``, the lookup flag of every rule map that holds rules is set (as
+        pingkiller.rules keeps them); with ``flags``, exactly those."""
         config = replace(BASE_CONFIG, **fields)
+        if "flags" not in fields:
+            for name, flag in fuzz.LOOKUP_FLAG_OF.items():
+                if not self.obj.maps[name].is_empty():
+                    config = replace(config, flags=config.flags | flag)
         self.obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = config.encode()
         return config
 
     def rule(self, network: str, action: abi.RuleAction) -> None:
+        """Add one rule straight through the ABI, and switch its map's lookup on."""
         net = ipaddress.ip_network(network)
-        self.obj.maps[abi.rule_map_name(net)][abi.rule_key(net)] = abi.encode_rule(action)
+        fuzz.put_rule(self.obj.maps, net, action)
+        settings = self.obj.maps[abi.SETTINGS_MAP]
+        config = abi.Config.decode(settings[abi.u32_key(0)])
+        flag = fuzz.LOOKUP_FLAG_OF[abi.rule_map_name(net)]
+        settings[abi.u32_key(0)] = replace(config, flags=config.flags | flag).encode()
 
     def hits(self, network: str) -> int:
         net = ipaddress.ip_network(network)
@@ -134,9 +145,9 @@ class Datapath:
 
     def reset(self) -> None:
         """Back to BASE_CONFIG, no rules, zeroed counters, timing and budget, empty ring."""
-        self.configure()
-        for name in (*RULE_MAPS, *STATE_MAPS):
+        for name in (*RULE_MAPS, *PREFIX_TRIES.values(), *STATE_MAPS):
             self.obj.maps[name].clear()
+        self.configure()
         self.drain()
 
 

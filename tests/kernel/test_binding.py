@@ -32,12 +32,17 @@ from pingkiller.bpf import (
     VerifierError,
 )
 from pingkiller.bpf._libbpf import lib
+from pingkiller.bpf.maps import possible_cpus
 
 pytestmark = pytest.mark.root
 
 OBJECT_PATH = Path(__file__).resolve().parents[2] / "build" / "bpf" / "pingkiller.bpf.o"
-BLOCK_RULE = abi.encode_rule(abi.RuleAction.BLOCK)
-ALLOW_RULE = abi.encode_rule(abi.RuleAction.ALLOW)
+CPUS = possible_cpus()
+# Values of the per-CPU hash rules_v4 (one copy a CPU) ...
+BLOCK_RULE = abi.encode_rule(abi.RuleAction.BLOCK, cpus=CPUS)
+ALLOW_RULE = abi.encode_rule(abi.RuleAction.ALLOW, cpus=CPUS)
+# ... and of the LPM trie prefix_trie_v4 (8 bytes; pingkiller stores the key itself).
+TRIE_A, TRIE_B = struct.pack("=Q", 0xA), struct.pack("=Q", 0xB)
 PING = echo4().data
 
 
@@ -53,7 +58,8 @@ def v4_prefix(i: int, length: int = 24) -> bytes:
 @pytest.fixture
 def obj(loaded_object: Object) -> Object:
     """The shared loaded object with empty rule maps and base settings."""
-    for name in (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP):
+    for name in (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP,
+                 abi.PREFIX_TRIE_V4_MAP, abi.PREFIX_TRIE_V6_MAP):
         loaded_object.maps[name].clear()
     loaded_object.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = abi.Config().encode()
     return loaded_object
@@ -64,11 +70,15 @@ def obj(loaded_object: Object) -> Object:
 
 def test_map_info_matches_the_definitions(obj):
     rules = obj.maps[abi.RULES_V4_MAP].info
-    assert (rules.type, rules.key_size, rules.value_size) == (lib.BPF_MAP_TYPE_HASH, 4, 16)
+    assert (rules.type, rules.key_size, rules.value_size) == (lib.BPF_MAP_TYPE_PERCPU_HASH, 4, 16)
     assert rules.max_entries == abi.MAX_EXACT_RULES
+    assert obj.maps[abi.RULES_V4_MAP].full_value_size == 16 * CPUS
     prefixes = obj.maps[abi.PREFIXES_V6_MAP].info
-    assert (prefixes.type, prefixes.key_size) == (lib.BPF_MAP_TYPE_LPM_TRIE, 20)
+    assert (prefixes.type, prefixes.key_size) == (lib.BPF_MAP_TYPE_PERCPU_HASH, 20)
     assert prefixes.max_entries == abi.MAX_PREFIX_RULES
+    trie = obj.maps[abi.PREFIX_TRIE_V6_MAP].info
+    assert (trie.type, trie.key_size, trie.value_size) == (lib.BPF_MAP_TYPE_LPM_TRIE, 20, 20)
+    assert trie.max_entries == abi.MAX_PREFIX_RULES
     assert obj.maps[abi.EVENTS_MAP].info.type == lib.BPF_MAP_TYPE_RINGBUF
     assert obj.maps[abi.COUNTERS_MAP].info.max_entries == abi.COUNTER_COUNT
 
@@ -105,11 +115,11 @@ def test_iterate_and_len(obj):
 
 
 def test_lpm_map_as_mapping(obj):
-    prefixes = obj.maps[abi.PREFIXES_V4_MAP]
-    prefixes[v4_prefix(1)] = BLOCK_RULE
-    prefixes[v4_prefix(1, 16)] = ALLOW_RULE
-    assert prefixes[v4_prefix(1)] == BLOCK_RULE
-    assert prefixes[v4_prefix(1, 16)] == ALLOW_RULE
+    prefixes = obj.maps[abi.PREFIX_TRIE_V4_MAP]
+    prefixes[v4_prefix(1)] = TRIE_A
+    prefixes[v4_prefix(1, 16)] = TRIE_B
+    assert prefixes[v4_prefix(1)] == TRIE_A
+    assert prefixes[v4_prefix(1, 16)] == TRIE_B
     assert len(prefixes) == 2
     del prefixes[v4_prefix(1)]
     assert set(prefixes) == {v4_prefix(1, 16)}
@@ -120,10 +130,10 @@ def test_lpm_map_as_mapping(obj):
 def test_lpm_lookup_is_a_longest_prefix_match(obj):
     """Kernel semantics, kept by the binding: a lookup finds the longest covering prefix,
     so ``key in lpm_map`` can be true for a key that iteration does not list."""
-    prefixes = obj.maps[abi.PREFIXES_V4_MAP]
-    prefixes[v4_prefix(1, 16)] = ALLOW_RULE
-    assert prefixes[v4_prefix(1, 24)] == ALLOW_RULE
-    assert prefixes[abi.prefix_key(32, bytes([10, 0, 1, 77]))] == ALLOW_RULE
+    prefixes = obj.maps[abi.PREFIX_TRIE_V4_MAP]
+    prefixes[v4_prefix(1, 16)] = TRIE_B
+    assert prefixes[v4_prefix(1, 24)] == TRIE_B
+    assert prefixes[abi.prefix_key(32, bytes([10, 0, 1, 77]))] == TRIE_B
     with pytest.raises(KeyError):
         prefixes[abi.prefix_key(32, bytes([10, 1, 0, 0]))]
     assert list(prefixes) == [v4_prefix(1, 16)]
@@ -202,18 +212,35 @@ def test_per_cpu_values_and_sum(obj):
 
 
 def test_ordinary_map_per_cpu_is_one_value(obj):
+    trie = obj.maps[abi.PREFIX_TRIE_V4_MAP]
+    trie[v4_prefix(7)] = struct.pack("=Q", 41)
+    assert not trie.per_cpu_type and trie.full_value_size == 8
+    assert trie.per_cpu(v4_prefix(7)) == [trie[v4_prefix(7)]]
+    assert trie.sum(v4_prefix(7), "=Q") == (41,)
+
+
+def test_per_cpu_hash_values(obj):
     rules = obj.maps[abi.RULES_V4_MAP]
-    rules[v4_key(7)] = abi.encode_rule(abi.RuleAction.BLOCK, hits=41)
-    assert rules.per_cpu(v4_key(7)) == [rules[v4_key(7)]]
-    assert rules.sum(v4_key(7), "=IIQ") == (abi.RuleAction.BLOCK, 0, 41)
+    value = b"".join(abi.RULE.pack(abi.RuleAction.BLOCK, cpu * 10) for cpu in range(CPUS))
+    rules[v4_key(7)] = value
+    assert rules.per_cpu(v4_key(7)) == [abi.RULE.pack(abi.RuleAction.BLOCK, cpu * 10)
+                                         for cpu in range(CPUS)]
+    assert rules.sum(v4_key(7), "=IIQ") == (abi.RuleAction.BLOCK * CPUS, 0, 10 * sum(range(CPUS)))
+    assert dict(rules.items_batch()) == {v4_key(7): value}
 
 
 # Batch operations
 
 
-def test_batch_of_100k_on_hash(obj):
-    rules = obj.maps[abi.RULES_V4_MAP]
+def test_batch_of_100k_on_hash():
+    # A preallocated hash: its inserts never wait for the kernel's allocator (the
+    # per-CPU rule maps are not preallocated: pingkiller.rules.insert rides that out).
     count = 100_000
+    with Map.create(lib.BPF_MAP_TYPE_HASH, "pk_test_batch", 4, 16, count) as rules:
+        _batch_of_100k(rules, count)
+
+
+def _batch_of_100k(rules: Map, count: int) -> None:
     keys = b"".join(v4_key(i) for i in range(count))
     values = b"".join(abi.encode_rule(abi.RuleAction.BLOCK, hits=i) for i in range(count))
     assert rules.update_batch(keys, values) == count
@@ -229,9 +256,9 @@ def test_batch_of_100k_on_hash(obj):
 
 
 def test_batch_on_lpm(obj):
-    prefixes = obj.maps[abi.PREFIXES_V4_MAP]
+    prefixes = obj.maps[abi.PREFIX_TRIE_V4_MAP]
     keys = [v4_prefix(i) for i in range(2000)]
-    values = [BLOCK_RULE if i % 2 else ALLOW_RULE for i in range(2000)]
+    values = [TRIE_A if i % 2 else TRIE_B for i in range(2000)]
     assert prefixes.update_batch(keys, values) == 2000
     assert dict(prefixes.items_batch(chunk=64)) == dict(zip(keys, values, strict=True))
     assert prefixes.delete_batch(keys[:1000]) == 1000
@@ -239,9 +266,9 @@ def test_batch_on_lpm(obj):
 
 
 def test_batch_on_lpm_v6(obj):
-    prefixes = obj.maps[abi.PREFIXES_V6_MAP]
+    prefixes = obj.maps[abi.PREFIX_TRIE_V6_MAP]
     keys = [abi.prefix_key(64, bytes.fromhex(f"fd00{i:04x}") + bytes(12)) for i in range(500)]
-    assert prefixes.update_batch(keys, [BLOCK_RULE] * 500) == 500
+    assert prefixes.update_batch(keys, keys) == 500
     assert sorted(k for k, _ in prefixes.items_batch()) == sorted(keys)
 
 

@@ -22,6 +22,8 @@ EXPECTED_MAPS = {
     abi.RULES_V6_MAP,
     abi.PREFIXES_V4_MAP,
     abi.PREFIXES_V6_MAP,
+    abi.PREFIX_TRIE_V4_MAP,
+    abi.PREFIX_TRIE_V6_MAP,
     abi.EVENTS_MAP,
 }
 BPF_CALL = 0x85  # BPF_JMP | BPF_CALL

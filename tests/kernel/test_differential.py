@@ -39,7 +39,7 @@ def agree(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:
 @st.composite
 def scenarios_with(draw: st.DrawFn, frames: st.SearchStrategy[bytes]) -> fuzz.Scenario:
     return fuzz.Scenario(draw(fuzz.POLICIES), draw(frames), timing=fuzz.one_in(draw, 8),
-                         force_prefix_lookup=fuzz.one_in(draw, 8))
+                         force_lookups=fuzz.one_in(draw, 8))
 
 
 _TAGS = st.integers(0, 2)

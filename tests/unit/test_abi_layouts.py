@@ -91,9 +91,23 @@ def test_compiler_padding_in_the_c_is_caught():
 
 
 def test_padding_packs_as_zeros():
-    assert abi.Config().encode()[20:24] == bytes(4)
     assert abi.encode_rule(abi.RuleAction.BLOCK, 5) == struct.pack("=IIQ", 2, 0, 5)
     assert abi.decode_rule(abi.encode_rule(abi.RuleAction.ALLOW, 9)) == (abi.RuleAction.ALLOW, 9)
+
+
+def test_rules_are_written_to_every_cpu_and_their_hits_summed():
+    # A per-CPU rule map's value: the action in every CPU's copy, the hits in the first.
+    value = abi.encode_rule(abi.RuleAction.BLOCK, 7, cpus=3)
+    assert value == struct.pack("=IIQ", 2, 0, 7) + struct.pack("=IIQ", 2, 0, 0) * 2
+    per_cpu = b"".join(struct.pack("=IIQ", 1, 0, hits) for hits in (4, 0, 30, 8))
+    assert abi.decode_rule(per_cpu) == (abi.RuleAction.ALLOW, 42)
+
+
+def test_the_event_window_is_the_kernels_hz():
+    # One second in jiffies: the coarse clocks tick once a jiffy (CONFIG_HZ is 100..1000).
+    (window,) = struct.unpack_from("=I", abi.Config().encode(), 20)
+    assert window == abi.jiffies_per_second()
+    assert window in (100, 250, 300, 1000)
     config = abi.Config(abi.DefaultAction.DROP, abi.IcmpSet.ALL, abi.EventsMode.PINGS, 5,
                         abi.ConfigFlag.TIMING)
     assert abi.Config.decode(config.encode()) == config
@@ -115,8 +129,9 @@ def test_counter_slots_follow_the_reasons():
 # What the pinned state's ABI is made of: kern/pingkiller.h (comments and blank space
 # dropped) and the map definitions of kern/pingkiller.bpf.c. When this test fails,
 # the ABI changed: bump abi.ABI_VERSION (and ADOPTABLE_ABI_VERSIONS, if the maps of
-# older versions no longer fit), then record the new fingerprint here.
-ABI_FINGERPRINTS = {2: "43e316cae844d073"}
+# older versions no longer fit: then pingkiller.migrate converts them), then record the
+# new fingerprint here. 3: per-CPU rule maps, prefix tries, the event window in jiffies.
+ABI_FINGERPRINTS = {2: "43e316cae844d073", 3: "6bc5938419173651"}
 
 
 def _abi_text() -> str:
@@ -141,3 +156,10 @@ def test_the_abi_version_names_the_abi():
         "abi.ABI_VERSION and record the fingerprint in ABI_FINGERPRINTS"
     )
     assert abi.ABI_VERSION in abi.ADOPTABLE_ABI_VERSIONS
+
+
+def test_older_versions_are_converted_not_adopted():
+    # ABI 3 changed the rule maps' types: older pins are converted by `upgrade`.
+    assert {abi.ABI_VERSION} == abi.ADOPTABLE_ABI_VERSIONS
+    assert {1, 2} == abi.MIGRATABLE_ABI_VERSIONS
+    assert not abi.ADOPTABLE_ABI_VERSIONS & abi.MIGRATABLE_ABI_VERSIONS

@@ -21,7 +21,8 @@ def test_embedded_object_inspected_with_pyelftools() -> None:
     report = doctor.inspect_object(datapath.elf_bytes())
     assert report.programs == {abi.PROGRAM_NAME: "xdp"}
     for name in (abi.SETTINGS_MAP, abi.COUNTERS_MAP, abi.TIMING_MAP, abi.EVENTS_MAP,
-                 abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP):
+                 abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP,
+                 abi.PREFIX_TRIE_V4_MAP, abi.PREFIX_TRIE_V6_MAP):
         assert name in report.maps
     assert report.license == "GPL"
     assert report.has_btf and report.has_btf_ext

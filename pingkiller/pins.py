@@ -13,14 +13,11 @@ interface), which open read-only.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import re
-import shutil
 import stat
 import struct
-import subprocess
 import sys
 from contextlib import suppress
 from dataclasses import dataclass
@@ -178,6 +175,7 @@ def ensure_root() -> Path:
     pin_root = root()
     if pin_root.is_relative_to(BPFFS) and str(BPFFS) not in bpffs_mount_points():
         _refuse_private_mount()
+        import subprocess  # only here: every verb imports this module
         result = subprocess.run(
             ["mount", "-t", "bpf", "bpf", str(BPFFS)], capture_output=True, text=True
         )
@@ -241,6 +239,7 @@ def filesystem_type(path: Path) -> int | None:
     first field: a long on most ABIs, an unsigned int on s390x; the magic numbers fit in
     32 bits, so both readings are tried.
     """
+    import ctypes  # only here: every verb imports this module
     libc = ctypes.CDLL(None, use_errno=True)
     buffer = ctypes.create_string_buffer(512)  # struct statfs is 120 bytes on 64-bit ABIs
     if libc.statfs(os.fsencode(path), buffer) != 0:
@@ -354,6 +353,7 @@ def retire(ifname: str) -> Path:
 def remove(path: Path) -> None:
     """Remove a pin directory and everything in it (unpinning what it holds)."""
     with suppress(FileNotFoundError):
+        import shutil  # only here: every verb imports this module
         shutil.rmtree(path)
 
 

@@ -37,6 +37,10 @@ struct bpf_link_update_opts { size_t sz; __u32 flags; __u32 old_prog_fd; ...; };
 int bpf_link_update(int link_fd, int new_prog_fd, const struct bpf_link_update_opts *opts);
 int bpf_link_detach(int link_fd);
 int bpf_raw_tracepoint_open(const char *name, int prog_fd);
+struct bpf_prog_query_opts { size_t sz; __u32 query_flags; __u32 attach_flags; __u32 *prog_ids;
+                             __u32 prog_cnt; ...; };
+int bpf_prog_query_opts(int target_fd, enum bpf_attach_type type,
+                        struct bpf_prog_query_opts *opts);
 
 struct bpf_xdp_query_opts {
     size_t sz; __u32 prog_id; __u32 drv_prog_id; __u32 hw_prog_id; __u32 skb_prog_id;

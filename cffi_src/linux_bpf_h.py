@@ -19,7 +19,7 @@ enum bpf_map_type {
     BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH,
     BPF_MAP_TYPE_LPM_TRIE, BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE, BPF_MAP_TYPE_RINGBUF, ...
 };
-enum bpf_prog_type { BPF_PROG_TYPE_XDP, ... };
+enum bpf_prog_type { BPF_PROG_TYPE_XDP, BPF_PROG_TYPE_SCHED_CLS, ... };
 enum bpf_link_type { BPF_LINK_TYPE_XDP, ... };
 enum bpf_attach_type { BPF_XDP, ... };
 enum bpf_stats_type { BPF_STATS_RUN_TIME, ... };

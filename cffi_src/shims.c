@@ -179,9 +179,21 @@ void pk_route_libbpf_log(void)
 	libbpf_set_print(pk_print);
 }
 
-int pk_link_info(int link_fd, __u32 *id, __u32 *type, __u32 *prog_id, __u32 *xdp_ifindex)
+/*
+ * tcx links (Linux 6.6) are newer than the <linux/bpf.h> this may be built with: their
+ * part of bpf_link_info's union is two words, the interface and the attach type.
+ */
+#define PK_BPF_LINK_TYPE_TCX 11
+struct pk_tcx_link_info {
+	__u32 ifindex;
+	__u32 attach_type;
+};
+
+int pk_link_info(int link_fd, __u32 *id, __u32 *type, __u32 *prog_id, __u32 *ifindex,
+		 __u32 *attach_type)
 {
 	struct bpf_link_info info;
+	const struct pk_tcx_link_info *tcx = (const void *)&info.xdp;
 	__u32 len = sizeof(info);
 
 	memset(&info, 0, sizeof(info));
@@ -190,6 +202,13 @@ int pk_link_info(int link_fd, __u32 *id, __u32 *type, __u32 *prog_id, __u32 *xdp
 	*id = info.id;
 	*type = info.type;
 	*prog_id = info.prog_id;
-	*xdp_ifindex = info.type == BPF_LINK_TYPE_XDP ? info.xdp.ifindex : 0;
+	*ifindex = 0;
+	*attach_type = 0;
+	if (info.type == BPF_LINK_TYPE_XDP) {
+		*ifindex = info.xdp.ifindex;
+	} else if (info.type == PK_BPF_LINK_TYPE_TCX) {
+		*ifindex = tcx->ifindex;
+		*attach_type = tcx->attach_type;
+	}
 	return 0;
 }

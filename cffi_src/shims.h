@@ -43,6 +43,7 @@ void pk_libbpf_log(int level, const char *message);
 void pk_route_libbpf_log(void);
 
 /* struct bpf_link_info has anonymous unions cffi cannot describe partially. */
-int pk_link_info(int link_fd, __u32 *id, __u32 *type, __u32 *prog_id, __u32 *xdp_ifindex);
+int pk_link_info(int link_fd, __u32 *id, __u32 *type, __u32 *prog_id, __u32 *ifindex,
+                 __u32 *attach_type);
 
 #endif /* PINGKILLER_SHIMS_H */

@@ -24,5 +24,6 @@ void pk_rb_batch_free(struct pk_rb_batch *batch);
 extern "Python+C" void pk_libbpf_log(int level, const char *message);
 void pk_route_libbpf_log(void);
 
-int pk_link_info(int link_fd, __u32 *id, __u32 *type, __u32 *prog_id, __u32 *xdp_ifindex);
+int pk_link_info(int link_fd, __u32 *id, __u32 *type, __u32 *prog_id, __u32 *ifindex,
+                 __u32 *attach_type);
 """

@@ -1,4 +1,4 @@
-"""A generic, typed binding to libbpf: objects, programs, maps, XDP links, ring buffers.
+"""A generic, typed binding to libbpf: objects, programs, maps, XDP and tcx links, ring buffers.
 
 This layer knows nothing about pings; it can load and drive any BPF object.
 """
@@ -6,13 +6,18 @@ This layer knows nothing about pings; it can load and drive any BPF object.
 from pingkiller.bpf.errors import BpfError, NotSupportedError, VerifierError, WrongObjectType
 from pingkiller.bpf.fd import FD, ObjectKind
 from pingkiller.bpf.link import (
+    LINK_TYPE_TCX,
     LINK_TYPE_XDP,
     Link,
     LinkInfo,
+    TcDirection,
+    TcxLink,
     XdpLink,
     XdpMode,
     XdpState,
     attach_raw_tracepoint,
+    tcx_query,
+    tcx_supported,
     xdp_query,
 )
 from pingkiller.bpf.maps import (
@@ -25,7 +30,13 @@ from pingkiller.bpf.maps import (
     MapInfo,
 )
 from pingkiller.bpf.object import Object
-from pingkiller.bpf.program import PROG_TYPE_XDP, Program, ProgramInfo, enable_run_time_stats
+from pingkiller.bpf.program import (
+    PROG_TYPE_SCHED_CLS,
+    PROG_TYPE_XDP,
+    Program,
+    ProgramInfo,
+    enable_run_time_stats,
+)
 from pingkiller.bpf.ringbuf import RecordBatch, RingBuffer
 from pingkiller.bpf.testrun import (
     LIVE_FRAMES,
@@ -39,9 +50,11 @@ from pingkiller.bpf.testrun import (
 
 __all__ = [
     "FD",
+    "LINK_TYPE_TCX",
     "LINK_TYPE_XDP",
     "LIVE_FRAMES",
     "MAP_TYPE_ARRAY",
+    "PROG_TYPE_SCHED_CLS",
     "PROG_TYPE_XDP",
     "UPDATE_ANY",
     "UPDATE_EXIST",
@@ -65,6 +78,8 @@ __all__ = [
     "ProgramRun",
     "RecordBatch",
     "RingBuffer",
+    "TcDirection",
+    "TcxLink",
     "VerifierError",
     "WrongObjectType",
     "XdpLink",
@@ -72,5 +87,7 @@ __all__ = [
     "XdpState",
     "attach_raw_tracepoint",
     "enable_run_time_stats",
+    "tcx_query",
+    "tcx_supported",
     "xdp_query",
 ]

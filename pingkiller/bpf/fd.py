@@ -152,14 +152,20 @@ def type_name(kind: ObjectKind, type_id: int) -> str:
     if namer is None:
         return str(type_id)
     name = namer(type_id)
-    return str(ffi.string(name).decode()) if name != ffi.NULL else f"type {type_id}"
+    if name != ffi.NULL:
+        return str(ffi.string(name).decode())
+    return _NEWER_THAN_LIBBPF.get((kind, type_id), f"type {type_id}")
+
+
+# Names of types newer than the oldest libbpf the binding supports (1.1).
+_NEWER_THAN_LIBBPF = {(ObjectKind.LINK, 11): "tcx"}
 
 
 def object_type(raw: int, kind: ObjectKind) -> int:
     """The map, program or link type of the object behind ``raw`` (of ``kind``)."""
     if kind is ObjectKind.LINK:
-        ids = ffi.new("__u32[4]")
-        check(lib.pk_link_info(raw, ids, ids + 1, ids + 2, ids + 3), "reading link info")
+        ids = ffi.new("__u32[5]")
+        check(lib.pk_link_info(raw, ids, ids + 1, ids + 2, ids + 3, ids + 4), "reading link info")
         return int(ids[1])
     struct = {ObjectKind.MAP: "struct bpf_map_info", ObjectKind.PROGRAM: "struct bpf_prog_info"}
     if kind not in struct:

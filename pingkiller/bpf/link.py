@@ -1,5 +1,7 @@
 """Attaching programs through bpf_links: XDP (explicit mode, pin, reopen, atomic update,
-detach) and raw tracepoints. Every attach function lives here, above programs."""
+detach), tcx (the link-based, multi-program tc hooks of Linux 6.6: ingress and egress,
+first or last, the order queried) and raw tracepoints. Every attach function lives here,
+above programs."""
 
 from __future__ import annotations
 
@@ -19,9 +21,14 @@ from pingkiller.bpf.errors import (
 )
 from pingkiller.bpf.fd import FD, Handle, ObjectKind, adopt, check_type, type_name
 from pingkiller.bpf.pin import open_pinned
-from pingkiller.bpf.program import PROG_TYPE_XDP, Program
+from pingkiller.bpf.program import PROG_TYPE_SCHED_CLS, PROG_TYPE_XDP, Program
 
 LINK_TYPE_XDP: int = lib.BPF_LINK_TYPE_XDP
+# Newer than the <linux/bpf.h> the extension may be built with (Linux 6.6's uapi values).
+LINK_TYPE_TCX = 11
+ATTACH_TCX_INGRESS = 46
+ATTACH_TCX_EGRESS = 47
+_F_BEFORE = 1 << 3  # BPF_F_BEFORE: with no relative program, before every other one
 
 
 @dataclass(frozen=True)
@@ -33,13 +40,14 @@ class LinkInfo:
     prog_id: int
     ifindex: int
     type: int = LINK_TYPE_XDP
+    attach_type: int = 0  # tcx links: ATTACH_TCX_INGRESS or ATTACH_TCX_EGRESS
 
 
 def link_info(raw: int) -> LinkInfo:
     """What the kernel says of the link behind the fd ``raw``."""
-    ids = ffi.new("__u32[4]")
-    check(lib.pk_link_info(raw, ids, ids + 1, ids + 2, ids + 3), "reading link info")
-    return LinkInfo(id=ids[0], prog_id=ids[2], ifindex=ids[3], type=ids[1])
+    ids = ffi.new("__u32[5]")
+    check(lib.pk_link_info(raw, ids, ids + 1, ids + 2, ids + 3, ids + 4), "reading link info")
+    return LinkInfo(id=ids[0], prog_id=ids[2], ifindex=ids[3], type=ids[1], attach_type=ids[4])
 
 
 class Link(Handle):
@@ -211,4 +219,100 @@ class XdpLink(Link):
 
 def _check_xdp(program: Program, operation: str) -> None:
     check_type(ObjectKind.PROGRAM, program.type, PROG_TYPE_XDP, f"program {program.name!r}",
+               operation)
+
+
+class TcDirection(enum.Enum):
+    """Which tcx hook: packets the interface receives, or sends."""
+
+    INGRESS = "ingress"
+    EGRESS = "egress"
+
+    @property
+    def attach_type(self) -> int:
+        return ATTACH_TCX_INGRESS if self is TcDirection.INGRESS else ATTACH_TCX_EGRESS
+
+
+class TcxLink(Link):
+    """A tc (SCHED_CLS) program on an interface's tcx hook, through a bpf_link (Linux 6.6).
+
+    A tcx hook runs several programs in order, each link one of them; a program that
+    returns TCX_NEXT (-1) hands the packet to the next. Attaching never displaces
+    another program.
+    """
+
+    LINK_TYPES = frozenset({LINK_TYPE_TCX})
+
+    @classmethod
+    def attach(cls, program: Program, ifindex: int, direction: TcDirection, *,
+               first: bool = False) -> TcxLink:
+        """Attach ``program`` to ``ifindex``'s ``direction`` hook, after every program
+        there (``first``: before every one). NotSupportedError where the kernel has no
+        tcx (before 6.6); WrongObjectType before trying if ``program`` is not SCHED_CLS."""
+        _check_tc(program, "attaching a tc program")
+        opts = ffi.new("struct bpf_link_create_opts *")
+        opts.sz = ffi.sizeof("struct bpf_link_create_opts")
+        opts.flags = _F_BEFORE if first else 0
+        result = lib.bpf_link_create(program.fd, ifindex, direction.attach_type, opts)
+        where = f"ifindex {ifindex}, {direction.value}"
+        if result < 0:
+            err = -result
+            # A kernel without tcx does not know the attach type.
+            if err == errno.EINVAL and not tcx_supported():
+                raise NotSupportedError(err, "attaching a tc program",
+                                        f"{where}: this kernel has no tcx (Linux 6.6+)")
+            raise error_from_errno(err, "attaching a tc program", where)
+        return cls(FD(result, f"tcx link on ifindex {ifindex} ({direction.value})"))
+
+    @property
+    def direction(self) -> TcDirection:
+        """The hook the link is on."""
+        attach_type = self.info().attach_type
+        return TcDirection.INGRESS if attach_type == ATTACH_TCX_INGRESS else TcDirection.EGRESS
+
+    def update(self, program: Program, expected: Program | None = None) -> None:
+        """Swap in ``program`` atomically, in the same place of the hook's order (only if
+        ``expected`` is what runs, when given)."""
+        _check_tc(program, "replacing the tc program")
+        opts = ffi.new("struct bpf_link_update_opts *")
+        opts.sz = ffi.sizeof("struct bpf_link_update_opts")
+        if expected is not None:
+            opts.flags = lib.BPF_F_REPLACE
+            opts.old_prog_fd = expected.fd
+        check(lib.bpf_link_update(self.fd, program.fd, opts), "replacing the tc program")
+
+    def detach(self) -> None:
+        """Take the program off the hook (the link stays valid but defunct until closed)."""
+        result = lib.bpf_link_detach(self.fd)
+        if result < 0 and -result not in (errno.ENOLINK, errno.EINVAL):
+            raise BpfError(-result, "detaching tcx link")
+
+
+def tcx_query(ifindex: int, direction: TcDirection) -> list[int]:
+    """The ids of the programs on ``ifindex``'s ``direction`` hook, in the order they run
+    (links and, where any, programs attached without a link alike)."""
+    count = 64
+    while True:
+        ids = ffi.new("__u32[]", count)
+        opts = ffi.new("struct bpf_prog_query_opts *")
+        opts.sz = ffi.sizeof("struct bpf_prog_query_opts")
+        opts.prog_ids = ids
+        opts.prog_cnt = count
+        result = lib.bpf_prog_query_opts(ifindex, direction.attach_type, opts)
+        if result < 0 and -result == errno.ENOSPC:
+            count *= 4  # more programs than room: ask again with more
+            continue
+        check(result, "querying tcx programs", f"ifindex {ifindex}, {direction.value}")
+        return [ids[i] for i in range(opts.prog_cnt)]
+
+
+def tcx_supported() -> bool:
+    """Whether the kernel has tcx hooks: it answers a query of loopback's ingress."""
+    opts = ffi.new("struct bpf_prog_query_opts *")
+    opts.sz = ffi.sizeof("struct bpf_prog_query_opts")
+    return lib.bpf_prog_query_opts(1, ATTACH_TCX_INGRESS, opts) == 0
+
+
+def _check_tc(program: Program, operation: str) -> None:
+    check_type(ObjectKind.PROGRAM, program.type, PROG_TYPE_SCHED_CLS, f"program {program.name!r}",
                operation)

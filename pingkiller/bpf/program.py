@@ -12,6 +12,7 @@ from pingkiller.bpf.pin import open_pinned
 from pingkiller.bpf.testrun import ProgramRun, run_program
 
 PROG_TYPE_XDP: int = lib.BPF_PROG_TYPE_XDP
+PROG_TYPE_SCHED_CLS: int = lib.BPF_PROG_TYPE_SCHED_CLS
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,13 @@
 /*
  * pingkiller: drop ICMP/ICMPv6 echo ("ping") at the driver, by policy.
  *
- * parse -> classify -> verdict -> count -> (maybe) event.  Anything the
+ * parse -> classify -> verdict -> count -> (maybe) event, one body
+ * (pk_process) built three times: for XDP (SEC("xdp") pingkiller) and for tc
+ * in each direction (SEC("tc") pingkill_tc_in, pingkill_tc_out; a tc program
+ * cannot tell ingress from egress by itself).  The hook is a constant
+ * argument, so each entry point holds only the helpers its program type may
+ * call.  All three share the maps: one policy, one set of counters, one ring.
+ * Anything the
  * parser does not understand is passed and counted as such, with one
  * exception that closes a bypass: a packet whose transport header cannot be
  * seen because it sits behind a fragment boundary or beyond the bounded
@@ -49,7 +55,16 @@ PK_ABI_OFFSET(pk_event, verdict, 48);
 PK_ABI_OFFSET(pk_event, icmp_code, 53);
 PK_ABI_OFFSET(pk_event, icmp_id, 54);
 PK_ABI_OFFSET(pk_event, icmp_seq, 56);
-PK_ABI_OFFSET(pk_event, pad, 58);
+PK_ABI_OFFSET(pk_event, hook, 58);
+PK_ABI_OFFSET(pk_event, direction, 59);
+PK_ABI_OFFSET(pk_event, pad, 60);
+
+/* The context fields the tc programs read, at their UAPI offsets (uapi.h). */
+_Static_assert(__builtin_offsetof(struct __sk_buff, len) == 0, "__sk_buff.len");
+_Static_assert(__builtin_offsetof(struct __sk_buff, ifindex) == 40, "__sk_buff.ifindex");
+_Static_assert(__builtin_offsetof(struct __sk_buff, data) == 76, "__sk_buff.data");
+_Static_assert(__builtin_offsetof(struct __sk_buff, data_end) == 80, "__sk_buff.data_end");
+_Static_assert(sizeof(struct __sk_buff) == 192, "__sk_buff is not 192 bytes");
 
 #define PK_ETH_P_IP	0x0800
 #define PK_ETH_P_IPV6	0x86DD
@@ -92,6 +107,19 @@ PK_ABI_OFFSET(pk_event, pad, 58);
 #define PK_IPV6_WALK_MAX	512
 /* Bounds an offset for the verifier (its packet range stops at 64 KiB). */
 #define PK_OFFSET_MASK	0x1fff
+/*
+ * tc: how far a non-linear sk_buff is pulled into its linear part when the
+ * parse stopped at the linear part's end (bpf_skb_pull_data(min(len, this))).
+ * The parse reads headers only, and 1 KiB holds Ethernet, two tags, IPv4 with
+ * any options or IPv6 with a chain of several extension headers, and the ICMP
+ * header.  Only a packet whose headers the parse did not find in the linear
+ * part pays for the pull (a TCP segment with its payload in pages does not:
+ * its IP header tells the parse all it needs).  The deep tag and extension
+ * header walks read the whole sk_buff (bpf_skb_load_bytes), this bound or
+ * not; a header cut at the bound of a longer sk_buff is unseen, so judged as
+ * a ping (as a chain longer than the walk is).
+ */
+#define PK_TC_PULL_BYTES	1024
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -223,6 +251,18 @@ struct pk_packet {
 	__u16 icmp_seq;
 };
 
+/*
+ * bpf_xdp_load_bytes or bpf_skb_load_bytes, by the hook: a constant, so each
+ * program is left with the one its type may call.
+ */
+static __always_inline long load_bytes(void *ctx, const int hook, __u32 offset, void *to,
+				       __u32 len)
+{
+	if (hook == PK_HOOK_TC)
+		return bpf_skb_load_bytes(ctx, offset, to, len);
+	return bpf_xdp_load_bytes(ctx, offset, to, len);
+}
+
 static __always_inline bool is_vlan(__be16 proto)
 {
 	return proto == bpf_htons(PK_ETH_P_8021Q) || proto == bpf_htons(PK_ETH_P_8021AD);
@@ -230,26 +270,36 @@ static __always_inline bool is_vlan(__be16 proto)
 
 /* The deep part of a tag stack, walked with bpf_loop: where it ends and what follows. */
 struct pk_vlan_walk {
-	struct xdp_md *ctx;
+	void *ctx;		/* struct xdp_md or struct __sk_buff, by the callback */
 	__u32 offset;		/* of the next tag, or of what follows the stack */
 	__be16 proto;		/* what comes at offset */
 	__u16 cut;		/* the stack runs past the end of the frame */
 };
 
-static long walk_vlan_tag(__u32 index, void *data)
+static __always_inline long walk_vlan_tag(struct pk_vlan_walk *walk, const int hook)
 {
-	struct pk_vlan_walk *walk = data;
 	__be16 inner;
 
 	if (!is_vlan(walk->proto))
 		return 1;
-	if (bpf_xdp_load_bytes(walk->ctx, walk->offset + 2, &inner, sizeof(inner)) < 0) {
+	if (load_bytes(walk->ctx, hook, walk->offset + 2, &inner, sizeof(inner)) < 0) {
 		walk->cut = 1;
 		return 1;
 	}
 	walk->proto = inner;
 	walk->offset += PK_VLAN_HLEN;
 	return 0;
+}
+
+/* bpf_loop callbacks, one per hook: each may call only its program type's helpers. */
+static long walk_vlan_tag_xdp(__u32 index, void *data)
+{
+	return walk_vlan_tag(data, PK_HOOK_XDP);
+}
+
+static long walk_vlan_tag_tc(__u32 index, void *data)
+{
+	return walk_vlan_tag(data, PK_HOOK_TC);
 }
 
 static __always_inline void count(__u32 slot, __u64 bytes)
@@ -344,7 +394,7 @@ static __always_inline bool is_ext_header(__u8 nexthdr)
 
 /* The rest of a long extension-header chain, walked with bpf_loop. */
 struct pk_ipv6_walk {
-	struct xdp_md *ctx;
+	void *ctx;		/* struct xdp_md or struct __sk_buff, by the callback */
 	__u32 offset;		/* of the header nexthdr names */
 	__u32 length;		/* of the frame */
 	__u8 nexthdr;
@@ -352,14 +402,13 @@ struct pk_ipv6_walk {
 	__s16 result;		/* a PK_L4_* class the walk ended with, or -1 */
 };
 
-static long walk_ipv6_header(__u32 index, void *data)
+static __always_inline long walk_ipv6_header(struct pk_ipv6_walk *walk, const int hook)
 {
-	struct pk_ipv6_walk *walk = data;
 	__u8 hdr[4];
 	__u32 len;
 
 	if (is_ext_header(walk->nexthdr)) {
-		if (bpf_xdp_load_bytes(walk->ctx, walk->offset, hdr, 2) < 0)
+		if (load_bytes(walk->ctx, hook, walk->offset, hdr, 2) < 0)
 			goto cut;
 		if (walk->nexthdr == PK_IPPROTO_AH)
 			len = ((__u32)hdr[1] + 2) * 4;
@@ -369,7 +418,7 @@ static long walk_ipv6_header(__u32 index, void *data)
 			goto cut;
 	} else if (walk->nexthdr == PK_IPPROTO_FRAGMENT) {
 		if (walk->offset + sizeof(struct pk_ipv6_frag_hdr) > walk->length ||
-		    bpf_xdp_load_bytes(walk->ctx, walk->offset, hdr, 4) < 0)
+		    load_bytes(walk->ctx, hook, walk->offset, hdr, 4) < 0)
 			goto cut;
 		if (((hdr[2] << 8) | hdr[3]) & PK_IP6_OFFSET) {
 			walk->result = PK_L4_FRAGMENT;
@@ -388,10 +437,20 @@ cut:
 	return 1;
 }
 
-static __always_inline int parse_ipv6(struct xdp_md *ctx, void *cursor, void *data_end,
-				      struct pk_packet *pkt, __u32 icmp_set)
+static long walk_ipv6_header_xdp(__u32 index, void *data)
 {
-	void *data = (void *)(long)ctx->data;
+	return walk_ipv6_header(data, PK_HOOK_XDP);
+}
+
+static long walk_ipv6_header_tc(__u32 index, void *data)
+{
+	return walk_ipv6_header(data, PK_HOOK_TC);
+}
+
+static __always_inline int parse_ipv6(void *ctx, const int hook, void *data, void *cursor,
+				      void *data_end, __u32 length, struct pk_packet *pkt,
+				      __u32 icmp_set)
+{
 	struct ipv6hdr *ip6 = cursor;
 	bool fragmented = false;
 	__u8 nexthdr;
@@ -439,11 +498,12 @@ static __always_inline int parse_ipv6(struct xdp_md *ctx, void *cursor, void *da
 	if (is_ext_header(nexthdr) || nexthdr == PK_IPPROTO_FRAGMENT) {
 		/* Rare: a longer chain.  The stack would follow it, so must we. */
 		struct pk_ipv6_walk walk = {
-			.ctx = ctx, .offset = cursor - data, .length = data_end - data,
+			.ctx = ctx, .offset = cursor - data, .length = length,
 			.nexthdr = nexthdr, .fragmented = fragmented, .result = -1,
 		};
 
-		bpf_loop(PK_IPV6_WALK_MAX, walk_ipv6_header, &walk, 0);
+		bpf_loop(PK_IPV6_WALK_MAX,
+			 hook == PK_HOOK_TC ? walk_ipv6_header_tc : walk_ipv6_header_xdp, &walk, 0);
 		if (walk.result >= 0)
 			return walk.result;
 		/* Longer than any frame: unseen, so judged as a ping. */
@@ -625,9 +685,9 @@ static __always_inline bool take_event_budget(const struct pk_config *cfg)
 	return true;
 }
 
-static __always_inline void send_event(struct xdp_md *ctx, const struct pk_config *cfg,
-				       const struct pk_packet *pkt, __u32 reason,
-				       __u32 verdict, __u32 length)
+static __always_inline void send_event(void *ctx, const int hook, const int direction,
+				       const struct pk_config *cfg, const struct pk_packet *pkt,
+				       __u32 reason, __u32 verdict, __u32 length)
 {
 	struct pk_event *event;
 
@@ -641,7 +701,10 @@ static __always_inline void send_event(struct xdp_md *ctx, const struct pk_confi
 		return;
 	}
 	event->timestamp_ns = bpf_ktime_get_ns();
-	event->ifindex = ctx->ingress_ifindex;
+	if (hook == PK_HOOK_TC)
+		event->ifindex = ((struct __sk_buff *)ctx)->ifindex;
+	else
+		event->ifindex = ((struct xdp_md *)ctx)->ingress_ifindex;
 	event->length = length;
 	/* The parse wrote 4 bytes of each address for IPv4, 16 for IPv6, none else. */
 	if (pkt->family == 6) {
@@ -663,6 +726,8 @@ static __always_inline void send_event(struct xdp_md *ctx, const struct pk_confi
 	event->icmp_code = pkt->icmp_code;
 	event->icmp_id = pkt->icmp_id;
 	event->icmp_seq = pkt->icmp_seq;
+	event->hook = hook;
+	event->direction = direction;
 	__builtin_memset(event->pad, 0, sizeof(event->pad));
 	bpf_ringbuf_submit(event, 0);
 	count(PK_COUNTER_EVENTS_SENT, 0);
@@ -679,36 +744,26 @@ static __always_inline void add_timing(__u32 verdict, __u64 start)
 	}
 }
 
-SEC("xdp")
-int pingkiller(struct xdp_md *ctx)
+/*
+ * Parse a frame from its Ethernet header: what it is (a PK_L4_* class) and,
+ * in pkt, what it carries.  Headers are read in place between data and
+ * data_end; a tag stack or extension-header chain past the inline walks is
+ * read with load_bytes up to length, the whole frame or sk_buff.
+ */
+static __always_inline int parse_frame(void *ctx, const int hook, void *data, void *data_end,
+				       __u32 length, struct pk_packet *pkt, __u32 icmp_set)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	__u32 length = data_end - data;
-	struct pk_packet pkt;	/* addresses: only what the parse wrote is read */
-	struct pk_config *cfg;
-	struct ethhdr *eth;
-	__u32 zero = 0, reason, verdict;
-	__u64 start = 0;
+	struct ethhdr *eth = data;
 	void *cursor;
 	__be16 proto;
-	int l4_class = PK_L4_UNPARSED;
 
-	pkt.family = 0;
-	pkt.protocol = 0;
-	pkt.icmp_type = 0;
-	pkt.icmp_code = 0;
-	pkt.icmp_id = 0;
-	pkt.icmp_seq = 0;
-	cfg = bpf_map_lookup_elem(&settings, &zero);
-	if (!cfg)
-		return XDP_PASS;
-	if (cfg->flags & PK_F_TIMING)
-		start = bpf_ktime_get_ns();
-
-	eth = data;
 	if ((void *)(eth + 1) > data_end)
-		goto judged;
+		return PK_L4_UNPARSED;
+	/*
+	 * In tc, a tag the driver or the stack moved into the sk_buff's metadata
+	 * (vlan_present) is no longer in the frame: h_proto already names what
+	 * it carried, which is judged as any untagged packet.
+	 */
 	proto = eth->h_proto;
 	cursor = eth + 1;
 	for (int i = 0; i < PK_MAX_VLAN_TAGS; i++) {
@@ -717,7 +772,7 @@ int pingkiller(struct xdp_md *ctx)
 		if (!is_vlan(proto))
 			break;
 		if ((void *)(vlan + 1) > data_end)
-			goto judged;
+			return PK_L4_UNPARSED;
 		proto = vlan->encapsulated_proto;
 		cursor = vlan + 1;
 	}
@@ -727,21 +782,113 @@ int pingkiller(struct xdp_md *ctx)
 			.ctx = ctx, .offset = cursor - data, .proto = proto,
 		};
 
-		bpf_loop(PK_VLAN_WALK_MAX, walk_vlan_tag, &walk, 0);
+		bpf_loop(PK_VLAN_WALK_MAX, hook == PK_HOOK_TC ? walk_vlan_tag_tc : walk_vlan_tag_xdp,
+			 &walk, 0);
 		if (is_vlan(walk.proto) || walk.cut)
-			goto judged;	/* longer than any frame, or cut short: malformed */
+			return PK_L4_UNPARSED;	/* longer than any frame, or cut short: malformed */
 		proto = walk.proto;
 		cursor = data + (walk.offset & PK_OFFSET_MASK);
 	}
 
 	if (proto == bpf_htons(PK_ETH_P_IP))
-		l4_class = parse_ipv4(cursor, data_end, &pkt, cfg->icmp_set);
-	else if (proto == bpf_htons(PK_ETH_P_IPV6))
-		l4_class = parse_ipv6(ctx, cursor, data_end, &pkt, cfg->icmp_set);
-	else
-		l4_class = PK_L4_OTHER;
+		return parse_ipv4(cursor, data_end, pkt, icmp_set);
+	if (proto == bpf_htons(PK_ETH_P_IPV6))
+		return parse_ipv6(ctx, hook, data, cursor, data_end, length, pkt, icmp_set);
+	return PK_L4_OTHER;
+}
 
-judged:
+static __always_inline void clear_packet(struct pk_packet *pkt)
+{
+	pkt->family = 0;
+	pkt->protocol = 0;
+	pkt->icmp_type = 0;
+	pkt->icmp_code = 0;
+	pkt->icmp_id = 0;
+	pkt->icmp_seq = 0;
+}
+
+/*
+ * tc's parse, of the sk_buff as it is now: a global function, so the verifier
+ * checks it once, not once per path into each of its two calls (before and
+ * after a pull).  pkt is the caller's, zeroed; it is never NULL.
+ */
+__attribute__((noinline)) int pk_tc_parse(struct __sk_buff *skb, struct pk_packet *pkt,
+					  __u32 icmp_set)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+
+	if (!pkt)
+		return PK_L4_UNPARSED;
+	return parse_frame(skb, PK_HOOK_TC, data, data_end, skb->len, pkt, icmp_set);
+}
+
+/*
+ * tc: a parse that ended unparsed or suspect may only have run out of the
+ * sk_buff's linear part.  Pull up to PK_TC_PULL_BYTES into it, once, and parse
+ * again; what still lies past the linear part of a longer sk_buff is unseen.
+ */
+static __always_inline int tc_parse(struct __sk_buff *skb, struct pk_packet *pkt,
+				    __u32 icmp_set)
+{
+	__u32 length = skb->len, linear, want;
+	int l4_class;
+
+	l4_class = pk_tc_parse(skb, pkt, icmp_set);
+	if (l4_class != PK_L4_UNPARSED && l4_class != PK_L4_SUSPECT)
+		return l4_class;
+	linear = skb->data_end - skb->data;
+	if (linear >= length)
+		return l4_class;	/* linear: the parse saw the whole packet */
+	want = length < PK_TC_PULL_BYTES ? length : PK_TC_PULL_BYTES;
+	if (linear < want && bpf_skb_pull_data(skb, want) == 0) {
+		__builtin_memset(pkt, 0, sizeof(*pkt));
+		l4_class = pk_tc_parse(skb, pkt, icmp_set);
+		if (l4_class != PK_L4_UNPARSED && l4_class != PK_L4_SUSPECT)
+			return l4_class;
+		if (skb->data_end - skb->data >= length)
+			return l4_class;
+	}
+	/* Headers cut at the end of the linear part, with more packet behind it. */
+	return pkt->family ? PK_L4_SUSPECT : l4_class;
+}
+
+/*
+ * The data path: parse -> classify -> verdict -> count -> (maybe) event.
+ * Returns XDP_DROP or XDP_PASS, which the tc entry points translate.
+ */
+static __always_inline __u32 pk_process(void *ctx, const int hook, const int direction)
+{
+	void *data = NULL, *data_end = NULL;
+	__u32 length;
+	struct pk_packet pkt;	/* addresses: only what the parse wrote is read */
+	struct pk_config *cfg;
+	__u32 zero = 0, reason, verdict;
+	__u64 start = 0;
+	int l4_class;
+
+	if (hook == PK_HOOK_TC) {
+		length = ((struct __sk_buff *)ctx)->len;
+		__builtin_memset(&pkt, 0, sizeof(pkt));	/* all of it: pk_tc_parse reads it */
+	} else {
+		struct xdp_md *xdp = ctx;
+
+		data = (void *)(long)xdp->data;
+		data_end = (void *)(long)xdp->data_end;
+		length = data_end - data;
+		clear_packet(&pkt);
+	}
+	cfg = bpf_map_lookup_elem(&settings, &zero);
+	if (!cfg)
+		return XDP_PASS;
+	if (cfg->flags & PK_F_TIMING)
+		start = bpf_ktime_get_ns();
+
+	if (hook == PK_HOOK_TC)
+		l4_class = tc_parse(ctx, &pkt, cfg->icmp_set);
+	else
+		l4_class = parse_frame(ctx, hook, data, data_end, length, &pkt, cfg->icmp_set);
+
 	if (pkt.family)
 		reason = judge(cfg, l4_class, &pkt);
 	else if (l4_class == PK_L4_OTHER)
@@ -755,6 +902,33 @@ judged:
 		add_timing(verdict, start);
 	count(reason, length);
 	if (wants_event(cfg, l4_class, verdict))
-		send_event(ctx, cfg, &pkt, reason, verdict, length);
+		send_event(ctx, hook, direction, cfg, &pkt, reason, verdict, length);
 	return verdict;
+}
+
+SEC("xdp")
+int pingkiller(struct xdp_md *ctx)
+{
+	return pk_process(ctx, PK_HOOK_XDP, PK_DIRECTION_IN);
+}
+
+/*
+ * tc: drop with TC_ACT_SHOT; pass with TCX_NEXT (= TC_ACT_UNSPEC), not
+ * TC_ACT_OK, so the programs attached after this one still run.
+ */
+static __always_inline int tc_verdict(__u32 verdict)
+{
+	return verdict == XDP_DROP ? TC_ACT_SHOT : TCX_NEXT;
+}
+
+SEC("tc")
+int pingkill_tc_in(struct __sk_buff *skb)
+{
+	return tc_verdict(pk_process(skb, PK_HOOK_TC, PK_DIRECTION_IN));
+}
+
+SEC("tc")
+int pingkill_tc_out(struct __sk_buff *skb)
+{
+	return tc_verdict(pk_process(skb, PK_HOOK_TC, PK_DIRECTION_OUT));
 }

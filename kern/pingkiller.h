@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The ABI shared by the XDP program (pingkiller.bpf.c) and user space
+ * The ABI shared by the XDP and tc programs (pingkiller.bpf.c) and user space
  * (build.py feeds this file to cffi's cdef).  Keep it to plain fixed-size
  * types, integer #defines and enums: build.py drops every other preprocessor
  * line before handing the text to cffi.
@@ -80,6 +80,18 @@ enum pk_timing_slot {
 	PK_TIMING_COUNT = 2,
 };
 
+/* Which entry point judged a packet (struct pk_event.hook). */
+enum pk_hook {
+	PK_HOOK_XDP = 0,	/* SEC("xdp") pingkiller: received frames, at the driver */
+	PK_HOOK_TC = 1,		/* SEC("tc") pingkill_tc_in, _out: sk_buffs, either way */
+};
+
+/* Which way the packet went through the interface (struct pk_event.direction). */
+enum pk_direction {
+	PK_DIRECTION_IN = 0,	/* received: XDP, tc ingress */
+	PK_DIRECTION_OUT = 1,	/* sent: tc egress */
+};
+
 /* The single entry of the "settings" array map. */
 struct pk_config {
 	__u32 default_action;	/* enum pk_action, for pings only */
@@ -133,14 +145,20 @@ struct pk_event_budget {
 	__u64 sent;		/* events sent in the window */
 };
 
-/* One ring-buffer record. Addresses in network order; IPv4 in the first 4 bytes. */
+/*
+ * One ring-buffer record. Addresses in network order; IPv4 in the first 4 bytes.
+ * ifindex: the receiving interface for XDP (ingress_ifindex), the sk_buff's
+ * interface for tc (ifindex: the one it arrives on or leaves by).  length: the
+ * frame (XDP) or the whole sk_buff from its Ethernet header (tc, skb->len).
+ */
 struct pk_event {
 	__u64 timestamp_ns;	/* bpf_ktime_get_ns() */
 	__u32 ifindex;
 	__u32 length;		/* frame length in bytes */
 	__u8 src[16];
 	__u8 dst[16];
-	__u8 verdict;		/* XDP_DROP (1) or XDP_PASS (2) */
+	__u8 verdict;		/* XDP_DROP (1) or XDP_PASS (2), whatever the hook
+				 * (a tc program returns TC_ACT_SHOT / TCX_NEXT) */
 	__u8 reason;		/* enum pk_reason */
 	__u8 family;		/* 4, 6, or 0 when unparsed */
 	__u8 protocol;		/* IP protocol of the L4 header, 0 when none */
@@ -148,7 +166,9 @@ struct pk_event {
 	__u8 icmp_code;
 	__u16 icmp_id;		/* host order */
 	__u16 icmp_seq;		/* host order */
-	__u8 pad[6];		/* zero: the record is 8-aligned */
+	__u8 hook;		/* enum pk_hook */
+	__u8 direction;		/* enum pk_direction */
+	__u8 pad[4];		/* zero: the record is 8-aligned */
 };
 
 #endif /* PINGKILLER_H */

@@ -7,7 +7,8 @@
  * Everything below is UAPI, with the layout of the kernel's include/uapi headers:
  * the kernel promises it never changes, so no type is marked preserve_access_index
  * and the object carries no CO-RE relocation.  Packet headers are wire formats, and
- * struct xdp_md / bpf_raw_tracepoint_args are context structs the verifier rewrites.
+ * struct xdp_md / __sk_buff / bpf_raw_tracepoint_args are context structs the verifier
+ * rewrites.
  * A type whose layout differs between kernels (task_struct, sk_buff, ...) would
  * belong here only with __attribute__((preserve_access_index)).
  */
@@ -97,6 +98,74 @@ struct xdp_md {
 	__u32 ingress_ifindex;
 	__u32 rx_queue_index;
 	__u32 egress_ifindex;
+};
+
+/*
+ * The context of a tc (BPF_PROG_TYPE_SCHED_CLS) program.  Every field up to
+ * hwtstamp, at its UAPI offset; the verifier maps each to the sk_buff.
+ */
+#define __bpf_md_ptr(type, name)	\
+union {					\
+	type name;			\
+	__u64 :64;			\
+} __attribute__((aligned(8)))
+
+struct bpf_flow_keys;
+struct bpf_sock;
+
+struct __sk_buff {
+	__u32 len;
+	__u32 pkt_type;
+	__u32 mark;
+	__u32 queue_mapping;
+	__u32 protocol;
+	__u32 vlan_present;
+	__u32 vlan_tci;
+	__u32 vlan_proto;
+	__u32 priority;
+	__u32 ingress_ifindex;
+	__u32 ifindex;
+	__u32 tc_index;
+	__u32 cb[5];
+	__u32 hash;
+	__u32 tc_classid;
+	__u32 data;
+	__u32 data_end;
+	__u32 napi_id;
+	__u32 family;
+	__u32 remote_ip4;
+	__u32 local_ip4;
+	__u32 remote_ip6[4];
+	__u32 local_ip6[4];
+	__u32 remote_port;
+	__u32 local_port;
+	__u32 data_meta;
+	__bpf_md_ptr(struct bpf_flow_keys *, flow_keys);
+	__u64 tstamp;
+	__u32 wire_len;
+	__u32 gso_segs;
+	__bpf_md_ptr(struct bpf_sock *, sk);
+	__u32 gso_size;
+	__u8 tstamp_type;
+	__u32 :24;
+	__u64 hwtstamp;
+};
+
+/* include/uapi/linux/pkt_cls.h: a tc program's verdicts (cls_bpf, direct action) */
+#define TC_ACT_UNSPEC	(-1)
+#define TC_ACT_OK	0
+#define TC_ACT_SHOT	2
+
+/*
+ * include/uapi/linux/bpf.h: the same verdicts as tcx names them.  TCX_NEXT
+ * (= TC_ACT_UNSPEC) hands the packet to the next program of the chain, where
+ * TCX_PASS (= TC_ACT_OK) would end the chain and skip them.
+ */
+enum tcx_action_base {
+	TCX_NEXT = -1,
+	TCX_PASS = 0,
+	TCX_DROP = 2,
+	TCX_REDIRECT = 7,
 };
 
 struct bpf_raw_tracepoint_args {

@@ -19,10 +19,14 @@ from pingkiller._datapath import ffi, lib
 # structs, enums and maps. A writer records it beside the pins (pingkiller.pins.Identity);
 # every verb compares it before it reads a map. Bump it with any change to the header
 # that changes what a map holds (tests/unit/test_abi_layouts.py fails until you do).
-ABI_VERSION = 3
+# 4: struct pk_event names two bytes of its padding (hook, direction) and the object has
+# the tc programs (TC_PROGRAM_NAMES) beside the XDP one.
+ABI_VERSION = 4
 # ABI versions whose maps this build's program runs on unchanged, so `pingkiller upgrade`
 # adopts them in place. A layout change resets this to {ABI_VERSION}.
-ADOPTABLE_ABI_VERSIONS = frozenset({ABI_VERSION})
+# 3: the maps are those of 4, and its program wrote zeros where an event's hook and
+# direction now are: xdp and in, which is what it was.
+ADOPTABLE_ABI_VERSIONS = frozenset({3, ABI_VERSION})
 # ABI versions whose maps `pingkiller upgrade` converts into this one's (pingkiller.migrate).
 # 1: pins made before versions were recorded; 1 and 2 share their layouts: shared rule
 # maps (hash and LPM trie, hits counted with atomic adds) and no event window.
@@ -43,7 +47,45 @@ PREFIXES_V4_MAP = "prefixes_v4"
 PREFIXES_V6_MAP = "prefixes_v6"
 PREFIX_TRIE_V4_MAP = "prefix_trie_v4"
 PREFIX_TRIE_V6_MAP = "prefix_trie_v6"
-PROGRAM_NAME = "pingkiller"
+PROGRAM_NAME = "pingkiller"  # SEC("xdp")
+# The tc programs (SEC("tc")), one per direction: a tc program cannot tell ingress from
+# egress by itself. Each drops with TC_ACT_SHOT and passes with TCX_NEXT (-1: the next
+# program of the chain runs). Names of at most 15 characters: the kernel keeps no more.
+TC_IN_PROGRAM_NAME = "pingkill_tc_in"
+TC_OUT_PROGRAM_NAME = "pingkill_tc_out"
+
+
+class Hook(enum.IntEnum):
+    """Which entry point judged a packet (an event's ``hook``)."""
+
+    XDP = lib.PK_HOOK_XDP
+    TC = lib.PK_HOOK_TC
+
+    @property
+    def label(self) -> str:
+        """``xdp`` or ``tc``, as output and JSON show it."""
+        return self.name.lower()
+
+
+class Direction(enum.IntEnum):
+    """Which way a packet went through the interface (an event's ``direction``)."""
+
+    IN = lib.PK_DIRECTION_IN
+    OUT = lib.PK_DIRECTION_OUT
+
+    @property
+    def label(self) -> str:
+        """``in`` or ``out``, as output and JSON show it."""
+        return self.name.lower()
+
+
+# The tc program of each direction.
+TC_PROGRAM_NAMES: dict[Direction, str] = {
+    Direction.IN: TC_IN_PROGRAM_NAME, Direction.OUT: TC_OUT_PROGRAM_NAME,
+}
+# A tc program's return codes (<linux/pkt_cls.h>, <linux/bpf.h> enum tcx_action_base).
+TC_ACT_SHOT = 2  # drop (= TCX_DROP)
+TCX_NEXT = -1  # pass on to the next program (= TC_ACT_UNSPEC); TCX_PASS (0) would skip them
 
 
 class Reason(enum.IntEnum):
@@ -173,7 +215,7 @@ EVENT_LAYOUT = Layout("struct pk_event", (
     ("timestamp_ns", "Q"), ("ifindex", "I"), ("length", "I"), ("src", "16s"), ("dst", "16s"),
     ("verdict", "B"), ("reason", "B"), ("family", "B"), ("protocol", "B"),
     ("icmp_type", "B"), ("icmp_code", "B"), ("icmp_id", "H"), ("icmp_seq", "H"),
-    ("pad", "6x"),
+    ("hook", "B"), ("direction", "B"), ("pad", "4x"),
 ))
 # Every struct the program and user space share.
 LAYOUTS = (

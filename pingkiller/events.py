@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from pingkiller import abi
-from pingkiller.abi import Reason
+from pingkiller.abi import Direction, Hook, Reason
 from pingkiller.bpf import XDP_DROP, Map, RecordBatch, RingBuffer
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class Event(NamedTuple):
     length: int
     src_bytes: bytes  # network order; IPv4 in the first 4 bytes
     dst_bytes: bytes
-    verdict_code: int  # XDP_DROP or XDP_PASS
+    verdict_code: int  # XDP_DROP or XDP_PASS, whatever the hook
     reason_code: int
     family: int  # 4, 6, or 0 when the IP header was not parsed
     protocol: int
@@ -84,6 +84,24 @@ class Event(NamedTuple):
     icmp_code: int
     icmp_id: int
     icmp_seq: int
+    hook_code: int  # abi.Hook: which program judged the packet
+    direction_code: int  # abi.Direction: which way it went
+
+    @property
+    def hook(self) -> Hook:
+        return Hook(self.hook_code)
+
+    @property
+    def direction(self) -> Direction:
+        return Direction(self.direction_code)
+
+    @property
+    def where(self) -> str:
+        """``tc in`` or ``tc out`` for a tc program's event; empty for XDP's (always in),
+        whose lines stay as they were before there was a tc program."""
+        if self.hook_code == Hook.XDP and self.direction_code == Direction.IN:
+            return ""
+        return f"{self.hook.label} {self.direction.label}"
 
     @property
     def dropped(self) -> bool:
@@ -134,6 +152,8 @@ class Event(NamedTuple):
             "length": self.length,
             "verdict": self.verdict,
             "reason": self.reason.label,
+            "hook": self.hook.label,
+            "direction": self.direction.label,
             "family": self.family,
             "protocol": self.protocol,
             "src": self.src,
@@ -146,8 +166,11 @@ class Event(NamedTuple):
         }
 
     def describe(self) -> str:
-        """One line: ``198.18.1.2 > 198.18.1.1 echo-request id 7 seq 1: drop (drop_block)``."""
+        """One line: ``198.18.1.2 > 198.18.1.1 echo-request id 7 seq 1: drop (drop_block)``;
+        a tc program's event starts with :attr:`where` (``tc out 198.18.1.1 > ...``)."""
         text = f"{self.src or '?'} > {self.dst or '?'} {self.kind}"
+        if self.where:
+            text = f"{self.where} {text}"
         if self.is_echo:
             text += f" id {self.icmp_id} seq {self.icmp_seq}"
         return f"{text}: {self.verdict} ({self.reason.label})"

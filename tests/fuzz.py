@@ -2,12 +2,13 @@
 """Differential fuzzing of the pingkiller data path against the oracle (tests/oracle.py).
 
 Random and malformed frames under random policies run through BPF_PROG_RUN on the real
-program; verdict, reason counter, rule hits and ring-buffer event must equal the oracle's.
+program (XDP, or either tc program: --entry); verdict, reason counter, rule hits and
+ring-buffer event must equal the oracle's.
 
 This module is both the standalone runner and the library behind
 tests/kernel/test_differential.py (strategies, the loaded data path, the comparison):
 
-    python3 tests/fuzz.py --examples 100000 [--seed N]
+    python3 tests/fuzz.py --examples 100000 [--seed N] [--entry xdp|tc-in|tc-out]
 
 prints "examples: N, mismatches: M", then every mismatch's frame (hex) and policy, and exits
 1 when there was any mismatch. Needs root (BPF_PROG_RUN).
@@ -381,22 +382,69 @@ def scenarios(draw: st.DrawFn, frames: st.SearchStrategy[bytes] = FRAMES) -> Sce
 # ---------------------------------------------------------------------------------------------
 # The real data path, loaded once and reset per case.
 
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry point of the object: the same policy, said in its program type's words."""
+
+    name: str  # as tests and --entry name it
+    program: str
+    hook: abi.Hook
+    direction: abi.Direction
+
+    def retval(self, verdict: int) -> int:
+        """What this program returns for the oracle's verdict (XDP_DROP or XDP_PASS)."""
+        return verdict if self.hook == abi.Hook.XDP else oracle.TC_RETURN[verdict]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+XDP = Entry("xdp", abi.PROGRAM_NAME, abi.Hook.XDP, abi.Direction.IN)
+TC_IN = Entry("tc-in", abi.TC_IN_PROGRAM_NAME, abi.Hook.TC, abi.Direction.IN)
+TC_OUT = Entry("tc-out", abi.TC_OUT_PROGRAM_NAME, abi.Hook.TC, abi.Direction.OUT)
+ENTRIES = (XDP, TC_IN, TC_OUT)
+TC_ENTRIES = (TC_IN, TC_OUT)
+
+
+# The shortest frame BPF_PROG_RUN takes: 14 bytes for XDP; for tc it builds an sk_buff
+# only around a whole IP header, and refuses (EINVAL) an untagged IPv4 frame under 14 + 20
+# bytes and an IPv6 one under 14 + 40. Those cannot be run through the tc programs here
+# (the same C judges them through XDP); real traffic can bring them to tc.
+TC_SHORTEST = {0x0800: 14 + 20, 0x86DD: 14 + 40}
+
+
+def runnable(entry: Entry, frame: bytes) -> bool:
+    """Whether BPF_PROG_RUN runs ``frame`` through ``entry``'s program at all."""
+    if len(frame) < 14:
+        return False
+    if entry.hook == abi.Hook.XDP:
+        return True
+    return len(frame) >= TC_SHORTEST.get(int.from_bytes(frame[12:14], "big"), 14)
+
+
+def signed(retval: int) -> int:
+    """BPF_PROG_RUN's return value (a __u32) as the int the program returned: TCX_NEXT is -1."""
+    return retval - (1 << 32) if retval >= 1 << 31 else retval
+
 @dataclass
 class Observed:
     """What the program did with one frame."""
 
-    verdict: int
+    verdict: int  # what the program returned (signed: TCX_NEXT is -1)
     counters: list[tuple[int, int]]  # per slot: (packets, bytes) added by this run
     hits: dict[Network, int]  # rules whose hits went up
     events: list[tuple[Any, ...]] = field(default_factory=list)  # abi.EVENT rows
+    entry: Entry = XDP  # the program that ran
 
 
 class DataPath:
-    """One loaded pingkiller object that runs scenarios one at a time (close() when done)."""
+    """One loaded pingkiller object that runs scenarios one at a time through one of its
+    entry points (``select``; XDP at first). close() when done."""
 
-    def __init__(self) -> None:
+    def __init__(self, entry: Entry = XDP) -> None:
         self.obj = datapath.load(abi.Config(event_rate=0))
-        self.program = self.obj.programs[abi.PROGRAM_NAME]
+        self.select(entry)
         self.settings = self.obj.maps[abi.SETTINGS_MAP]
         self.counters = self.obj.maps[abi.COUNTERS_MAP]
         self.maps = dict(self.obj.maps)
@@ -404,6 +452,11 @@ class DataPath:
         self.installed: list[tuple[bpf.Map, bytes, Network]] = []
         for name in (*RULE_MAPS, *PREFIX_TRIES.values()):
             self.maps[name].clear()
+
+    def select(self, entry: Entry) -> None:
+        """Run what follows through ``entry``'s program (same maps, same state)."""
+        self.entry = entry
+        self.program = self.obj.programs[entry.program]
 
     def close(self) -> None:
         self.ring.close()
@@ -455,7 +508,7 @@ class DataPath:
         """Run ``frame`` once under the applied policy and collect what changed."""
         self.ring.consume()  # nothing stale
         before = self._counter_totals()
-        verdict = self.program.test_run(frame).retval
+        verdict = signed(self.program.test_run(frame).retval)
         after = self._counter_totals()
         counters = [(a[0] - b[0], a[1] - b[1]) for a, b in zip(after, before, strict=True)]
         hits: dict[Network, int] = {}
@@ -464,7 +517,7 @@ class DataPath:
             if count:
                 hits[network] = count
         events = list(self.ring.consume().unpack(abi.EVENT))
-        return Observed(verdict, counters, hits, events)
+        return Observed(verdict, counters, hits, events, self.entry)
 
 
 def _slot_name(slot: int) -> str:
@@ -482,8 +535,10 @@ def _reason_name(value: int) -> str:
 
 # struct pk_event in order (abi.EVENT rows); padding, if unpacked, comes after these.
 EVENT_LAYOUT = ("timestamp_ns", "ifindex", "length", "src", "dst", "verdict", "reason",
-                "family", "protocol", "icmp_type", "icmp_code", "icmp_id", "icmp_seq")
-# The fields the frame and policy determine (not the time, not the interface).
+                "family", "protocol", "icmp_type", "icmp_code", "icmp_id", "icmp_seq",
+                "hook", "direction")
+# The fields the frame, the policy and the entry point determine (not the time, not the
+# interface).
 EVENT_FIELDS = EVENT_LAYOUT[2:]
 
 
@@ -492,8 +547,10 @@ def _event_fields(row: tuple[Any, ...]) -> dict[str, Any]:
     return {name: named.get(name) for name in EVENT_FIELDS}
 
 
-def _expected_event_fields(event: oracle.Event) -> dict[str, Any]:
-    return {name: int(getattr(event, name)) if name == "reason" else getattr(event, name)
+def _expected_event_fields(event: oracle.Event, entry: Entry) -> dict[str, Any]:
+    where = {"hook": int(entry.hook), "direction": int(entry.direction)}
+    return {name: where[name] if name in where else
+            int(getattr(event, name)) if name == "reason" else getattr(event, name)
             for name in EVENT_FIELDS}
 
 
@@ -501,8 +558,9 @@ def differences(expected: oracle.Outcome, observed: Observed, length: int) -> li
     """Human-readable differences between the oracle's outcome and what the program did
     with a frame of ``length`` bytes (empty when they agree)."""
     problems = []
-    if observed.verdict != expected.verdict:
-        problems.append(f"verdict: expected {expected.verdict}, got {observed.verdict}")
+    verdict = observed.entry.retval(expected.verdict)
+    if observed.verdict != verdict:
+        problems.append(f"verdict: expected {verdict} ({observed.entry}), got {observed.verdict}")
     want = [(0, 0)] * abi.COUNTER_COUNT
     want[expected.reason] = (1, length)
     want[abi.CounterSlot.EVENTS_SENT] = (1, 0) if expected.event else (0, 0)
@@ -516,7 +574,7 @@ def differences(expected: oracle.Outcome, observed: Observed, length: int) -> li
     if observed.hits != dict(expected.hits):
         problems.append(f"hits: expected {_hits(expected.hits)}, got {_hits(observed.hits)}")
     events = [_event_fields(row) for row in observed.events]
-    wanted_events = [_expected_event_fields(expected.event)] if expected.event else []
+    wanted_events = [_expected_event_fields(expected.event, observed.entry)] if expected.event else []
     if len(events) != len(wanted_events):
         problems.append(f"events: expected {len(wanted_events)}, got {len(events)}")
     elif events:
@@ -533,7 +591,8 @@ def _hits(hits: Any) -> str:
 
 
 def check_scenario(path: DataPath, scenario: Scenario) -> list[str]:
-    """The differential check of one scenario, bytes counter included."""
+    """The differential check of one scenario, bytes counter included (see ``runnable``:
+    the caller leaves out what BPF_PROG_RUN would refuse)."""
     path.apply(scenario)
     expected = oracle.judge(scenario.policy, scenario.frame)
     return differences(expected, path.run(scenario.frame), len(scenario.frame))
@@ -556,14 +615,15 @@ def report(scenario: Scenario, problems: list[str]) -> str:
 ROUND = 10_000  # examples per hypothesis run: a fresh run (and seed) bounds its memory
 
 
-def fuzz(examples: int, seed: int, on_result: Callable[[Scenario, list[str]], None]) -> int:
+def fuzz(examples: int, seed: int, on_result: Callable[[Scenario, list[str]], None],
+         entry: Entry = XDP) -> int:
     """Run at least ``examples`` hypothesis-generated scenarios; returns how many ran.
 
     ``on_result`` sees every scenario with its differences (empty when program and oracle
     agree). Nothing is shrunk: every mismatch is reported as generated.
     """
     ran = 0
-    with DataPath() as path:
+    with DataPath(entry) as path:
         round_seed = seed
         while ran < examples:
 
@@ -574,7 +634,8 @@ def fuzz(examples: int, seed: int, on_result: Callable[[Scenario, list[str]], No
             def one(scenario: Scenario) -> None:
                 nonlocal ran
                 ran += 1
-                on_result(scenario, check_scenario(path, scenario))
+                if runnable(path.entry, scenario.frame):
+                    on_result(scenario, check_scenario(path, scenario))
 
             before = ran
             one()
@@ -588,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1] if __doc__ else None)
     parser.add_argument("--examples", type=int, default=10_000, help="scenarios to run")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    parser.add_argument("--entry", choices=[e.name for e in ENTRIES], default=XDP.name,
+                        help="the program to run the frames through (default: xdp)")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     mismatches: list[tuple[Scenario, list[str]]] = []
@@ -602,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
             mismatches.append((scenario, problems))
 
     started = time.monotonic()
-    ran = fuzz(args.examples, seed, on_result)
+    entry = next(e for e in ENTRIES if e.name == args.entry)
+    ran = fuzz(args.examples, seed, on_result, entry)
     elapsed = time.monotonic() - started
     print(f"examples: {ran}, mismatches: {len(mismatches)}")
     print(f"seed: {seed}, time: {elapsed:.1f}s")

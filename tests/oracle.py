@@ -23,6 +23,12 @@ from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Reason, RuleActio
 
 XDP_DROP = 1
 XDP_PASS = 2
+# The tc programs judge the same way and say it in tc's words: drop is TC_ACT_SHOT, pass is
+# TCX_NEXT (not TC_ACT_OK: the programs after it must still run). An event's verdict is
+# XDP_DROP or XDP_PASS whatever the hook.
+TC_ACT_SHOT = 2
+TCX_NEXT = -1
+TC_RETURN = {XDP_DROP: TC_ACT_SHOT, XDP_PASS: TCX_NEXT}
 
 ETH_HLEN = 14
 ETH_P_IP = 0x0800

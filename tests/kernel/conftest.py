@@ -1,8 +1,13 @@
-"""Kernel-tier fixtures: the real XDP program, loaded once, reset before every test.
+"""Kernel-tier fixtures: the real object, loaded once, reset before every test.
 
 ``dp`` is a :class:`Datapath`: it writes config and rules straight through the ABI, runs
 frames with BPF_PROG_RUN and reports what one run changed (return code, counter deltas,
 ring-buffer events), so each test can check all three.
+
+Both ``dp`` and ``path`` run frames through the program of ``entry``: XDP, unless a module
+parametrises it over every entry point (XDP and both tc programs), indirectly::
+
+    pytestmark = pytest.mark.parametrize("entry", fuzz.ENTRIES, indirect=True, ids=str)
 """
 
 from __future__ import annotations
@@ -36,11 +41,17 @@ BASE_CONFIG = abi.Config(events=abi.EventsMode.ALL, event_rate=0)
 class Outcome:
     """What one BPF_PROG_RUN did."""
 
-    retval: int
+    retval: int  # signed: a tc program's TCX_NEXT is -1
     counters: dict[int, tuple[int, int]]  # slot -> (packets, bytes) added, non-zero only
     events: list[Event]
     started_ns: int
     ended_ns: int
+    entry: fuzz.Entry = fuzz.XDP
+
+    @property
+    def dropped(self) -> bool:
+        """The program returned its drop code (XDP_DROP, or TC_ACT_SHOT for tc)."""
+        return self.retval == self.entry.retval(bpflib.XDP_DROP)
 
     @property
     def reasons(self) -> dict[abi.Reason, tuple[int, int]]:
@@ -49,7 +60,8 @@ class Outcome:
     def verify(self, frame: Any, reason: abi.Reason, *, event: bool = True) -> None:
         """Check return code, reason counter (packets and bytes) and the event against
         ``frame`` (a frames.Frame: its bytes and what the parser should learn)."""
-        expected_retval = bpflib.XDP_DROP if reason.dropped else bpflib.XDP_PASS
+        verdict = bpflib.XDP_DROP if reason.dropped else bpflib.XDP_PASS
+        expected_retval = self.entry.retval(verdict)
         assert self.retval == expected_retval, (
             f"retval {self.retval}, expected {expected_retval} for {reason.name}; "
             f"counters {self.reasons}"
@@ -65,7 +77,8 @@ class Outcome:
         ev = self.events[0]
         parsed = frame.parsed
         icmp = parsed.icmp
-        assert ev.verdict_code == expected_retval
+        assert ev.verdict_code == verdict  # XDP's codes, whatever the hook
+        assert (ev.hook, ev.direction) == (self.entry.hook, self.entry.direction)
         assert ev.reason == reason
         assert ev.length == len(frame.data)
         assert ev.family == parsed.family
@@ -74,7 +87,8 @@ class Outcome:
         assert (ev.icmp_type, ev.icmp_code, ev.icmp_id, ev.icmp_seq) == (
             (icmp.type, icmp.code, icmp.id, icmp.seq) if icmp else (0, 0, 0, 0)
         )
-        assert ev.ifindex == LOOPBACK_IFINDEX  # BPF_PROG_RUN's default receive queue: lo
+        # BPF_PROG_RUN's default receive queue (XDP) or sk_buff device (tc): lo
+        assert ev.ifindex == LOOPBACK_IFINDEX
         assert self.started_ns <= ev.timestamp_ns <= self.ended_ns
 
 
@@ -82,12 +96,27 @@ LOOPBACK_IFINDEX = socket.if_nametoindex("lo")
 
 
 class Datapath:
-    """The loaded program with helpers to configure, run and observe it."""
+    """The loaded object with helpers to configure, run (through one entry point) and
+    observe it."""
 
     def __init__(self, obj: bpflib.Object) -> None:
-        self.obj = obj
-        self.program = obj.programs[abi.PROGRAM_NAME]
+        self._obj = obj
+        # Rule maps that may hold entries; None: unknown (a test reached into obj). An
+        # empty 1M-entry hash takes ~1 ms to find empty, so reset skips the clean ones.
+        self._written: set[str] | None = None
+        self.select(fuzz.XDP)
         self.ring = bpflib.RingBuffer(obj.maps[abi.EVENTS_MAP])
+
+    @property
+    def obj(self) -> bpflib.Object:
+        """The loaded object; whatever a test writes through it, reset clears."""
+        self._written = None
+        return self._obj
+
+    def select(self, entry: fuzz.Entry) -> None:
+        """Run frames through ``entry``'s program from now on."""
+        self.entry = entry
+        self.program = self._obj.programs[entry.program]
 
     def configure(self, **fields: Any) -> abi.Config:
         """Write BASE_CONFIG with ``fields`` replaced to the settings map. Without
@@ -96,33 +125,38 @@ class Datapath:
         config = replace(BASE_CONFIG, **fields)
         if "flags" not in fields:
             for name, flag in fuzz.LOOKUP_FLAG_OF.items():
-                if not self.obj.maps[name].is_empty():
+                if self._written is not None and name not in self._written:
+                    continue
+                if not self._obj.maps[name].is_empty():
                     config = replace(config, flags=config.flags | flag)
-        self.obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = config.encode()
+        self._obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = config.encode()
         return config
 
     def rule(self, network: str, action: abi.RuleAction) -> None:
         """Add one rule straight through the ABI, and switch its map's lookup on."""
         net = ipaddress.ip_network(network)
-        fuzz.put_rule(self.obj.maps, net, action)
-        settings = self.obj.maps[abi.SETTINGS_MAP]
+        name = abi.rule_map_name(net)
+        if self._written is not None:
+            self._written |= {name, PREFIX_TRIES.get(name, name)}
+        fuzz.put_rule(self._obj.maps, net, action)
+        settings = self._obj.maps[abi.SETTINGS_MAP]
         config = abi.Config.decode(settings[abi.u32_key(0)])
         flag = fuzz.LOOKUP_FLAG_OF[abi.rule_map_name(net)]
         settings[abi.u32_key(0)] = replace(config, flags=config.flags | flag).encode()
 
     def hits(self, network: str) -> int:
         net = ipaddress.ip_network(network)
-        return abi.decode_rule(self.obj.maps[abi.rule_map_name(net)][abi.rule_key(net)])[1]
+        return abi.decode_rule(self._obj.maps[abi.rule_map_name(net)][abi.rule_key(net)])[1]
 
     def counter(self, slot: int) -> tuple[int, int]:
-        packets, nbytes = self.obj.maps[abi.COUNTERS_MAP].sum(abi.u32_key(slot), abi.COUNTER.format)
+        packets, nbytes = self._obj.maps[abi.COUNTERS_MAP].sum(abi.u32_key(slot), abi.COUNTER.format)
         return packets, nbytes
 
     def counters(self) -> list[tuple[int, int]]:
         return [self.counter(slot) for slot in range(abi.COUNTER_COUNT)]
 
     def timing(self, slot: abi.TimingSlot) -> tuple[int, int]:
-        count, total = self.obj.maps[abi.TIMING_MAP].sum(abi.u32_key(slot), abi.TIMING.format)
+        count, total = self._obj.maps[abi.TIMING_MAP].sum(abi.u32_key(slot), abi.TIMING.format)
         return count, total
 
     def drain(self) -> list[Event]:
@@ -131,6 +165,8 @@ class Datapath:
     def run(self, frame: Any, *, repeat: int = 1) -> Outcome:
         """Run ``frame`` (bytes or a frames.Frame) and report what changed."""
         data = frame if isinstance(frame, bytes | bytearray) else frame.data
+        if not fuzz.runnable(self.entry, bytes(data)):
+            pytest.skip(f"BPF_PROG_RUN refuses this {len(data)}-byte frame for {self.entry}")
         before = self.counters()
         started = time.monotonic_ns()
         result = self.program.test_run(bytes(data), repeat=repeat)
@@ -141,12 +177,17 @@ class Datapath:
             for slot, (b, a) in enumerate(zip(before, after, strict=True))
             if a != b
         }
-        return Outcome(result.retval, deltas, self.drain(), started, ended)
+        return Outcome(fuzz.signed(result.retval), deltas, self.drain(), started, ended,
+                       self.entry)
 
     def reset(self) -> None:
         """Back to BASE_CONFIG, no rules, zeroed counters, timing and budget, empty ring."""
-        for name in (*RULE_MAPS, *PREFIX_TRIES.values(), *STATE_MAPS):
-            self.obj.maps[name].clear()
+        for name in (*RULE_MAPS, *PREFIX_TRIES.values()):
+            if self._written is None or name in self._written:
+                self._obj.maps[name].clear()
+        for name in STATE_MAPS:
+            self._obj.maps[name].clear()
+        self._written = set()
         self.configure()
         self.drain()
 
@@ -170,9 +211,18 @@ def _datapath(loaded_object: bpflib.Object) -> Iterator[Datapath]:
 
 
 @pytest.fixture
-def dp(_datapath: Datapath) -> Datapath:
-    """The loaded program, reset: BASE_CONFIG, no rules, zero counters, empty ring."""
+def entry(request: pytest.FixtureRequest) -> fuzz.Entry:
+    """The entry point ``dp`` and ``path`` run frames through: XDP unless parametrised."""
+    chosen: fuzz.Entry = getattr(request, "param", fuzz.XDP)
+    return chosen
+
+
+@pytest.fixture
+def dp(_datapath: Datapath, entry: fuzz.Entry) -> Datapath:
+    """The loaded object, reset (BASE_CONFIG, no rules, zero counters, empty ring), running
+    frames through ``entry``."""
     _datapath.reset()
+    _datapath.select(entry)
     return _datapath
 
 
@@ -199,8 +249,14 @@ def bpffs_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def path() -> Iterator[fuzz.DataPath]:
-    """The real program with the oracle's harness (tests/fuzz.py), loaded once per module;
-    every example resets what it uses."""
+def _fuzz_path() -> Iterator[fuzz.DataPath]:
     with fuzz.DataPath() as loaded:
         yield loaded
+
+
+@pytest.fixture
+def path(_fuzz_path: fuzz.DataPath, entry: fuzz.Entry) -> fuzz.DataPath:
+    """The real object with the oracle's harness (tests/fuzz.py), loaded once per module,
+    running frames through ``entry``; every example resets what it uses."""
+    _fuzz_path.select(entry)
+    return _fuzz_path

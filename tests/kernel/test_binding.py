@@ -432,7 +432,8 @@ def test_object_from_file():
         assert not from_file.loaded
         from_file.load()
         assert from_file.loaded
-        assert set(from_file.programs) == {abi.PROGRAM_NAME}
+        assert set(from_file.programs) == {abi.PROGRAM_NAME, *abi.TC_PROGRAM_NAMES.values()}
+        assert from_file.programs[abi.TC_IN_PROGRAM_NAME].type_name == "sched_cls"
         assert abi.RULES_V4_MAP in from_file.maps
         from_file.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = abi.Config(
             default_action=abi.DefaultAction.DROP

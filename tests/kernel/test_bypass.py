@@ -6,6 +6,8 @@ header chains, a first fragment cut inside the ICMP header); each one must be dr
 the policy says drop. The "no collateral" cases check the converse: neighbour discovery,
 TCP and UDP pass under every ping-only policy.
 
+Every case runs through each entry point: the XDP program and both tc programs.
+
 Frames are built with scapy, independently of the struct builders in tests/fuzz.py, and
 every case is also checked field by field (verdict, reason counter, hits, event) against
 the oracle in tests/oracle.py.
@@ -44,7 +46,10 @@ from scapy.packet import Packet, Raw
 
 from pingkiller import abi
 
-pytestmark = pytest.mark.root
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.parametrize("entry", fuzz.ENTRIES, indirect=True, ids=str),
+]
 
 R = abi.Reason
 BLOCK, ALLOW = abi.RuleAction.BLOCK, abi.RuleAction.ALLOW
@@ -65,6 +70,8 @@ def judge(path: fuzz.DataPath, frame: Packet | bytes, rules: Rules = (),
         events=abi.EventsMode.ALL, **config,
     )
     scenario = fuzz.Scenario(policy, bytes(frame))
+    if not fuzz.runnable(path.entry, scenario.frame):
+        pytest.skip(f"BPF_PROG_RUN refuses this {len(scenario.frame)}-byte frame for {path.entry}")
     path.apply(scenario)
     observed = path.run(scenario.frame)
     expected = oracle.judge(policy, scenario.frame)
@@ -79,11 +86,11 @@ def reason(observed: fuzz.Observed) -> abi.Reason:
 
 
 def assert_dropped(observed: fuzz.Observed, why: abi.Reason) -> None:
-    assert (observed.verdict, reason(observed)) == (XDP_DROP, why)
+    assert (observed.verdict, reason(observed)) == (observed.entry.retval(XDP_DROP), why)
 
 
 def assert_passed(observed: fuzz.Observed, why: abi.Reason) -> None:
-    assert (observed.verdict, reason(observed)) == (XDP_PASS, why)
+    assert (observed.verdict, reason(observed)) == (observed.entry.retval(XDP_PASS), why)
 
 
 def ether(*tags: Packet) -> Packet:

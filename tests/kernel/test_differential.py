@@ -6,8 +6,10 @@ lying lengths, IPv6 extension-header chains, truncation anywhere), runs the fram
 BPF_PROG_RUN on the real program and demands that verdict, reason counter (packets and
 bytes), event counters, rule hits and ring-buffer event equal what tests/oracle.py says.
 
-21,000 examples in all, derandomized so CI sees the same ones every run. Strategies and
-the harness live in tests/fuzz.py, which also runs the same check standalone at scale.
+21,000 examples through the XDP program and 3,600 through each tc program (the same
+oracle: the tc programs judge alike and say it with TC_ACT_SHOT / TCX_NEXT), derandomized
+so CI sees the same ones every run. Strategies and the harness live in tests/fuzz.py, which
+also runs the same check standalone at scale (--entry picks the program).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import fuzz
 import oracle
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pingkiller import abi, bpf
@@ -26,12 +28,17 @@ DIFFERENTIAL = settings(
     deadline=None,
     derandomize=True,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # ``path`` only selects the program of a loaded object that every example resets.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                           HealthCheck.function_scoped_fixture],
 )
+# Each tc program: fewer examples (the frames and policies are XDP's; only the entry differs).
+TC = pytest.mark.parametrize("entry", fuzz.TC_ENTRIES, indirect=True, ids=str)
 
 
 
 def agree(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:
+    assume(fuzz.runnable(path.entry, scenario.frame))  # tc: no sk_buff of a runt IP frame
     problems = fuzz.check_scenario(path, scenario)
     assert not problems, "program and oracle disagree\n" + fuzz.report(scenario, problems)
 
@@ -62,31 +69,61 @@ def _framed(draw: st.DrawFn, packets: st.SearchStrategy[tuple[bytes, int]],
     return frame[: fuzz.MAX_FRAME]
 
 
+RANDOM = fuzz.scenarios()
+IPV6_CHAINS = scenarios_with(_framed(fuzz.IPV6_PACKETS, 0x86DD))
+IPV4_OPTIONS = scenarios_with(_framed(fuzz.IPV4_PACKETS, 0x0800))
+
+
 @settings(DIFFERENTIAL, max_examples=10_000)
-@given(fuzz.scenarios())
+@given(RANDOM)
 def test_random_frames_under_random_policies(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:
     agree(path, scenario)
 
 
 @settings(DIFFERENTIAL, max_examples=5_500)
-@given(scenarios_with(_framed(fuzz.IPV6_PACKETS, 0x86DD)))
+@given(IPV6_CHAINS)
 def test_ipv6_extension_header_chains(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:
     agree(path, scenario)
 
 
 @settings(DIFFERENTIAL, max_examples=5_500)
-@given(scenarios_with(_framed(fuzz.IPV4_PACKETS, 0x0800)))
+@given(IPV4_OPTIONS)
 def test_ipv4_options_and_fragments(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:
     agree(path, scenario)
 
 
+@TC
+@settings(DIFFERENTIAL, max_examples=1_800)
+@given(RANDOM)
+def test_tc_random_frames_under_random_policies(path: fuzz.DataPath,
+                                                scenario: fuzz.Scenario) -> None:
+    agree(path, scenario)
+
+
+@TC
+@settings(DIFFERENTIAL, max_examples=900)
+@given(IPV6_CHAINS)
+def test_tc_ipv6_extension_header_chains(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:
+    agree(path, scenario)
+
+
+@TC
+@settings(DIFFERENTIAL, max_examples=900)
+@given(IPV4_OPTIONS)
+def test_tc_ipv4_options_and_fragments(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:
+    agree(path, scenario)
+
+
+@pytest.mark.parametrize("entry", fuzz.ENTRIES, indirect=True, ids=str)
 def test_frames_shorter_than_ethernet_are_refused(path: fuzz.DataPath) -> None:
-    """BPF_PROG_RUN refuses XDP input under 14 bytes, so the generators never make any."""
+    """BPF_PROG_RUN refuses XDP and sk_buff input under 14 bytes, so the generators never
+    make any."""
     with pytest.raises(bpf.BpfError):
         path.program.test_run(bytes(13))
     assert oracle.judge(oracle.Policy(), bytes(13)).reason == abi.Reason.PASS_UNPARSED
 
 
+@pytest.mark.parametrize("entry", fuzz.ENTRIES, indirect=True, ids=str)
 def test_harness_notices_a_wrong_oracle(path: fuzz.DataPath) -> None:
     """The comparison is not vacuous: a doctored expectation is reported on every field."""
     frame = bytes.fromhex(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import fuzz
+import pytest
 from frames import echo6
 
 from pingkiller import abi
@@ -42,11 +44,12 @@ def padding_bytes(ctype: str) -> list[int]:
 
 
 def test_event_padding_is_named():
-    # The bytes past icmp_seq: a pad field, not the compiler's tail padding.
-    assert padding_bytes("struct pk_event") == list(range(58, 64))
-    assert ffi.offsetof("struct pk_event", "pad") == 58
+    # The bytes past hook and direction: a pad field, not the compiler's tail padding.
+    assert padding_bytes("struct pk_event") == list(range(60, 64))
+    assert ffi.offsetof("struct pk_event", "pad") == 60
 
 
+@pytest.mark.parametrize("entry", fuzz.ENTRIES, indirect=True, ids=str)
 def test_event_padding_bytes_are_zero(dp):
     padding = padding_bytes("struct pk_event")
     per_run = RING_BYTES // 2 // RECORD_BYTES  # half the ring: never full, nothing lost

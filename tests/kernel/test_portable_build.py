@@ -74,7 +74,8 @@ def test_object_carries_btf_and_needs_no_relocation(blind_object: Path) -> None:
     report = doctor.inspect_object(blind_object.read_bytes())
     assert report.has_btf and report.has_btf_ext  # maps' BTF, line and function info
     assert report.core_relocations == 0  # UAPI types only: nothing to relocate
-    assert report.programs == {abi.PROGRAM_NAME: "xdp"}
+    assert report.programs == {abi.PROGRAM_NAME: "xdp", abi.TC_IN_PROGRAM_NAME: "tc",
+                               abi.TC_OUT_PROGRAM_NAME: "tc"}
 
 
 def test_object_loads_and_judges_without_kernel_btf(blind_object: Path) -> None:

@@ -1,4 +1,6 @@
-"""Every verdict path of the XDP data path, through BPF_PROG_RUN on the real kernel.
+"""Every verdict path of the data path, through BPF_PROG_RUN on the real kernel, for each
+entry point: the XDP program and both tc programs (the same table: a tc program drops with
+TC_ACT_SHOT where XDP says XDP_DROP and passes with TCX_NEXT where XDP says XDP_PASS).
 
 Each case checks the return code, the reason counter (packets and bytes) and the
 ring-buffer event together (``Outcome.verify``); rule hits, event modes, the event rate
@@ -10,6 +12,7 @@ from __future__ import annotations
 import errno
 import struct
 
+import fuzz
 import pytest
 from frames import (
     ETH_P_8021AD,
@@ -47,7 +50,10 @@ from frames import (
 from pingkiller import abi
 from pingkiller.bpf import BpfError
 
-pytestmark = pytest.mark.root
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.parametrize("entry", fuzz.ENTRIES, indirect=True, ids=str),
+]
 
 R = abi.Reason
 BLOCK, ALLOW = abi.RuleAction.BLOCK, abi.RuleAction.ALLOW
@@ -447,10 +453,14 @@ def test_truncated_frames_under_all_protocols_block(dp, template, header, length
 
 
 def test_frames_shorter_than_ethernet_header_are_refused_by_prog_run(dp):
-    """The kernel will not build an XDP frame under 14 bytes, so that path cannot be run
-    here (the program's own bounds check passes it as unparsed; see truncation tests)."""
-    data = bytes(4) + bytes(range(10))  # 4 bytes of metadata, then a 10-byte frame
-    context = struct.pack("=6I", 4, len(data), 0, 0, 0, 0)  # struct xdp_md
+    """The kernel will not build an XDP frame or an sk_buff under 14 bytes, so that path
+    cannot be run here (the program's own bounds check passes it as unparsed; see
+    truncation tests)."""
+    if dp.entry.hook == abi.Hook.XDP:
+        data = bytes(4) + bytes(range(10))  # 4 bytes of metadata, then a 10-byte frame
+        context: bytes | None = struct.pack("=6I", 4, len(data), 0, 0, 0, 0)  # struct xdp_md
+    else:
+        data, context = bytes(range(13)), None
     with pytest.raises(BpfError) as refused:
         dp.program.test_run(data, context=context)
     assert refused.value.errno == errno.EINVAL
@@ -602,7 +612,7 @@ def test_rule_hits_with_repeat(dp):
     dp.rule(f"{V6_DST}/128", BLOCK)
     frame = echo6()
     outcome = dp.run(frame, repeat=50)
-    assert outcome.retval == 1
+    assert outcome.dropped
     assert outcome.reasons == {R.DROP_BLOCK: (50, 50 * len(frame))}
     assert dp.hits(f"{V6_DST}/128") == 50
 

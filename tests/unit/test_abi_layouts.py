@@ -49,7 +49,7 @@ def test_no_implicit_padding(layout):
 def test_an_offset_wrong_at_the_same_size_is_caught():
     # icmp_id one byte, pad one byte longer: same 64 bytes, so a size check passes;
     # icmp_seq and pad now sit one byte early.
-    wrong = _with_field(_with_field(EVENT, "icmp_id", "B"), "pad", "7x")
+    wrong = _with_field(_with_field(EVENT, "icmp_id", "B"), "pad", "5x")
     assert wrong.struct.size == ffi.sizeof("struct pk_event")
     problems = abi.layout_problems(wrong, ffi)
     assert any("pk_event.icmp_seq" in p and "offset 56" in p and "at 55" in p for p in problems)
@@ -74,19 +74,21 @@ def test_a_missing_field_is_caught():
 
 
 def test_compiler_padding_in_the_c_is_caught():
-    # The old struct pk_event: a __u16 pad and 4 bytes of implicit tail padding. The
-    # Python layout of 64 bytes matched its size; the field check does not.
+    # Like the first struct pk_event: a __u16 pad and implicit tail padding (2 bytes
+    # here). The Python layout of 64 bytes matches its size; the field check does not.
     old = cffi.FFI()
     old.cdef("""
         struct pk_event {
             uint64_t timestamp_ns; uint32_t ifindex; uint32_t length;
             uint8_t src[16]; uint8_t dst[16];
             uint8_t verdict, reason, family, protocol, icmp_type, icmp_code;
-            uint16_t icmp_id, icmp_seq, pad;
+            uint16_t icmp_id, icmp_seq;
+            uint8_t hook, direction;
+            uint16_t pad;
         };
     """)
     assert old.sizeof("struct pk_event") == EVENT.struct.size
-    with pytest.raises(abi.AbiMismatchError, match=r"pk_event\.pad is 2 bytes at offset 58"):
+    with pytest.raises(abi.AbiMismatchError, match=r"pk_event\.pad is 2 bytes at offset 60"):
         abi.check_layouts((EVENT,), old)
 
 
@@ -131,7 +133,8 @@ def test_counter_slots_follow_the_reasons():
 # the ABI changed: bump abi.ABI_VERSION (and ADOPTABLE_ABI_VERSIONS, if the maps of
 # older versions no longer fit: then pingkiller.migrate converts them), then record the
 # new fingerprint here. 3: per-CPU rule maps, prefix tries, the event window in jiffies.
-ABI_FINGERPRINTS = {2: "43e316cae844d073", 3: "6bc5938419173651"}
+# 4: an event's hook and direction (two bytes of its padding), for the tc programs.
+ABI_FINGERPRINTS = {2: "43e316cae844d073", 3: "6bc5938419173651", 4: "c4c6c71818b4f647"}
 
 
 def _abi_text() -> str:
@@ -159,7 +162,27 @@ def test_the_abi_version_names_the_abi():
 
 
 def test_older_versions_are_converted_not_adopted():
-    # ABI 3 changed the rule maps' types: older pins are converted by `upgrade`.
-    assert {abi.ABI_VERSION} == abi.ADOPTABLE_ABI_VERSIONS
+    # ABI 3 changed the rule maps' types: older pins are converted by `upgrade`. ABI 4
+    # only named two bytes of an event's padding, which ABI 3's program zeroed: adopted.
+    assert abi.ABI_VERSION == 4
+    assert {3, 4} == abi.ADOPTABLE_ABI_VERSIONS
     assert {1, 2} == abi.MIGRATABLE_ABI_VERSIONS
     assert not abi.ADOPTABLE_ABI_VERSIONS & abi.MIGRATABLE_ABI_VERSIONS
+
+
+def test_abi_3_events_read_as_xdp_in():
+    # Where ABI 3 had zeroed padding, ABI 4 has hook and direction: zeros mean xdp, in.
+    offsets = EVENT.offsets()
+    assert offsets["hook"] == (58, 1) and offsets["direction"] == (59, 1)
+    assert offsets["pad"] == (60, 4) and EVENT.struct.size == 64
+    assert abi.Hook(0) is abi.Hook.XDP and abi.Direction(0) is abi.Direction.IN
+    assert [h.label for h in abi.Hook] == ["xdp", "tc"]
+    assert [d.label for d in abi.Direction] == ["in", "out"]
+
+
+def test_program_names_fit_the_kernel():
+    # BPF_OBJ_NAME_LEN is 16 with the NUL: a longer name shows cut in bpftool and prog info.
+    names = [abi.PROGRAM_NAME, *abi.TC_PROGRAM_NAMES.values()]
+    assert len(set(names)) == 3 and all(len(name) <= 15 for name in names)
+    assert abi.TC_PROGRAM_NAMES[abi.Direction.IN] == abi.TC_IN_PROGRAM_NAME
+    assert abi.TC_PROGRAM_NAMES[abi.Direction.OUT] == abi.TC_OUT_PROGRAM_NAME

@@ -221,7 +221,7 @@ def check_object(report: ObjectReport) -> Check:
 
 def check_xdp_native(ifname: str) -> Check:
     """Attach the (pass-everything) data path in native mode to ``ifname`` and detach again."""
-    from pingkiller import datapath
+    from pingkiller import abi, datapath
     from pingkiller.bpf import BpfError, NotSupportedError, XdpLink, XdpMode, xdp_query
     from pingkiller.errors import PermissionDenied, PingkillerError
     from pingkiller.interfaces import interface_index
@@ -241,7 +241,7 @@ def check_xdp_native(ifname: str) -> Check:
                      f"{state.attached_ids[0]} ({state.mode.value} mode); not disturbed")
     with datapath.load() as obj:
         try:
-            with XdpLink.attach(obj.programs["pingkiller"], ifindex, XdpMode.NATIVE) as link:
+            with XdpLink.attach(obj.programs[abi.PROGRAM_NAME], ifindex, XdpMode.NATIVE) as link:
                 mode = link.mode
                 link.detach()
         except NotSupportedError:

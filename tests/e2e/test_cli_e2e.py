@@ -42,7 +42,7 @@ STATS_FIELDS = {"interface", "packets", "bytes", "dropped", "passed", "events", 
                 "kernel_run_time"}
 EVENT_FIELDS = {"time", "backlog", "timestamp_ns", "ifindex", "length", "verdict", "reason",
                 "family", "protocol", "src", "dst", "type", "icmp_type", "icmp_code", "icmp_id",
-                "icmp_seq"}
+                "icmp_seq", "hook", "direction"}
 REASONS = {"pass_not_ping", "pass_allow", "pass_default", "drop_block", "drop_default",
            "pass_fragment", "pass_unparsed"}
 

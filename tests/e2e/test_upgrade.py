@@ -87,13 +87,15 @@ lib = ffi.dlopen(None)
 
 def make_release(where: Path, commit: str) -> list[str]:
     """Build the pingkiller of ``commit`` (this repository's history) in ``where``, as
-    it was released: its BPF object from its kern/, its Python package, its ABI; only
-    the generic libbpf extension is this build's (the binding has not changed since).
-    Returns its CLI command."""
+    it was released: its BPF object from its kern/, its libbpf extension from its
+    cffi_src/ (its build.py), its Python package and its ABI (the one extension not
+    compiled: its ABI is read from its header in cffi's ABI mode). Returns its CLI."""
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "pingkiller", "kern",
-                              "cffi_src"], capture_output=True, check=True).stdout
+                              "cffi_src", "build.py"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
-    shutil.copy(ROOT / "pingkiller" / "bpf" / "_libbpf.abi3.so", where / "pingkiller" / "bpf")
+    subprocess.run([sys.executable, "-P", "-c", "import build; build.compile_in_place(build.libbpf_ffi)"],
+                   cwd=where, env={**os.environ, "PYTHONPATH": str(where)}, check=True,
+                   capture_output=True)
     (where / "pingkiller" / "_datapath.py").write_text(_DATAPATH_OF_A_RELEASE)
     elf = where / "release.bpf.o"
     subprocess.run(

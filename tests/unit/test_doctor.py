@@ -16,10 +16,12 @@ from pingkiller.cli import app
 from pingkiller.doctor import FAIL, OK, SKIP, WARN, Check
 from pingkiller.sandbox import Sandbox
 
+# The object's programs and their types: XDP, and tc for each direction.
+PROGRAMS = {abi.PROGRAM_NAME: "xdp", abi.TC_IN_PROGRAM_NAME: "tc", abi.TC_OUT_PROGRAM_NAME: "tc"}
 
 def test_embedded_object_inspected_with_pyelftools() -> None:
     report = doctor.inspect_object(datapath.elf_bytes())
-    assert report.programs == {abi.PROGRAM_NAME: "xdp"}
+    assert report.programs == PROGRAMS
     for name in (abi.SETTINGS_MAP, abi.COUNTERS_MAP, abi.TIMING_MAP, abi.EVENTS_MAP,
                  abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP,
                  abi.PREFIX_TRIE_V4_MAP, abi.PREFIX_TRIE_V6_MAP):
@@ -129,7 +131,7 @@ def test_cli_json_lists_every_check_and_exit_code_matches() -> None:
     assert names == ["kernel", "kernel BTF", "bpffs", "capabilities", "libbpf", "BPF object",
                      "XDP native mode"]
     assert data["checks"][-1]["status"] == SKIP  # only tried on an interface the user names
-    assert data["object"]["programs"] == {abi.PROGRAM_NAME: "xdp"}
+    assert data["object"]["programs"] == PROGRAMS
     assert result.exit_code == (0 if data["ok"] else 1)
     assert data["ok"] == all(check["status"] != FAIL for check in data["checks"])
 

@@ -8,6 +8,7 @@ for an interface the user names, whether XDP native (driver) mode is available t
 from __future__ import annotations
 
 import enum
+import errno
 import io
 import platform
 import re
@@ -252,13 +253,30 @@ def check_xdp_native(ifname: str) -> Check:
     return Check(name, OK, f"available ({mode.value} mode in effect while tested)")
 
 
+def check_tcx() -> Check:
+    """Whether the kernel has tcx hooks (Linux 6.6): link-based tc programs, several per
+    hook, which the tc entry points of the object attach to. Asks loopback's ingress."""
+    from pingkiller.bpf import BpfError, TcDirection, tcx_query
+
+    try:
+        tcx_query(1, TcDirection.INGRESS)
+    except BpfError as err:
+        if err.errno in (errno.EPERM, errno.EACCES):
+            return Check("tcx", SKIP, "needs the capabilities above")
+        if err.errno == errno.EINVAL:
+            return Check("tcx", WARN, "not available (needs Linux 6.6): the tc programs "
+                         "cannot attach through tcx links here", "nothing to do for XDP")
+        return Check("tcx", FAIL, str(err), "see docs/troubleshooting.md")
+    return Check("tcx", OK, "available: tc ingress and egress hooks with several programs each")
+
+
 def run(interface: str | None = None) -> tuple[list[Check], ObjectReport]:
     """Every check, in order; the XDP mode is tried only on ``interface`` when given."""
     from pingkiller import datapath
 
     report = inspect_object(datapath.elf_bytes())
     checks = [check_kernel(), check_btf(report.core_relocations), check_bpffs(),
-              check_capabilities(), check_libbpf(), check_object(report)]
+              check_capabilities(), check_libbpf(), check_object(report), check_tcx()]
     if interface is None:
         checks.append(Check("XDP native mode", SKIP, "name an interface with --interface IF to "
                                                      "try it (attaches and detaches at once)"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 from pathlib import Path
@@ -129,7 +130,7 @@ def test_cli_json_lists_every_check_and_exit_code_matches() -> None:
     data = json.loads(result.stdout)
     names = [check["name"] for check in data["checks"]]
     assert names == ["kernel", "kernel BTF", "bpffs", "capabilities", "libbpf", "BPF object",
-                     "XDP native mode"]
+                     "tcx", "XDP native mode"]
     assert data["checks"][-1]["status"] == SKIP  # only tried on an interface the user names
     assert data["object"]["programs"] == PROGRAMS
     assert result.exit_code == (0 if data["ok"] else 1)
@@ -211,3 +212,13 @@ def test_core_relocation_count_matches_libbpf(tmp_path: Path) -> None:
         counted = sum(int(m.group(1)) for m in found if m)
         assert doctor.inspect_object(elf).core_relocations == counted
         assert counted == (2 if path else 0)
+
+
+def test_tcx_is_reported() -> None:
+    # This machine's kernel (6.18) has tcx; as root the query answers.
+    check = doctor.check_tcx()
+    if os.geteuid() != 0:
+        assert check.status == SKIP
+        return
+    assert (check.name, check.status) == ("tcx", OK)
+    assert "ingress and egress" in check.detail

@@ -169,16 +169,50 @@ def xdp_query(ifindex: int) -> XdpState:
     )
 
 
-class XdpLink(Link):
+class _InterfaceLink(Link):
+    """A link holding a program of one type on an interface: XDP's and tcx's share how a
+    program is swapped in and how the link is detached."""
+
+    PROGRAM_TYPE: ClassVar[int]
+    WHAT: ClassVar[str]  # e.g. "XDP program", in messages
+
+    @classmethod
+    def _check(cls, program: Program, operation: str) -> None:
+        check_type(ObjectKind.PROGRAM, program.type, cls.PROGRAM_TYPE,
+                   f"program {program.name!r}", operation)
+
+    def update(self, program: Program, expected: Program | None = None) -> None:
+        """Swap in ``program`` atomically, in the link's place (only if ``expected`` is
+        what runs, when given)."""
+        operation = f"replacing the {self.WHAT}"
+        self._check(program, operation)
+        opts = ffi.new("struct bpf_link_update_opts *")
+        opts.sz = ffi.sizeof("struct bpf_link_update_opts")
+        if expected is not None:
+            opts.flags = lib.BPF_F_REPLACE
+            opts.old_prog_fd = expected.fd
+        check(lib.bpf_link_update(self.fd, program.fd, opts), operation)
+
+    def detach(self) -> None:
+        """Take the program off the interface (the link stays valid but defunct until
+        closed); a link already defunct is left so."""
+        result = lib.bpf_link_detach(self.fd)
+        if result < 0 and -result not in (errno.ENOLINK, errno.EINVAL):
+            raise BpfError(-result, f"detaching the {self.WHAT}'s link")
+
+
+class XdpLink(_InterfaceLink):
     """An XDP program attached to an interface through a bpf_link."""
 
     LINK_TYPES = frozenset({LINK_TYPE_XDP})
+    PROGRAM_TYPE = PROG_TYPE_XDP
+    WHAT = "XDP program"
 
     @classmethod
     def attach(cls, program: Program, ifindex: int, mode: XdpMode = XdpMode.AUTO) -> XdpLink:
         """Attach ``program`` to ``ifindex``; fails with EBUSY if an XDP program is there,
         with WrongObjectType before trying if ``program`` is not an XDP program."""
-        _check_xdp(program, "attaching XDP program")
+        cls._check(program, "attaching XDP program")
         opts = ffi.new("struct bpf_link_create_opts *")
         opts.sz = ffi.sizeof("struct bpf_link_create_opts")
         opts.flags = _MODE_FLAGS[mode]
@@ -200,26 +234,6 @@ class XdpLink(Link):
             return XdpMode.NONE
         return xdp_query(ifindex).mode
 
-    def update(self, program: Program, expected: Program | None = None) -> None:
-        """Swap in ``program`` atomically (only if ``expected`` is what runs, when given)."""
-        _check_xdp(program, "replacing the XDP program")
-        opts = ffi.new("struct bpf_link_update_opts *")
-        opts.sz = ffi.sizeof("struct bpf_link_update_opts")
-        if expected is not None:
-            opts.flags = lib.BPF_F_REPLACE
-            opts.old_prog_fd = expected.fd
-        check(lib.bpf_link_update(self.fd, program.fd, opts), "replacing the XDP program")
-
-    def detach(self) -> None:
-        """Detach from the interface (the link stays valid but defunct until closed)."""
-        result = lib.bpf_link_detach(self.fd)
-        if result < 0 and -result not in (errno.ENOLINK, errno.EINVAL):
-            raise BpfError(-result, "detaching XDP link")
-
-
-def _check_xdp(program: Program, operation: str) -> None:
-    check_type(ObjectKind.PROGRAM, program.type, PROG_TYPE_XDP, f"program {program.name!r}",
-               operation)
 
 
 class TcDirection(enum.Enum):
@@ -233,7 +247,7 @@ class TcDirection(enum.Enum):
         return ATTACH_TCX_INGRESS if self is TcDirection.INGRESS else ATTACH_TCX_EGRESS
 
 
-class TcxLink(Link):
+class TcxLink(_InterfaceLink):
     """A tc (SCHED_CLS) program on an interface's tcx hook, through a bpf_link (Linux 6.6).
 
     A tcx hook runs several programs in order, each link one of them; a program that
@@ -242,6 +256,8 @@ class TcxLink(Link):
     """
 
     LINK_TYPES = frozenset({LINK_TYPE_TCX})
+    PROGRAM_TYPE = PROG_TYPE_SCHED_CLS
+    WHAT = "tc program"
 
     @classmethod
     def attach(cls, program: Program, ifindex: int, direction: TcDirection, *,
@@ -249,7 +265,7 @@ class TcxLink(Link):
         """Attach ``program`` to ``ifindex``'s ``direction`` hook, after every program
         there (``first``: before every one). NotSupportedError where the kernel has no
         tcx (before 6.6); WrongObjectType before trying if ``program`` is not SCHED_CLS."""
-        _check_tc(program, "attaching a tc program")
+        cls._check(program, "attaching a tc program")
         opts = ffi.new("struct bpf_link_create_opts *")
         opts.sz = ffi.sizeof("struct bpf_link_create_opts")
         opts.flags = _F_BEFORE if first else 0
@@ -269,23 +285,6 @@ class TcxLink(Link):
         """The hook the link is on."""
         attach_type = self.info().attach_type
         return TcDirection.INGRESS if attach_type == ATTACH_TCX_INGRESS else TcDirection.EGRESS
-
-    def update(self, program: Program, expected: Program | None = None) -> None:
-        """Swap in ``program`` atomically, in the same place of the hook's order (only if
-        ``expected`` is what runs, when given)."""
-        _check_tc(program, "replacing the tc program")
-        opts = ffi.new("struct bpf_link_update_opts *")
-        opts.sz = ffi.sizeof("struct bpf_link_update_opts")
-        if expected is not None:
-            opts.flags = lib.BPF_F_REPLACE
-            opts.old_prog_fd = expected.fd
-        check(lib.bpf_link_update(self.fd, program.fd, opts), "replacing the tc program")
-
-    def detach(self) -> None:
-        """Take the program off the hook (the link stays valid but defunct until closed)."""
-        result = lib.bpf_link_detach(self.fd)
-        if result < 0 and -result not in (errno.ENOLINK, errno.EINVAL):
-            raise BpfError(-result, "detaching tcx link")
 
 
 def tcx_query(ifindex: int, direction: TcDirection) -> list[int]:
@@ -312,7 +311,3 @@ def tcx_supported() -> bool:
     opts.sz = ffi.sizeof("struct bpf_prog_query_opts")
     return lib.bpf_prog_query_opts(1, ATTACH_TCX_INGRESS, opts) == 0
 
-
-def _check_tc(program: Program, operation: str) -> None:
-    check_type(ObjectKind.PROGRAM, program.type, PROG_TYPE_SCHED_CLS, f"program {program.name!r}",
-               operation)

@@ -49,14 +49,11 @@ from pingkiller.errors import (
 from pingkiller.policy import Policy, Rule, default_action, format_network, parse_network
 from pingkiller.rules import (
     LOOKUP_FLAGS,
-    RULE_MAPS,
     RuleEntry,
     RuleKeys,
     RuleScan,
     RuleTable,
-    hit_counts,
     read_rule_keys,
-    rule_batches,
 )
 from pingkiller.stats import Stats, read_stats, run_time_stats
 
@@ -529,11 +526,7 @@ class Attachment:
             _load_object(obj)
             obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = self.maps[abi.SETTINGS_MAP][abi.u32_key(0)]
             table = RuleTable(obj.maps)
-            before = hit_counts(self.maps)
-            for name in RULE_MAPS:
-                for keys, values in rule_batches(self.maps[name]):
-                    table.restore(name, keys, b"".join(values))
-            table.refresh_lookup_flags()
+            before = table.copy_from(self.maps)
             changed = edit(table)
             _publish(obj, self.ifname, self.link)
         except BaseException:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from pingkiller import abi
 from pingkiller.bpf import Map
-from pingkiller.rules import RULE_MAPS, RuleTable, rule_batches
+from pingkiller.rules import RuleTable
 
 # The maps ABI 1 and 2 pinned. Their rule maps were shared, not per-CPU (a hash per
 # family for addresses, an LPM trie per family for prefixes), one struct pk_rule a value,
@@ -37,16 +37,4 @@ def convert(old: Mapping[str, Map], new: Mapping[str, Map]) -> dict[str, dict[by
     :meth:`RuleTable.carry_hits` once the new program runs."""
     config = abi.Config.decode(old[abi.SETTINGS_MAP][abi.u32_key(0)])
     new[abi.SETTINGS_MAP][abi.u32_key(0)] = config.encode()
-    table = RuleTable(new)
-    read: dict[str, dict[bytes, int]] = {}
-    for name in RULE_MAPS:
-        seen: dict[bytes, int] = {}
-        read[name] = seen
-        cpus = new[name].cpus
-        for keys, values in rule_batches(old[name]):
-            rules = list(map(abi.decode_rule, values))
-            table.restore(name, keys, b"".join(
-                abi.encode_rule(action, hits, cpus=cpus) for action, hits in rules))
-            seen.update(zip(keys, (hits for _, hits in rules), strict=True))
-    table.refresh_lookup_flags()
-    return read
+    return RuleTable(new).copy_from(old)

@@ -41,12 +41,12 @@ RULE_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIX
 PREFIX_TRIES = {abi.PREFIXES_V4_MAP: abi.PREFIX_TRIE_V4_MAP,
                 abi.PREFIXES_V6_MAP: abi.PREFIX_TRIE_V6_MAP}
 # The flag that tells the program a rule map holds rules (it skips empty ones).
-_LOOKUP_FLAGS = {
+LOOKUP_FLAG_OF = {
     abi.RULES_V4_MAP: abi.ConfigFlag.EXACT_V4, abi.RULES_V6_MAP: abi.ConfigFlag.EXACT_V6,
     abi.PREFIXES_V4_MAP: abi.ConfigFlag.PREFIXES_V4, abi.PREFIXES_V6_MAP: abi.ConfigFlag.PREFIXES_V6,
 }
 LOOKUP_FLAGS = abi.NO_FLAGS
-for _flag in _LOOKUP_FLAGS.values():
+for _flag in LOOKUP_FLAG_OF.values():
     LOOKUP_FLAGS |= _flag
 _FULL_ERRNOS = (errno.E2BIG, errno.ENOSPC, errno.ENOMEM)
 # A per-CPU hash allocates each new element's copies from a cache the kernel refills in
@@ -299,11 +299,6 @@ def rule_hits(table: Map) -> Iterator[tuple[bytes, int]]:
         yield from zip(keys, (abi.decode_rule(value)[1] for value in values), strict=True)
 
 
-def hit_counts(maps: Mapping[str, Map]) -> dict[str, dict[bytes, int]]:
-    """Every rule's hits, per rule map: what :meth:`RuleTable.carry_hits` starts from."""
-    return {name: dict(rule_hits(maps[name])) for name in RULE_MAPS}
-
-
 class RuleTable:
     """Add, remove and list the rules of one loaded or pinned pingkiller instance."""
 
@@ -371,13 +366,24 @@ class RuleTable:
                 raise
         return sum(len(keys) for _, keys in added) + len(replaced)
 
-    def restore(self, name: str, keys: Sequence[bytes], values: bytes) -> None:
-        """Put rules into map ``name`` as they are: ``values`` packed as the map holds
-        them (a copy of another table's, hits included); prefixes go into the trie too.
-        Call :meth:`refresh_lookup_flags` after the last."""
-        if keys:
-            insert(self.maps[name], keys, values)
-            self._index(name, keys)
+    def copy_from(self, old: Mapping[str, Map]) -> dict[str, dict[bytes, int]]:
+        """Put every rule of the rule maps ``old`` (empty here; of this ABI or of ABI 1
+        and 2, whose values are one struct pk_rule) into this table with its action and
+        hits, prefixes into the tries too, and switch the lookups on. One walk of each old
+        map; returns the hits it read per rule, for :meth:`carry_hits` once the program
+        that counts in ``old`` is swapped out."""
+        read: dict[str, dict[bytes, int]] = {}
+        for name in RULE_MAPS:
+            read[name] = seen = dict[bytes, int]()
+            cpus = self.maps[name].cpus
+            for keys, values in rule_batches(old[name]):
+                rules = list(map(abi.decode_rule, values))
+                insert(self.maps[name], keys, b"".join(
+                    abi.encode_rule(action, hits, cpus=cpus) for action, hits in rules))
+                self._index(name, keys)
+                seen.update(zip(keys, (hits for _, hits in rules), strict=True))
+        self.refresh_lookup_flags()
+        return read
 
     def add_hits(self, name: str, key: bytes, gained: int) -> None:
         """Add ``gained`` hits to rule ``key`` of map ``name`` (none if it is gone)."""
@@ -389,7 +395,7 @@ class RuleTable:
 
     def carry_hits(self, since: Mapping[str, Mapping[bytes, int]],
                    old: Mapping[str, Map]) -> None:
-        """Add the hits the rule maps ``old`` counted after :func:`hit_counts` read
+        """Add the hits the rule maps ``old`` counted after :meth:`copy_from` read
         ``since`` from them (a program swapped out keeps counting until the swap)."""
         for name, counted in since.items():
             for key, hits in rule_hits(old[name]):
@@ -499,7 +505,7 @@ class RuleTable:
         config = abi.Config.decode(self.settings[abi.u32_key(0)])
         flags = config.flags
         for name in set(names):
-            flag = _LOOKUP_FLAGS[name]
+            flag = LOOKUP_FLAG_OF[name]
             flags = flags & ~flag if self.maps[name].is_empty() else flags | flag
         self._write_flags(config, flags)
 
@@ -508,7 +514,7 @@ class RuleTable:
         config = abi.Config.decode(self.settings[abi.u32_key(0)])
         flags = config.flags
         for name in names:
-            flags |= _LOOKUP_FLAGS[name]
+            flags |= LOOKUP_FLAG_OF[name]
         self._write_flags(config, flags)
 
     def _write_flags(self, config: abi.Config, flags: abi.ConfigFlag) -> None:

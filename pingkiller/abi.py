@@ -7,6 +7,7 @@ the C header stays the one source of truth.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import struct
 import time
@@ -280,6 +281,7 @@ check_layouts()
 _CLOCK_MONOTONIC_COARSE = 6  # <linux/time.h>; the time module does not name it
 
 
+@functools.cache
 def jiffies_per_second() -> int:
     """The kernel's HZ: the coarse clocks tick once a jiffy, so their resolution is
     1/HZ (clock_getres(2) reports it)."""

@@ -45,7 +45,7 @@ import oracle  # noqa: E402
 from oracle import Network, Policy  # noqa: E402
 
 from pingkiller import abi, bpf, datapath  # noqa: E402
-from pingkiller.rules import LOOKUP_FLAGS, PREFIX_TRIES, RULE_MAPS  # noqa: E402
+from pingkiller.rules import LOOKUP_FLAG_OF, LOOKUP_FLAGS, PREFIX_TRIES, RULE_MAPS  # noqa: E402
 
 
 def put_rule(maps: dict[str, bpf.Map], network: Network, action: abi.RuleAction) -> None:
@@ -63,11 +63,6 @@ def delete_rule(maps: dict[str, bpf.Map], network: Network) -> None:
         maps[PREFIX_TRIES[name]].discard(key)
     maps[name].discard(key)
 
-
-LOOKUP_FLAG_OF = {
-    abi.RULES_V4_MAP: abi.ConfigFlag.EXACT_V4, abi.RULES_V6_MAP: abi.ConfigFlag.EXACT_V6,
-    abi.PREFIXES_V4_MAP: abi.ConfigFlag.PREFIXES_V4, abi.PREFIXES_V6_MAP: abi.ConfigFlag.PREFIXES_V6,
-}
 
 T = TypeVar("T")
 

@@ -32,19 +32,13 @@ from pingkiller.bpf import Map
 from pingkiller.errors import RuleTableFull
 from pingkiller.killer import recover_interrupted
 from pingkiller.policy import format_network
-from pingkiller.rules import RULE_MAPS, RuleTable
+from pingkiller.rules import LOOKUP_FLAG_OF, RULE_MAPS, RuleTable
 from pingkiller.sandbox import IP, Sandbox, run
 
 pytestmark = pytest.mark.root
 
 CLI = [sys.executable, "-m", "pingkiller"]
 SEED = int(os.environ.get("PK_FAULT_SEED", "0")) or random.randrange(1 << 30)
-LOOKUP_FLAGS = {
-    abi.RULES_V4_MAP: abi.ConfigFlag.EXACT_V4,
-    abi.RULES_V6_MAP: abi.ConfigFlag.EXACT_V6,
-    abi.PREFIXES_V4_MAP: abi.ConfigFlag.PREFIXES_V4,
-    abi.PREFIXES_V6_MAP: abi.ConfigFlag.PREFIXES_V6,
-}
 RuleSet = frozenset[str] | None  # None: not attached
 
 
@@ -92,7 +86,7 @@ def assert_truthful(pin_root: Path, ifname: str, outcomes: list[RuleSet]) -> Rul
             assert pinned.info.id in used, f"pinned {name} is not the running program's map"
     with pingkiller.open(ifname) as attachment:
         flags = abi.Config.decode(attachment.maps[abi.SETTINGS_MAP][abi.u32_key(0)]).flags
-        for name, flag in LOOKUP_FLAGS.items():
+        for name, flag in LOOKUP_FLAG_OF.items():
             if not attachment.maps[name].is_empty():
                 assert flags & flag, f"{name} holds rules the program does not look up"
     return rule_set(ifname)

@@ -29,7 +29,7 @@ import pytest
 from pingkiller import abi, datapath
 from pingkiller import bpf as bpflib
 from pingkiller.events import Event, decode
-from pingkiller.rules import PREFIX_TRIES, RULE_MAPS
+from pingkiller.rules import LOOKUP_FLAG_OF, PREFIX_TRIES, RULE_MAPS
 
 STATE_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, "event_budget")
 
@@ -124,7 +124,7 @@ class Datapath:
         pingkiller.rules keeps them); with ``flags``, exactly those."""
         config = replace(BASE_CONFIG, **fields)
         if "flags" not in fields:
-            for name, flag in fuzz.LOOKUP_FLAG_OF.items():
+            for name, flag in LOOKUP_FLAG_OF.items():
                 if self._written is not None and name not in self._written:
                     continue
                 if not self._obj.maps[name].is_empty():
@@ -141,7 +141,7 @@ class Datapath:
         fuzz.put_rule(self._obj.maps, net, action)
         settings = self._obj.maps[abi.SETTINGS_MAP]
         config = abi.Config.decode(settings[abi.u32_key(0)])
-        flag = fuzz.LOOKUP_FLAG_OF[abi.rule_map_name(net)]
+        flag = LOOKUP_FLAG_OF[abi.rule_map_name(net)]
         settings[abi.u32_key(0)] = replace(config, flags=config.flags | flag).encode()
 
     def hits(self, network: str) -> int:

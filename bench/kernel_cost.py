@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import statistics
 import struct
 import subprocess
@@ -292,8 +293,7 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("needs root (BPF)")
     start = time.monotonic()
-    for row in measure(any(os.access(os.path.join(d, "xdp-filter"), os.X_OK)
-                           for d in os.environ.get("PATH", "").split(os.pathsep))):
+    for row in measure(shutil.which("xdp-filter") is not None):
         met = "" if row.met is None else ("met" if row.met else "NOT MET")
         print(f"{row.what:75} {row.value:8.1f} ns {row.ratio or 0:6.2f}x null "
               f"{row.target:14} {met} {row.note}")

@@ -11,8 +11,9 @@ from pathlib import Path
 import click
 import pytest
 import typer
+from cli_in_process import run
 
-from pingkiller.cli import app, main
+from pingkiller.cli import app
 
 ROOT = typer.main.get_command(app)
 NUMBER_TYPES = (click.types.IntParamType, click.types.FloatParamType)
@@ -43,13 +44,6 @@ def _argv(path: list[str], command: click.Command, option: str, value: str) -> l
     arguments = [p for p in command.params if isinstance(p, click.Argument) and p.required]
     return [*path, *("pkunit0" for _ in arguments), option, value]
 
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as caught:
-        main(argv)
-    out, err = capsys.readouterr()
-    assert isinstance(caught.value.code, int)
-    return caught.value.code, out, err
 
 
 def test_the_walk_finds_the_numeric_options() -> None:

@@ -9,10 +9,11 @@ from pathlib import Path
 import click
 import pytest
 import typer
+from cli_in_process import run
 from click.shell_completion import ShellComplete
 from typer.testing import CliRunner
 
-from pingkiller.cli import app, main
+from pingkiller.cli import app
 
 COMMAND = typer.main.get_command(app)
 ATTACHED_VERBS = ["detach", "upgrade", "block", "allow", "unblock", "status", "stats", "events"]
@@ -27,14 +28,6 @@ def pin_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PINGKILLER_PIN_ROOT", str(root))
     return root
 
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as caught:
-        main(argv)
-    code = caught.value.code
-    assert isinstance(code, int)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- help verb

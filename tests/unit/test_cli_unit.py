@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import typer
+from cli_in_process import run
 
 import pingkiller
-from pingkiller.cli import app, main
+from pingkiller.cli import app
 
 COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 
@@ -23,15 +24,6 @@ def private_pin_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PINGKILLER_PIN_ROOT", str(root))
     return root
 
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``pingkiller ARGV`` in this process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as caught:
-        main(argv)
-    code = caught.value.code
-    assert isinstance(code, int)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 USAGE_ERRORS = [

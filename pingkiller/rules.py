@@ -71,8 +71,11 @@ def insert(table: Map, keys: Sequence[bytes], values: bytes) -> None:
             pauses = 0 if err.completed else pauses + 1
             done += err.completed
             time.sleep(_ENOMEM_PAUSE_SECONDS)
-# Exact maps are hashes: a lookup there is exact (in an LPM trie it is a longest match).
+
+
+# The rule maps keyed by an address (the others by prefix length and address).
 _EXACT_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP)
+# Up to this many keys a change looks each up instead of reading the whole map.
 _FEW_KEYS = 256
 _DESCRIPTION = {
     abi.RULES_V4_MAP: "IPv4 address",
@@ -320,10 +323,11 @@ class RuleTable:
         plan: list[tuple[Map, list[bytes], list[tuple[bytes, bytes]]]] = []
         for name, keys in by_map.items():
             table = self.maps[name]
-            few_exact = name in _EXACT_MAPS and len(keys) <= _FEW_KEYS
-            if few_exact:
-                # A handful of hash keys: look them up instead of reading the whole table;
-                # the kernel's E2BIG then guards the capacity (and the change is undone).
+            few = len(keys) <= _FEW_KEYS
+            if few:
+                # A handful of keys: look them up (every rule map is a hash: the lookup
+                # is exact) instead of reading the whole table; the kernel's E2BIG then
+                # guards the capacity (and the change is undone).
                 found = ((key, table.get_raw(key)) for key in keys)
                 existing = {key: raw for key, raw in found if raw is not None}
             else:
@@ -334,13 +338,14 @@ class RuleTable:
                 for key in keys
                 if key in existing and abi.decode_rule(existing[key])[0] != action
             ]
-            if not few_exact and len(existing) + len(new) > table.info.max_entries:
+            if not few and len(existing) + len(new) > table.info.max_entries:
                 raise self._full_error(table, len(existing), len(new))
             plan.append((table, new, changed))
 
         # Lookups are switched on before rules are added (and off only after they are
         # removed), so a writer killed in between never leaves a rule unenforced.
-        self._look_up([table.name for table, new, _ in plan if new])
+        growing = [table.name for table, new, _ in plan if new]
+        self._look_up(growing)
         added: list[tuple[Map, list[bytes]]] = []
         replaced: list[tuple[Map, bytes, bytes]] = []
         for table, new, changed in plan:
@@ -358,7 +363,7 @@ class RuleTable:
                     replaced.append((table, key, old))
             except BpfError as err:
                 self._undo(added, replaced)
-                self.refresh_lookup_flags([table.name for table, _ in added])
+                self.refresh_lookup_flags(growing)  # off again where the undo emptied it
                 if err.errno == errno.ENOMEM:
                     raise self._memory_error(table, len(new)) from None
                 if err.errno in _FULL_ERRNOS:

@@ -1,4 +1,5 @@
-"""<bpf/libbpf.h>: objects, programs, maps, ring buffers and libbpf's own facts."""
+"""<bpf/libbpf.h>: objects, programs, maps, ring buffers, tc (clsact) hooks and libbpf's own
+facts."""
 
 INCLUDES = """
 #include <bpf/libbpf.h>
@@ -39,6 +40,18 @@ __u32 libbpf_minor_version(void);
 const char *libbpf_bpf_map_type_str(enum bpf_map_type t);
 const char *libbpf_bpf_prog_type_str(enum bpf_prog_type t);
 const char *libbpf_bpf_link_type_str(enum bpf_link_type t);
+
+enum bpf_tc_attach_point { BPF_TC_INGRESS, BPF_TC_EGRESS, BPF_TC_CUSTOM, ... };
+enum bpf_tc_flags { BPF_TC_F_REPLACE, ... };
+struct bpf_tc_hook { size_t sz; int ifindex; enum bpf_tc_attach_point attach_point; __u32 parent;
+                     ...; };
+struct bpf_tc_opts { size_t sz; int prog_fd; __u32 flags; __u32 prog_id; __u32 handle;
+                     __u32 priority; ...; };
+int bpf_tc_hook_create(struct bpf_tc_hook *hook);
+int bpf_tc_hook_destroy(struct bpf_tc_hook *hook);
+int bpf_tc_attach(const struct bpf_tc_hook *hook, struct bpf_tc_opts *opts);
+int bpf_tc_detach(const struct bpf_tc_hook *hook, const struct bpf_tc_opts *opts);
+int bpf_tc_query(const struct bpf_tc_hook *hook, struct bpf_tc_opts *opts);
 
 struct ring_buffer_opts { size_t sz; ...; };
 void ring_buffer__free(struct ring_buffer *rb);

@@ -1,4 +1,5 @@
-"""A generic, typed binding to libbpf: objects, programs, maps, XDP and tcx links, ring buffers.
+"""A generic, typed binding to libbpf: objects, programs, maps, XDP and tcx links, clsact tc
+filters, ring buffers.
 
 This layer knows nothing about pings; it can load and drive any BPF object.
 """
@@ -38,6 +39,13 @@ from pingkiller.bpf.program import (
     enable_run_time_stats,
 )
 from pingkiller.bpf.ringbuf import RecordBatch, RingBuffer
+from pingkiller.bpf.tc import (
+    TcFilter,
+    TcFilterInfo,
+    clsact_present,
+    remove_clsact_if_empty,
+    tc_filters,
+)
 from pingkiller.bpf.testrun import (
     LIVE_FRAMES,
     XDP_ABORTED,
@@ -79,6 +87,8 @@ __all__ = [
     "RecordBatch",
     "RingBuffer",
     "TcDirection",
+    "TcFilter",
+    "TcFilterInfo",
     "TcxLink",
     "VerifierError",
     "WrongObjectType",
@@ -86,7 +96,10 @@ __all__ = [
     "XdpMode",
     "XdpState",
     "attach_raw_tracepoint",
+    "clsact_present",
     "enable_run_time_stats",
+    "remove_clsact_if_empty",
+    "tc_filters",
     "tcx_query",
     "tcx_supported",
     "xdp_query",

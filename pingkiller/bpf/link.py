@@ -237,7 +237,8 @@ class XdpLink(_InterfaceLink):
 
 
 class TcDirection(enum.Enum):
-    """Which tcx hook: packets the interface receives, or sends."""
+    """Which tc hook (tcx, or clsact's for :class:`~pingkiller.bpf.TcFilter`): packets
+    the interface receives, or sends."""
 
     INGRESS = "ingress"
     EGRESS = "egress"

@@ -5,7 +5,8 @@ one CPU: every frame is XDP_REDIRECTed into the host end of a sandbox veth, so i
 on the peer end (in a namespace) as a real received frame, where the program under test
 runs in native mode. Every dropper gets its own veth pair; rounds alternate between them
 so a change in machine load hits all of them alike. Drops are read from each dropper's
-own counters. Run alone as root: ``python3 bench/drop_rate.py``.
+own counters. Section 2c (issue #15) floods pingkiller's XDP entry point and its tc ingress
+one alike. Run alone as root: ``python3 bench/drop_rate.py`` (section 2c: ``--tc``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,22 @@ from pathlib import Path
 
 from common import BUILD, Row, cpu, ping_frame, run
 
-from pingkiller import abi
-from pingkiller.abi import EventsMode
-from pingkiller.bpf import LIVE_FRAMES, Map, Object, Program, XdpLink, XdpMode
+from pingkiller import abi, datapath
+from pingkiller.abi import DefaultAction, EventsMode
+from pingkiller.bpf import (
+    LIVE_FRAMES,
+    Map,
+    Object,
+    Program,
+    TcDirection,
+    TcxLink,
+    XdpLink,
+    XdpMode,
+)
 from pingkiller.interfaces import interface_index
+from pingkiller.policy import Policy
 from pingkiller.sandbox import Peer, Sandbox
+from pingkiller.stats import read_stats
 
 BATCH = 64  # frames per generator batch (the veth ring holds 256)
 ROUNDS = 11
@@ -157,7 +169,9 @@ def nftables(peer: Peer) -> Iterator[Counter]:
 def hold(kind: str, ifname: str, source: str) -> None:
     """Attach ``kind`` to ``ifname`` (this namespace), answer "count" lines until stdin ends."""
     with ExitStack() as stack:
-        if kind.startswith("pingkiller"):
+        if kind in KILL_ALL:
+            count = hold_kill_all(stack, kind, interface_index(ifname))
+        elif kind.startswith("pingkiller"):
             import pingkiller
 
             events = EventsMode.OFF if kind == "pingkiller-events-off" else EventsMode.DROPS
@@ -175,6 +189,9 @@ def hold(kind: str, ifname: str, source: str) -> None:
             obj.maps["floor_sources"][ipaddress.IPv4Address(source).packed] = bytes(8)
             stack.enter_context(  # the link is not pinned: closing it detaches
                 XdpLink.attach(obj.programs[name], interface_index(ifname), XdpMode.NATIVE))
+            if kind == "null-tc":  # XDP_PASS above, then a drop and a count at tcx ingress
+                stack.enter_context(TcxLink.attach(obj.programs["null_tc_drop_count"],
+                                                   interface_index(ifname), TcDirection.INGRESS))
             drops = obj.maps["null_drops"]
 
             def count() -> list[int]:
@@ -183,6 +200,35 @@ def hold(kind: str, ifname: str, source: str) -> None:
         for line in sys.stdin:
             if line.strip() == "count":
                 print(" ".join(map(str, count())), flush=True)
+
+
+KILL_ALL = ("pingkiller-xdp-all", "pingkiller-tc-all")  # section 2c's two pingkiller droppers
+
+
+def hold_kill_all(stack: ExitStack, kind: str, ifindex: int) -> Counter:
+    """pingkiller with a policy that drops every ping (default drop, no rules; events at
+    their defaults), loaded alike for both hooks: the XDP entry point in native mode, or
+    pingkill_tc_in on tcx ingress behind an XDP_PASS program (a veth redirect target needs
+    one, and it hands the frames to the stack as sk_buffs)."""
+    obj = stack.enter_context(datapath.open_object())
+    obj.load()
+    policy = Policy(default=DefaultAction.DROP)
+    obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = policy.to_config().encode()
+    if kind == "pingkiller-xdp-all":
+        stack.enter_context(XdpLink.attach(obj.programs[abi.PROGRAM_NAME], ifindex,
+                                           XdpMode.NATIVE))
+    else:
+        null = stack.enter_context(Object.from_file(BUILD / "null.bpf.o"))
+        null.load()
+        stack.enter_context(XdpLink.attach(null.programs["null_pass"], ifindex, XdpMode.NATIVE))
+        stack.enter_context(TcxLink.attach(obj.programs[abi.TC_IN_PROGRAM_NAME], ifindex,
+                                           TcDirection.INGRESS))
+
+    def count() -> list[int]:
+        per_cpu = read_stats(obj.maps, None, per_cpu=True).per_cpu or []
+        return [sum(c.packets for r, c in one.items() if r.dropped) for one in per_cpu]
+
+    return count
 
 
 # -- the measurement --------------------------------------------------------------------------
@@ -195,7 +241,7 @@ class Target:
         self.name = name
         self.ifindex = interface_index(peer.host_ifname)
         self.frame = frame_for(peer)
-        self.count = lambda: sum(count())
+        self.count: Callable[[], int] = lambda: sum(count())
         self.rates: list[float] = []  # dropped per second of the run's own timer, per round
         self.wall_rates: list[float] = []  # dropped per second of wall time, per round
         self.delivered: list[float] = []  # dropped / generated, one per round
@@ -215,21 +261,14 @@ class Target:
         self.frames = max(CALIBRATE, int(frames / elapsed * RUN_SECONDS))  # next run's size
 
 
-def measure(have_xdp_filter: bool, have_nft: bool) -> list[Row]:
-    """Median packets per second dropped by each dropper, and ratios to null and nftables."""
-    droppers: list[tuple[str, Callable[[Peer], AbstractContextManager[Counter]]]] = [
-        ("null XDP_DROP (the limit)", lambda peer: held("null", peer)),
-        (PINGKILLER, lambda peer: held("pingkiller", peer)),
-        ("pingkiller, 1 block rule, events off",
-         lambda peer: held("pingkiller-events-off", peer)),
-        (FLOOR, lambda peer: held("floor", peer)),
-    ]
-    if have_xdp_filter:
-        droppers.append(("xdp-filter, 1 deny rule", xdp_filter))
-    if have_nft:
-        droppers.append(("nftables input hook, counter drop", nftables))
+Dropper = tuple[str, Callable[[Peer], AbstractContextManager[Counter]]]  # name, attach
+
+
+def flood(droppers: list[Dropper], tag: str) -> list[Target]:
+    """Each dropper on the peer end of its own veth pair; a warm-up run into each, then
+    ROUNDS rounds of one run into each in turn. The targets hold the per-round rates."""
     with ExitStack() as stack:
-        box = stack.enter_context(Sandbox(tag=f"dr{os.getpid() % 10000}"))
+        box = stack.enter_context(Sandbox(tag=f"{tag}{os.getpid() % 10000}"))
         targets = []
         for name, make in droppers:
             peer = box.add_peer()
@@ -246,7 +285,23 @@ def measure(have_xdp_filter: bool, have_nft: bool) -> list[Row]:
             for _ in range(ROUNDS):
                 for target in targets:
                     target.measure(generator, target_map, target.frames)
-    rows = rows_of(targets)
+    return targets
+
+
+def measure(have_xdp_filter: bool, have_nft: bool) -> list[Row]:
+    """Median packets per second dropped by each dropper, and ratios to null and nftables."""
+    droppers: list[Dropper] = [
+        ("null XDP_DROP (the limit)", lambda peer: held("null", peer)),
+        (PINGKILLER, lambda peer: held("pingkiller", peer)),
+        ("pingkiller, 1 block rule, events off",
+         lambda peer: held("pingkiller-events-off", peer)),
+        (FLOOR, lambda peer: held("floor", peer)),
+    ]
+    if have_xdp_filter:
+        droppers.append(("xdp-filter, 1 deny rule", xdp_filter))
+    if have_nft:
+        droppers.append(("nftables input hook, counter drop", nftables))
+    rows = rows_of(flood(droppers, "dr"))
     for name, present in (("xdp-filter", have_xdp_filter), ("nft", have_nft)):
         if not present:
             rows.append(Row("2 drop rate", name, 0.0, "Mpps",
@@ -254,21 +309,25 @@ def measure(have_xdp_filter: bool, have_nft: bool) -> list[Row]:
     return rows
 
 
+def ratio(t: Target, reference: Target) -> float:
+    """The median of per-round ratios of ``t``'s rate to ``reference``'s (same load)."""
+    return statistics.median(a / b for a, b in zip(t.rates, reference.rates, strict=True))
+
+
+def note_of(t: Target) -> str:
+    return (f"wall clock {statistics.median(t.wall_rates) / 1e6:.2f} Mpps; "
+            f"runs {min(t.rates) / 1e6:.2f}-{max(t.rates) / 1e6:.2f}; "
+            f"{min(t.delivered):.3f}-{max(t.delivered):.3f} of sent frames counted")
+
+
 def rows_of(targets: list[Target]) -> list[Row]:
     """Median Mpps of each dropper; ratios are medians of per-round ratios (same load)."""
     null = targets[0]
     nft = next((t for t in targets if t.name.startswith("nftables")), None)
-
-    def ratio(t: Target, reference: Target) -> float:
-        return statistics.median(a / b for a, b in zip(t.rates, reference.rates, strict=True))
-
     rows = []
     for t in targets:
-        note = (f"wall clock {statistics.median(t.wall_rates) / 1e6:.2f} Mpps; "
-                f"runs {min(t.rates) / 1e6:.2f}-{max(t.rates) / 1e6:.2f}; "
-                f"{min(t.delivered):.3f}-{max(t.delivered):.3f} of sent frames counted")
         row = Row("2 drop rate", t.name, statistics.median(t.rates) / 1e6, "Mpps", "null",
-                  ratio(t, null), note=note)
+                  ratio(t, null), note=note_of(t))
         if t.name == PINGKILLER:
             row.target = f">= {NULL_TARGET:g}x null"
             row.met = row.ratio is not None and row.ratio >= NULL_TARGET
@@ -282,6 +341,42 @@ def rows_of(targets: list[Target]) -> list[Row]:
     return rows
 
 
+TC_SECTION = "2c tc"
+TC_NULL_XDP = "null XDP_DROP + counter (the XDP limit)"
+TC_XDP = "pingkiller XDP, every ping dropped (policy: default drop, no rules)"
+TC_NULL_TC = "null tc: TC_ACT_SHOT + counter at tcx ingress, behind XDP_PASS (the tc limit)"
+TC_TC = "pingkill_tc_in at tcx ingress, behind XDP_PASS, the same policy"
+TC_VERSUS = "pingkill_tc_in vs pingkiller XDP (tc / XDP)"
+
+
+def measure_tc() -> list[Row]:
+    """Section 2c (issue #15): the same flood dropped by pingkiller's XDP entry point and by
+    pingkill_tc_in on tcx ingress, both with a policy that drops every ping, beside null
+    droppers at each hook; one veth pair each, rounds alternating between them."""
+    targets = flood([
+        (TC_NULL_XDP, lambda peer: held("null", peer)),
+        (TC_XDP, lambda peer: held("pingkiller-xdp-all", peer)),
+        (TC_NULL_TC, lambda peer: held("null-tc", peer)),
+        (TC_TC, lambda peer: held("pingkiller-tc-all", peer)),
+    ], "dt")
+    null_xdp, xdp, null_tc, tc = targets
+
+    def row(t: Target, reference: Target, reference_name: str) -> Row:
+        return Row(TC_SECTION, t.name, statistics.median(t.rates) / 1e6, "Mpps", reference_name,
+                   ratio(t, reference), note=note_of(t))
+
+    tc_to_xdp = ratio(tc, xdp)
+    return [
+        row(null_xdp, null_xdp, "null XDP"),
+        row(xdp, null_xdp, "null XDP"),
+        row(null_tc, null_xdp, "null XDP"),
+        row(tc, null_tc, "null tc"),
+        Row(TC_SECTION, TC_VERSUS, tc_to_xdp, "x", "pingkiller XDP", tc_to_xdp,
+            note=f"median of per-round ratios of the two pingkiller rows; "
+                 f"{ratio(tc, null_xdp):.2f}x null XDP"),
+    ]
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--hold":
         hold(*sys.argv[2:])
@@ -293,7 +388,8 @@ def main() -> None:
     os.environ["PINGKILLER_PIN_ROOT"] = str(pin_root)
     start = time.monotonic()
     try:
-        rows = measure(shutil.which("xdp-filter") is not None, shutil.which("nft") is not None)
+        rows = measure_tc() if sys.argv[1:] == ["--tc"] else measure(
+            shutil.which("xdp-filter") is not None, shutil.which("nft") is not None)
     finally:
         shutil.rmtree(pin_root, ignore_errors=True)
     for row in rows:

@@ -7,6 +7,7 @@ rows of the run that writes the page, never by hand.
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Callable
 
@@ -100,7 +101,48 @@ def multi_cpu(rows: list[Row]) -> str:
             f"applied is {bar}: {'met' if pk.met else 'not met'}.")
 
 
-FINDERS: dict[str, Finder] = {"1 kernel": kernel, "2 drop rate": drop_rate, "2b 2 CPUs": multi_cpu}
+def tc_kernel(rows: list[Row]) -> str:
+    tc = {r.what.removeprefix("pingkill_tc_in "): r for r in rows
+          if r.what.startswith("pingkill_tc_in ")}
+    xdp = {r.what.removeprefix("pingkiller XDP "): r for r in rows
+           if r.what.startswith("pingkiller XDP ")}
+    cells = [w for w in tc if w in xdp]
+    if not cells:
+        return ""
+    pings = [w for w in cells if not w.startswith("tcp")]
+    text = (f"This run: over the pings, pingkill_tc_in costs "
+            f"{span([tc[w].ratio or 0 for w in pings])} null tc where the XDP entry point costs "
+            f"{span([xdp[w].ratio or 0 for w in pings])} null XDP")
+    in_ns = [float(m.group(1)) for w in cells
+             if (m := re.search(r"tc / XDP ([0-9.]+)x in ns", tc[w].note))]
+    text += f"; per packet tc takes {span(in_ns)} XDP's time (every frame)." if in_ns else "."
+    tcp = next((w for w in cells if w.startswith("tcp")), None)
+    if tcp is not None:
+        text += (f" The TCP segment: {tc[tcp].ratio:.2f}x null tc, "
+                 f"{xdp[tcp].ratio:.2f}x null XDP.")
+    null_tc = row_named(rows, "null tc")
+    if null_tc is not None:
+        text += (f" Null tc itself costs {null_tc.ratio:.2f}x null XDP "
+                 f"({null_tc.value:.1f} ns).")
+    return text
+
+
+def tc_drop_rate(rows: list[Row]) -> str:
+    versus = next((r for r in rows if r.what.startswith("pingkill_tc_in vs")), None)
+    tc, xdp = row_named(rows, "pingkill_tc_in at"), row_named(rows, "pingkiller XDP")
+    null_tc = row_named(rows, "null tc")
+    if versus is None or tc is None or xdp is None or null_tc is None:
+        return ""
+    return (f"This run: pingkill_tc_in at tcx ingress drops {tc.value:.2f} Mpps, "
+            f"{versus.value:.2f}x the XDP entry point's {xdp.value:.2f} Mpps (XDP: "
+            f"{xdp.ratio:.2f}x null XDP). Null tc reaches {null_tc.ratio:.2f}x null XDP: the "
+            f"sk_buff path with a program that does nothing leaves about that share of null "
+            f"XDP's rate; pingkill_tc_in keeps {tc.ratio:.2f}x of null tc's rate, as the XDP "
+            f"entry point keeps {xdp.ratio:.2f}x of null XDP's.")
+
+
+FINDERS: dict[str, Finder] = {"1 kernel": kernel, "1b tc": tc_kernel, "2 drop rate": drop_rate,
+                              "2b 2 CPUs": multi_cpu, "2c tc": tc_drop_rate}
 
 
 def findings(section: str, rows: list[Row]) -> str:

@@ -4,7 +4,9 @@ The matrix of issue #14: pingkiller at its defaults (events on drops, the defaul
 with events off; 1, 100k and 1M rules; a blocked, an unlisted and an allowed ping; IPv4 and
 IPv6. Every run of a program is preceded by a run of the null program on the same CPU, and
 a ratio is the median of those per-pair ratios, so a change of machine load between cells
-hits a cell and its reference alike. Run alone as root: ``python3 bench/kernel_cost.py``.
+hits a cell and its reference alike. Section 1b (issue #15) runs the tc entry point
+pingkill_tc_in against a null tc program beside the XDP one against null XDP. Run alone as
+root: ``python3 bench/kernel_cost.py`` (section 1b: ``--tc``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -77,31 +79,36 @@ class Bench:
     preempted, as the kernel's timer does; it includes interrupts, as that timer does too.
     """
 
-    def __init__(self, null: Program) -> None:
+    def __init__(self, null: Program, null_verdict: int = XDP_DROP) -> None:
         self.null = null
+        self.null_verdict = null_verdict  # what the null program returns
         self.fixed_ns = 0.0
-        self.fixed_ns = statistics.median(self._cpu_ns(null, FRAMES["v4", "listed"], XDP_DROP, 1)
-                                          for _ in range(9))
+        self.fixed_ns = statistics.median(
+            self._cpu_ns(null, FRAMES["v4", "listed"], null_verdict, 1) for _ in range(9))
 
     def _cpu_ns(self, program: Program, frame: bytes, expect: int, repeat: int) -> float:
         start = time.thread_time_ns()
         result = program.test_run(frame, repeat=repeat)
         spent = time.thread_time_ns() - start
-        if result.retval != expect:
+        if result.retval != expect & 0xFFFFFFFF:  # a __u32: a tc program's TCX_NEXT is -1
             raise RuntimeError(f"{program.name} returned {result.retval}, expected {expect}")
         return spent - self.fixed_ns
 
     def ns_per_packet(self, program: Program, frame: bytes, expect: int) -> float:
         return self._cpu_ns(program, frame, expect, REPEAT) / REPEAT
 
+    def pair(self, program: Program, frame: bytes, expect: int,
+             repeat: int = REPEAT) -> tuple[float, float]:
+        """One pair: (null ns/packet, ``program``'s ns/packet), the null program first."""
+        null = self._cpu_ns(self.null, frame, self.null_verdict, repeat) / repeat
+        return null, self._cpu_ns(program, frame, expect, repeat) / repeat
+
     def paired(self, program: Program, frame: bytes, expect: int,
                repeat: int = REPEAT) -> tuple[float, float, float]:
         """(median ns/packet, median ratio to null of RUNS pairs, median null ns)."""
         self._cpu_ns(program, frame, expect, repeat // 10)  # warm up
-        values, nulls = [], []
-        for _ in range(RUNS):
-            nulls.append(self._cpu_ns(self.null, frame, XDP_DROP, repeat) / repeat)
-            values.append(self._cpu_ns(program, frame, expect, repeat) / repeat)
+        nulls, values = zip(*(self.pair(program, frame, expect, repeat) for _ in range(RUNS)),
+                            strict=True)
         ratio = statistics.median(v / n for v, n in zip(values, nulls, strict=True))
         return statistics.median(values), ratio, statistics.median(nulls)
 
@@ -276,6 +283,72 @@ def measure(have_xdp_filter: bool) -> list[Row]:
     return rows
 
 
+TC_SECTION = "1b tc"
+# Section 1b's cells (issue #15): (label, frame, whether the source's block rule drops it).
+TC_CELLS = (
+    ("v4 blocked", FRAMES["v4", "listed"], True),
+    ("v4 unlisted", FRAMES["v4", "unlisted"], False),
+    ("v6 blocked", FRAMES["v6", "listed"], True),
+    ("v6 unlisted", FRAMES["v6", "unlisted"], False),
+    ("tcp segment", tcp_frame(), False),
+)
+
+
+def side_by_side(xdp: Bench, xdp_program: Program, tc: Bench, tc_program: Program,
+                 frame: bytes, drops: bool) -> tuple[tuple[float, float], tuple[float, float], float]:
+    """((XDP ns, XDP / null XDP), (tc ns, tc / null tc), tc ns / XDP ns): RUNS rounds of
+    null XDP, XDP, null tc, tc on one frame, medians of the per-round figures."""
+    xdp_expect = XDP_DROP if drops else XDP_PASS
+    tc_expect = abi.TC_ACT_SHOT if drops else abi.TCX_NEXT
+    xdp._cpu_ns(xdp_program, frame, xdp_expect, REPEAT // 10)  # warm up
+    tc._cpu_ns(tc_program, frame, tc_expect, REPEAT // 10)
+    rounds = [(xdp.pair(xdp_program, frame, xdp_expect), tc.pair(tc_program, frame, tc_expect))
+              for _ in range(RUNS)]
+
+    def median(figure: Callable[[tuple[float, float], tuple[float, float]], float]) -> float:
+        return statistics.median(figure(x, t) for x, t in rounds)
+
+    return ((median(lambda x, t: x[1]), median(lambda x, t: x[1] / x[0])),
+            (median(lambda x, t: t[1]), median(lambda x, t: t[1] / t[0])),
+            median(lambda x, t: t[1] / x[1]))
+
+
+def measure_tc() -> list[Row]:
+    """Section 1b: pingkill_tc_in against a null tc program, beside the XDP entry point
+    against null XDP, on the same frames in the same rounds (1 rule per family, defaults)."""
+    rows: list[Row] = []
+    ping = FRAMES["v4", "listed"]
+    with cpu(0), Object.from_file(BUILD / "null.bpf.o") as null_obj:
+        null_obj.load()
+        xdp = Bench(null_obj.programs["null_drop"])
+        tc = Bench(null_obj.programs["null_tc"], abi.TCX_NEXT)
+        pairs = [(xdp.ns_per_packet(xdp.null, ping, XDP_DROP),
+                  tc.ns_per_packet(tc.null, ping, abi.TCX_NEXT)) for _ in range(RUNS)]
+        rows.append(Row(
+            TC_SECTION, "null tc (TCX_NEXT, the tc reference)",
+            statistics.median(t for _, t in pairs), "ns/pkt", "null XDP",
+            statistics.median(t / x for x, t in pairs),
+            note=f"call overhead {tc.fixed_ns / 1e3:.0f} us subtracted "
+                 f"(XDP: {xdp.fixed_ns / 1e3:.0f} us)"))
+        with datapath.open_object() as obj:
+            obj.load()
+            RuleTable(obj.maps).set(
+                [ipaddress.ip_network(SRC_V4), ipaddress.ip_network(SRC_V6)], RuleAction.BLOCK)
+            configure(obj, Policy())
+            xdp_program = obj.programs[abi.PROGRAM_NAME]
+            tc_program = obj.programs[abi.TC_IN_PROGRAM_NAME]
+            for label, frame, drops in TC_CELLS:
+                (xdp_ns, xdp_ratio), (tc_ns, tc_ratio), tc_to_xdp = side_by_side(
+                    xdp, xdp_program, tc, tc_program, frame, drops)
+                what = f"{label}, 1 rule, defaults"
+                rows.append(Row(TC_SECTION, f"pingkiller XDP {what}", xdp_ns, "ns/pkt",
+                                "null XDP", xdp_ratio))
+                rows.append(Row(TC_SECTION, f"pingkill_tc_in {what}", tc_ns, "ns/pkt", "null tc",
+                                tc_ratio, note=f"XDP's ratio {xdp_ratio:.2f}x null XDP (row "
+                                f"above); tc / XDP {tc_to_xdp:.2f}x in ns"))
+    return rows
+
+
 def prefix_keys(blocked: str) -> list[bytes]:
     """PREFIX_RULES prefixes of lengths /16../24 from 10.0.0.0/8, one /24 covering ``blocked``."""
     keys = []
@@ -293,7 +366,8 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("needs root (BPF)")
     start = time.monotonic()
-    for row in measure(shutil.which("xdp-filter") is not None):
+    rows = measure_tc() if sys.argv[1:] == ["--tc"] else measure(shutil.which("xdp-filter") is not None)
+    for row in rows:
         met = "" if row.met is None else ("met" if row.met else "NOT MET")
         print(f"{row.what:75} {row.value:8.1f} ns {row.ratio or 0:6.2f}x null "
               f"{row.target:14} {met} {row.note}")

@@ -55,6 +55,25 @@ NOTES = {
         "reserve/submit per packet, "
         "still far below the blog-style forced wakeup per packet."
     ),
+    "1b tc": (
+        "bench/kernel_cost.py measure_tc (issue #15): the tc entry point pingkill_tc_in against "
+        "a null tc program (bench/bpf/null.bpf.c null_tc: SCHED_CLS, returns TCX_NEXT, nothing "
+        "else), beside the XDP entry point against null XDP, with section 1's frames: a blocked "
+        "ping (the source has a block rule), an unlisted one (neither address has a rule) and "
+        "a TCP segment from the blocked source (not a ping: passed without a rule lookup), "
+        "IPv4 and IPv6 pings, 1 rule per family, defaults (events on drops, at most 1000/s per "
+        "CPU). Both entry points are programs of one loaded object, so they share the policy "
+        "and the maps. On CPU 0, each of 7 rounds runs null XDP, pingkiller XDP, null tc and "
+        "pingkill_tc_in in turn, 5e5 repetitions each; every figure is a median of per-round "
+        "figures, timed as in section 1 (the thread's CPU time less the call's fixed cost, "
+        "which is measured per program type: for a tc program BPF_PROG_RUN builds one sk_buff "
+        "a call, not one a repetition, so the per-packet figure is the program's run on it). "
+        "A tc row's ratio is to null tc; the XDP row above it gives the XDP entry point's ratio "
+        "to null XDP in the same rounds, and the tc row's note both that ratio and tc's time "
+        "over XDP's. The null tc row's ratio is to null XDP. On tc the program reads the same "
+        "bytes from the sk_buff's linear part (BPF_PROG_RUN builds it linear, so the pull of "
+        "a non-linear one is not reached here)."
+    ),
     "2 drop rate": (
         "bench/drop_rate.py. A generator (bench/bpf/gen.bpf.c run with BPF_PROG_RUN + "
         "BPF_F_TEST_XDP_LIVE_FRAMES, batches of 64, pinned to CPU 0) XDP_REDIRECTs ping frames "
@@ -104,6 +123,25 @@ NOTES = {
         "add) scaled 1.65-1.67x in three runs while null and xdp-filter scaled 1.91-2.04x: both "
         "CPUs add to one cache line per rule, which moves between them on every packet; "
         "per-CPU rule values remove that sharing."
+    ),
+    "2c tc": (
+        "bench/drop_rate.py measure_tc (issue #15): section 2's flood (the live-frames "
+        "generator on CPU 0, XDP_REDIRECT into the host end of a sandbox veth, 11 rounds of "
+        "~0.4 s alternating between droppers, one veth pair each, drops from each dropper's "
+        "own counters, Mpps per second of the generator's BPF_PROG_RUN timer, ratios medians of "
+        "per-round ratios) against four droppers on the peer end: null XDP (the null_drop_count "
+        "variant); pingkiller's XDP entry point in native mode; a null tc program "
+        "(null_tc_drop_count: one per-CPU increment, TC_ACT_SHOT) on tcx ingress; and "
+        "pingkill_tc_in on tcx ingress through TcxLink. Both pingkiller droppers load the same "
+        "object the same way with a policy that drops every ping (default drop, no rules, "
+        "events at their defaults) and count drops in its per-CPU counters; only the hook "
+        "differs. A frame redirected into a veth reaches the peer's stack only through an XDP "
+        "program there (without one it vanishes), so both tc droppers sit behind null_pass (XDP_PASS) in "
+        "native mode: veth builds an sk_buff from each frame and hands it to the stack, whose "
+        "ingress runs tcx. A tc row's rate therefore includes that sk_buff and the stack's "
+        "entry, which any filter at tc ingress pays on this path and XDP does not; null tc's "
+        "ratio to null XDP is that path's share. The last row is the ratio the issue asks for, "
+        "pingkill_tc_in's rate over the XDP entry point's."
     ),
     "3 events": (
         "A producer runs the program with BPF_PROG_RUN on CPU 0 (events on every packet, no "
@@ -262,9 +300,11 @@ def main() -> None:
         os.environ["PINGKILLER_PIN_ROOT"] = str(pin_root)  # never touch real attachments
         try:
             rows += timed_section("1 kernel", lambda: kernel_cost.measure(have("xdp-filter")))
+            rows += timed_section("1b tc", kernel_cost.measure_tc)
             rows += timed_section("2 drop rate", lambda: drop_rate.measure(
                 have("xdp-filter"), have("nft")))
             rows += timed_section("2b 2 CPUs", lambda: multi_cpu.measure(have("xdp-filter")))
+            rows += timed_section("2c tc", drop_rate.measure_tc)
             rows += timed_section("3 events", lambda: events_flood.measure(
                 os.path.exists(events_flood.BCC_PYTHON)))
             rows += timed_section("4 load", lambda: load_rules.measure(Path(work)))

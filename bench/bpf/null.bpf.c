@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-/* The limit: an XDP program that drops every frame and does nothing else. */
+/*
+ * The limit: an XDP program that drops every frame and does nothing else; the tc
+ * references (null_tc, null_tc_drop_count) at the end.
+ */
 #include "uapi.h"
 #include <bpf/bpf_helpers.h>
 
@@ -70,4 +73,26 @@ int floor_lookup(struct xdp_md *ctx)
 	if (count)
 		*count += 1;
 	return XDP_DROP;
+}
+
+/*
+ * The tc reference (section 1b): a SCHED_CLS program that passes every packet on to the
+ * next program (TCX_NEXT, as pingkill_tc_in passes) and does nothing else.
+ */
+SEC("tc")
+int null_tc(struct __sk_buff *skb)
+{
+	return TCX_NEXT;
+}
+
+/* The limit at tc ingress on a real path (section 2c): one per-CPU increment, TC_ACT_SHOT. */
+SEC("tc")
+int null_tc_drop_count(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	__u64 *count = bpf_map_lookup_elem(&null_drops, &zero);
+
+	if (count)
+		*count += 1;
+	return TC_ACT_SHOT;
 }

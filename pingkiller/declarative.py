@@ -9,10 +9,16 @@ A policy file is TOML, one table per interface (docs/operations.md has the refer
     allow = ["10.0.0.0/8"]
     rule_files = ["blocklist.txt"]  # more block rules, paths relative to this file
 
-Applying it reconciles the running pingkiller attachments with the file: what is missing
-is attached, pingkiller attachments that are not listed are detached (nothing else is
-touched), and kept attachments get only the settings and rule differences, new rules
-first, so no kept rule is ever missing. A file with any error is rejected whole.
+A table is one attachment: at the interface's XDP hook unless it says ``hook = "tc"``
+(then ``direction = "in"``, ``"out"`` or ``"both"``, two attachments with the same
+settings). An interface with several attachments, each with settings and rules of its
+own, lists them as an array of tables, ``[[interfaces.eth0]]`` once per attachment.
+
+Applying it reconciles the running pingkiller attachments with the file, one
+(interface, hook, direction) at a time: what is missing is attached, pingkiller
+attachments that are not listed are detached (nothing else is touched), and kept
+attachments get only the settings and rule differences, new rules first, so no kept
+rule is ever missing. A file with any error is rejected whole.
 """
 
 from __future__ import annotations
@@ -26,16 +32,17 @@ import shutil
 import tempfile
 import time
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar
 
 from pingkiller import abi, interfaces, killer, pins, untrusted
-from pingkiller.abi import Network, RuleAction
+from pingkiller.abi import Direction, Hook, Network, RuleAction
 from pingkiller.bpf import BpfError, XdpMode
 from pingkiller.errors import IncompatiblePins, InterfaceNotFound, PingkillerError, PolicyFileError
 from pingkiller.killer import AttachmentInfo
+from pingkiller.pins import Point
 from pingkiller.policy import (
     DEFAULT_ACTIONS,
     EVENT_MODES,
@@ -49,7 +56,11 @@ from pingkiller.policy import (
     read_rule_file,
 )
 
+HOOKS = {"xdp": Hook.XDP, "tc": Hook.TC}
+DIRECTIONS = {"in": (Direction.IN,), "out": (Direction.OUT,), "both": (Direction.IN, Direction.OUT)}
 _CHOICES: dict[str, list[str]] = {
+    "hook": list(HOOKS),
+    "direction": list(DIRECTIONS),
     "default": DEFAULT_ACTIONS.words,
     "icmp": ICMP_SETS.words,
     "events": EVENT_MODES.words,
@@ -65,13 +76,19 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
-class InterfaceSpec:
-    """What one interface should carry: settings, XDP mode and rules."""
+class AttachmentSpec:
+    """What one attachment should be: where it runs, its settings, XDP mode and rules."""
 
     ifname: str
     policy: Policy
-    mode: XdpMode = XdpMode.AUTO
+    mode: XdpMode = XdpMode.AUTO  # AUTO at the tc hook, which has no modes
     rules: dict[Network, RuleAction] = field(default_factory=dict)
+    hook: Hook = Hook.XDP
+    direction: Direction = Direction.IN
+
+    @property
+    def point(self) -> Point:
+        return Point(self.ifname, self.hook, self.direction)
 
     def networks(self, action: RuleAction) -> list[Network]:
         return [network for network, act in self.rules.items() if act == action]
@@ -79,10 +96,39 @@ class InterfaceSpec:
 
 @dataclass(frozen=True)
 class PolicyFile:
-    """A whole, valid policy file: the interfaces pingkiller should hold and nothing else."""
+    """A whole, valid policy file: the attachments pingkiller should hold and nothing else,
+    in the file's order."""
 
-    interfaces: dict[str, InterfaceSpec]
+    attachments: dict[Point, AttachmentSpec]
     source: str = "<policy>"
+
+    @property
+    def interfaces(self) -> dict[str, list[AttachmentSpec]]:
+        """The attachments by interface (an interface's in the file's order)."""
+        found: dict[str, list[AttachmentSpec]] = {}
+        for spec in self.attachments.values():
+            found.setdefault(spec.ifname, []).append(spec)
+        return found
+
+
+def policy_file(specs: Iterable[AttachmentSpec], source: str = "<policy>") -> PolicyFile:
+    """A PolicyFile of ``specs`` (one per point)."""
+    return PolicyFile({spec.point: spec for spec in specs}, source)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Which table of the file a problem is in: ``[interfaces.IFNAME]``, or the
+    ``entry``-th (from 0) ``[[interfaces.IFNAME]]`` of an interface listed as an array."""
+
+    ifname: str
+    entry: int | None = None
+
+    @property
+    def shown(self) -> str:
+        if self.entry is None:
+            return f"[interfaces.{_shown_key(self.ifname)}]"
+        return f"[[interfaces.{_shown_key(self.ifname)}]] #{self.entry + 1}"
 
 
 class _Problems:
@@ -99,21 +145,27 @@ class _Problems:
         located nor given suggestions: each costs a search)."""
         return len(self.found) >= _LOCATED
 
-    def add(self, ifname: str | None, key: str | None, message: str) -> None:
-        line = None if self.many else self._line(ifname, key)
-        where = f"{self.source}:{line}" if line else self.source
-        table = f"[interfaces.{_shown_key(ifname)}]" if ifname is not None else ""
+    def add(self, where: _Where | None, key: str | None, message: str) -> None:
+        line = None if self.many else self._line(where, key)
+        place = f"{self.source}:{line}" if line else self.source
+        table = where.shown if where is not None else ""
         field_name = " ".join(part for part in (table, key and _shown_key(key)) if part)
-        text = f"{where}: {field_name}: {message}" if field_name else f"{where}: {message}"
+        text = f"{place}: {field_name}: {message}" if field_name else f"{place}: {message}"
         self.found.append((line or (1 << 62 if self.many else 0), text))
 
-    def _line(self, ifname: str | None, key: str | None) -> int | None:
-        """Best effort: the line of ``key`` in ``[interfaces.IFNAME]`` (or of the header)."""
-        if ifname is None:
+    def _line(self, where: _Where | None, key: str | None) -> int | None:
+        """Best effort: the line of ``key`` in the table ``where`` (or of its header)."""
+        if where is None:
             pattern = rf"\s*\[?\s*{re.escape(key or 'interfaces')}\b"
             return next((n for n, line in enumerate(self.lines, 1) if re.match(pattern, line)), None)
-        header = re.compile(rf"\s*\[\s*interfaces\s*\.\s*(\"?){re.escape(ifname)}\1\s*\]")
-        start = next((n for n, line in enumerate(self.lines, 1) if header.match(line)), None)
+        name = re.escape(where.ifname)
+        if where.entry is None:
+            header = re.compile(rf"\s*\[\s*interfaces\s*\.\s*(\"?){name}\1\s*\]")
+            start = next((n for n, line in enumerate(self.lines, 1) if header.match(line)), None)
+        else:
+            header = re.compile(rf"\s*\[\[\s*interfaces\s*\.\s*(\"?){name}\1\s*\]\]")
+            starts = [n for n, line in enumerate(self.lines, 1) if header.match(line)]
+            start = starts[where.entry] if where.entry < len(starts) else None
         if start is None or key is None:
             return start
         assignment = re.compile(rf"\s*(\"?){re.escape(key)}\1\s*=")
@@ -174,19 +226,39 @@ def parse(text: str, *, source: str = "<policy>", base: Path | None = None) -> P
         if key != "interfaces":
             problems.add(None, key, f"unknown top-level key{_suggest(key, ['interfaces'])}")
     tables = document.get("interfaces")
-    interfaces: dict[str, InterfaceSpec] = {}
+    attachments: dict[Point, AttachmentSpec] = {}
     if tables is None:
         problems.add(None, None, "no [interfaces] table: list the interfaces pingkiller should "
                                  "hold, e.g. [interfaces.eth0] (an empty [interfaces] detaches all)")
     elif not isinstance(tables, dict):
         problems.add(None, "interfaces", "must be a table of interfaces, e.g. [interfaces.eth0]")
     else:
-        for ifname, table in tables.items():
-            spec = _parse_interface(ifname, table, problems, base or Path("."))
-            if spec is not None:
-                interfaces[ifname] = spec
+        for ifname, value in tables.items():
+            for where, table in _entries(ifname, value, problems):
+                for spec in _parse_attachment(where, table, problems, base or Path(".")):
+                    if spec.point in attachments:
+                        problems.add(where, "hook", f"{spec.point.hook_text} is listed twice for "
+                                                    f"{_shown_key(ifname)}: keep one entry per "
+                                                    "hook and direction")
+                    attachments[spec.point] = spec
     problems.raise_if_any()
-    return PolicyFile(interfaces, source)
+    return PolicyFile(attachments, source)
+
+
+def _entries(ifname: str, value: object, problems: _Problems) -> list[tuple[_Where, object]]:
+    """The tables of one interface: its table, or each of its array of tables."""
+    try:
+        pins.validate_ifname(ifname)
+    except PingkillerError as err:
+        problems.add(_Where(ifname), None, str(err))
+        return []
+    if isinstance(value, list) and value:
+        return [(_Where(ifname, entry), table) for entry, table in enumerate(value)]
+    if isinstance(value, list):
+        problems.add(_Where(ifname), None, "an empty list of attachments: list one, or remove "
+                                           "the interface")
+        return []
+    return [(_Where(ifname), value)]
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:
@@ -204,22 +276,18 @@ def _shown_key(name: str) -> str:
     return untrusted.quote(name)
 
 
-def _parse_interface(
-    ifname: str, table: object, problems: _Problems, base: Path
-) -> InterfaceSpec | None:
+def _parse_attachment(
+    where: _Where, table: object, problems: _Problems, base: Path
+) -> list[AttachmentSpec]:
+    """One table's attachments: one, or two for ``direction = "both"`` (none on errors)."""
     before = len(problems.found)
-    try:
-        pins.validate_ifname(ifname)
-    except PingkillerError as err:
-        problems.add(ifname, None, str(err))
-        return None
     if not isinstance(table, dict):
-        problems.add(ifname, None, "must be a table of settings, e.g. default = \"drop\"")
-        return None
+        problems.add(where, None, "must be a table of settings, e.g. default = \"drop\"")
+        return []
     for key in table:
         if key not in KEYS:
             hint = "" if problems.many else _suggest(key, KEYS)
-            problems.add(ifname, key, f"unknown key{hint}; known: {', '.join(KEYS)}")
+            problems.add(where, key, f"unknown key{hint}; known: {', '.join(KEYS)}")
 
     chosen: dict[str, str] = {}
     for key, choices in _CHOICES.items():
@@ -229,25 +297,34 @@ def _parse_interface(
         if isinstance(value, str) and value.lower() in choices:
             chosen[key] = value.lower()
         else:
-            problems.add(ifname, key, f"{untrusted.describe_value(value)} is not one of "
-                                      f"{', '.join(choices)}")
+            problems.add(where, key, f"{untrusted.describe_value(value)} is not one of "
+                                     f"{', '.join(choices)}")
+    hook = HOOKS[chosen.get("hook", "xdp")]
+    direction = chosen.get("direction", "in")
+    if hook is Hook.XDP and direction != "in":
+        problems.add(where, "direction", f"{direction!r} needs hook = \"tc\": XDP sees only "
+                                         "packets that arrive (add hook = \"tc\", or remove "
+                                         "direction)")
+    if hook is Hook.TC and chosen.get("mode", "auto") != "auto":
+        problems.add(where, "mode", f"{chosen['mode']!r} is an XDP mode: it needs hook = "
+                                    "\"xdp\" (remove mode for a tc attachment)")
     flags: dict[str, bool] = {}
     for key in _BOOLS:
         value = table.get(key, False)
         if isinstance(value, bool):
             flags[key] = value
         else:
-            problems.add(ifname, key, f"{untrusted.describe_value(value)} is not true or false")
+            problems.add(where, key, f"{untrusted.describe_value(value)} is not true or false")
     event_rate = table.get("event_rate", Policy().event_rate)
     if isinstance(event_rate, bool) or not isinstance(event_rate, int):
-        problems.add(ifname, "event_rate",
+        problems.add(where, "event_rate",
                      f"{untrusted.describe_value(event_rate)} is not a whole number (0 = unlimited)")
     elif not 0 <= event_rate <= _MAX_EVENT_RATE:
-        problems.add(ifname, "event_rate", f"{event_rate} is out of range 0..{_MAX_EVENT_RATE}")
+        problems.add(where, "event_rate", f"{event_rate} is out of range 0..{_MAX_EVENT_RATE}")
 
-    rules = _parse_rules(ifname, table, problems, base)
+    rules = _parse_rules(where, table, problems, base)
     if len(problems.found) > before:
-        return None
+        return []
     assert isinstance(event_rate, int)
     if "default" in chosen:
         default = DEFAULT_ACTIONS.parse(chosen["default"])
@@ -262,37 +339,38 @@ def _parse_interface(
         timing=flags["timing"],
     )
     mode = XDP_MODES.parse(chosen.get("mode", "auto"))
-    return InterfaceSpec(ifname, policy, mode, rules)
+    return [AttachmentSpec(where.ifname, policy, mode, rules, hook, each)
+            for each in DIRECTIONS[direction]]
 
 
-def _string_list(ifname: str, key: str, table: dict[str, object], problems: _Problems) -> list[str]:
+def _string_list(where: _Where, key: str, table: dict[str, object], problems: _Problems) -> list[str]:
     value = table.get(key, [])
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        problems.add(ifname, key, "must be a list of strings, e.g. [\"198.18.0.7\", \"10.0.0.0/8\"]")
+        problems.add(where, key, "must be a list of strings, e.g. [\"198.18.0.7\", \"10.0.0.0/8\"]")
         return []
     return [str(item) for item in value]
 
 
 def _parse_rules(
-    ifname: str, table: dict[str, object], problems: _Problems, base: Path
+    where: _Where, table: dict[str, object], problems: _Problems, base: Path
 ) -> dict[Network, RuleAction]:
     rules: dict[Network, RuleAction] = {}
     conflicts: set[Network] = set()
     sources: list[tuple[str, RuleAction, list[Network]]] = []
     for key, action in (("block", RuleAction.BLOCK), ("allow", RuleAction.ALLOW)):
         networks = []
-        for text in _string_list(ifname, key, table, problems):
+        for text in _string_list(where, key, table, problems):
             try:
                 networks.append(parse_network(text))
             except PingkillerError as err:
-                problems.add(ifname, key, str(err))
+                problems.add(where, key, str(err))
         sources.append((key, action, networks))
-    for name in _string_list(ifname, "rule_files", table, problems):
+    for name in _string_list(where, "rule_files", table, problems):
         path = Path(name) if Path(name).is_absolute() else base / name
         try:
             sources.append(("rule_files", RuleAction.BLOCK, read_rule_file(path)))
         except PingkillerError as err:
-            problems.add(ifname, "rule_files", str(err))
+            problems.add(where, "rule_files", str(err))
     for _, action, networks in sources:
         for network in networks:
             if rules.get(network, action) != action:
@@ -300,7 +378,7 @@ def _parse_rules(
             rules[network] = action
     if conflicts:
         listed = ", ".join(sorted(format_network(n) for n in conflicts))
-        problems.add(ifname, "allow", f"{listed} both blocked and allowed: keep one")
+        problems.add(where, "allow", f"{listed} both blocked and allowed: keep one")
     return rules
 
 
@@ -308,7 +386,7 @@ def _parse_rules(
 
 
 class StepAction(enum.StrEnum):
-    """What a step does to its interface (its word in ``--json`` output)."""
+    """What a step does to its attachment (its word in ``--json`` output)."""
 
     ATTACH = "attach"
     DETACH = "detach"
@@ -319,29 +397,37 @@ class StepAction(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Step:
-    """One change to one interface: attach, detach, reattach (mode change) or update."""
+    """One change to one attachment: attach, detach, reattach (mode change), update or
+    upgrade."""
 
-    ifname: str
+    point: Point
     action: StepAction
     reason: str = ""
-    spec: InterfaceSpec | None = None
+    spec: AttachmentSpec | None = None
     policy_from: Policy | None = None
     add: dict[Network, RuleAction] = field(default_factory=dict)
     remove: tuple[Network, ...] = ()
 
+    @property
+    def ifname(self) -> str:
+        return self.point.ifname
+
     def describe(self) -> str:
-        """One line for humans."""
+        """One line for humans; an attachment at the XDP hook is named by its interface,
+        one at the tc hook as e.g. ``eth0 (tc out)``."""
+        where = self.point.label
         if self.action in (StepAction.DETACH, StepAction.UPGRADE):
-            return f"{self.action.value} {self.ifname}: {self.reason}"
+            return f"{self.action.value} {where}: {self.reason}"
         assert self.spec is not None
         if self.action in (StepAction.ATTACH, StepAction.REATTACH):
             blocks = len(self.spec.networks(RuleAction.BLOCK))
             allows = len(self.spec.networks(RuleAction.ALLOW))
-            what = (f"{self.spec.policy.describe()}; {blocks} block, {allows} allow rules, "
-                    f"mode {self.spec.mode.value}")
+            what = f"{self.spec.policy.describe()}; {blocks} block, {allows} allow rules"
+            if self.point.hook is Hook.XDP:
+                what += f", mode {self.spec.mode.value}"
             if self.action is StepAction.ATTACH:
-                return f"attach {self.ifname}: {what}"
-            return f"detach and attach {self.ifname} again ({self.reason}): {what}"
+                return f"attach {where}: {what}"
+            return f"detach and attach {where} again ({self.reason}): {what}"
         parts = []
         if self.policy_from is not None:
             changed = _policy_changes(self.policy_from, self.spec.policy)
@@ -355,11 +441,13 @@ class Step:
             parts.append("remove " + ", ".join(
                 format_network(network) for network in _shown(self.remove)
             ) + _more(len(self.remove)))
-        return f"update {self.ifname}: " + "; ".join(parts)
+        return f"update {where}: " + "; ".join(parts)
 
     def to_json(self) -> dict[str, object]:
         return {
-            "interface": self.ifname,
+            "interface": self.point.ifname,
+            "hook": self.point.hook.label,
+            "direction": self.point.direction.label,
             "action": self.action.value,
             "reason": self.reason or None,
             "policy": self.spec.policy.to_json() if self.spec else None,
@@ -370,6 +458,11 @@ class Step:
                     for n, a in self.add.items()],
             "remove": [format_network(n) for n in self.remove],
         }
+
+
+def _point_json(point: Point) -> dict[str, str]:
+    return {"interface": point.ifname, "hook": point.hook.label,
+            "direction": point.direction.label}
 
 
 _SHOWN = 10
@@ -395,58 +488,66 @@ class Plan:
 
     source: str
     steps: list[Step]
-    unchanged: list[str]
+    unchanged: list[Point]  # attachments the file lists that need no change
 
     @property
     def changed(self) -> bool:
         return bool(self.steps)
 
+    @property
+    def unchanged_interfaces(self) -> list[str]:
+        """Interfaces none of whose attachments changes (in the file's order)."""
+        touched = {step.ifname for step in self.steps}
+        return list(dict.fromkeys(p.ifname for p in self.unchanged if p.ifname not in touched))
+
     def to_json(self) -> dict[str, object]:
         return {
             "file": self.source,
             "changes": [step.to_json() for step in self.steps],
-            "unchanged": self.unchanged,
+            "unchanged": self.unchanged_interfaces,
+            "unchanged_attachments": [_point_json(point) for point in self.unchanged],
         }
 
 
 def plan(desired: PolicyFile, running: list[AttachmentInfo] | None = None) -> Plan:
-    """Compare a policy file with the running attachments (read now unless given).
+    """Compare a policy file with the running attachments (read now unless given), one
+    (interface, hook, direction) at a time.
 
-    Interfaces the file would attach must exist; otherwise nothing is planned and
-    PolicyFileError names them.
+    Interfaces the file would attach to must exist; otherwise nothing is planned and
+    InterfaceNotFound names them.
     """
-    current = {info.ifname: info for info in (killer.attachments() if running is None else running)}
+    current = {info.point: info for info in (killer.attachments() if running is None else running)}
     steps = [
-        Step(ifname, StepAction.DETACH, reason="not in the policy file")
-        for ifname in sorted(current) if ifname not in desired.interfaces
+        Step(point, StepAction.DETACH, reason="not in the policy file")
+        for point in sorted(current) if point not in desired.attachments
     ]
     unchanged = []
-    missing = []
-    for ifname, spec in desired.interfaces.items():
-        info = current.get(ifname)
+    missing: dict[str, None] = {}
+    for point, spec in desired.attachments.items():
+        info = current.get(point)
         if info is None or info.stale:
             try:
-                interfaces.interface_index(ifname)
+                interfaces.interface_index(point.ifname)
             except PingkillerError:
-                missing.append(ifname)
+                missing[point.ifname] = None
                 continue
         if info is not None and not info.stale and info.outdated:
             steps.append(_upgrade_step(info, spec))
             if info.policy is None:
                 continue  # unreadable until upgraded: reconcile plans the rest afterwards
         if info is None:
-            steps.append(Step(ifname, StepAction.ATTACH, spec=spec))
+            steps.append(Step(point, StepAction.ATTACH, spec=spec))
         elif info.stale or info.policy is None:
-            steps.append(Step(ifname, StepAction.REATTACH,
+            steps.append(Step(point, StepAction.REATTACH,
                               f"the attachment is stale: {info.problem}", spec))
-        elif spec.mode != XdpMode.AUTO and info.mode != spec.mode:
-            steps.append(Step(ifname, StepAction.REATTACH,
+        elif point.hook is Hook.XDP and spec.mode != XdpMode.AUTO and info.mode != spec.mode:
+            steps.append(Step(point, StepAction.REATTACH,
                               f"mode {info.mode.value} -> {spec.mode.value}; the kernel "
                               "cannot change it in place", spec))
         else:
             step = _update(info, spec)
             if step is None:
-                unchanged.append(ifname)
+                unchanged.append(point)
             else:
                 steps.append(step)
     if missing:
@@ -458,24 +559,25 @@ def plan(desired: PolicyFile, running: list[AttachmentInfo] | None = None) -> Pl
     return Plan(desired.source, steps, unchanged)
 
 
-def _upgrade_step(info: AttachmentInfo, spec: InterfaceSpec) -> Step:
+def _upgrade_step(info: AttachmentInfo, spec: AttachmentSpec) -> Step:
     """Upgrade an attachment that runs another program than the installed one; pins of an
     ABI this build cannot adopt stop the plan (IncompatiblePins names the fix)."""
     if info.abi_version not in abi.ADOPTABLE_ABI_VERSIONS:
-        raise IncompatiblePins(killer.abi_problem(info.ifname, info.abi_version))
+        raise IncompatiblePins(killer.abi_problem(info.point, info.abi_version))
     running = info.program[:12] or "unrecorded"
-    return Step(info.ifname, StepAction.UPGRADE, spec=spec,
+    return Step(info.point, StepAction.UPGRADE, spec=spec,
                 reason=f"it runs program {running} (ABI {info.abi_version}), not the installed one")
 
 
-def _update(info: AttachmentInfo, spec: InterfaceSpec) -> Step | None:
+def _update(info: AttachmentInfo, spec: AttachmentSpec) -> Step | None:
     running = {rule.network: rule.action for rule in info.rules}
     add = {n: a for n, a in spec.rules.items() if running.get(n) != a}
     remove = tuple(n for n in running if n not in spec.rules)
     policy_from = info.policy if info.policy != spec.policy else None
     if not (add or remove or policy_from):
         return None
-    return Step(info.ifname, StepAction.UPDATE, spec=spec, policy_from=policy_from, add=add, remove=remove)
+    return Step(info.point, StepAction.UPDATE, spec=spec, policy_from=policy_from, add=add,
+                remove=remove)
 
 
 def apply(changes: Plan, log: Callable[[str], None] | None = None) -> None:
@@ -487,11 +589,12 @@ def apply(changes: Plan, log: Callable[[str], None] | None = None) -> None:
 
 
 def _apply_step(step: Step) -> None:
+    point = step.point
     if step.action is StepAction.UPGRADE:
-        killer.upgrade(step.ifname)
+        killer.upgrade(point.ifname, hook=point.hook, direction=point.direction)
         return
     if step.action in (StepAction.DETACH, StepAction.REATTACH):
-        killer.detach(step.ifname)
+        killer.detach(point.ifname, hook=point.hook, direction=point.direction)
     if step.action is StepAction.DETACH:
         return
     spec = step.spec
@@ -500,12 +603,15 @@ def _apply_step(step: Step) -> None:
         killer.attach(
             spec.ifname,
             spec.policy,
+            hook=spec.hook,
+            direction=spec.direction,
             block=spec.networks(RuleAction.BLOCK),
             allow=spec.networks(RuleAction.ALLOW),
             mode=spec.mode,
         ).close()
         return
-    with killer.open_attachment(spec.ifname) as attachment:
+    with killer.open_attachment(point.ifname, hook=point.hook,
+                                direction=point.direction) as attachment:
         # New and changed rules first, then the settings, then stale rules go:
         # a rule that is kept is never missing.
         attachment.block([n for n, a in step.add.items() if a == RuleAction.BLOCK])
@@ -597,7 +703,7 @@ def _apply_text(file: Path, text: str, log: Callable[[str], None]) -> None:
         log(note)
     changes = plan(desired)
     if not changes.changed:
-        log(f"{source}: running state matches ({len(changes.unchanged)} interfaces)")
+        log(f"{source}: running state matches ({len(changes.unchanged)} attachments)")
         return
     changes = _apply_all(changes, desired, log)
     log(f"{source}: applied {len(changes.steps)} change(s)")
@@ -615,14 +721,15 @@ def _log_once(log: Callable[[str], None], message: str, last: str) -> str:
 def from_running(running: list[AttachmentInfo] | None = None) -> PolicyFile:
     """The running attachments as a policy file (stale ones are left out); every rule
     in memory (:func:`export_file` streams them)."""
-    interfaces = {}
+    specs = []
     for info in killer.attachments() if running is None else running:
         policy = _exported_policy(info)
         if policy is None:
             continue
         rules = {rule.network: rule.action for rule in info.rules}
-        interfaces[info.ifname] = InterfaceSpec(info.ifname, policy, _exported_mode(info), rules)
-    return PolicyFile(interfaces, "<running>")
+        specs.append(AttachmentSpec(info.ifname, policy, _exported_mode(info), rules, info.hook,
+                                    info.direction))
+    return policy_file(specs, "<running>")
 
 
 def _exported_policy(info: AttachmentInfo) -> Policy | None:
@@ -630,11 +737,13 @@ def _exported_policy(info: AttachmentInfo) -> Policy | None:
     if info.stale:
         return None
     if info.policy is None:  # filters, but its pins cannot be read (another ABI version)
-        raise IncompatiblePins(f"cannot export {info.ifname}: {info.problem}")
+        raise IncompatiblePins(f"cannot export {info.point.label}: {info.problem}")
     return info.policy
 
 
 def _exported_mode(info: AttachmentInfo) -> XdpMode:
+    if info.hook is not Hook.XDP:
+        return XdpMode.AUTO
     return info.mode if info.mode in XDP_MODES.members else XdpMode.AUTO
 
 
@@ -646,25 +755,51 @@ _HEADER = [
 _RULE_LISTS = (("block", RuleAction.BLOCK), ("allow", RuleAction.ALLOW))
 
 
-def _interface_lines(ifname: str, policy: Policy, mode: XdpMode) -> list[str]:
-    """An interface's table up to its rule lists."""
-    out = ["", f"[interfaces.{_toml_key(ifname)}]"]
-    out += [f"{key} = {json.dumps(value)}" for key, value in policy.to_json().items()]
-    out.append(f"mode = {json.dumps(mode.value)}")
+def _table_header(ifname: str, several: bool) -> list[str]:
+    """An interface's table header: ``[interfaces.X]`` for its only attachment,
+    ``[[interfaces.X]]`` for each of several."""
+    name = f"interfaces.{_toml_key(ifname)}"
+    return ["", f"[[{name}]]" if several else f"[{name}]"]
+
+
+def _settings_lines(spec: AttachmentSpec) -> list[str]:
+    """An attachment's table after its header, up to its rule lists: where it runs and
+    every setting spelled out (the mode only at the XDP hook, which has modes)."""
+    out = [f"hook = {json.dumps(spec.hook.label)}",
+           f"direction = {json.dumps(spec.direction.label)}"]
+    out += [f"{key} = {json.dumps(value)}" for key, value in spec.policy.to_json().items()]
+    if spec.hook is Hook.XDP:
+        out.append(f"mode = {json.dumps(spec.mode.value)}")
     return out
 
 
-def dump(policy_file: PolicyFile) -> str:
-    """A policy file as TOML text that :func:`parse` reads back to the same value."""
+def _by_interface(specs: Iterable[_T], ifname: Callable[[_T], str]) -> Iterator[list[_T]]:
+    """Runs of consecutive items of one interface."""
+    run: list[_T] = []
+    for item in specs:
+        if run and ifname(run[0]) != ifname(item):
+            yield run
+            run = []
+        run.append(item)
+    if run:
+        yield run
+
+
+def dump(policy: PolicyFile) -> str:
+    """A policy file as TOML text that :func:`parse` reads back to the same value: by
+    interface name, an interface's attachments XDP first, then tc in and out."""
     out = list(_HEADER)
-    for ifname, spec in sorted(policy_file.interfaces.items()):
-        out += _interface_lines(ifname, spec.policy, spec.mode)
-        for key, action in _RULE_LISTS:
-            networks = spec.networks(action)
-            if networks:
-                out.append(f"{key} = [")
-                out += [f"    {json.dumps(format_network(n))}," for n in networks]
-                out.append("]")
+    ordered = sorted(policy.attachments.values(), key=lambda spec: spec.point)
+    for specs in _by_interface(ordered, lambda spec: spec.ifname):
+        for spec in specs:
+            out += _table_header(spec.ifname, len(specs) > 1)
+            out += _settings_lines(spec)
+            for key, action in _RULE_LISTS:
+                networks = spec.networks(action)
+                if networks:
+                    out.append(f"{key} = [")
+                    out += [f"    {json.dumps(format_network(n))}," for n in networks]
+                    out.append("]")
     return "\n".join(out) + "\n"
 
 
@@ -680,23 +815,44 @@ def export(running: list[AttachmentInfo] | None = None) -> str:
 _SPOOL_MEMORY = 4 << 20
 
 
+def _spool() -> IO[str]:
+    return tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, mode="w+", encoding="utf-8")
+
+
 def export_file() -> IO[str]:
     """:func:`export`'s text of the running state in a temporary file, rewound: built
     one batch of rules at a time (memory: a batch, and up to a few MB of text before the
     file spills to $TMPDIR), so a million rules need not fit in memory. The same text
     as :func:`dump` of :func:`from_running`; an error raises before anything is
-    returned (no partial text)."""
-    text = tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, mode="w+", encoding="utf-8")  # noqa: SIM115
+    returned (no partial text).
+
+    Whether an interface's header is ``[interfaces.X]`` or ``[[interfaces.X]]`` depends
+    on how many of its attachments are exported, known only once the last one is read,
+    so each attachment's table goes to a spool of its own until then (attachments come
+    by interface, :func:`pingkiller.killer.each_attachment`'s order)."""
+    text = _spool()
     try:
         text.write("\n".join(_HEADER) + "\n")
-        for found in killer.each_attachment():
-            info = found if isinstance(found, AttachmentInfo) else found.info(with_rules=False)
-            policy = _exported_policy(info)
-            if policy is None:
-                continue
-            assert isinstance(found, killer.Attachment)  # its pins were read: it has a policy
-            text.write("\n".join(_interface_lines(info.ifname, policy, _exported_mode(info))) + "\n")
-            _write_rule_lists(text, found)
+        tables: list[tuple[str, IO[str]]] = []  # the current interface's: (ifname, body)
+        try:
+            for found in killer.each_attachment():
+                info = found if isinstance(found, AttachmentInfo) else found.info(with_rules=False)
+                policy = _exported_policy(info)
+                if policy is None:
+                    continue
+                assert isinstance(found, killer.Attachment)  # its pins were read: it has a policy
+                if tables and tables[0][0] != info.ifname:
+                    _write_tables(text, tables)
+                body = _spool()
+                tables.append((info.ifname, body))
+                spec = AttachmentSpec(info.ifname, policy, _exported_mode(info), {}, info.hook,
+                                      info.direction)
+                body.write("\n".join(_settings_lines(spec)) + "\n")
+                _write_rule_lists(body, found)
+            _write_tables(text, tables)
+        finally:
+            for _, body in tables:
+                body.close()
         text.seek(0)
     except BaseException:
         text.close()
@@ -704,11 +860,21 @@ def export_file() -> IO[str]:
     return text
 
 
+def _write_tables(out: IO[str], tables: list[tuple[str, IO[str]]]) -> None:
+    """One interface's tables, each with its header, to ``out``; closes and forgets them."""
+    for ifname, body in tables:
+        out.write("\n".join(_table_header(ifname, len(tables) > 1)) + "\n")
+        body.seek(0)
+        shutil.copyfileobj(body, out)
+        body.close()
+    tables.clear()
+
+
 def _write_rule_lists(out: IO[str], attachment: killer.Attachment) -> None:
     """``block = [...]`` and ``allow = [...]`` (each only if it has rules) from one pass
     over the rules: block lines go straight to ``out``, allow lines to a spool until
     block's list is closed."""
-    with tempfile.SpooledTemporaryFile(_SPOOL_MEMORY, mode="w+", encoding="utf-8") as allow:
+    with _spool() as allow:
         blocked = allowed = 0
         for batch in attachment.rule_entries():
             block_lines = [f'    "{rule.address}",\n' for rule in batch

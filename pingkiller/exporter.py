@@ -1,14 +1,15 @@
 """Prometheus metrics: a collector that reads every attachment's live counters per scrape,
 and a small HTTP server for it with bounded threads, time limits and a scrape cap.
 
-Metrics (all labelled by ``interface``; docs/operations.md lists them):
+Metrics (docs/operations.md lists them), each of one attachment and labelled by which:
+``interface``, ``hook`` (xdp | tc) and ``direction`` (in | out; in at XDP):
 ``pingkiller_packets_total`` / ``pingkiller_bytes_total`` {reason},
 ``pingkiller_rule_hits_total`` {rule, action}, ``pingkiller_rules``,
 ``pingkiller_rule_series_skipped``, ``pingkiller_events_total``
 {outcome = sent | suppressed | lost}, ``pingkiller_program_run_time_seconds_total`` and
 ``pingkiller_program_runs_total`` (the kernel's BPF stats: zero unless they are on),
-``pingkiller_attachment_info`` {mode, program_id}, and ``pingkiller_up`` (1 when the
-attachments could be read).
+``pingkiller_attachment_info`` {mode, program_id} and ``pingkiller_outdated``; and
+``pingkiller_up`` (1 when the attachments could be read), which has no labels.
 
 Only three paths answer: /metrics, and two probes for Kubernetes: ``/livez`` (200 while
 it serves) and ``/readyz`` (200 when the pins can be read, 503 and the reason if not);
@@ -17,7 +18,7 @@ bpffs with CAP_BPF.
 
 What a scrape costs: the counters of each attachment (a few batch reads), a count of its
 rules (a batch walk of the rule maps, ~0.35 s per 10^6 rules, one batch in memory), and
-the hit counters of at most ``max_rule_series`` rules. An interface with more rules than
+the hit counters of at most ``max_rule_series`` rules. An attachment with more rules than
 that exports no rule series at all (a partial set would be arbitrary and change from
 scrape to scrape) and says how many it skipped.
 """
@@ -41,7 +42,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from pingkiller import capabilities, killer
-from pingkiller.bpf import BpfError
+from pingkiller.abi import Hook
+from pingkiller.bpf import BpfError, XdpMode
 from pingkiller.errors import InvalidInput, PingkillerError
 from pingkiller.killer import Attachment, AttachmentInfo
 from pingkiller.policy import RULE_ACTIONS
@@ -68,7 +70,7 @@ class PingkillerCollector(Collector):
     """Reads the pinned attachments on every scrape (no cache, no background thread).
 
     Rule hit counters are one series per rule: with ``rule_metrics=False`` none are
-    exported, and an interface with more than ``max_rule_series`` rules exports none of
+    exported, and an attachment with more than ``max_rule_series`` rules exports none of
     its rule series and no hit counter of it is read (``pingkiller_rules`` still counts
     them; ``pingkiller_rule_series_skipped`` says how many were skipped).
     """
@@ -106,57 +108,79 @@ class PingkillerCollector(Collector):
         return _Read(info, scan.first, 0)
 
     def _families(self, found: list[_Read]) -> Iterator[Metric]:
+        where = list(ATTACHMENT_LABELS)
         packets = CounterMetricFamily(
-            "pingkiller_packets", "Packets seen, by verdict reason.", labels=["interface", "reason"])
+            "pingkiller_packets", "Packets seen, by verdict reason.", labels=[*where, "reason"])
         octets = CounterMetricFamily(
-            "pingkiller_bytes", "Bytes seen, by verdict reason.", labels=["interface", "reason"])
+            "pingkiller_bytes", "Bytes seen, by verdict reason.", labels=[*where, "reason"])
         events = CounterMetricFamily(
             "pingkiller_events", "Events, by outcome (suppressed by the rate limit, lost: ring full).",
-            labels=["interface", "outcome"])
+            labels=[*where, "outcome"])
         run_time = CounterMetricFamily(
             "pingkiller_program_run_time_seconds",
-            "Kernel-measured run time of the XDP program (needs kernel.bpf_stats_enabled).",
-            labels=["interface"])
+            "Kernel-measured run time of the attachment's program (needs "
+            "kernel.bpf_stats_enabled).", labels=where)
         runs = CounterMetricFamily(
-            "pingkiller_program_runs", "Kernel-counted runs of the XDP program "
-            "(needs kernel.bpf_stats_enabled).", labels=["interface"])
-        rules = GaugeMetricFamily("pingkiller_rules", "Rules installed.", labels=["interface"])
+            "pingkiller_program_runs", "Kernel-counted runs of the attachment's program "
+            "(needs kernel.bpf_stats_enabled).", labels=where)
+        rules = GaugeMetricFamily("pingkiller_rules", "Rules installed.", labels=where)
         hits = CounterMetricFamily(
             "pingkiller_rule_hits", "Packets that matched a rule.",
-            labels=["interface", "rule", "action"])
+            labels=[*where, "rule", "action"])
         skipped = GaugeMetricFamily(
             "pingkiller_rule_series_skipped", "Rules whose hit series are not exported: all of "
-            "them when the interface has more than --max-rule-series.", labels=["interface"])
+            "them when the attachment has more than --max-rule-series.", labels=where)
         attachment = InfoMetricFamily(
-            "pingkiller_attachment", "An attachment (mode none: stale, the interface is gone).",
-            labels=["interface", "mode", "program_id"])
+            "pingkiller_attachment", "An attachment: mode is the XDP mode in effect, or at "
+            "the tc hook tcx or clsact (none: stale, e.g. the interface is gone).",
+            labels=[*where, "mode", "program_id"])
         outdated = GaugeMetricFamily(
             "pingkiller_outdated", "1 if the attachment runs another program than the installed "
-            "one (`pingkiller upgrade`), or pins of another ABI version.", labels=["interface"])
+            "one (`pingkiller upgrade`), or pins of another ABI version.", labels=where)
         for read in found:
-            info, name = read.info, read.info.ifname
-            attachment.add_metric([name, info.mode.value, str(info.program_id)], {})
-            outdated.add_metric([name], int(info.outdated))
-            rules.add_metric([name], info.rule_count)
+            info = read.info
+            at = attachment_labels(info)
+            attachment.add_metric([*at, _mode(info), str(info.program_id)], {})
+            outdated.add_metric(at, int(info.outdated))
+            rules.add_metric(at, info.rule_count)
             if self.rule_metrics:
-                skipped.add_metric([name], read.skipped)
+                skipped.add_metric(at, read.skipped)
                 for rule in read.rules:
-                    hits.add_metric([name, rule.address, RULE_ACTIONS.word(rule.action)], rule.hits)
+                    hits.add_metric([*at, rule.address, RULE_ACTIONS.word(rule.action)], rule.hits)
             stats = info.stats
             if stats is None:
                 continue
             for reason, counter in stats.reasons.items():
-                packets.add_metric([name, reason.label], counter.packets)
-                octets.add_metric([name, reason.label], counter.bytes)
+                packets.add_metric([*at, reason.label], counter.packets)
+                octets.add_metric([*at, reason.label], counter.bytes)
             for outcome, count in (("sent", stats.events_sent),
                                    ("suppressed", stats.events_suppressed),
                                    ("lost", stats.events_lost)):
-                events.add_metric([name, outcome], count)
-            run_time.add_metric([name], stats.run_time_ns / 1e9)
-            runs.add_metric([name], stats.run_count)
+                events.add_metric([*at, outcome], count)
+            run_time.add_metric(at, stats.run_time_ns / 1e9)
+            runs.add_metric(at, stats.run_count)
         yield from (attachment, outdated, packets, octets, events, rules, hits, run_time, runs)
         if self.rule_metrics:
             yield skipped
+
+
+# The labels that say which attachment a series is of, first on every per-attachment metric.
+ATTACHMENT_LABELS = ("interface", "hook", "direction")
+
+
+def attachment_labels(info: AttachmentInfo) -> list[str]:
+    """The values of :data:`ATTACHMENT_LABELS` for ``info``: its interface, ``xdp`` or
+    ``tc``, and ``in`` or ``out`` (always ``in`` at XDP, which sees only what arrives)."""
+    return [info.ifname, info.hook.label, info.direction.label]
+
+
+def _mode(info: AttachmentInfo) -> str:
+    """``mode`` of pingkiller_attachment_info: the XDP mode in effect, or how a tc
+    attachment that filters holds its program (``tcx``, ``clsact``: as status shows it),
+    ``none`` for a stale attachment at either hook."""
+    if info.hook is Hook.XDP:
+        return info.mode.value  # NONE when stale
+    return XdpMode.NONE.value if info.stale else info.mode_text
 
 
 def parse_listen(text: str) -> tuple[str, int]:

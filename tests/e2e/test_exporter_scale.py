@@ -38,6 +38,11 @@ FIRST = int(ipaddress.IPv4Address("100.64.0.0"))
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
+def at_xdp(ifname: str, **more: str) -> tuple[tuple[str, str], ...]:
+    """The sorted labels of a series of ``ifname``'s XDP attachment (and ``more``)."""
+    return tuple(sorted({"interface": ifname, "hook": "xdp", "direction": "in", **more}.items()))
+
+
 def attach_big(ifname: str, extra: str) -> set[str]:
     """Attach with one block rule ``extra`` and BIG more (100.64.0.0 on); their addresses."""
     keys = [(FIRST + i).to_bytes(4, "big") for i in range(BIG)]
@@ -118,15 +123,15 @@ def test_exporter_scrapes_200k_rules_fast_and_skips_their_series(pin_root: Path,
             took = time.monotonic() - start
             assert took < 2, f"a scrape of {BIG} rules took {took:.2f} s"
         name = big.host_ifname
-        assert samples[("pingkiller_rules", (("interface", name),))] == BIG + 1
-        assert samples[("pingkiller_rule_series_skipped", (("interface", name),))] == BIG + 1
+        assert samples[("pingkiller_rules", at_xdp(name))] == BIG + 1
+        assert samples[("pingkiller_rule_series_skipped", at_xdp(name))] == BIG + 1
         assert not any(sample == "pingkiller_rule_hits_total" and ("interface", name) in labels
                        for sample, labels in samples)
         name = small.host_ifname
-        assert samples[("pingkiller_rule_series_skipped", (("interface", name),))] == 0
-        assert samples[("pingkiller_rule_hits_total", (("action", "block"), ("interface", name),
-                                                       ("rule", small.peer_v4)))] == 0
-        assert samples[("pingkiller_rules", (("interface", name),))] == 2
+        assert samples[("pingkiller_rule_series_skipped", at_xdp(name))] == 0
+        assert samples[("pingkiller_rule_hits_total",
+                        at_xdp(name, action="block", rule=small.peer_v4))] == 0
+        assert samples[("pingkiller_rules", at_xdp(name))] == 2
 
 
 def test_exporter_memory_is_flat_over_2000_scrapes(pin_root: Path, sandbox: Sandbox) -> None:
@@ -150,7 +155,7 @@ def test_exporter_memory_is_flat_over_2000_scrapes(pin_root: Path, sandbox: Sand
         warm = rss_kib(server)
         scrapes(1800)
         after = rss_kib(server)
-        assert scrape(address)[("pingkiller_rules", (("interface", peer.host_ifname),))] == 30
+        assert scrape(address)[("pingkiller_rules", at_xdp(peer.host_ifname))] == 30
     assert after - warm < 4096, f"RSS grew from {warm} to {after} KiB over 1800 scrapes"
 
 

@@ -19,6 +19,7 @@ from helpers import (
     CLI,
     attach_foreign_program,
     free_port,
+    host_ping,
     pk,
     pk_json,
     pk_ok,
@@ -27,13 +28,17 @@ from helpers import (
 from prometheus_client.parser import text_string_to_metric_families
 
 import pingkiller
-from pingkiller import DefaultAction, EventsMode, IcmpSet, Policy, XdpMode
+from pingkiller import DefaultAction, EventsMode, Hook, IcmpSet, Policy, XdpMode
+from pingkiller.bpf import TcDirection, tcx_query, tcx_supported
+from pingkiller.interfaces import interface_index
 from pingkiller.killer import AttachmentInfo
-from pingkiller.sandbox import Sandbox
+from pingkiller.pins import Point
+from pingkiller.sandbox import Peer, Sandbox
 
 DROP_WAIT = 0.4  # seconds a ping that is expected to be dropped waits for its reply
 
 pytestmark = pytest.mark.root
+tc_only = pytest.mark.skipif(not tcx_supported(), reason="this kernel has no tcx (Linux 6.6+)")
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
@@ -43,14 +48,22 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15) -> N
         time.sleep(0.05)
 
 
-def info_of(ifname: str) -> AttachmentInfo:
+def info_of(ifname: str, hook: str | None = None, direction: str | None = None) -> AttachmentInfo:
     """The attachment's state, read in this process (faster than `pingkiller status`)."""
-    with pingkiller.open(ifname) as attachment:
+    with pingkiller.open(ifname, hook=hook, direction=direction) as attachment:
         return attachment.info()
 
 
-def rules_of(ifname: str) -> dict[str, str]:
-    return {rule.address: rule.action.name.lower() for rule in info_of(ifname).rules}
+def echo_requests_seen(peer: Peer) -> int:
+    """ICMP echo requests the peer's namespace has received (its IPv4 SNMP counter)."""
+    lines = peer.run(["cat", "/proc/net/snmp"]).stdout.splitlines()
+    names, values = [line.split() for line in lines if line.startswith("Icmp:")][:2]
+    return int(values[names.index("InEchos")])
+
+
+def rules_of(ifname: str, hook: str | None = None, direction: str | None = None) -> dict[str, str]:
+    return {rule.address: rule.action.name.lower()
+            for rule in info_of(ifname, hook, direction).rules}
 
 
 def hits_of(info: AttachmentInfo, address: str) -> int:
@@ -156,22 +169,125 @@ def test_export_round_trip(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> 
     ).close()
     pingkiller.attach(second.host_ifname, Policy(DefaultAction.DROP, all_protocols=True),
                       allow=[second.peer_v6]).close()
+    if tcx_supported():  # and a tc attachment beside the XDP one, with settings of its own
+        pingkiller.attach(first.host_ifname, Policy(DefaultAction.PASS, events=EventsMode.ALL),
+                          hook="tc", direction="out", block=["198.18.201.0/24"]).close()
     exported = tmp_path / "exported.toml"
     pk_ok("export", "-o", str(exported))
     plan = pk_json("apply", "-f", str(exported), "--dry-run")
     assert plan["changes"] == [] and sorted(plan["unchanged"]) == sorted(
         [first.host_ifname, second.host_ifname])
+    running = pingkiller.attachments()
+    assert len(plan["unchanged_attachments"]) == len(running)
 
     # From nothing, applying the export rebuilds the same state.
-    before = {info.ifname: info for info in pingkiller.attachments()}
+    before = {info.point: info for info in running}
     pingkiller.detach_all()
     pk_ok("apply", "-f", str(exported))
     assert pk_ok("export") == exported.read_text()
-    for info in pingkiller.attachments():
-        old = before[info.ifname]
+    after = pingkiller.attachments()
+    assert [info.point for info in after] == sorted(before)
+    for info in after:
+        old = before[info.point]
         assert (info.policy, info.mode, [r.network for r in info.rules]) == (
             old.policy, old.mode, [r.network for r in old.rules])
     assert first.ping(first.host_v4, wait=DROP_WAIT) == 0
+
+
+@tc_only
+def test_apply_xdp_and_tc_on_one_interface_then_drop_the_tc_entry(
+    pin_root: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """One interface with an XDP and two tc attachments from one file, another with tc
+    egress only: each is attached at its hook; exported, it applies with no change; with
+    the tc entry gone from the file only the tc attachments are detached, and the XDP one
+    runs on, the same program with its counters."""
+    peer, other = sandbox.add_peer(), sandbox.add_peer()
+    iface = peer.host_ifname
+    policy = tmp_path / "policy.toml"
+    xdp_entry = f'[[interfaces.{iface}]]\nblock = ["{peer.peer_v4}"]\n'
+    policy.write_text(
+        xdp_entry
+        + f'[[interfaces.{iface}]]\nhook = "tc"\ndirection = "both"\n'
+          f'block = ["{peer.peer_v4}", "198.18.254.0/24"]\n'
+        + f'[interfaces.{other.host_ifname}]\nhook = "tc"\ndirection = "out"\n'
+          f'block = ["{peer.peer_v4}"]\n'
+    )
+    plan = pk_json("apply", "-f", str(policy), "--dry-run")
+    assert [(c["interface"], c["hook"], c["direction"], c["action"]) for c in plan["changes"]] == [
+        (iface, "xdp", "in", "attach"), (iface, "tc", "in", "attach"),
+        (iface, "tc", "out", "attach"), (other.host_ifname, "tc", "out", "attach")]
+    assert [c["mode"] for c in plan["changes"]] == ["auto"] * 4
+    assert pingkiller.attachments() == []
+
+    out = pk_ok("apply", "-f", str(policy))
+    assert f"attach {iface}: " in out and f"attach {iface} (tc in): " in out
+    assert f"attach {other.host_ifname} (tc out): " in out
+    assert [point.hook_text for point in pingkiller.points(iface)] == ["xdp", "tc in", "tc out"]
+    assert [point.hook_text for point in pingkiller.points(other.host_ifname)] == ["tc out"]
+    assert rules_of(iface, "tc", "in") == {peer.peer_v4: "block", "198.18.254.0/24": "block"}
+    assert peer.ping(peer.host_v4, count=2, wait=DROP_WAIT) == 0  # XDP drops them
+    requests = echo_requests_seen(peer)
+    assert host_ping(peer.peer_v4, count=2, wait=DROP_WAIT) == 0  # tc out: they never leave
+    assert echo_requests_seen(peer) == requests
+    assert host_ping(other.peer_v4, count=2) == 2  # other's egress blocks only peer's address
+    xdp_before = info_of(iface, "xdp")
+    assert xdp_before.stats is not None and xdp_before.stats.dropped == 2
+    tc_out = info_of(iface, "tc", "out")
+    # ping tries again a request the egress hook refused (ENOBUFS): 2 or more drops
+    assert tc_out.stats is not None and tc_out.stats.reasons[pingkiller.Reason.DROP_BLOCK].packets >= 2
+
+    assert pk_ok("apply", "-f", str(policy)).startswith("No changes")
+    exported = tmp_path / "exported.toml"
+    pk_ok("export", "-o", str(exported))
+    text = exported.read_text()
+    assert text.count(f"[[interfaces.{iface}]]") == 3
+    assert f"[interfaces.{other.host_ifname}]" in text
+    plan = pk_json("apply", "-f", str(exported), "--dry-run")
+    assert plan["changes"] == []
+    assert plan["unchanged_attachments"] == [
+        {"interface": iface, "hook": "xdp", "direction": "in"},
+        {"interface": iface, "hook": "tc", "direction": "in"},
+        {"interface": iface, "hook": "tc", "direction": "out"},
+        {"interface": other.host_ifname, "hook": "tc", "direction": "out"}]
+
+    # The tc entry goes from the file: only the tc attachments are detached.
+    policy.write_text(xdp_entry + f'[interfaces.{other.host_ifname}]\nhook = "tc"\n'
+                                  f'direction = "out"\nblock = ["{peer.peer_v4}"]\n')
+    out = pk_ok("apply", "-f", str(policy))
+    assert out.splitlines() == [f"detach {iface} (tc in): not in the policy file",
+                                f"detach {iface} (tc out): not in the policy file",
+                                "Applied 2 change(s)."]
+    assert pingkiller.points(iface) == [Point(iface)]
+    ifindex = interface_index(iface)
+    assert tcx_query(ifindex, TcDirection.INGRESS) == tcx_query(ifindex, TcDirection.EGRESS) == []
+    xdp_after = info_of(iface)
+    assert xdp_after.program_id == xdp_before.program_id  # untouched: same program, counters on
+    assert xdp_after.stats is not None and xdp_after.stats.dropped >= 2
+    requests = echo_requests_seen(peer)
+    host_ping(peer.peer_v4, count=2, wait=DROP_WAIT)  # requests leave (XDP drops the replies)
+    assert echo_requests_seen(peer) == requests + 2
+    assert [p.hook for p in pingkiller.points(other.host_ifname)] == [Hook.TC]  # kept as it was
+    assert pk_ok("apply", "-f", str(policy)).startswith("No changes")
+
+
+@tc_only
+def test_apply_refuses_a_bad_hook_or_direction_in_one_line(
+    pin_root: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    peer = sandbox.add_peer()
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[interfaces.{peer.host_ifname}]\nhook = "xdp"\ndirection = "out"\n')
+    result = pk("apply", "-f", str(policy))
+    assert result.returncode == 2 and result.stderr == (
+        f"pingkiller: {policy}:3: [interfaces.{peer.host_ifname}] direction: 'out' needs hook = "
+        '"tc": XDP sees only packets that arrive (add hook = "tc", or remove direction) '
+        "(nothing was changed)\n")
+    policy.write_text(f'[interfaces.{peer.host_ifname}]\nhook = "tc"\nmode = "generic"\n')
+    result = pk("apply", "-f", str(policy))
+    assert result.returncode == 2 and "is an XDP mode" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert pingkiller.attachments() == []
 
 
 def test_watch_applies_each_edit(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> None:
@@ -261,34 +377,73 @@ def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: s
     return samples[(name, tuple(sorted(labels.items())))]
 
 
+def at(ifname: str, hook: str = "xdp", direction: str = "in") -> dict[str, str]:
+    """The labels that name one attachment's series."""
+    return {"interface": ifname, "hook": hook, "direction": direction}
+
+
 def test_exporter_counts_dropped_pings(pin_root: Path, sandbox: Sandbox) -> None:
     peer = sandbox.add_peer()
     with pingkiller.attach(peer.host_ifname, block=[peer.peer_v4, "198.18.254.0/24"]) as attachment:
         program_id = attachment.info().program_id
+    iface = peer.host_ifname
+    xdp = at(iface)
     with exporter() as url:
-        assert value(scrape(url), "pingkiller_packets_total", interface=peer.host_ifname,
-                     reason="drop_block") == 0
+        assert value(scrape(url), "pingkiller_packets_total", **xdp, reason="drop_block") == 0
         assert peer.ping(peer.host_v4, count=3, wait=DROP_WAIT) == 0
         samples = scrape(url)
-        iface = peer.host_ifname
         assert value(samples, "pingkiller_up") == 1
-        assert value(samples, "pingkiller_packets_total", interface=iface, reason="drop_block") == 3
-        assert value(samples, "pingkiller_bytes_total", interface=iface, reason="drop_block") == 3 * 98
-        assert value(samples, "pingkiller_rule_hits_total", interface=iface, rule=peer.peer_v4,
+        assert value(samples, "pingkiller_packets_total", **xdp, reason="drop_block") == 3
+        assert value(samples, "pingkiller_bytes_total", **xdp, reason="drop_block") == 3 * 98
+        assert value(samples, "pingkiller_rule_hits_total", **xdp, rule=peer.peer_v4,
                      action="block") == 3
-        assert value(samples, "pingkiller_rule_hits_total", interface=iface,
+        assert value(samples, "pingkiller_rule_hits_total", **xdp,
                      rule="198.18.254.0/24", action="block") == 0
-        assert value(samples, "pingkiller_rules", interface=iface) == 2
-        assert value(samples, "pingkiller_events_total", interface=iface, outcome="sent") == 3
-        assert value(samples, "pingkiller_attachment_info", interface=iface, mode="native",
+        assert value(samples, "pingkiller_rules", **xdp) == 2
+        assert value(samples, "pingkiller_events_total", **xdp, outcome="sent") == 3
+        assert value(samples, "pingkiller_attachment_info", **xdp, mode="native",
                      program_id=str(program_id)) == 1
-        assert ("pingkiller_program_runs_total", (("interface", iface),)) in samples
-        assert value(samples, "pingkiller_program_run_time_seconds_total", interface=iface) >= 0
+        assert ("pingkiller_program_runs_total", tuple(sorted(xdp.items()))) in samples
+        assert value(samples, "pingkiller_program_run_time_seconds_total", **xdp) >= 0
+        assert all(dict(labels).keys() >= {"interface", "hook", "direction"}
+                   for name, labels in samples if name != "pingkiller_up")
 
     with exporter("--no-rule-metrics") as url:
         samples = scrape(url)
         assert not any(name == "pingkiller_rule_hits_total" for name, _ in samples)
-        assert value(samples, "pingkiller_rules", interface=iface) == 2
+        assert value(samples, "pingkiller_rules", **xdp) == 2
+
+
+@tc_only
+def test_exporter_labels_each_attachment_of_an_interface(pin_root: Path, sandbox: Sandbox) -> None:
+    """XDP, tc in and tc out on one interface: three sets of series, told apart by hook and
+    direction; the host's own pings to a blocked peer count at tc out only."""
+    peer = sandbox.add_peer()
+    iface = peer.host_ifname
+    pingkiller.attach(iface, block=["198.18.254.0/24"]).close()
+    for attachment in pingkiller.attach_both(iface, block=[peer.peer_v4]):
+        attachment.close()
+    programs = {(i.hook.label, i.direction.label): i.program_id
+                for i in pingkiller.attachments(with_rules=False)}
+    with exporter() as url:
+        assert host_ping(peer.peer_v4, count=2, wait=DROP_WAIT) == 0
+        samples = scrape(url)
+        for hook, direction in (("xdp", "in"), ("tc", "in"), ("tc", "out")):
+            labels = at(iface, hook, direction)
+            mode = "native" if hook == "xdp" else "tcx"
+            assert value(samples, "pingkiller_attachment_info", **labels, mode=mode,
+                         program_id=str(programs[(hook, direction)])) == 1
+            assert value(samples, "pingkiller_rules", **labels) == 1
+        drops = value(samples, "pingkiller_packets_total", **at(iface, "tc", "out"),
+                      reason="drop_block")
+        assert drops >= 2  # ping tries a request the egress hook refused again
+        assert value(samples, "pingkiller_rule_hits_total", **at(iface, "tc", "out"),
+                     rule=peer.peer_v4, action="block") == drops
+        for hook, direction in (("xdp", "in"), ("tc", "in")):
+            assert value(samples, "pingkiller_packets_total", **at(iface, hook, direction),
+                         reason="drop_block") == 0
+        assert value(samples, "pingkiller_rule_hits_total", **at(iface, "tc", "in"),
+                     rule=peer.peer_v4, action="block") == 0
 
 
 def test_exporter_refuses_a_bad_listen_address(pin_root: Path) -> None:

@@ -182,9 +182,10 @@ def test_pod_applies_the_policy_and_its_edit_and_the_exporter_reports_it(
     (prog_id,) = xdp_ids(ifname)
     samples = scrape(f"http://127.0.0.1:{port}/metrics")
     assert samples[("pingkiller_up", ())] == 1
-    assert samples[("pingkiller_attachment_info", (("interface", ifname), ("mode", "native"),
-                                                   ("program_id", str(prog_id))))] == 1
-    assert samples[("pingkiller_rules", (("interface", ifname),))] == 2
+    xdp = {"interface": ifname, "hook": "xdp", "direction": "in"}
+    assert samples[("pingkiller_attachment_info", tuple(sorted(
+        {**xdp, "mode": "native", "program_id": str(prog_id)}.items())))] == 1
+    assert samples[("pingkiller_rules", tuple(sorted(xdp.items())))] == 2
     assert peer.ping(peer.host_v4, count=1) == 1  # not blocked yet
 
     # An edit of the ConfigMap: the kubelet swaps the file in; here a rename does.
@@ -198,11 +199,11 @@ def test_pod_applies_the_policy_and_its_edit_and_the_exporter_reports_it(
     assert xdp_ids(ifname) == [prog_id]  # changed in place: the same program, no gap
     assert peer.ping(peer.host_v4, count=2, wait=DROP_WAIT) == 0  # now dropped
     samples = scrape(f"http://127.0.0.1:{port}/metrics")
-    assert samples[("pingkiller_rules", (("interface", ifname),))] == 3
-    assert samples[("pingkiller_rule_hits_total", (("action", "block"), ("interface", ifname),
-                                                   ("rule", peer.peer_v4)))] == 2
-    assert samples[("pingkiller_packets_total", (("interface", ifname),
-                                                 ("reason", "drop_block")))] == 2
+    assert samples[("pingkiller_rules", tuple(sorted(xdp.items())))] == 3
+    assert samples[("pingkiller_rule_hits_total", tuple(sorted(
+        {**xdp, "action": "block", "rule": peer.peer_v4}.items())))] == 2
+    assert samples[("pingkiller_packets_total", tuple(sorted(
+        {**xdp, "reason": "drop_block"}.items())))] == 2
 
     log = applier.stop()
     assert "error" not in log.lower(), log

@@ -31,6 +31,7 @@ from helpers import CLI, MountNamespace, free_port, limited, one_line, xdp_ids
 from test_operations import DROP_WAIT, scrape, wait_for
 
 from pingkiller import declarative
+from pingkiller.pins import Point
 from pingkiller.sandbox import Peer, Sandbox, run
 
 pytestmark = pytest.mark.root
@@ -126,15 +127,16 @@ def test_readers_report_the_attachment(read_only: ReadOnlyView) -> None:
         assert stats["packets"]["drop_block"] == 2
 
         exported = declarative.parse(read_only.ok("export"))
-        assert [str(n) for n in exported.interfaces[ifname].rules] == [f"{peer.peer_v4}/32"]
+        assert [str(n) for n in exported.attachments[Point(ifname)].rules] == [f"{peer.peer_v4}/32"]
 
         samples, ready = exporter_scrape(read_only)
         assert ready == 200
         assert samples[("pingkiller_up", ())] == 1
-        assert samples[("pingkiller_attachment_info", (("interface", ifname), ("mode", "native"),
-                                                       ("program_id", str(prog_id))))] == 1
-        assert samples[("pingkiller_packets_total", (("interface", ifname),
-                                                     ("reason", "drop_block")))] == 2
+        xdp = {"interface": ifname, "hook": "xdp", "direction": "in"}
+        assert samples[("pingkiller_attachment_info", tuple(sorted(
+            {**xdp, "mode": "native", "program_id": str(prog_id)}.items())))] == 1
+        assert samples[("pingkiller_packets_total", tuple(sorted(
+            {**xdp, "reason": "drop_block"}.items())))] == 2
 
 
 def exporter_scrape(view: ReadOnlyView) -> tuple[dict[tuple[str, tuple[tuple[str, str], ...]], float],

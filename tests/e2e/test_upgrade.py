@@ -145,7 +145,8 @@ def outdated_gauge(ifname: str) -> float:
     from pingkiller.exporter import PingkillerCollector
 
     (family,) = [f for f in PingkillerCollector().collect() if f.name == "pingkiller_outdated"]
-    (value,) = [s.value for s in family.samples if s.labels == {"interface": ifname}]
+    (value,) = [s.value for s in family.samples
+                if s.labels == {"interface": ifname, "hook": "xdp", "direction": "in"}]
     return value
 
 

@@ -15,13 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pingkiller import capabilities, declarative
-from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, RuleAction
+from pingkiller.abi import DefaultAction, Direction, EventsMode, Hook, IcmpSet, RuleAction
 from pingkiller.bpf import XdpMode
 from pingkiller.cli import main
-from pingkiller.declarative import InterfaceSpec, PolicyFile
+from pingkiller.declarative import AttachmentSpec, policy_file
 from pingkiller.errors import InterfaceNotFound, InvalidInput, PolicyFileError
 from pingkiller.exporter import parse_listen
 from pingkiller.killer import AttachmentInfo
+from pingkiller.pins import Point
 from pingkiller.policy import Policy, Rule, parse_network
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +62,7 @@ def test_full_interface_table() -> None:
         [interfaces."eth0.100"]
         """
     )
-    eth0 = parsed.interfaces["eth0"]
+    eth0 = parsed.attachments[Point("eth0")]
     assert eth0.policy == Policy(DefaultAction.DROP, IcmpSet.ECHO_REQUEST, True, EventsMode.ALL, 0, True)
     assert eth0.mode == XdpMode.GENERIC
     assert eth0.rules == {
@@ -70,8 +71,10 @@ def test_full_interface_table() -> None:
         parse_network("10.0.0.0/8"): RuleAction.ALLOW,
         ipaddress.IPv4Network("198.18.0.9/32"): RuleAction.ALLOW,  # v4-mapped becomes v4
     }
-    vlan = parsed.interfaces["eth0.100"]
-    assert vlan == InterfaceSpec("eth0.100", Policy(DefaultAction.DROP), XdpMode.AUTO, {})
+    vlan = parsed.attachments[Point("eth0.100")]
+    assert vlan == AttachmentSpec("eth0.100", Policy(DefaultAction.DROP), XdpMode.AUTO, {})
+    assert (eth0.hook, eth0.direction) == (Hook.XDP, Direction.IN)  # no hook: XDP, as before
+    assert list(parsed.interfaces) == ["eth0", "eth0.100"]
 
 
 def test_default_follows_attach_drop_all_unless_block_rules(tmp_path: Path) -> None:
@@ -82,15 +85,15 @@ def test_default_follows_attach_drop_all_unless_block_rules(tmp_path: Path) -> N
         '[interfaces.c]\nrule_files = ["lists/bad.txt"]\n[interfaces.d]\nallow = ["198.18.0.1"]\n',
         base=tmp_path,
     )
-    defaults = {name: spec.policy.default for name, spec in parsed.interfaces.items()}
+    defaults = {point.ifname: spec.policy.default for point, spec in parsed.attachments.items()}
     assert defaults == {"a": DefaultAction.DROP, "b": DefaultAction.PASS,
                         "c": DefaultAction.PASS, "d": DefaultAction.DROP}
-    assert parsed.interfaces["c"].networks(RuleAction.BLOCK) == [
+    assert parsed.attachments[Point("c")].networks(RuleAction.BLOCK) == [
         parse_network("198.18.0.66"), parse_network("198.18.4.0/24")]
 
 
 def test_empty_interfaces_table_means_hold_nothing() -> None:
-    assert declarative.parse("[interfaces]\n").interfaces == {}
+    assert declarative.parse("[interfaces]\n").attachments == {}
 
 
 def test_toml_syntax_error_names_line_and_column() -> None:
@@ -158,10 +161,10 @@ def test_load_reports_unreadable_files(tmp_path: Path) -> None:
 
 
 def test_dump_quotes_interface_names_that_need_it() -> None:
-    spec = InterfaceSpec("eth0.100", Policy(), XdpMode.NATIVE, {parse_network("fd00::/8"): RuleAction.BLOCK})
-    text = declarative.dump(PolicyFile({"eth0.100": spec}))
+    spec = AttachmentSpec("eth0.100", Policy(), XdpMode.NATIVE, {parse_network("fd00::/8"): RuleAction.BLOCK})
+    text = declarative.dump(policy_file([spec]))
     assert '[interfaces."eth0.100"]' in text
-    assert declarative.parse(text).interfaces == {"eth0.100": spec}
+    assert declarative.parse(text).attachments == {Point("eth0.100"): spec}
 
 
 networks = st.one_of(
@@ -170,34 +173,113 @@ networks = st.one_of(
     st.builds(lambda a, n: ipaddress.IPv6Network((a, n), strict=False),
               st.integers(0, 2**128 - 1), st.integers(0, 128)),
 ).filter(lambda n: not (n.version == 6 and n.subnet_of(ipaddress.IPv6Network("::ffff:0:0/96"))))
-specs = st.builds(
-    InterfaceSpec,
-    ifname=st.from_regex(r"[a-z][a-z0-9.@-]{0,14}", fullmatch=True),
-    policy=st.builds(Policy, st.sampled_from(DefaultAction), st.sampled_from(IcmpSet), st.booleans(),
-                     st.sampled_from(EventsMode), st.integers(0, 0xFFFFFFFF), st.booleans()),
-    mode=st.sampled_from([XdpMode.AUTO, XdpMode.NATIVE, XdpMode.GENERIC]),
-    rules=st.dictionaries(networks, st.sampled_from(RuleAction), max_size=6),
+points = st.one_of(
+    st.just((Hook.XDP, Direction.IN)),
+    st.sampled_from([(Hook.TC, Direction.IN), (Hook.TC, Direction.OUT)]),
 )
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(specs, max_size=3, unique_by=lambda s: s.ifname))
-def test_dump_then_parse_is_identity(interfaces: list[InterfaceSpec]) -> None:
-    policy_file = PolicyFile({spec.ifname: spec for spec in interfaces})
-    assert declarative.parse(declarative.dump(policy_file)).interfaces == policy_file.interfaces
+@st.composite
+def specs(draw: st.DrawFn) -> AttachmentSpec:
+    hook, direction = draw(points)
+    modes = [XdpMode.AUTO, XdpMode.NATIVE, XdpMode.GENERIC] if hook is Hook.XDP else [XdpMode.AUTO]
+    return AttachmentSpec(
+        ifname=draw(st.from_regex(r"[a-z][a-z0-9.@-]{0,14}", fullmatch=True)),
+        policy=draw(st.builds(Policy, st.sampled_from(DefaultAction), st.sampled_from(IcmpSet),
+                              st.booleans(), st.sampled_from(EventsMode),
+                              st.integers(0, 0xFFFFFFFF), st.booleans())),
+        mode=draw(st.sampled_from(modes)),
+        rules=draw(st.dictionaries(networks, st.sampled_from(RuleAction), max_size=6)),
+        hook=hook,
+        direction=direction,
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(specs(), max_size=5, unique_by=lambda s: s.point))
+def test_dump_then_parse_is_identity(attachments: list[AttachmentSpec]) -> None:
+    written = policy_file(attachments)
+    assert declarative.parse(declarative.dump(written)).attachments == written.attachments
+
+
+# -- hooks and directions
+
+
+TC_IN, TC_OUT = (Hook.TC, Direction.IN), (Hook.TC, Direction.OUT)
+
+
+def test_an_array_of_tables_lists_several_attachments_of_one_interface() -> None:
+    parsed = declarative.parse(
+        "[[interfaces.eth0]]\n"
+        'block = ["198.18.0.7"]\n'
+        "[[interfaces.eth0]]\n"
+        'hook = "tc"\n'
+        'direction = "both"\n'
+        'default = "drop"\n'
+        'allow = ["198.18.0.9"]\n'
+        "[interfaces.eth1]\n"
+        'hook = "TC"\n'  # words in any case, as the other keys
+        'direction = "out"\n'
+        'mode = "auto"\n'  # accepted at tc: auto is no mode
+    )
+    assert list(parsed.attachments) == [Point("eth0"), Point("eth0", *TC_IN),
+                                        Point("eth0", *TC_OUT), Point("eth1", *TC_OUT)]
+    xdp, tc_in, tc_out, egress = parsed.attachments.values()
+    assert xdp.policy.default == DefaultAction.PASS and xdp.networks(RuleAction.BLOCK) == [
+        parse_network("198.18.0.7")]
+    assert tc_in.rules == tc_out.rules == {parse_network("198.18.0.9"): RuleAction.ALLOW}
+    assert tc_in.policy == tc_out.policy == Policy(DefaultAction.DROP)
+    assert egress.mode == XdpMode.AUTO
+    assert [len(specs) for specs in parsed.interfaces.values()] == [3, 1]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[interfaces.eth0]\ndirection = "out"\n',
+         "policy.toml:2: [interfaces.eth0] direction: 'out' needs hook = \"tc\": XDP sees only "
+         "packets that arrive (add hook = \"tc\", or remove direction)"),
+        ('[interfaces.eth0]\nhook = "xdp"\ndirection = "both"\n',
+         "policy.toml:3: [interfaces.eth0] direction: 'both' needs hook = \"tc\""),
+        ('[interfaces.eth0]\nhook = "tc"\nmode = "native"\n',
+         "policy.toml:3: [interfaces.eth0] mode: 'native' is an XDP mode: it needs hook = "
+         "\"xdp\" (remove mode for a tc attachment)"),
+        ('[interfaces.eth0]\nhook = "ebpf"\n',
+         "policy.toml:2: [interfaces.eth0] hook: 'ebpf' is not one of xdp, tc"),
+        ('[interfaces.eth0]\nhook = "tc"\ndirection = "up"\n',
+         "policy.toml:3: [interfaces.eth0] direction: 'up' is not one of in, out, both"),
+        ('[interfaces.eth0]\nhok = "tc"\n', "hok: unknown key (did you mean 'hook'?)"),
+        ('[[interfaces.eth0]]\nhook = "tc"\n\n[[interfaces.eth0]]\nhook = "tc"\n'
+         'direction = "both"\n',
+         "policy.toml:5: [[interfaces.eth0]] #2 hook: tc in is listed twice for eth0: keep one "
+         "entry per hook and direction"),
+        ("[[interfaces.eth0]]\n[[interfaces.eth0]]\n",
+         "policy.toml:2: [[interfaces.eth0]] #2 hook: xdp is listed twice for eth0"),
+        ('[[interfaces.eth0]]\n[[interfaces.eth0]]\nhook = "tc"\nicmp = "ping"\n',
+         "policy.toml:4: [[interfaces.eth0]] #2 icmp: 'ping' is not one of"),
+        ("[interfaces]\neth0 = []\n", "[interfaces.eth0]: an empty list of attachments"),
+        ("[interfaces]\neth0 = [3]\n", "[[interfaces.eth0]] #1: must be a table of settings"),
+    ],
+)
+def test_hook_and_direction_errors_name_the_fix(text: str, expected: str) -> None:
+    message = rejected(text)
+    assert expected in message
+    assert message.count("policy.toml") == 1  # one problem, one line
 
 
 # -- planning against a given running state
 
 
 def running(ifname: str, policy: Policy, rules: dict[str, RuleAction], *,
-            mode: XdpMode = XdpMode.NATIVE,
-            stale: bool = False, hits: int = 0) -> AttachmentInfo:
+            mode: XdpMode = XdpMode.NATIVE, stale: bool = False, hits: int = 0,
+            hook: Hook = Hook.XDP, direction: Direction = Direction.IN) -> AttachmentInfo:
     return AttachmentInfo(
-        ifname=ifname, ifindex=1, program_id=10, link_id=20, mode=mode, policy=policy,
+        ifname=ifname, ifindex=1, program_id=10, link_id=20,
+        mode=mode if hook is Hook.XDP else XdpMode.NONE, policy=policy,
         rule_count=len(rules),
         rules=[Rule(parse_network(a), action, hits) for a, action in rules.items()],
         stats=None, stale=stale, problem="the interface is gone" if stale else "", pin_dir="",
+        hook=hook, direction=direction,
     )
 
 
@@ -209,8 +291,11 @@ def test_plan_of_matching_state_is_empty() -> None:
     desired = declarative.parse('[interfaces.lo]\nblock = ["198.18.0.1"]\n')
     now = [running("lo", PASS_ALL, {"198.18.0.1": BLOCK}, hits=5)]
     plan = declarative.plan(desired, now)
-    assert not plan.changed and plan.unchanged == ["lo"]
+    assert not plan.changed and plan.unchanged == [Point("lo")]
     assert plan.to_json()["changes"] == []
+    assert plan.to_json()["unchanged"] == ["lo"]
+    assert plan.to_json()["unchanged_attachments"] == [
+        {"interface": "lo", "hook": "xdp", "direction": "in"}]
 
 
 def test_plan_updates_only_differences_and_detaches_unlisted() -> None:
@@ -233,6 +318,7 @@ def test_plan_updates_only_differences_and_detaches_unlisted() -> None:
         "remove 198.18.0.4"
     )
     assert update.to_json()["policy_changes"] == ["default pass -> drop"]
+    assert (update.to_json()["hook"], update.to_json()["direction"]) == ("xdp", "in")
 
 
 def test_plan_reattaches_on_mode_change_and_stale_but_auto_accepts_any_mode() -> None:
@@ -255,13 +341,72 @@ def test_plan_attaches_missing_interfaces() -> None:
     assert step.action == "attach" and step.describe().startswith("attach lo: drop pings")
 
 
+def test_plan_goes_attachment_by_attachment() -> None:
+    """XDP and tc on one interface are planned apart: the unchanged XDP attachment stays
+    as it is while tc is attached, updated, reattached or detached."""
+    both = declarative.parse(
+        '[[interfaces.lo]]\nblock = ["198.18.0.1"]\n'
+        '[[interfaces.lo]]\nhook = "tc"\ndirection = "out"\nblock = ["198.18.0.1"]\n'
+    )
+    xdp = running("lo", PASS_ALL, {"198.18.0.1": BLOCK})
+    plan = declarative.plan(both, [xdp])
+    (attach,) = plan.steps
+    assert (attach.point, attach.action) == (Point("lo", *TC_OUT), "attach")
+    assert attach.describe().startswith("attach lo (tc out): pass pings")
+    assert attach.describe().endswith("; 1 block, 0 allow rules")  # no mode: tc has none
+    shown = plan.to_json()
+    assert shown["changes"][0]["hook"] == "tc" and shown["changes"][0]["direction"] == "out"
+    assert shown["changes"][0]["mode"] == "auto"  # as asked: the kernel's choice
+    assert shown["unchanged"] == []  # lo changes (its tc attachment)
+    assert shown["unchanged_attachments"] == [{"interface": "lo", "hook": "xdp", "direction": "in"}]
+
+    tc_out = running("lo", PASS_ALL, {"198.18.0.1": BLOCK, "198.18.0.2": BLOCK}, hook=Hook.TC,
+                     direction=Direction.OUT)
+    (update,) = declarative.plan(both, [xdp, tc_out]).steps
+    assert update.describe() == "update lo (tc out): remove 198.18.0.2"
+
+    stale = running("lo", PASS_ALL, {}, hook=Hook.TC, direction=Direction.OUT, stale=True)
+    (reattach,) = declarative.plan(both, [xdp, stale]).steps
+    assert reattach.action == "reattach" and reattach.point == Point("lo", *TC_OUT)
+
+    only_xdp = declarative.parse('[interfaces.lo]\nblock = ["198.18.0.1"]\n')
+    tc_in = running("lo", PASS_ALL, {}, hook=Hook.TC, direction=Direction.IN)
+    plan = declarative.plan(only_xdp, [xdp, tc_in, tc_out])
+    assert [(s.action, s.point) for s in plan.steps] == [
+        ("detach", Point("lo", *TC_IN)), ("detach", Point("lo", *TC_OUT))]
+    assert plan.steps[0].describe() == "detach lo (tc in): not in the policy file"
+    assert plan.unchanged == [Point("lo")]
+
+
+def test_plan_never_reattaches_tc_for_a_mode() -> None:
+    desired = declarative.parse('[interfaces.lo]\nhook = "tc"\n')
+    now = [running("lo", Policy(DefaultAction.DROP), {}, hook=Hook.TC)]
+    assert not declarative.plan(desired, now).changed
+
+
 def test_export_text_of_running_state_skips_stale() -> None:
     now = [running("lo", PASS_ALL, {"198.18.0.1": BLOCK, "fd00::/8": ALLOW}),
            running("pkgone", PASS_ALL, {}, stale=True)]
     parsed = declarative.parse(declarative.export(now))
-    assert list(parsed.interfaces) == ["lo"]
-    assert parsed.interfaces["lo"].mode == XdpMode.NATIVE
+    assert list(parsed.attachments) == [Point("lo")]
+    assert parsed.attachments[Point("lo")].mode == XdpMode.NATIVE
     assert not declarative.plan(parsed, now[:1]).changed
+
+
+def test_export_text_of_xdp_and_tc_on_one_interface() -> None:
+    now = [running("lo", PASS_ALL, {"198.18.0.1": BLOCK}),
+           running("lo", Policy(DefaultAction.DROP), {"198.18.0.2": ALLOW}, hook=Hook.TC,
+                   direction=Direction.OUT),
+           running("lo", PASS_ALL, {}, hook=Hook.TC, direction=Direction.IN, stale=True),
+           running("pkone", PASS_ALL, {}, hook=Hook.TC)]
+    text = declarative.export(now)
+    assert text.count("[[interfaces.lo]]") == 2 and "[interfaces.pkone]" in text
+    assert 'hook = "tc"\ndirection = "out"\n' in text
+    tables = text.split("\n\n")
+    assert sum("mode = " in table for table in tables) == 1  # only XDP has a mode
+    parsed = declarative.parse(text)
+    assert list(parsed.attachments) == [Point("lo"), Point("lo", *TC_OUT), Point("pkone", *TC_IN)]
+    assert not declarative.plan(parsed, [now[0], now[1], now[3]]).changed
 
 
 # -- CLI: bad input is one line, exit 2, before anything is touched

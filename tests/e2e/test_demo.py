@@ -34,11 +34,14 @@ def _demo_namespaces(pid: int) -> list[str]:
 
 
 def test_demo_json_summary_kills_only_the_blocked_peer(pin_root: Path) -> None:
+    start = time.monotonic()
     result = subprocess.run([*DEMO, "--duration", "3", "--json"], capture_output=True, text=True,
                             timeout=60)
+    took = time.monotonic() - start
     assert result.returncode == 0, result.stderr + result.stdout
     summary = json.loads(result.stdout)
     assert summary["ok"] is True and summary["problems"] == []
+    assert summary["duration_s"] < 3 + 2 and took < 3 + 10  # pings both ways at once
     blocked, allowed = summary["peers"]
     assert (blocked["role"], allowed["role"]) == ("blocked", "allowed")
     for family in ("ipv4", "ipv6"):
@@ -46,12 +49,26 @@ def test_demo_json_summary_kills_only_the_blocked_peer(pin_root: Path) -> None:
         assert blocked["pings"][family]["answered"] == 0
         assert allowed["pings"][family]["sent"] >= 5
         assert allowed["pings"][family]["answered"] >= allowed["pings"][family]["sent"] - 1
+        # The host's own pings: to the blocked peer none leaves (ping tries a request
+        # the egress hook refused again, so it counts few sent), to the other all do.
+        assert blocked["host_pings"][family]["sent"] >= 1
+        assert blocked["host_pings"][family]["answered"] == 0
+        assert blocked["echo_requests_received"][family] == 0
+        sent = allowed["host_pings"][family]["sent"]
+        assert sent >= 5 and allowed["host_pings"][family]["answered"] >= sent - 1
+        assert allowed["echo_requests_received"][family] >= allowed["host_pings"][family]["answered"]
     blocked_stats = summary["stats"][blocked["interface"]]
     allowed_stats = summary["stats"][allowed["interface"]]
     requests = sum(blocked["pings"][f]["sent"] for f in ("ipv4", "ipv6"))
     assert blocked_stats["packets"]["drop_block"] == requests
     assert allowed_stats["dropped"] == 0
-    assert summary["events_received"] == requests
+    egress = summary["egress_stats"]
+    tries = egress[blocked["interface"]]["packets"]["drop_block"]
+    assert tries >= sum(blocked["host_pings"][f]["sent"] for f in ("ipv4", "ipv6"))
+    assert egress[allowed["interface"]]["dropped"] == 0
+    assert egress[allowed["interface"]]["passed"] >= sum(
+        allowed["host_pings"][f]["sent"] for f in ("ipv4", "ipv6"))
+    assert summary["events_received"] == requests + tries
     assert summary["average_ns"]["drop"] > 0 and summary["average_ns"]["pass"] > 0
     assert _leftovers(summary["peers"]) == []
     assert not pin_root.exists(), "the demo must not pin anything"
@@ -61,9 +78,16 @@ def test_demo_plain_lines_when_stdout_is_not_a_terminal(pin_root: Path) -> None:
     result = subprocess.run([*DEMO, "--duration", "2"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr + result.stdout
     lines = result.stdout.splitlines()
-    assert any(line.startswith("t=") and "blocked: ipv4 0/" in line for line in lines)
-    assert any(line.startswith("event ") and "drop (drop_block)" in line for line in lines)
+    assert any(line.startswith("t=") and "| blocked: ipv4 0/" in line for line in lines)
+    assert any(line.startswith("t=") and "host->blocked: ipv4 0/" in line
+               and "peer got 0, tc out dropped " in line for line in lines)
+    assert any(line.startswith("event ") and "drop (drop_block)" in line
+               and ": tc out " not in line for line in lines)
+    assert any(line.startswith("event ") and ": tc out " in line and "drop (drop_block)" in line
+               for line in lines)
     assert "\x1b[" not in result.stdout
+    assert any(line.startswith("  host to the blocked peer (tc out on ")
+               and "0 echo requests reached it" in line for line in lines)
     assert any("OK: every ping to or from the blocked peer was killed" in line for line in lines)
 
 

@@ -8,7 +8,16 @@
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Reason, RuleAction, TimingSlot
+    from pingkiller.abi import (
+        DefaultAction,
+        Direction,
+        EventsMode,
+        Hook,
+        IcmpSet,
+        Reason,
+        RuleAction,
+        TimingSlot,
+    )
     from pingkiller.bpf import BpfError, XdpMode
     from pingkiller.errors import (
         AlreadyAttached,
@@ -27,6 +36,7 @@ if TYPE_CHECKING:
         StaleAttachment,
     )
     from pingkiller.events import Event, EventStream
+    from pingkiller.hooks import TcMode
     from pingkiller.killer import (
         Attachment,
         AttachmentInfo,
@@ -34,14 +44,18 @@ if TYPE_CHECKING:
         LinkState,
         Upgraded,
         attach,
+        attach_both,
         attachments,
         detach,
         detach_all,
         each_attachment,
         open_attachment,
+        open_each,
+        points,
         upgrade,
         upgrade_all,
     )
+    from pingkiller.pins import Point
     from pingkiller.policy import Policy, Rule
     from pingkiller.stats import Counter, Stats, run_time_stats
     open = open_attachment
@@ -53,6 +67,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "DefaultAction": "pingkiller.abi",
     "EventsMode": "pingkiller.abi",
+    "Direction": "pingkiller.abi",
+    "Hook": "pingkiller.abi",
     "IcmpSet": "pingkiller.abi",
     "Reason": "pingkiller.abi",
     "RuleAction": "pingkiller.abi",
@@ -81,6 +97,11 @@ _LAZY = {
     "Detached": "pingkiller.killer",
     "LinkState": "pingkiller.killer",
     "attach": "pingkiller.killer",
+    "attach_both": "pingkiller.killer",
+    "open_each": "pingkiller.killer",
+    "points": "pingkiller.killer",
+    "Point": "pingkiller.pins",
+    "TcMode": "pingkiller.hooks",
     "attachments": "pingkiller.killer",
     "each_attachment": "pingkiller.killer",
     "detach": "pingkiller.killer",
@@ -122,10 +143,12 @@ __all__ = [
     "Counter",
     "DefaultAction",
     "Detached",
+    "Direction",
     "Event",
     "EventStream",
     "EventsMode",
     "ForeignProgram",
+    "Hook",
     "IcmpSet",
     "IncompatiblePins",
     "InterfaceNotFound",
@@ -137,6 +160,7 @@ __all__ = [
     "NotAttached",
     "PermissionDenied",
     "PingkillerError",
+    "Point",
     "Policy",
     "Reason",
     "Rule",
@@ -145,16 +169,20 @@ __all__ = [
     "RuleTableFull",
     "StaleAttachment",
     "Stats",
+    "TcMode",
     "TimingSlot",
     "Upgraded",
     "XdpMode",
     "__version__",
     "attach",
+    "attach_both",
     "attachments",
     "detach",
     "detach_all",
     "each_attachment",
     "open_attachment",
+    "open_each",
+    "points",
     "run_time_stats",
     "upgrade",
     "upgrade_all",

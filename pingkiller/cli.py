@@ -245,7 +245,7 @@ def _complete_attached(incomplete: str) -> list[str]:
     try:
         from pingkiller import pins
 
-        names = pins.listed()
+        names = pins.listed_interfaces()
     except Exception:
         return []
     return [name for name in names if name.startswith(incomplete)]
@@ -255,6 +255,24 @@ def _interface(complete: Callable[[str], list[str]]) -> Any:
     """IFACE, completed by ``complete`` (the interfaces here, or those attached)."""
     return typer.Argument(help="Interface name, e.g. eth0.", show_default=False, metavar="IFACE",
                           autocompletion=complete)
+
+
+_HOOKS = ["xdp", "tc"]
+_DIRECTIONS = ["in", "out"]
+
+
+def _hook_filter() -> Any:
+    """--hook for verbs that act on an interface's attachments: which hook's."""
+    return typer.Option("--hook", help="Only the attachment at this hook (default: every "
+                                       "attachment of IFACE).",
+                        click_type=_choice(_HOOKS), show_default=False)
+
+
+def _direction_filter() -> Any:
+    """--direction for verbs that act on an interface's attachments: which tc direction's."""
+    return typer.Option("--direction", help="Only the tc attachment of this direction "
+                                            "(default: both).",
+                        click_type=_choice(_DIRECTIONS), show_default=False)
 
 
 def _addresses() -> Any:
@@ -349,8 +367,10 @@ def attach(
         bool, typer.Option("--all-protocols", help="Block rules drop every protocol, not only pings.")
     ] = False,
     mode: Annotated[
-        str, typer.Option(help="XDP mode; auto lets the kernel choose.",
-                          click_type=_choice(XDP_MODES.words))
+        str, typer.Option(help="XDP: native, generic or offload; tc: tcx (a link) or clsact "
+                               "(a filter on the clsact qdisc, for kernels before 6.6). auto: "
+                               "the kernel's choice for XDP, tcx where the kernel has it for tc.",
+                          click_type=_choice([*XDP_MODES.words, "tcx", "clsact"]))
     ] = "auto",
     events: Annotated[
         str, typer.Option(help="Which packets send an event to `pingkiller events`.",
@@ -367,12 +387,26 @@ def attach(
         bool, typer.Option("--replace", help="Swap program and policy of an existing attachment "
                                              "atomically.")
     ] = False,
+    hook: Annotated[
+        str, typer.Option(help="xdp: the driver's hook (fastest; one program per interface; "
+                               "arriving packets only). tc: a tcx link that runs beside other "
+                               "programs, after them, in --direction.",
+                          click_type=_choice(_HOOKS))
+    ] = "xdp",
+    direction: Annotated[
+        str, typer.Option(help="tc only: in (arriving), out (leaving: the host's own pings), "
+                               "or both (two attachments).",
+                          click_type=_choice([*_DIRECTIONS, "both"]))
+    ] = "in",
     as_json: Annotated[bool, _json("status")] = False,
 ) -> None:
     """Attach pingkiller to IFACE; it stays attached after this command exits.
 
     With no --block every ping is dropped; with --block only pings from or to the
-    listed addresses are.
+    listed addresses are. --hook tc runs it beside other programs (another tool's XDP
+    program, other tc programs), and --direction out stops the host's own pings to a
+    blocked address before they leave. An interface can carry an XDP and tc
+    attachments at once, each with its own rules and counters.
 
     Examples:
 
@@ -381,6 +415,8 @@ def attach(
       pingkiller attach eth0 --block 192.168.1.78 --block 2001:db8::/32
 
       pingkiller attach eth0 --default drop --allow 10.0.0.0/8 --icmp all
+
+      pingkiller attach eth0 --hook tc --direction both --block 192.0.2.9
     """
     import pingkiller
     from pingkiller.policy import default_action
@@ -393,19 +429,64 @@ def attach(
         event_rate=event_rate,
         timing=timing,
     )
-    attachment = pingkiller.attach(ifname, settings, block=block or [], allow=allow or [],
-                                   mode=XDP_MODES.parse(mode), replace=replace)
-    with attachment:
-        info = attachment.info()
+    if direction != "in" and hook != "tc":
+        raise pingkiller.InvalidInput(f"--direction {direction} needs --hook tc: XDP sees only "
+                                      "packets that arrive")
+    from pingkiller.hooks import TcMode
+
+    tc_modes = {m.value: m for m in TcMode}
+    how = tc_modes[mode] if hook == "tc" and mode in tc_modes else None
+    if how is None and mode in ("tcx", "clsact"):
+        raise pingkiller.InvalidInput(f"--mode {mode} is a tc mode: it needs --hook tc")
+    if how is None and hook == "tc":
+        raise pingkiller.InvalidInput(f"--mode {mode} is an XDP mode: a tc attachment is a tcx "
+                                      "link or a clsact filter (--mode tcx, clsact or auto)")
+    if direction == "both":
+        made = pingkiller.attach_both(ifname, settings, block=block or [], allow=allow or [],
+                                      mode=how or TcMode.AUTO, replace=replace)
+    else:
+        made = [pingkiller.attach(ifname, settings, hook=hook, direction=direction,
+                                  block=block or [], allow=allow or [],
+                                  mode=how or XDP_MODES.parse(mode), replace=replace)]
+    infos = []
+    for attachment in made:
+        with attachment:
+            infos.append(attachment.info())
     if as_json:
-        _print_json(info.to_json())
+        _print_json(infos[0].to_json() if len(infos) == 1 else [i.to_json() for i in infos])
         return
-    assert info.policy is not None
     verb = "Replaced policy on" if replace else "Attached to"
-    _echo(f"{verb} {ifname}: program {info.program_id}, {info.mode.value} mode")
-    _echo(f"Policy: {info.policy.describe()}")
-    blocked = sum(1 for rule in info.rules if rule.action == pingkiller.RuleAction.BLOCK)
-    _echo(f"Rules: {blocked} block, {len(info.rules) - blocked} allow")
+    for info in infos:
+        assert info.policy is not None
+        where = info.point.label
+        if info.chain:
+            where += f", {_position(info)}"
+        _echo(f"{verb} {where}: program {info.program_id}, {_attached_how(info)}")
+    first = infos[0]
+    assert first.policy is not None
+    _echo(f"Policy: {first.policy.describe()}")
+    blocked = sum(1 for rule in first.rules if rule.action == pingkiller.RuleAction.BLOCK)
+    _echo(f"Rules: {blocked} block, {len(first.rules) - blocked} allow")
+
+
+def _attached_how(info: AttachmentInfo) -> str:
+    """How the program is held, in words: the XDP mode, a tcx link, or a clsact filter."""
+    from pingkiller.abi import Hook
+
+    if info.hook is Hook.XDP:
+        return f"{info.mode_text} mode"
+    return "clsact filter, not link-based" if info.clsact else "tcx link"
+
+
+def _position(info: AttachmentInfo) -> str:
+    """Where a tc attachment runs in its hook's chain, in words."""
+    where, total = info.position, len(info.chain)
+    if not where:
+        return f"not in its hook's chain of {total}"
+    others = [str(i) for i in info.chain if i != info.program_id]
+    if not others:
+        return "the only program of its hook"
+    return f"program {where} of {total} on its hook (others: {', '.join(others)})"
 
 
 @_verb()
@@ -414,13 +495,20 @@ def detach(
                                                  show_default=False, metavar="IFACE",
                                                  autocompletion=_complete_attached)] = None,
     detach_all: Annotated[bool, typer.Option("--all", help="Detach every pingkiller attachment.")] = False,
+    hook: Annotated[str | None, _hook_filter()] = None,
+    direction: Annotated[str | None, _direction_filter()] = None,
     as_json: Annotated[bool, _json("detach")] = False,
 ) -> None:
     """Detach pingkiller and remove its pins (also when the interface is gone).
 
+    Every attachment of IFACE goes (XDP and tc); --hook and --direction say which only.
+    Other programs on the interface are left alone.
+
     Examples:
 
       pingkiller detach eth0
+
+      pingkiller detach eth0 --hook tc --direction out
 
       pingkiller detach --all
     """
@@ -428,15 +516,22 @@ def detach(
 
     if detach_all == (ifname is not None):
         raise pingkiller.InvalidInput("name one interface, or give --all (not both)")
-    done = pingkiller.detach_all() if detach_all else [pingkiller.detach(ifname or "")]
+    if detach_all and (hook or direction):
+        raise pingkiller.InvalidInput("--all detaches every attachment: --hook and --direction "
+                                      "go with IFACE")
+    if detach_all:
+        done = pingkiller.detach_all()
+    else:
+        done = pingkiller.detach(ifname or "", hook=hook, direction=direction)
     if as_json:
-        _print_json([{"interface": d.ifname, "was_stale": d.was_stale} for d in done])
+        _print_json([{"interface": d.ifname, "hook": d.hook.label, "direction": d.direction.label,
+                      "was_stale": d.was_stale} for d in done])
         return
     if not done:
         _echo("Nothing to detach.")
     for item in done:
         note = " (stale: its interface was gone; pins cleaned)" if item.was_stale else ""
-        _echo(f"Detached from {item.ifname}{note}")
+        _echo(f"Detached from {item.point.label}{note}")
 
 
 @_verb()
@@ -445,6 +540,8 @@ def upgrade(
                                                  show_default=False, metavar="IFACE",
                                                  autocompletion=_complete_attached)] = None,
     upgrade_all: Annotated[bool, typer.Option("--all", help="Upgrade every attachment.")] = False,
+    hook: Annotated[str | None, _hook_filter()] = None,
+    direction: Annotated[str | None, _direction_filter()] = None,
     as_json: Annotated[bool, _json("upgrade")] = False,
 ) -> None:
     """Run the installed program on an attachment, in place, keeping its state.
@@ -466,7 +563,13 @@ def upgrade(
 
     if upgrade_all == (ifname is not None):
         raise pingkiller.InvalidInput("name one interface, or give --all (not both)")
-    done = pingkiller.upgrade_all() if upgrade_all else [pingkiller.upgrade(ifname or "")]
+    if upgrade_all and (hook or direction):
+        raise pingkiller.InvalidInput("--all upgrades every attachment: --hook and --direction "
+                                      "go with IFACE")
+    if upgrade_all:
+        done = pingkiller.upgrade_all()
+    else:
+        done = pingkiller.upgrade(ifname or "", hook=hook, direction=direction)
     if as_json:
         _print_json([item.to_json() for item in done])
         return
@@ -474,14 +577,17 @@ def upgrade(
         _echo("Nothing to upgrade: there are no attachments.")
     for item in done:
         if item.upgraded:
-            _echo(f"Upgraded {item.ifname}: program {item.from_program[:12] or 'unrecorded'} "
-                       f"(ABI {item.from_abi}) -> {item.to_program[:12]}")
+            _echo(f"Upgraded {item.point.label}: program "
+                  f"{item.from_program[:12] or 'unrecorded'} (ABI {item.from_abi}) -> "
+                  f"{item.to_program[:12]}")
         else:
-            _echo(f"{item.ifname} runs the installed program ({item.to_program[:12]}) already")
+            _echo(f"{item.point.label} runs the installed program ({item.to_program[:12]}) "
+                  "already")
 
 
 def _change_rules(
-    verb: str, ifname: str, addresses: list[str] | None, from_file: Path | None, as_json: bool
+    verb: str, ifname: str, addresses: list[str] | None, from_file: Path | None, as_json: bool,
+    hook: str | None = None, direction: str | None = None,
 ) -> None:
     import pingkiller
     from pingkiller.policy import parse_networks
@@ -492,21 +598,40 @@ def _change_rules(
         keys += read_rule_keys(from_file)  # packed straight from the text: fast for big lists
     if not keys.requested:
         raise pingkiller.InvalidInput(f"give addresses to {verb}, or --from-file FILE")
-    with pingkiller.open(ifname) as attachment:
+    done: list[tuple[Attachment, int, int]] = []
+    attachments = pingkiller.open_each(ifname, hook=hook, direction=direction)
+    try:
+        for attachment in attachments:  # every one filters, or none is changed
+            if attachment.is_stale():
+                raise pingkiller.StaleAttachment(
+                    f"{attachment.point.label}'s attachment filters nothing "
+                    f"({attachment.problem()}): `pingkiller detach {attachment.point.options}` "
+                    "cleans it, then attach again")
         atomic = from_file is not None or None  # a file: all or nothing, also under kill -9
-        if verb == "block":
-            changed = attachment.set_rules(keys, pingkiller.RuleAction.BLOCK, atomic=atomic)
-        elif verb == "allow":
-            changed = attachment.set_rules(keys, pingkiller.RuleAction.ALLOW, atomic=atomic)
-        else:
-            changed = attachment.remove_rules(keys, atomic=atomic)
-        total = attachment.rule_count()
+        for attachment in attachments:
+            if verb == "block":
+                changed = attachment.set_rules(keys, pingkiller.RuleAction.BLOCK, atomic=atomic)
+            elif verb == "allow":
+                changed = attachment.set_rules(keys, pingkiller.RuleAction.ALLOW, atomic=atomic)
+            else:
+                changed = attachment.remove_rules(keys, atomic=atomic)
+            done.append((attachment, changed, attachment.rule_count()))
+    finally:
+        for attachment in attachments:
+            attachment.close()
     if as_json:
         _print_json({"interface": ifname, "action": verb, "requested": keys.requested,
-                     "changed": changed, "rule_count": total})
+                     "changed": sum(changed for _, changed, _ in done),
+                     "rule_count": max(total for _, _, total in done),
+                     "attachments": [{"hook": a.hook.label, "direction": a.direction.label,
+                                      "changed": changed, "rule_count": total}
+                                     for a, changed, total in done]})
         return
-    done = {"block": "Blocked", "allow": "Allowed", "unblock": "Removed rules for"}[verb]
-    _echo(f"{done} {changed} of {keys.requested} on {ifname} ({total} rules now)")
+    what = {"block": "Blocked", "allow": "Allowed", "unblock": "Removed rules for"}[verb]
+    for attachment, changed, total in done:
+        point = attachment.point
+        where = point.ifname if point.hook is pingkiller.Hook.XDP else f"{point.ifname} at {point.hook_text}"
+        _echo(f"{what} {changed} of {keys.requested} on {where} ({total} rules now)")
 
 
 @_verb()
@@ -514,9 +639,14 @@ def block(
     ifname: Annotated[str, _interface(_complete_attached)],
     addresses: Annotated[list[str] | None, _addresses()] = None,
     from_file: Annotated[Path | None, _from_file()] = None,
+    hook: Annotated[str | None, _hook_filter()] = None,
+    direction: Annotated[str | None, _direction_filter()] = None,
     as_json: Annotated[bool, _json("block")] = False,
 ) -> None:
-    """Drop pings from/to ADDRESSES on a running attachment, at once.
+    """Drop pings from/to ADDRESSES on IFACE's running attachments, at once.
+
+    Every attachment of IFACE (XDP and tc, each with its own rule table) gets the
+    change; --hook and --direction say which only.
 
     Examples:
 
@@ -524,7 +654,7 @@ def block(
 
       pingkiller block eth0 --from-file blocklist.txt
     """
-    _change_rules("block", ifname, addresses, from_file, as_json)
+    _change_rules("block", ifname, addresses, from_file, as_json, hook, direction)
 
 
 @_verb()
@@ -532,15 +662,19 @@ def allow(
     ifname: Annotated[str, _interface(_complete_attached)],
     addresses: Annotated[list[str] | None, _addresses()] = None,
     from_file: Annotated[Path | None, _from_file()] = None,
+    hook: Annotated[str | None, _hook_filter()] = None,
+    direction: Annotated[str | None, _direction_filter()] = None,
     as_json: Annotated[bool, _json("allow")] = False,
 ) -> None:
-    """Let pings from/to ADDRESSES pass on a running attachment (beats the default).
+    """Let pings from/to ADDRESSES pass on IFACE's running attachments (beats the default).
+
+    Every attachment of IFACE gets the change; --hook and --direction say which only.
 
     Example:
 
       pingkiller allow eth0 192.168.1.1
     """
-    _change_rules("allow", ifname, addresses, from_file, as_json)
+    _change_rules("allow", ifname, addresses, from_file, as_json, hook, direction)
 
 
 @_verb()
@@ -548,15 +682,19 @@ def unblock(
     ifname: Annotated[str, _interface(_complete_attached)],
     addresses: Annotated[list[str] | None, _addresses()] = None,
     from_file: Annotated[Path | None, _from_file()] = None,
+    hook: Annotated[str | None, _hook_filter()] = None,
+    direction: Annotated[str | None, _direction_filter()] = None,
     as_json: Annotated[bool, _json("unblock")] = False,
 ) -> None:
-    """Remove any rule (block or allow) for ADDRESSES on a running attachment.
+    """Remove any rule (block or allow) for ADDRESSES on IFACE's running attachments.
+
+    Every attachment of IFACE gets the change; --hook and --direction say which only.
 
     Example:
 
       pingkiller unblock eth0 192.168.1.78
     """
-    _change_rules("unblock", ifname, addresses, from_file, as_json)
+    _change_rules("unblock", ifname, addresses, from_file, as_json, hook, direction)
 
 
 _STATUS_RULES = 50  # rules the human status lists by default
@@ -572,8 +710,13 @@ def status(
         help=f"List at most N rules of each attachment (default: {_STATUS_RULES}, all with "
              "--json); rule_count still counts them all.", min=0, metavar="N",
         show_default=False)] = None,
+    hook: Annotated[str | None, _hook_filter()] = None,
+    direction: Annotated[str | None, _direction_filter()] = None,
 ) -> None:
-    """Show every attachment: program, mode, policy, counters, and rules with hit counts.
+    """Show every attachment: hook, program, mode, policy, counters, and rules with hit counts.
+
+    An interface can carry several: XDP, and tc in and out, each with its own rules and
+    counters. A tc attachment shows where it runs among its hook's programs.
 
     Rules are listed map by map (IPv4 addresses, IPv4 prefixes, IPv6 addresses, IPv6
     prefixes), each map sorted by address up to 4096 rules and in the kernel's order
@@ -588,7 +731,7 @@ def status(
       pingkiller status eth0 --max-rules 1000
     """
     limit = max_rules if max_rules is not None else (None if as_json else _STATUS_RULES)
-    views = _status_views(ifname, limit)
+    views = _status_views(ifname, limit, hook, direction)
     if as_json:
         _write_status_json(views)
         return
@@ -600,17 +743,16 @@ def status(
         _echo("No pingkiller attachments. Attach one with `pingkiller attach IFACE`.")
 
 
-def _status_views(ifname: str | None, limit: int | None
+def _status_views(ifname: str | None, limit: int | None, hook: str | None = None,
+                  direction: str | None = None
                   ) -> Iterator[tuple[AttachmentInfo, Iterable[list[RuleEntry]]]]:
     """What status shows of each attachment: its info and its first ``limit`` rules
     (all when None: then streamed, a batch at a time, while the attachment is open)."""
     import pingkiller
 
-    if ifname is None:
-        found: Iterable[Attachment | AttachmentInfo] = pingkiller.each_attachment()
-    else:
-        found = [pingkiller.open(ifname, read_only=True)]
-    for each in found:
+    if ifname is not None:  # a name with no attachment is an error, not an empty list
+        pingkiller.open_each(ifname, hook=hook, direction=direction, read_only=True)[0].close()
+    for each in pingkiller.each_attachment(ifname, hook=hook, direction=direction):
         if isinstance(each, pingkiller.AttachmentInfo):  # its maps cannot be read
             yield each, []
             continue
@@ -662,19 +804,31 @@ def _render_status(info: AttachmentInfo, rules: list[RuleEntry]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from pingkiller.abi import Hook
+
     console = Console(highlight=False, soft_wrap=True)  # a pipe must not split commands
+    point = info.point
     if info.stale:
-        console.print(f"[bold]{info.ifname}[/]: STALE - {info.problem}; "
-                      f"`pingkiller detach {info.ifname}` cleans it")
+        console.print(f"[bold]{point.label}[/]: STALE - {info.problem}; "
+                      f"`pingkiller detach {point.options}` cleans it")
+    elif point.hook is Hook.XDP:
+        console.print(f"[bold]{info.ifname}[/] (ifindex {info.ifindex}): xdp, program "
+                      f"{info.program_id}, link {info.link_id}, {info.mode.value} mode")
+    elif info.clsact:
+        console.print(f"[bold]{info.ifname}[/] (ifindex {info.ifindex}): tc (clsact, not "
+                      f"link-based) {point.direction.label}, program {info.program_id}, "
+                      f"priority {_clsact_priority()}, {_position(info)}")
     else:
-        console.print(f"[bold]{info.ifname}[/] (ifindex {info.ifindex}): program {info.program_id}, "
-                      f"link {info.link_id}, {info.mode.value} mode")
+        console.print(f"[bold]{info.ifname}[/] (ifindex {info.ifindex}): tc "
+                      f"{point.direction.label}, program {info.program_id}, link "
+                      f"{info.link_id}, tcx link, {_position(info)}")
+    if not info.stale:
         if info.problem:
             console.print(f"  note: {info.problem}; it still filters")
         if info.outdated:
             running = info.program[:12] or "unrecorded"
             console.print(f"  outdated: it runs program {running} (ABI {info.abi_version}), not "
-                          f"the installed one: `pingkiller upgrade {info.ifname}`")
+                          f"the installed one: `pingkiller upgrade {point.options}`")
     if info.policy is not None:
         policy = info.policy.to_json()
         console.print(f"  policy: {info.policy.describe()}")
@@ -693,6 +847,12 @@ def _render_status(info: AttachmentInfo, rules: list[RuleEntry]) -> None:
     if info.rule_count > len(rules):
         console.print(f"  ... and {info.rule_count - len(rules)} more rules (--max-rules N lists "
                       "more, --json all)")
+
+
+def _clsact_priority() -> int:
+    from pingkiller.hooks import CLSACT_PRIORITY
+
+    return CLSACT_PRIORITY
 
 
 def _render_counters(console: Any, stats: Stats, rates: dict[Reason, float] | None) -> None:
@@ -742,6 +902,8 @@ def stats(
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.1,
                                             metavar="S")] = 1.0,
     per_cpu: Annotated[bool, typer.Option("--per-cpu", help="Also show each CPU's counters.")] = False,
+    hook: Annotated[str | None, _hook_filter()] = None,
+    direction: Annotated[str | None, _direction_filter()] = None,
     as_json: Annotated[bool, _json("stats")] = False,
 ) -> None:
     """Counters and rates (pps) by reason, processing time, kernel run time.
@@ -758,7 +920,7 @@ def stats(
     """
     import pingkiller
 
-    with pingkiller.open(ifname, read_only=True) as attachment:
+    with pingkiller.open(ifname, hook=hook, direction=direction, read_only=True) as attachment:
         if not watch:
             _show_stats(ifname, attachment.stats(per_cpu=per_cpu), None, as_json)
             return
@@ -830,6 +992,8 @@ def events(
     backlog: Annotated[bool, typer.Option("--backlog", help="First the events buffered before it "
                                                             "started (marked backlog), which are "
                                                             "skipped otherwise.")] = False,
+    hook: Annotated[str | None, _hook_filter()] = None,
+    direction: Annotated[str | None, _direction_filter()] = None,
     as_json: Annotated[bool, _json("events")] = False,
 ) -> None:
     """Stream per-packet events from now on (one JSON object per line with --json).
@@ -856,7 +1020,7 @@ def events(
     from pingkiller.killer import AttachmentEnded
 
     ended: AttachmentEnded | None = None
-    with pingkiller.open(ifname, read_only=True) as attachment, \
+    with pingkiller.open(ifname, hook=hook, direction=direction, read_only=True) as attachment, \
             attachment.follow_events(count=count, timeout=timeout, backlog=backlog) as feed:
         stream = feed.stream
         _events_start(ifname, stream.skipped, stream.buffered, as_json)
@@ -1202,10 +1366,10 @@ def _fast_call(args: list[str]) -> tuple[Callable[..., None], dict[str, Any]] | 
     as_json = len(words) < len(rest)
     if verb == "status" and len(words) <= 1:
         return status, {"ifname": words[0] if words else None, "as_json": as_json,
-                        "max_rules": None}
+                        "max_rules": None, "hook": None, "direction": None}
     if verb == "block" and len(words) >= 2:
         return block, {"ifname": words[0], "addresses": words[1:], "from_file": None,
-                       "as_json": as_json}
+                       "as_json": as_json, "hook": None, "direction": None}
     return None
 
 

@@ -264,8 +264,9 @@ def check_tcx() -> Check:
         if err.errno in (errno.EPERM, errno.EACCES):
             return Check("tcx", SKIP, "needs the capabilities above")
         if err.errno == errno.EINVAL:
-            return Check("tcx", WARN, "not available (needs Linux 6.6): the tc programs "
-                         "cannot attach through tcx links here", "nothing to do for XDP")
+            return Check("tcx", WARN, "not available (needs Linux 6.6): --hook tc attaches a "
+                         "filter on the clsact qdisc instead (not link-based)",
+                         "nothing to do; see docs/troubleshooting.md (tc hook)")
         return Check("tcx", FAIL, str(err), "see docs/troubleshooting.md")
     return Check("tcx", OK, "available: tc ingress and egress hooks with several programs each")
 

@@ -11,9 +11,11 @@ import socket
 import struct
 import sys
 
-from pingkiller import pins
-from pingkiller.bpf import BpfError, Program, XdpLink, xdp_query
+from pingkiller import hooks, pins
+from pingkiller.abi import Hook
+from pingkiller.bpf import BpfError, Program
 from pingkiller.errors import AlreadyAttached, ForeignProgram, InterfaceNotFound, InvalidInput
+from pingkiller.pins import Point
 
 _SIOCGIFHWADDR = 0x8927
 _ARPHRD_ETHER = 1
@@ -72,32 +74,44 @@ def check_ethernet(ifname: str) -> None:
         )
 
 
-def pinned_program_ids() -> dict[int, str]:
-    """Program id -> interface name of every pinned pingkiller link."""
+def pinned_program_ids(like: Point) -> dict[int, Point]:
+    """Program id -> point of every pinned pingkiller link on the hook (and direction)
+    of ``like``."""
     held = {}
-    for name in pins.listed():
+    for point in pins.listed():
+        if (point.hook, point.direction) != (like.hook, like.direction):
+            continue
         try:
-            with XdpLink.from_pin(pins.directory(name) / pins.LINK_PIN) as link:
-                held[link.info().prog_id] = name
+            with hooks.open_link(point, pins.directory(point)) as link:
+                held[link.info().prog_id] = point
         except (BpfError, ValueError):
             continue
     return held
+
+
+def check_ours_elsewhere(point: Point, ifindex: int) -> None:
+    """Raise AlreadyAttached when ``point``'s hook runs a pingkiller program pinned under
+    another name (the interface was renamed): a second one would judge every ping twice."""
+    running = set(hooks.running_programs(point, ifindex))
+    for prog_id, other in pinned_program_ids(point).items():
+        if prog_id in running and other != point:
+            raise AlreadyAttached(
+                f"{point.ifname} already carries pingkiller's attachment pinned as "
+                f"{other.ifname!r} (the interface was renamed): `pingkiller detach "
+                f"{other.options}` first"
+            )
 
 
 def check_foreign(ifname: str, ifindex: int) -> None:
     """Raise unless ``ifname`` carries no XDP program: AlreadyAttached when it is
     pingkiller's own (pinned under another name: the interface was renamed),
     ForeignProgram when another tool's, which pingkiller leaves alone."""
-    attached = xdp_query(ifindex).attached_ids
+    point = Point(ifname, Hook.XDP)
+    attached = hooks.running_programs(point, ifindex)
     if not attached:
         return
     prog_id = attached[0]
-    ours = pinned_program_ids()
-    if prog_id in ours:
-        raise AlreadyAttached(
-            f"{ifname} already carries pingkiller's attachment pinned as {ours[prog_id]!r} "
-            f"(the interface was renamed): `pingkiller detach {ours[prog_id]}` first"
-        )
+    check_ours_elsewhere(point, ifindex)
     try:
         with Program.from_id(prog_id) as program:
             name = program.info().name
@@ -105,6 +119,7 @@ def check_foreign(ifname: str, ifindex: int) -> None:
         name = "?"
     raise ForeignProgram(
         f"{ifname} already carries XDP program id {prog_id} ({name!r}) that pingkiller did "
-        f"not attach; it is left alone: remove it with the tool that loaded it "
-        f"(or `ip link set dev {ifname} xdp off`) and try again"
+        f"not attach; it is left alone: run beside it with `pingkiller attach {ifname} "
+        f"--hook tc`, or remove it with the tool that loaded it "
+        f"(`ip link set dev {ifname} xdp off`) and try again"
     )

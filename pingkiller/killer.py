@@ -1,9 +1,11 @@
 """Attachments: attach, open, list and detach pingkiller on interfaces; change policy live.
 
-An attachment pins its XDP link, program, identity record and maps under one bpffs
-directory per interface (:mod:`pingkiller.pins`), so it outlives the process that made
-it and any later process can reopen it. With ``persist=False`` nothing is pinned and
-closing the attachment detaches it.
+An attachment is pingkiller at one :class:`~pingkiller.pins.Point`: an interface's XDP
+hook, or its tc hook in one direction. It pins its link, program, identity record and
+maps under a bpffs directory of its own (:mod:`pingkiller.pins`), so it outlives the
+process that made it and any later process can reopen it; an interface can carry an XDP
+attachment and tc ones at once, each with its own maps. With ``persist=False`` nothing
+is pinned and closing the attachment detaches it.
 
 Writers (attach, detach, rule and policy changes) hold the pin lock, and the first
 thing they do is finish what a killed writer left half done. Readers (status, stats,
@@ -24,16 +26,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pingkiller import abi, capabilities, datapath, interfaces, lock, migrate, pins, recovery
-from pingkiller.abi import Network, Reason, RuleAction
+from pingkiller import (
+    abi,
+    capabilities,
+    datapath,
+    hooks,
+    interfaces,
+    lock,
+    migrate,
+    pins,
+    recovery,
+)
+from pingkiller.abi import Direction, Hook, Network, Reason, RuleAction
 from pingkiller.bpf import (
     BpfError,
     Map,
     NotSupportedError,
     Object,
     Program,
+    TcxLink,
     XdpLink,
     XdpMode,
+    tc_filters,
 )
 from pingkiller.bpf.link import LinkInfo, xdp_query
 from pingkiller.errors import (
@@ -46,6 +60,8 @@ from pingkiller.errors import (
     PingkillerError,
     StaleAttachment,
 )
+from pingkiller.hooks import ClsactLink, InterfaceLink, TcMode
+from pingkiller.pins import Point
 from pingkiller.policy import Policy, Rule, default_action, format_network, parse_network
 from pingkiller.rules import (
     LOOKUP_FLAGS,
@@ -96,7 +112,7 @@ def _writing() -> Iterator[None]:
 
 
 class LinkState(enum.Enum):
-    """What the kernel says of an attachment's XDP link."""
+    """What the kernel says of an attachment's link."""
 
     FILTERING = "filtering"  # attached to the interface its pins are named after
     RENAMED = "renamed"  # still filters, but the interface has another name now
@@ -117,15 +133,11 @@ class LinkState(enum.Enum):
 _HERE = (LinkState.FILTERING, LinkState.RENAMED)
 
 
-def _runs_here(info: LinkInfo, ifname: str) -> bool:
+def _runs_here(info: LinkInfo, point: Point) -> bool:
     """Whether interface ``info.ifindex`` of this network namespace runs the link's
     program (an ifindex is unique only within a namespace: another interface may have
     it here once ours moved away)."""
-    try:
-        attached = set(xdp_query(info.ifindex).attached_ids)
-    except BpfError:
-        return False  # no interface has that index here
-    return info.prog_id in attached or bool(attached & recovery.replacing_programs(ifname))
+    return hooks.runs(point, info.ifindex, {info.prog_id} | recovery.replacing_programs(point))
 
 
 def _outdated(identity: pins.Identity) -> bool:
@@ -133,30 +145,39 @@ def _outdated(identity: pins.Identity) -> bool:
             or identity.program != datapath.program_digest())
 
 
-def abi_problem(ifname: str, pins_abi: int) -> str:
+def abi_problem(point: Point, pins_abi: int) -> str:
     """What to do about pins of ABI ``pins_abi``, which this pingkiller does not read."""
     ours = abi.ABI_VERSION
+    ifname = point.label
+    verb_args = point.options
     if pins_abi > ours:
         return (f"{ifname}'s pins were made by a newer pingkiller (ABI {pins_abi}; this one "
                 f"reads ABI {ours}): use that pingkiller or a newer one for {ifname} "
-                f"(this one can still `pingkiller detach {ifname}`)")
+                f"(this one can still `pingkiller detach {verb_args}`)")
     if pins_abi in abi.ADOPTABLE_ABI_VERSIONS | abi.MIGRATABLE_ABI_VERSIONS:
         return (f"{ifname}'s pins were made by an older pingkiller (ABI {pins_abi}; this one "
-                f"reads ABI {ours}): `pingkiller upgrade {ifname}` moves them to this version "
+                f"reads ABI {ours}): `pingkiller upgrade {verb_args}` moves them to this version "
                 "in place, keeping rules and counters")
     return (f"{ifname}'s pins were made by an older pingkiller (ABI {pins_abi}) that this one "
-            f"(ABI {ours}) cannot adopt: `pingkiller detach {ifname}`, then attach again")
+            f"(ABI {ours}) cannot adopt: `pingkiller detach {verb_args}`, then attach again")
 
 
 def _link_state(
-    link: XdpLink | RecordedLink, identity: pins.Identity | None, ifname: str
+    link: InterfaceLink | RecordedLink, identity: pins.Identity | None, point: Point
 ) -> tuple[LinkInfo | None, LinkState, str]:
     """See :meth:`Attachment._link_state`."""
+    ifname = point.ifname
     try:
         info = link.info()
     except BpfError:
-        return None, LinkState.UNREADABLE, "its XDP link cannot be read"
+        kind = "XDP" if point.hook is Hook.XDP else "tc"
+        return None, LinkState.UNREADABLE, f"its {kind} link cannot be read"
     if info.ifindex == 0:
+        if isinstance(link, ClsactLink) or (identity is not None and not identity.link_id
+                                            and point.hook is Hook.TC):
+            return info, LinkState.DEFUNCT, (
+                "its clsact filter is gone (the interface, its clsact qdisc or the filter "
+                "was removed, or the interface moved to another network namespace)")
         if isinstance(link, RecordedLink) and not link.from_kernel:
             return info, LinkState.DEFUNCT, (
                 "its program runs on no interface here (the interface is gone, or was "
@@ -167,10 +188,10 @@ def _link_state(
         return info, LinkState.ELSEWHERE, (
             "it was attached in another network namespace and filters there: manage it "
             "from that namespace")
-    if not _runs_here(info, ifname):
+    if not _runs_here(info, point):
         return info, LinkState.MOVED, (
             "its interface was moved to another network namespace; still filtering there "
-            f"(`pingkiller detach {ifname}` removes it)")
+            f"(`pingkiller detach {point.options}` removes it)")
     current = interfaces.interface_name(info.ifindex)
     if current is None:
         return info, LinkState.GONE, "the interface is gone"
@@ -203,14 +224,39 @@ class AttachmentInfo:
     abi_version: int = abi.ABI_VERSION  # of the pins
     program: str = ""  # SHA-256 of the running program's ELF ('' when not recorded)
     outdated: bool = False  # the running program is not the installed one
+    hook: Hook = Hook.XDP
+    direction: Direction = Direction.IN
+    # tc: the ids of the programs on the hook, in the order they run (ours among them)
+    chain: tuple[int, ...] = ()
+    clsact: bool = False  # tc: a filter on the clsact qdisc, not a tcx link
+
+    @property
+    def point(self) -> Point:
+        return Point(self.ifname, self.hook, self.direction)
+
+    @property
+    def mode_text(self) -> str:
+        """How the program is attached: the XDP mode in effect, or for tc ``tcx`` (a
+        link) or ``clsact`` (a filter on the clsact qdisc)."""
+        if self.hook is Hook.XDP:
+            return self.mode.value
+        return "clsact" if self.clsact else "tcx"
+
+    @property
+    def position(self) -> int:
+        """Where pingkiller runs in its tc hook's chain (1: first), 0 when not in it."""
+        return self.chain.index(self.program_id) + 1 if self.program_id in self.chain else 0
 
     def to_json(self) -> dict[str, object]:
         return {
             "interface": self.ifname,
+            "hook": self.hook.label,
+            "direction": self.direction.label,
             "ifindex": self.ifindex,
             "program_id": self.program_id,
             "link_id": self.link_id,
-            "mode": self.mode.value,
+            "mode": self.mode_text,
+            "chain": list(self.chain) if self.hook is Hook.TC else None,
             "state": self.state.value,
             "stale": self.stale,
             "problem": self.problem or None,
@@ -226,7 +272,7 @@ class AttachmentInfo:
 
 
 class RecordedLink:
-    """A pinned attachment's XDP link as a reader knows it without opening it.
+    """A pinned attachment's link as a reader knows it without opening it.
 
     The kernel opens link pins only read-write, so a reader takes the link's id and
     interface from the identity record and the program from its (read-only) pin, and
@@ -236,8 +282,8 @@ class RecordedLink:
     defunct link.
     """
 
-    def __init__(self, ifname: str, program: Program, identity: pins.Identity) -> None:
-        self.ifname = ifname
+    def __init__(self, point: Point, program: Program, identity: pins.Identity) -> None:
+        self.point = point
         self.program = program
         self.identity = identity
         self.prog_id = program.info().id
@@ -247,7 +293,9 @@ class RecordedLink:
         """The link's info: from the kernel's link by id where this process may open it
         (CAP_SYS_ADMIN; nothing is written), else inferred from what the interface runs."""
         try:
-            with XdpLink.from_id(self.identity.link_id) as link:
+            if not self.identity.link_id:  # a clsact filter: there is no link
+                raise BpfError(errno.EPERM, "opening link")
+            with hooks.link_from_id(self.point, self.identity.link_id) as link:
                 info = link.info()
             self.from_kernel = True
             return info
@@ -255,11 +303,8 @@ class RecordedLink:
             self.from_kernel = err.errno == errno.ENOENT  # the link is gone: defunct
             if self.from_kernel:
                 return LinkInfo(id=self.identity.link_id, prog_id=self.prog_id, ifindex=0)
-        try:
-            attached = set(xdp_query(self.identity.ifindex).attached_ids)
-        except BpfError:
-            attached = set()  # the interface is gone
-        alive = self.prog_id in attached or bool(attached & recovery.replacing_programs(self.ifname))
+        alive = hooks.runs(self.point, self.identity.ifindex,
+                           {self.prog_id} | recovery.replacing_programs(self.point))
         return LinkInfo(id=self.identity.link_id, prog_id=self.prog_id,
                         ifindex=self.identity.ifindex if alive else 0)
 
@@ -314,12 +359,13 @@ class _Watcher:
         return state
 
     def error(self, state: PinState) -> AttachmentEnded:
-        ifname = self.attachment.ifname
+        point = self.attachment.point
         if state is PinState.DETACHED:
-            return AttachmentEnded(f"{ifname} was detached; stopping", state)
+            return AttachmentEnded(f"{point.label} was detached; stopping", state)
         return AttachmentEnded(
-            f"{ifname} was detached and attached again, with counters and events of its own "
-            f"(`pingkiller {self.verb} {ifname}` follows the new attachment); stopping", state)
+            f"{point.label} was detached and attached again, with counters and events of its "
+            f"own (`pingkiller {self.verb} {point.options}` follows the new attachment); "
+            "stopping", state)
 
     def ended(self) -> AttachmentEnded | None:
         """The error that ends the watch, or None while it goes on."""
@@ -327,13 +373,13 @@ class _Watcher:
         return self.error(state) if state.ended else None
 
 
-def _pinned_ids(ifname: str) -> tuple[int, dict[str, int]] | None:
-    """The ids of the program and the carried maps pinned for ``ifname`` now (read-only,
+def _pinned_ids(point: Point) -> tuple[int, dict[str, int]] | None:
+    """The ids of the program and the carried maps pinned for ``point`` now (read-only,
     no lock), or None when it has no attachment. A missing directory is looked for a few
     times: a --replace renames the old one away just before the new one takes its name."""
-    directory = pins.directory(ifname)
+    directory = pins.directory(point)
     for _ in range(_READ_ATTEMPTS):
-        where = directory if directory.is_dir() else recovery.pending_directory(ifname)
+        where = directory if directory.is_dir() else recovery.pending_directory(point)
         if where is not None:
             try:
                 return _ids_in(where)
@@ -368,13 +414,17 @@ class Attachment:
     """
 
     def __init__(
-        self, ifname: str, link: XdpLink | RecordedLink, maps: dict[str, Map], *, pinned: bool,
-        obj: Object | None = None, program: Program | None = None, read_only: bool = False,
-        identity: pins.Identity | None = None,
+        self, point: Point, link: InterfaceLink | RecordedLink, maps: dict[str, Map], *,
+        pinned: bool, obj: Object | None = None, program: Program | None = None,
+        read_only: bool = False, identity: pins.Identity | None = None,
     ) -> None:
-        self.ifname = ifname
+        self.point = point
+        self.ifname = point.ifname
+        self.hook = point.hook
+        self.direction = point.direction
         self.identity = identity  # what the pins record (None: private, or no record)
         self.recovered: list[str] = []  # what the writer that made this finished first
+        self.replaced = False  # made by attach(replace=True) in an existing one's place
         self._link = link
         self.maps = maps
         self.pinned = pinned
@@ -385,7 +435,7 @@ class Attachment:
         self._rule_table: RuleTable | None = None
         # The program whose maps these are: another writer may swap the program (and the
         # rule maps with it) after this handle was opened; see _follow_swaps.
-        self._prog_id = link.info().prog_id if isinstance(link, XdpLink) else 0
+        self._prog_id = link.info().prog_id if not isinstance(link, RecordedLink) else 0
 
     @property
     def _table(self) -> RuleTable:
@@ -395,12 +445,13 @@ class Attachment:
         return self._rule_table
 
     @property
-    def link(self) -> XdpLink:
-        """The XDP link (not open in an attachment opened read-only)."""
-        if isinstance(self._link, XdpLink):
+    def link(self) -> InterfaceLink:
+        """The link: an XdpLink, or a TcxLink at a tc hook (not open in an attachment
+        opened read-only)."""
+        if not isinstance(self._link, RecordedLink):
             return self._link
         raise PermissionDenied(
-            f"{self.ifname}'s attachment was opened read-only and its XDP link is not open "
+            f"{self.point.label}'s attachment was opened read-only and its link is not open "
             "(the kernel opens link pins only read-write): open it with read_only=False"
         )
 
@@ -438,7 +489,7 @@ class Attachment:
         running = self.link.info().prog_id
         if running == self._prog_id:
             return
-        fresh = _open_pinned(self.ifname)
+        fresh = _open_pinned(self.point)
         fresh._link.close()  # this handle keeps its own fd on the same link
         self._close_all_but_link()
         self.maps, self._program, self.identity = fresh.maps, fresh._program, fresh.identity
@@ -447,7 +498,7 @@ class Attachment:
     def _refuse_if_read_only(self) -> None:
         if self.read_only:
             raise PermissionDenied(
-                f"{self.ifname}'s attachment was opened read-only: changing it needs "
+                f"{self.point.label}'s attachment was opened read-only: changing it needs "
                 "`pingkiller.open(ifname)` with write access to the pins"
             )
 
@@ -456,8 +507,8 @@ class Attachment:
         self._refuse_if_read_only()
         if self.is_stale():
             raise StaleAttachment(
-                f"{self.ifname}'s attachment filters nothing ({self.problem()}): "
-                f"`pingkiller detach {self.ifname}` cleans it, then attach again"
+                f"{self.point.label}'s attachment filters nothing ({self.problem()}): "
+                f"`pingkiller detach {self.point.options}` cleans it, then attach again"
             )
         return self._locked()
 
@@ -518,7 +569,7 @@ class Attachment:
         events carry over. Hits the old rules counted meanwhile are added after the swap.
         """
         if self.identity is not None and self.identity.abi_version != abi.ABI_VERSION:
-            raise IncompatiblePins(abi_problem(self.ifname, self.identity.abi_version))
+            raise IncompatiblePins(abi_problem(self.point, self.identity.abi_version))
         obj = datapath.open_object()
         try:
             for name in CARRIED_MAPS:
@@ -528,15 +579,15 @@ class Attachment:
             table = RuleTable(obj.maps)
             before = table.copy_from(self.maps)
             changed = edit(table)
-            _publish(obj, self.ifname, self.link)
+            _publish(obj, self.point, self.link)
         except BaseException:
             obj.close()
             raise
         table.carry_hits(before, self.maps)
         self._close_all_but_link()
         self.maps, self._obj, self._rule_table = dict(obj.maps), obj, table
-        self._prog_id = obj.programs[abi.PROGRAM_NAME].info().id
-        self.identity = _read_identity(pins.directory(self.ifname))
+        self._prog_id = obj.programs[hooks.program_name(self.point)].info().id
+        self.identity = _read_identity(pins.directory(self.point))
         return changed
 
     def unblock(self, addresses: Iterable[str | Network]) -> int:
@@ -586,7 +637,7 @@ class Attachment:
     def _link_state(self) -> tuple[LinkInfo | None, LinkState, str]:
         """The link's kernel info (None if unreadable), its state, and what is wrong in
         words ('' when it filters where its pins say)."""
-        return _link_state(self._link, self.identity, self.ifname)
+        return _link_state(self._link, self.identity, self.point)
 
     def link_state(self) -> LinkState:
         """What the kernel says of the link (see :class:`LinkState`)."""
@@ -660,7 +711,7 @@ class Attachment:
         if previous is not None:
             previous.close()
         try:
-            return Program.from_pin(pins.directory(self.ifname) / pins.PROGRAM_PIN, read_only=True)
+            return Program.from_pin(pins.directory(self.point) / pins.PROGRAM_PIN, read_only=True)
         except BpfError:
             return None  # moved meanwhile: the run time is read as before until the next change
 
@@ -679,14 +730,14 @@ class Attachment:
         if self._program is not None:
             return self._program.info().id
         if self._obj is not None:
-            return self._obj.programs[abi.PROGRAM_NAME].info().id
+            return self._obj.programs[hooks.program_name(self.point)].info().id
         return self._link.info().prog_id
 
     def _pin_state(self, program_id: int) -> tuple[PinState, int]:
         """The state against ``program_id``, and the id of the program pinned now."""
         if not self.pinned:
             return PinState.CURRENT, program_id
-        pinned = _pinned_ids(self.ifname)
+        pinned = _pinned_ids(self.point)
         if pinned is None:
             return PinState.DETACHED, 0
         now, maps = pinned
@@ -711,7 +762,7 @@ class Attachment:
         if not self.read_only:
             return EventStream(self.maps[abi.EVENTS_MAP], backlog=backlog)
         if self._events_map is None:
-            pin = pins.directory(self.ifname) / abi.EVENTS_MAP
+            pin = pins.directory(self.point) / abi.EVENTS_MAP
             try:
                 self._events_map = Map.from_pin(pin)
             except BpfError as err:
@@ -748,10 +799,11 @@ class Attachment:
         else:
             stats = read_stats(self.maps, self._program)
         # A private attachment has no record: it runs the installed program.
-        identity = self.identity or pins.Identity(0, 0, abi.ABI_VERSION, 0,
-                                                  datapath.program_digest())
-        return _described(self.ifname, link_info, state, problem, identity,
-                          pin_dir=str(pins.directory(self.ifname)) if self.pinned else "",
+        identity = self.identity or pins.Identity(
+            link_info.id if link_info else 0, link_info.ifindex if link_info else 0,
+            abi.ABI_VERSION, 0, datapath.program_digest())
+        return _described(self.point, link_info, state, problem, identity,
+                          pin_dir=str(pins.directory(self.point)) if self.pinned else "",
                           policy=self.policy, rule_count=rule_count, rules=rules, stats=stats)
 
     # -- lifetime
@@ -761,13 +813,16 @@ class Attachment:
         self._refuse_if_read_only()
         if self.pinned:
             with _writing():
-                _detach_pinned(self.ifname)
+                _detach_pinned(self.point)
         else:
             self.link.detach()
         self.close()
 
     def close(self) -> None:
-        """Release this process's handles (a pinned attachment stays attached)."""
+        """Release this process's handles (a pinned attachment stays attached; a private
+        one is detached, a clsact filter too, which no handle holds)."""
+        if not self.pinned and isinstance(self._link, ClsactLink):
+            self._link.detach()
         self._link.close()
         self._close_all_but_link()
 
@@ -789,11 +844,11 @@ class Attachment:
         self.close()
 
 
-def _incomplete(ifname: str, missing: Iterable[str] = ()) -> NotAttached:
+def _incomplete(point: Point, missing: Iterable[str] = ()) -> NotAttached:
     what = f"incomplete: missing {', '.join(missing)}" if missing else "its pins are incomplete"
     return NotAttached(
-        f"{ifname} has no complete pingkiller attachment ({what}; "
-        f"`pingkiller detach {ifname}` cleans them, then attach again)"
+        f"{point.label} has no complete pingkiller attachment ({what}; "
+        f"`pingkiller detach {point.options}` cleans them, then attach again)"
     )
 
 
@@ -828,30 +883,32 @@ def _read_identity(base: Path) -> pins.Identity | None:
                                "use the pingkiller that made them") from None
 
 
-def _open_pinned(ifname: str, directory: Path | None = None, *, check_abi: bool = True) -> Attachment:
+def _open_pinned(point: Point, directory: Path | None = None, *,
+                 check_abi: bool = True) -> Attachment:
     """A writer's view: the link and maps opened read-write. Pins of another ABI version
     raise IncompatiblePins unless ``check_abi`` is False (upgrade, detach)."""
-    where = directory or pins.directory(ifname)
+    where = directory or pins.directory(point)
     with ExitStack() as opened:
         try:
             identity = _read_identity(where)
             pins_abi = identity.abi_version if identity else 1
             if check_abi and pins_abi != abi.ABI_VERSION:
-                raise IncompatiblePins(abi_problem(ifname, pins_abi))
-            link = opened.enter_context(XdpLink.from_pin(where / pins.LINK_PIN))
+                raise IncompatiblePins(abi_problem(point, pins_abi))
+            link = hooks.open_link(point, where)
+            opened.enter_context(link)
             maps, missing = _open_maps(where, opened, read_only=False,
                                        names=migrate.pinned_maps(pins_abi, PINNED_MAPS))
         except BpfError as err:
             if err.errno in (errno.EACCES, errno.EPERM):
                 raise capabilities.refused(err, capabilities.NEEDS_ROOT) from None
             if err.errno == errno.ENOENT:
-                raise _incomplete(ifname, [pins.LINK_PIN]) from None
+                raise _incomplete(point, [pins.LINK_PIN]) from None
             raise
         if missing:
-            raise _incomplete(ifname, missing)
+            raise _incomplete(point, missing)
         program = _pinned_program(where)  # None for pins made before programs were pinned
         opened.pop_all()
-    return Attachment(ifname, link, maps, pinned=True, program=program, identity=identity)
+    return Attachment(point, link, maps, pinned=True, program=program, identity=identity)
 
 
 def _pinned_program(directory: Path) -> Program | None:
@@ -879,7 +936,7 @@ class _Unreadable(Exception):
         self.info = info
 
 
-def _open_read_only(ifname: str) -> Attachment:
+def _open_read_only(point: Point) -> Attachment:
     """A reader's view: every pin opened read-only, no lock, nothing written.
 
     A writer renames whole directories (a --replace moves the old one away just before
@@ -888,22 +945,22 @@ def _open_read_only(ifname: str) -> Attachment:
     between those renames, the directory the next writer will publish is read instead
     (see :func:`pingkiller.recovery.pending_directory`), without finishing anything.
     """
-    directory = pins.directory(ifname)
+    directory = pins.directory(point)
     for _ in range(_READ_ATTEMPTS):
-        where = directory if directory.is_dir() else recovery.pending_directory(ifname)
+        where = directory if directory.is_dir() else recovery.pending_directory(point)
         if where is not None:
             try:
-                return _read_directory(ifname, where, pending=where != directory)
+                return _read_directory(point, where, pending=where != directory)
             except _Moved:
                 pass
         time.sleep(_READ_RETRY_SECONDS)
-    if not directory.is_dir() and recovery.pending_directory(ifname) is None:
-        raise _Gone(f"{ifname} has no pingkiller attachment: attach one with "
-                    f"`pingkiller attach {ifname}`")
-    raise _incomplete(ifname)
+    if not directory.is_dir() and recovery.pending_directory(point) is None:
+        raise _Gone(f"{point.label} has no pingkiller attachment: attach one with "
+                    f"`pingkiller attach {point.options}`")
+    raise _incomplete(point)
 
 
-def _read_directory(ifname: str, directory: Path, *, pending: bool = False) -> Attachment:
+def _read_directory(point: Point, directory: Path, *, pending: bool = False) -> Attachment:
     """Read one pin directory; ``pending``: a directory an interrupted writer left (it
     may lack the identity record, which the writer pins last: it is of this version)."""
     try:
@@ -916,24 +973,24 @@ def _read_directory(ifname: str, directory: Path, *, pending: bool = False) -> A
         base = _FD_DIR / str(dir_fd) if _FD_DIR.is_dir() else directory
         with ExitStack() as opened:
             try:
-                view = _recorded_link(base, opened, ifname)
+                view = _recorded_link(base, opened, point)
                 identity = view.identity if isinstance(view, RecordedLink) else None
                 pins_abi = identity.abi_version if identity else (abi.ABI_VERSION if pending else 1)
                 if pins_abi != abi.ABI_VERSION:
                     _raise_if_moved(dir_fd, directory)
-                    raise _unreadable(IncompatiblePins(abi_problem(ifname, pins_abi)), view,
-                                      identity, ifname)
+                    raise _unreadable(IncompatiblePins(abi_problem(point, pins_abi)), view,
+                                      identity, point)
                 maps, missing = _open_maps(base, opened, read_only=True)
             except BpfError as err:
                 if err.errno in (errno.EACCES, errno.EPERM):
                     raise capabilities.refused(err, capabilities.NEEDS_ROOT_TO_READ) from None
                 if err.errno == errno.ENOENT:
                     _raise_if_moved(dir_fd, directory)
-                    raise _incomplete(ifname, _missing_records(base)) from None
+                    raise _incomplete(point, _missing_records(base)) from None
                 raise
             if missing:
                 _raise_if_moved(dir_fd, directory)
-                raise _unreadable(_incomplete(ifname, missing), view, identity, ifname)
+                raise _unreadable(_incomplete(point, missing), view, identity, point)
             if isinstance(view, RecordedLink):
                 program: Program | None = view.program
             elif (program := _pinned_program(base)) is not None:
@@ -942,7 +999,7 @@ def _read_directory(ifname: str, directory: Path, *, pending: bool = False) -> A
             opened.pop_all()
     finally:
         os.close(dir_fd)
-    return Attachment(ifname, view, maps, pinned=True, program=program, read_only=True,
+    return Attachment(point, view, maps, pinned=True, program=program, read_only=True,
                       identity=identity)
 
 
@@ -951,38 +1008,48 @@ def _missing_records(base: Path) -> list[str]:
             if not (base / name).exists()]
 
 
-def _unreadable(error: PingkillerError, link: XdpLink | RecordedLink,
-                identity: pins.Identity | None, ifname: str) -> _Unreadable:
+def _unreadable(error: PingkillerError, link: InterfaceLink | RecordedLink,
+                identity: pins.Identity | None, point: Point) -> _Unreadable:
     """What status shows of an attachment whose maps it cannot read: its real state."""
-    info, state, problem = _link_state(link, identity, ifname)
+    info, state, problem = _link_state(link, identity, point)
     return _Unreadable(error, _described(
-        ifname, info, state, f"{error}; {problem}" if problem else str(error),
-        identity or pins.Identity(0, 0), pin_dir=str(pins.directory(ifname)),
+        point, info, state, f"{error}; {problem}" if problem else str(error),
+        identity or pins.Identity(0, 0), pin_dir=str(pins.directory(point)),
         policy=None, rule_count=0, rules=[], stats=None,
     ))
 
 
 def _described(
-    ifname: str, link_info: LinkInfo | None, state: LinkState, problem: str,
+    point: Point, link_info: LinkInfo | None, state: LinkState, problem: str,
     identity: pins.Identity, *, pin_dir: str, policy: Policy | None, rule_count: int,
     rules: list[Rule], stats: Stats | None,
 ) -> AttachmentInfo:
     """An AttachmentInfo from the link's state and the pins' identity record."""
+    here = link_info is not None and state in _HERE
+    mode, chain = XdpMode.NONE, tuple[int, ...]()
+    if here and link_info is not None:
+        try:
+            if point.hook is Hook.XDP:
+                mode = xdp_query(link_info.ifindex).mode
+            else:
+                chain = tuple(hooks.running_programs(point, link_info.ifindex))
+        except BpfError:
+            pass  # the interface went away meanwhile
     return AttachmentInfo(
-        ifname=ifname,
+        ifname=point.ifname,
         ifindex=link_info.ifindex if link_info else 0,
         program_id=link_info.prog_id if link_info else 0,
         link_id=link_info.id if link_info else 0,
-        mode=(xdp_query(link_info.ifindex).mode if link_info and state in _HERE
-              else XdpMode.NONE),
+        mode=mode,
         policy=policy, rule_count=rule_count, rules=rules, stats=stats,
         stale=state.stale, problem=problem, pin_dir=pin_dir, state=state,
         abi_version=identity.abi_version, program=identity.program.hex(),
-        outdated=_outdated(identity),
+        outdated=_outdated(identity), hook=point.hook, direction=point.direction, chain=chain,
+        clsact=point.hook is Hook.TC and identity.ifindex != 0 and not identity.link_id,
     )
 
 
-def _recorded_link(base: Path, opened: ExitStack, ifname: str) -> RecordedLink | XdpLink:
+def _recorded_link(base: Path, opened: ExitStack, point: Point) -> RecordedLink | InterfaceLink:
     """The link as recorded (program pin + identity), or the link pin itself for pins
     made before those records existed (which needs write access to it)."""
     try:
@@ -995,14 +1062,23 @@ def _recorded_link(base: Path, opened: ExitStack, ifname: str) -> RecordedLink |
     except BpfError as err:
         if err.errno != errno.ENOENT or not (base / pins.LINK_PIN).exists():
             raise
-        return opened.enter_context(XdpLink.from_pin(base / pins.LINK_PIN))
+        return _entered(opened, hooks.open_link(point, base))
     if identity is None:
         program.close()
+        if not (base / pins.LINK_PIN).exists() and point.hook is Hook.TC:
+            # A clsact filter (no link pin) whose writer died before the record: the
+            # filter is found by its place and the pinned program (read-only)
+            return hooks.open_link(point, base)
         if not (base / pins.LINK_PIN).exists():
-            raise _incomplete(ifname, [pins.IDENTITY_PIN])
-        return opened.enter_context(XdpLink.from_pin(base / pins.LINK_PIN))
+            raise _incomplete(point, [pins.IDENTITY_PIN])
+        return _entered(opened, hooks.open_link(point, base))
     opened.callback(program.close)
-    return RecordedLink(ifname, program, identity)
+    return RecordedLink(point, program, identity)
+
+
+def _entered(opened: ExitStack, link: InterfaceLink) -> InterfaceLink:
+    opened.enter_context(link)
+    return link
 
 
 def _raise_if_moved(dir_fd: int, directory: Path) -> None:
@@ -1016,43 +1092,133 @@ def _raise_if_moved(dir_fd: int, directory: Path) -> None:
         raise _Moved
 
 
-def open_attachment(ifname: str, *, read_only: bool = False) -> Attachment:
+def _as_hook(hook: Hook | str | None) -> Hook | None:
+    """A hook given as the enum or its word (``xdp``, ``tc``); None stays None."""
+    if hook is None or isinstance(hook, Hook):
+        return hook
+    for known in Hook:
+        if known.label == hook:
+            return known
+    raise InvalidInput(f"unknown hook {hook!r}: xdp or tc")
+
+
+def _as_direction(direction: Direction | str | None) -> Direction | None:
+    """A direction given as the enum or its word (``in``, ``out``); None stays None."""
+    if direction is None or isinstance(direction, Direction):
+        return direction
+    for known in Direction:
+        if known.label == direction:
+            return known
+    raise InvalidInput(f"unknown direction {direction!r}: in or out")
+
+
+def _selection(hook: Hook | None, direction: Direction | None) -> str:
+    """The CLI options that select attachments, e.g. `` --hook tc``."""
+    words = ""
+    if hook is not None:
+        words += f" --hook {hook.label}"
+    if direction is not None:
+        words += f" --direction {direction.label}"
+    return words
+
+
+def points(ifname: str, *, hook: Hook | str | None = None,
+           direction: Direction | str | None = None) -> list[Point]:
+    """The attachments pinned for ``ifname`` (XDP first, then tc in and out), only those
+    at ``hook`` and ``direction`` when given. A listing: no BPF call, no privilege."""
+    pins.validate_ifname(ifname)
+    wanted_hook, wanted_direction = _as_hook(hook), _as_direction(direction)
+    return [point for point in pins.listed() if point.ifname == ifname
+            and wanted_hook in (None, point.hook)
+            and wanted_direction in (None, point.direction)]
+
+
+def _chosen(ifname: str, hook: Hook | str | None, direction: Direction | str | None,
+            verb: str) -> list[Point]:
+    """The selected attachments of ``ifname``; NotAttached when there is none."""
+    found = points(ifname, hook=hook, direction=direction)
+    if found:
+        return found
+    selection = _selection(_as_hook(hook), _as_direction(direction))
+    others = points(ifname)
+    if others:
+        held = ", ".join(point.hook_text for point in others)
+        raise NotAttached(f"{ifname} has no pingkiller attachment at{selection} (it has: "
+                          f"{held}): {verb}")
+    raise NotAttached(f"{ifname} has no pingkiller attachment: {verb}")
+
+
+def open_attachment(ifname: str, *, hook: Hook | str | None = None,
+                    direction: Direction | str | None = None,
+                    read_only: bool = False) -> Attachment:
     """Reopen the pinned attachment on ``ifname`` (made by any process).
 
-    With ``read_only`` every pin is opened read-only and nothing is locked or written:
-    that needs only read access to the pins and CAP_BPF, and the attachment refuses
-    changes. Otherwise the link and maps are opened read-write, to change them.
+    ``hook`` and ``direction`` say which, where the interface has several (an XDP and a
+    tc one, or tc in and out); with one, it is that one. With ``read_only`` every pin is
+    opened read-only and nothing is locked or written: that needs only read access to the
+    pins and CAP_BPF, and the attachment refuses changes. Otherwise the link and maps are
+    opened read-write, to change them.
     """
-    directory = pins.directory(ifname)  # a bad name is bad input, also without root
+    pins.validate_ifname(ifname)  # a bad name is bad input, also without root
     if read_only:
         capabilities.require_read_privileges()
     else:
         capabilities.require_privileges()
-    if not directory.is_dir():
-        raise NotAttached(
-            f"{ifname} has no pingkiller attachment: attach one with `pingkiller attach {ifname}`"
-        )
-    if not read_only:
-        return _open_pinned(ifname)
+    found = _chosen(ifname, hook, direction,
+                    f"attach one with `pingkiller attach {ifname}{_selection(_as_hook(hook), None)}`")
+    if len(found) > 1:
+        held = ", ".join(point.hook_text for point in found)
+        raise InvalidInput(f"{ifname} has {len(found)} pingkiller attachments ({held}): say "
+                           "which with --hook xdp, or --hook tc --direction in|out")
+    return _open_point(found[0], read_only=read_only)
+
+
+def open_each(ifname: str, *, hook: Hook | str | None = None,
+              direction: Direction | str | None = None,
+              read_only: bool = False) -> list[Attachment]:
+    """Every pinned attachment of ``ifname`` (those at ``hook``/``direction`` only, when
+    given), opened like :func:`open_attachment`; close each (or use them in ``with``)."""
+    pins.validate_ifname(ifname)
+    if read_only:
+        capabilities.require_read_privileges()
+    else:
+        capabilities.require_privileges()
+    found = _chosen(ifname, hook, direction, f"attach one with `pingkiller attach {ifname}`")
+    opened: list[Attachment] = []
     try:
-        return _open_read_only(ifname)
+        for point in found:
+            opened.append(_open_point(point, read_only=read_only))
+    except BaseException:
+        for attachment in opened:
+            attachment.close()
+        raise
+    return opened
+
+
+def _open_point(point: Point, *, read_only: bool) -> Attachment:
+    if not read_only:
+        return _open_pinned(point)
+    try:
+        return _open_read_only(point)
     except _Unreadable as err:
         raise err.error from None
 
 
-def _detach_pinned(ifname: str) -> None:
-    if not pins.directory(ifname).is_dir():
-        raise NotAttached(f"{ifname} has no pingkiller attachment: nothing to detach")
-    recovery.detach_directory(pins.retire(ifname))
+def _detach_pinned(point: Point) -> None:
+    if not pins.directory(point).is_dir():
+        raise NotAttached(f"{point.label} has no pingkiller attachment: nothing to detach")
+    recovery.detach_directory(point, pins.retire(point))
 
 
 def attach(
     ifname: str,
     policy: Policy | None = None,
     *,
+    hook: Hook | str = Hook.XDP,
+    direction: Direction | str = Direction.IN,
     block: Iterable[str | Network] = (),
     allow: Iterable[str | Network] = (),
-    mode: XdpMode = XdpMode.AUTO,
+    mode: XdpMode | TcMode = XdpMode.AUTO,
     replace: bool = False,
     persist: bool = True,
 ) -> Attachment:
@@ -1062,14 +1228,65 @@ def attach(
     is reported. Without one, every setting has its default and pings no rule decides are
     dropped when no ``block`` rule is given (kill every ping), passed otherwise (kill only
     the listed pings): :func:`pingkiller.policy.default_action`. ``block`` and ``allow``
-    are addresses or prefixes (strings or ``ipaddress`` networks). ``mode`` is the XDP
-    mode asked for (AUTO lets the kernel choose).
+    are addresses or prefixes (strings or ``ipaddress`` networks).
+
+    ``hook`` is ``xdp`` (the default: the driver's hook, fastest, one program per
+    interface, packets that arrive only) or ``tc`` (runs beside other programs of the
+    hook, after them, and sees ``direction`` ``in`` or ``out``, the host's own pings
+    included; :func:`attach_both` takes both directions). ``mode`` is the XDP mode asked
+    for (an :class:`XdpMode`; AUTO lets the kernel choose), or for tc a
+    :class:`~pingkiller.hooks.TcMode`: a tcx link (TCX), a filter on the clsact qdisc
+    (CLSACT: not link-based, for kernels before 6.6), or AUTO, tcx where the kernel has
+    it. An interface can carry an XDP attachment and tc ones at once, each with its own
+    maps.
 
     The program is loaded, configured and filled with rules before it is attached, so it
     never runs half-configured. ``replace`` swaps program and policy of an existing
     attachment atomically. ``persist=False`` pins nothing: the attachment lives until
     closed.
     """
+    point = Point(ifname, _as_hook(hook) or Hook.XDP, _as_direction(direction) or Direction.IN)
+    return _attach([point], policy, block=block, allow=allow, modes=_modes(point, mode),
+                   replace=replace, persist=persist)[0]
+
+
+def attach_both(
+    ifname: str,
+    policy: Policy | None = None,
+    *,
+    block: Iterable[str | Network] = (),
+    allow: Iterable[str | Network] = (),
+    mode: TcMode = TcMode.AUTO,
+    replace: bool = False,
+    persist: bool = True,
+) -> list[Attachment]:
+    """:func:`attach` at ``ifname``'s tc hook in both directions (the CLI's ``--hook tc
+    --direction both``): two attachments, in then out, each with its own maps and the
+    same policy and rules; all or nothing (the first is detached again if the second
+    fails)."""
+    both = [Point(ifname, Hook.TC, direction) for direction in Direction]
+    return _attach(both, policy, block=block, allow=allow, modes=_modes(both[0], mode),
+                   replace=replace, persist=persist)
+
+
+def _modes(point: Point, mode: XdpMode | TcMode) -> tuple[XdpMode, TcMode]:
+    """The XDP mode and the tc mode an attach at ``point`` asks for (AUTO of either kind
+    means AUTO for both); a mode of the other hook's kind is refused."""
+    if point.hook is Hook.TC:
+        if isinstance(mode, XdpMode) and mode is not XdpMode.AUTO:
+            raise InvalidInput(f"--mode {mode.value} is an XDP mode: a tc attachment is a "
+                               "tcx link or a clsact filter (--mode tcx, clsact or auto)")
+        return XdpMode.AUTO, mode if isinstance(mode, TcMode) else TcMode.AUTO
+    if isinstance(mode, TcMode) and mode is not TcMode.AUTO:
+        raise InvalidInput(f"--mode {mode.value} is a tc mode: it needs --hook tc")
+    return mode if isinstance(mode, XdpMode) else XdpMode.AUTO, TcMode.AUTO
+
+
+def _attach(
+    points: list[Point], policy: Policy | None, *, block: Iterable[str | Network],
+    allow: Iterable[str | Network], modes: tuple[XdpMode, TcMode], replace: bool,
+    persist: bool,
+) -> list[Attachment]:
     block_networks = _networks(block)
     allow_networks = _networks(allow)
     both = set(block_networks) & set(allow_networks)
@@ -1079,74 +1296,138 @@ def attach(
     if policy is None:
         policy = Policy(default_action(blocking=bool(block_networks)))
     capabilities.require_privileges(load=True)
+    ifname = points[0].ifname
     ifindex = interfaces.interface_index(ifname)
     interfaces.check_ethernet(ifname)
+    if any(point.hook is Hook.TC for point in points) and modes[1] is TcMode.TCX:
+        _require_tcx(ifname)
 
     if not persist:
-        interfaces.check_foreign(ifname, ifindex)
-        obj = _load(policy, block_networks, allow_networks, carried={})
-        link = _attach_link(obj, ifname, ifindex, mode)
-        return Attachment(ifname, link, dict(obj.maps), pinned=False, obj=obj)
+        made: list[Attachment] = []
+        try:
+            for point in points:
+                _check_free(point, ifindex)
+                obj = _load(policy, block_networks, allow_networks, carried={})
+                link = _attach_link(obj, point, ifindex, modes)
+                made.append(Attachment(point, link, dict(obj.maps), pinned=False, obj=obj))
+        except BaseException:
+            for attachment in made:
+                attachment.detach()
+            raise
+        return made
 
     with _writing():
         recovered = recovery.recover()
-        existing: Attachment | None = None
-        if pins.directory(ifname).is_dir():
-            existing = _open_pinned(ifname)
-            _, state, problem = existing._link_state()
-            if state.stale:
-                existing.close()
-                recovery.detach_directory(pins.retire(ifname))
-                existing = None
-            elif state is not LinkState.FILTERING:
-                existing.close()
-                raise AlreadyAttached(
-                    f"pingkiller's attachment for {ifname} still filters, but {problem}: "
-                    f"`pingkiller detach {ifname}` first"
-                )
-            elif not replace:
-                prog_id = existing.link.info().prog_id
-                existing.close()
-                raise AlreadyAttached(
-                    f"pingkiller already holds {ifname} (program id {prog_id}): use --replace to "
-                    f"swap the policy, or `pingkiller detach {ifname}` first"
-                )
-        if existing is None:
-            interfaces.check_foreign(ifname, ifindex)
-        elif mode not in (XdpMode.AUTO, current := existing.link.mode):
-            existing.close()
-            raise InvalidInput(
-                f"--replace keeps the attach mode ({current.value}); "
-                f"to change it to {mode.value}, detach first"
-            )
-
-        carried = {name: existing.maps[name] for name in CARRIED_MAPS} if existing else {}
+        made = []
         try:
-            obj = _load(policy, block_networks, allow_networks, carried)
+            for point in points:
+                made.append(_attach_pinned(point, ifindex, policy, block_networks,
+                                           allow_networks, modes, replace))
         except BaseException:
-            if existing is not None:
-                existing.close()
+            for attachment in made:  # all or nothing: what this call attached goes again
+                if attachment.replaced:
+                    attachment.close()
+                else:
+                    _detach_pinned(attachment.point)
+                    attachment.close()
             raise
-        try:
-            if existing is not None:
-                link = _publish(obj, ifname, existing.link)
-            else:
-                link = _publish(obj, ifname, lambda program: _attach_link(obj, ifname, ifindex, mode))
-        except BaseException:
-            obj.close()
-            if existing is not None:
-                existing.close()
-            raise
-        if existing is not None:
-            existing._close_all_but_link()  # the new object holds its own copies of the carried maps
-        made = Attachment(ifname, link, dict(obj.maps), pinned=True, obj=obj,
-                          identity=_read_identity(pins.directory(ifname)))
-        made.recovered = recovered
+        for attachment in made:
+            attachment.recovered = recovered
         return made
 
 
-def _publish(obj: Object, ifname: str, link: XdpLink | Callable[[Program], XdpLink]) -> XdpLink:
-    """Make ``obj``'s program the one ``ifname``'s pins name, all or nothing under kill -9.
+def _require_tcx(ifname: str) -> None:
+    from pingkiller.bpf import tcx_supported
+
+    if not tcx_supported():
+        raise AttachFailed(
+            f"this kernel has no tcx (link-based tc hooks, Linux 6.6+), so --mode tcx cannot "
+            f"attach to {ifname}: use --mode clsact (or auto), which attaches a filter on the "
+            "clsact qdisc instead"
+        )
+
+
+def _check_free(point: Point, ifindex: int) -> None:
+    """Refuse a hook where attaching would displace or double a program: XDP's held by
+    another program, or a hook running pingkiller pinned under another interface name."""
+    if point.hook is Hook.XDP:
+        interfaces.check_foreign(point.ifname, ifindex)
+    else:
+        interfaces.check_ours_elsewhere(point, ifindex)
+
+
+def _attach_pinned(
+    point: Point, ifindex: int, policy: Policy, block: list[Network], allow: list[Network],
+    modes: tuple[XdpMode, TcMode], replace: bool,
+) -> Attachment:
+    """Attach (or with ``replace`` swap in) at one point; call with the pin lock held."""
+    existing: Attachment | None = None
+    if pins.directory(point).is_dir():
+        existing = _open_pinned(point)
+        _, state, problem = existing._link_state()
+        if state.stale:
+            existing.close()
+            recovery.detach_directory(point, pins.retire(point))
+            existing = None
+        elif state is not LinkState.FILTERING:
+            existing.close()
+            raise AlreadyAttached(
+                f"pingkiller's attachment for {point.label} still filters, but {problem}: "
+                f"`pingkiller detach {point.options}` first"
+            )
+        elif not replace:
+            prog_id = existing.link.info().prog_id
+            existing.close()
+            raise AlreadyAttached(
+                f"pingkiller already holds {point.label} (program id {prog_id}): use --replace "
+                f"to swap the policy, or `pingkiller detach {point.options}` first"
+            )
+    if existing is None:
+        _check_free(point, ifindex)
+    elif (isinstance(existing.link, XdpLink)
+          and modes[0] not in (XdpMode.AUTO, current := existing.link.mode)):
+        existing.close()
+        raise InvalidInput(
+            f"--replace keeps the attach mode ({current.value}); "
+            f"to change it to {modes[0].value}, detach first"
+        )
+    elif point.hook is Hook.TC and modes[1] is not TcMode.AUTO and (
+            isinstance(existing.link, ClsactLink) != (modes[1] is TcMode.CLSACT)):
+        kind = "clsact" if isinstance(existing.link, ClsactLink) else "tcx"
+        existing.close()
+        raise InvalidInput(
+            f"--replace keeps the attach mode ({kind}); to change it to {modes[1].value}, "
+            "detach first"
+        )
+
+    carried = {name: existing.maps[name] for name in CARRIED_MAPS} if existing else {}
+    try:
+        obj = _load(policy, block, allow, carried)
+    except BaseException:
+        if existing is not None:
+            existing.close()
+        raise
+    try:
+        if existing is not None:
+            link = _publish(obj, point, existing.link)
+        else:
+            link = _publish(obj, point, lambda program: _attach_link(obj, point, ifindex, modes))
+    except BaseException:
+        obj.close()
+        if existing is not None:
+            existing.close()
+        raise
+    if existing is not None:
+        existing._close_all_but_link()  # the new object holds its own copies of the carried maps
+    made = Attachment(point, link, dict(obj.maps), pinned=True, obj=obj,
+                      identity=_read_identity(pins.directory(point)))
+    made.replaced = existing is not None
+    return made
+
+
+def _publish(obj: Object, point: Point,
+             link: InterfaceLink | Callable[[Program], InterfaceLink]) -> InterfaceLink:
+    """Make ``obj``'s program the one ``point``'s pins name, all or nothing under kill -9.
 
     Its maps and program are pinned in a temporary directory, then the program is swapped
     into ``link`` (an existing attachment's: one atomic bpf_link_update, no moment without
@@ -1155,7 +1436,7 @@ def _publish(obj: Object, ifname: str, link: XdpLink | Callable[[Program], XdpLi
     the way leaves the temporary directory, which the next one completes (if the swap
     happened) or removes (:func:`pingkiller.recovery.recover`).
     """
-    temp = pins.temporary(ifname)
+    temp = pins.temporary(point)
     swapped = False
     try:
         for name in PINNED_MAPS:
@@ -1163,16 +1444,16 @@ def _publish(obj: Object, ifname: str, link: XdpLink | Callable[[Program], XdpLi
             pins.secure(temp / name)
         # Pinned before the link runs it: during a swap it tells recovery.recover() whether
         # the swap happened; afterwards it tells readers which program the link runs.
-        program = obj.programs[abi.PROGRAM_NAME]
+        program = obj.programs[hooks.program_name(point)]
         program.pin(temp / pins.PROGRAM_PIN)
         pins.secure(temp / pins.PROGRAM_PIN)
-        if isinstance(link, XdpLink):
+        if isinstance(link, XdpLink | TcxLink | ClsactLink):
             link.update(program)
             swapped = True
         else:
             link = link(program)
         recovery.pin_link(link, temp, datapath.program_digest())
-        pins.publish(temp, ifname)
+        pins.publish(temp, point)
     except BaseException:
         if swapped:
             # The new program runs already: its maps must win, as after a kill -9.
@@ -1210,23 +1491,56 @@ def _load_object(obj: Object) -> None:
         raise
 
 
-def _attach_link(obj: Object, ifname: str, ifindex: int, mode: XdpMode) -> XdpLink:
+def _attach_link(obj: Object, point: Point, ifindex: int,
+                 modes: tuple[XdpMode, TcMode]) -> InterfaceLink:
+    ifname = point.ifname
+    mode = modes[0]
+    program = obj.programs[hooks.program_name(point)]
     try:
-        return XdpLink.attach(obj.programs[abi.PROGRAM_NAME], ifindex, mode)
+        if point.hook is Hook.TC and hooks.use_clsact(modes[1]):
+            return _attach_clsact(obj, point, ifindex)
+        if point.hook is Hook.TC:
+            return TcxLink.attach(program, ifindex, hooks.TC_DIRECTIONS[point.direction])
+        return XdpLink.attach(program, ifindex, mode)
     except NotSupportedError:
         obj.close()
+        if point.hook is Hook.TC:
+            raise AttachFailed(f"{ifname}: this kernel has no tcx (Linux 6.6+): use --hook xdp") from None
         raise AttachFailed(
             f"{ifname} does not support XDP in {mode.value} mode: try --mode generic or --mode auto"
         ) from None
     except BpfError as err:
         obj.close()
-        if err.errno == errno.EBUSY:
+        if err.errno == errno.EBUSY and point.hook is Hook.XDP:
             interfaces.check_foreign(ifname, ifindex)
-        raise AttachFailed(f"attaching to {ifname} failed: {err}") from None
+        raise AttachFailed(f"attaching to {point.label} failed: {err}") from None
 
 
-def _recovered_names() -> list[str]:
-    """Interfaces with pins, after recovering what killed writers left behind."""
+def _attach_clsact(obj: Object, point: Point, ifindex: int) -> ClsactLink:
+    program = obj.programs[hooks.program_name(point)]
+    direction = hooks.TC_DIRECTIONS[point.direction]
+    try:
+        return ClsactLink.attach(program, ifindex, point.direction)
+    except BpfError:
+        try:
+            taken = any(found.priority == hooks.CLSACT_PRIORITY
+                        for found in tc_filters(ifindex, direction))
+        except BpfError:
+            taken = False
+        if not taken:
+            raise
+        obj.close()
+        where = direction.value
+        raise AttachFailed(
+            f"{point.ifname}'s clsact {where} has a filter at priority "
+            f"{hooks.CLSACT_PRIORITY} (pingkiller's place) that pingkiller did not attach: "
+            f"it is left alone; remove it (`tc filter del dev {point.ifname} {where} prio "
+            f"{hooks.CLSACT_PRIORITY}`) and try again"
+        ) from None
+
+
+def _recovered_points() -> list[Point]:
+    """Every attachment with pins, after recovering what killed writers left behind."""
     capabilities.require_privileges()
     if not pins.root().is_dir():
         return []
@@ -1257,8 +1571,11 @@ def attachments(*, with_rules: bool = True) -> list[AttachmentInfo]:
             for found in each_attachment()]
 
 
-def each_attachment() -> Iterator[Attachment | AttachmentInfo]:
-    """What :func:`attachments` lists, one at a time, as the read-only
+def each_attachment(ifname: str | None = None, *, hook: Hook | str | None = None,
+                    direction: Direction | str | None = None,
+                    ) -> Iterator[Attachment | AttachmentInfo]:
+    """What :func:`attachments` lists (of ``ifname`` only, and at ``hook`` and
+    ``direction`` only, when given), one at a time, as the read-only
     :class:`Attachment`, open until the next one is asked for (then closed), or, for one
     whose maps cannot be read (incomplete pins, another ABI version), the
     :class:`AttachmentInfo` status shows of it.
@@ -1267,71 +1584,92 @@ def each_attachment() -> Iterator[Attachment | AttachmentInfo]:
     rules streamed a batch at a time (:meth:`Attachment.rule_entries`), or
     :meth:`Attachment.scan_rules` for a count and the first rules in one pass.
     """
+    if ifname is not None:
+        pins.validate_ifname(ifname)
+    wanted_hook, wanted_direction = _as_hook(hook), _as_direction(direction)
     capabilities.require_read_privileges()
-    interrupted = {name for _, kind, name, _pid in pins.leftovers() if kind in ("attach", "replace")}
-    for ifname in sorted(set(pins.listed()) | interrupted):
+    interrupted = {point for _, kind, point, _pid in pins.leftovers()
+                   if kind in ("attach", "replace")}
+    for point in sorted(set(pins.listed()) | interrupted):
+        if (ifname not in (None, point.ifname) or wanted_hook not in (None, point.hook)
+                or wanted_direction not in (None, point.direction)):
+            continue
         try:
-            attachment = _open_read_only(ifname)
+            attachment = _open_read_only(point)
         except _Gone:
             continue  # detached while we looked
         except _Unreadable as err:
             yield err.info
             continue
         except NotAttached as err:
-            yield _broken(ifname, str(err))
+            yield _broken(point, str(err))
             continue
         with attachment:
             yield attachment
 
 
-def _broken(ifname: str, problem: str) -> AttachmentInfo:
+def _broken(point: Point, problem: str) -> AttachmentInfo:
     return AttachmentInfo(
-        ifname=ifname, ifindex=0, program_id=0, link_id=0, mode=XdpMode.NONE, policy=None,
-        rule_count=0, rules=[], stats=None, stale=True, problem=problem,
-        pin_dir=str(pins.directory(ifname)),
+        ifname=point.ifname, ifindex=0, program_id=0, link_id=0, mode=XdpMode.NONE,
+        policy=None, rule_count=0, rules=[], stats=None, stale=True, problem=problem,
+        pin_dir=str(pins.directory(point)), hook=point.hook, direction=point.direction,
     )
 
 
 @dataclass(frozen=True)
 class Detached:
-    """What ``detach`` did to one interface."""
+    """What ``detach`` did to one attachment."""
 
     ifname: str
     was_stale: bool
     recovered: tuple[str, ...] = ()  # what recovery finished first (pingkiller.recovery)
+    hook: Hook = Hook.XDP
+    direction: Direction = Direction.IN
+
+    @property
+    def point(self) -> Point:
+        return Point(self.ifname, self.hook, self.direction)
 
 
-def detach(ifname: str) -> Detached:
-    """Detach pingkiller from ``ifname`` and remove its pins (works if the interface is gone)."""
+def detach(ifname: str, *, hook: Hook | str | None = None,
+           direction: Direction | str | None = None) -> list[Detached]:
+    """Detach pingkiller from ``ifname`` and remove its pins (works if the interface is
+    gone): every attachment of the interface, or those at ``hook`` and ``direction``."""
     pins.validate_ifname(ifname)
+    wanted_hook, wanted_direction = _as_hook(hook), _as_direction(direction)
     capabilities.require_privileges()
     with _writing():
         recovered = tuple(recovery.recover())
-        if not pins.directory(ifname).is_dir():
-            raise NotAttached(f"{ifname} has no pingkiller attachment: nothing to detach")
-        stale = _filters_nothing(ifname)
-        _detach_pinned(ifname)
-    return Detached(ifname, stale, recovered)
+        done = []
+        for point in _chosen(ifname, wanted_hook, wanted_direction, "nothing to detach"):
+            stale = _filters_nothing(point)
+            _detach_pinned(point)
+            done.append(Detached(ifname, stale, recovered, point.hook, point.direction))
+            recovered = ()
+    return done
 
 
-def _filters_nothing(ifname: str) -> bool:
+def _filters_nothing(point: Point) -> bool:
     """Whether the pinned link filters nothing, judged from the link alone (the maps may
     be incomplete or of another ABI version: detach works whatever they are)."""
-    where = pins.directory(ifname)
+    where = pins.directory(point)
     try:
         identity = _read_identity(where)
     except IncompatiblePins:
         identity = None
     try:
-        with XdpLink.from_pin(where / pins.LINK_PIN) as link:
-            return _link_state(link, identity, ifname)[1].stale
+        with hooks.open_link(point, where) as link:
+            return _link_state(link, identity, point)[1].stale
     except BpfError:
         return True
 
 
 def detach_all() -> list[Detached]:
     """Detach every pingkiller attachment (and nothing else)."""
-    return [detach(ifname) for ifname in _recovered_names()]
+    done: list[Detached] = []
+    for point in _recovered_points():
+        done += detach(point.ifname, hook=point.hook, direction=point.direction)
+    return done
 
 
 @dataclass(frozen=True)
@@ -1344,15 +1682,24 @@ class Upgraded:
     from_program: str  # SHA-256 of the ELF that ran ('' when not recorded)
     to_program: str
     recovered: tuple[str, ...] = ()
+    hook: Hook = Hook.XDP
+    direction: Direction = Direction.IN
+
+    @property
+    def point(self) -> Point:
+        return Point(self.ifname, self.hook, self.direction)
 
     def to_json(self) -> dict[str, object]:
-        return {"interface": self.ifname, "upgraded": self.upgraded, "from_abi": self.from_abi,
-                "to_abi": abi.ABI_VERSION, "from_program": self.from_program or None,
-                "to_program": self.to_program}
+        return {"interface": self.ifname, "hook": self.hook.label,
+                "direction": self.direction.label, "upgraded": self.upgraded,
+                "from_abi": self.from_abi, "to_abi": abi.ABI_VERSION,
+                "from_program": self.from_program or None, "to_program": self.to_program}
 
 
-def upgrade(ifname: str) -> Upgraded:
-    """Run the installed program on ``ifname``'s attachment in place of the one it runs.
+def upgrade(ifname: str, *, hook: Hook | str | None = None,
+            direction: Direction | str | None = None) -> list[Upgraded]:
+    """Run the installed program on ``ifname``'s attachments (those at ``hook`` and
+    ``direction``, when given) in place of the one each runs.
 
     The new program is loaded on the attachment's own maps (policy, rules with their hit
     counts, counters, events), which it adopts unchanged when their ABI version is one it
@@ -1364,44 +1711,58 @@ def upgrade(ifname: str) -> Upgraded:
     already is left as is.
     """
     pins.validate_ifname(ifname)
+    wanted_hook, wanted_direction = _as_hook(hook), _as_direction(direction)
     capabilities.require_privileges(load=True)
     with _writing():
         recovered = tuple(recovery.recover())
-        if not pins.directory(ifname).is_dir():
-            raise NotAttached(f"{ifname} has no pingkiller attachment: nothing to upgrade")
-        with _open_pinned(ifname, check_abi=False) as existing:
-            record = existing.identity or pins.Identity(0, 0)
-            before = record.program.hex()
-            installed = datapath.program_digest().hex()
-            converted = record.abi_version in abi.MIGRATABLE_ABI_VERSIONS
-            if record.abi_version not in abi.ADOPTABLE_ABI_VERSIONS and not converted:
-                raise IncompatiblePins(abi_problem(ifname, record.abi_version))
-            if not _outdated(record):
-                return Upgraded(ifname, False, record.abi_version, before, installed, recovered)
-            _, state, problem = existing._link_state()
-            if state.stale:
-                raise StaleAttachment(
-                    f"{ifname}'s attachment filters nothing ({problem}): `pingkiller detach "
-                    f"{ifname}` cleans it, then attach again")
-            obj = datapath.open_object()
-            try:
-                if converted:
-                    for name in migrate.CARRIED:
-                        obj.reuse_map(name, existing.maps[name])
-                    _load_object(obj)
-                    read = migrate.convert(existing.maps, obj.maps)
-                    _publish(obj, ifname, existing.link)
-                    RuleTable(obj.maps).carry_hits(read, existing.maps)
-                else:
-                    for name in PINNED_MAPS:
-                        obj.reuse_map(name, existing.maps[name])
-                    _load_object(obj)
-                    _publish(obj, ifname, existing.link)
-            finally:
-                obj.close()
-    return Upgraded(ifname, True, record.abi_version, before, installed, recovered)
+        done = []
+        for point in _chosen(ifname, wanted_hook, wanted_direction, "nothing to upgrade"):
+            done.append(_upgrade_point(point, recovered))
+            recovered = ()
+    return done
+
+
+def _upgrade_point(point: Point, recovered: tuple[str, ...]) -> Upgraded:
+    """:func:`upgrade` at one point; call with the pin lock held."""
+    ifname = point.ifname
+    with _open_pinned(point, check_abi=False) as existing:
+        record = existing.identity or pins.Identity(0, 0)
+        before = record.program.hex()
+        installed = datapath.program_digest().hex()
+        converted = record.abi_version in abi.MIGRATABLE_ABI_VERSIONS
+        if record.abi_version not in abi.ADOPTABLE_ABI_VERSIONS and not converted:
+            raise IncompatiblePins(abi_problem(point, record.abi_version))
+        if not _outdated(record):
+            return Upgraded(ifname, False, record.abi_version, before, installed, recovered,
+                            point.hook, point.direction)
+        _, state, problem = existing._link_state()
+        if state.stale:
+            raise StaleAttachment(
+                f"{point.label}'s attachment filters nothing ({problem}): `pingkiller detach "
+                f"{point.options}` cleans it, then attach again")
+        obj = datapath.open_object()
+        try:
+            if converted:
+                for name in migrate.CARRIED:
+                    obj.reuse_map(name, existing.maps[name])
+                _load_object(obj)
+                read = migrate.convert(existing.maps, obj.maps)
+                _publish(obj, point, existing.link)
+                RuleTable(obj.maps).carry_hits(read, existing.maps)
+            else:
+                for name in PINNED_MAPS:
+                    obj.reuse_map(name, existing.maps[name])
+                _load_object(obj)
+                _publish(obj, point, existing.link)
+        finally:
+            obj.close()
+    return Upgraded(ifname, True, record.abi_version, before, installed, recovered,
+                    point.hook, point.direction)
 
 
 def upgrade_all() -> list[Upgraded]:
-    """:func:`upgrade` every attachment that can be (in name order)."""
-    return [upgrade(ifname) for ifname in _recovered_names()]
+    """:func:`upgrade` every attachment that can be (in name order, XDP first)."""
+    done: list[Upgraded] = []
+    for point in _recovered_points():
+        done += upgrade(point.ifname, hook=point.hook, direction=point.direction)
+    return done

@@ -1,10 +1,14 @@
 """Where an attachment's pins live on bpffs (the lock that serializes changes to them is
 pingkiller.lock).
 
-Layout: ``<root>/<ifname>/{link,program,identity,settings,counters,...}`` with root
-``/sys/fs/bpf/pingkiller`` (0700). A directory is written under a temporary name
-and renamed into place, so a reader sees a whole attachment or none; leftovers of a
-killed writer are recovered by the next writer (``recovery.recover``), never by a reader.
+Layout: one directory per attachment under the root ``/sys/fs/bpf/pingkiller`` (0700),
+named after its :class:`Point`: ``<ifname>`` for the XDP hook, ``<ifname>,tc-in`` and
+``<ifname>,tc-out`` for the tc hooks (',' is in no interface name), each holding
+``{link,program,identity,settings,counters,...}``: an interface can carry an XDP and tc
+attachments at once, each with its own program, maps and counters. A directory is
+written under a temporary name and renamed into place, so a reader sees a whole
+attachment or none; leftovers of a killed writer are recovered by the next writer
+(``recovery.recover``), never by a reader.
 
 Readers need only read access: the kernel opens a link pin only read-write, so the
 writer also pins the program and an :class:`Identity` record (the link's id and
@@ -23,7 +27,8 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from pingkiller.errors import InvalidInterfaceName, PermissionDenied
+from pingkiller.abi import Direction, Hook
+from pingkiller.errors import InvalidInput, InvalidInterfaceName, PermissionDenied
 from pingkiller.untrusted import quote
 
 BPFFS = Path("/sys/fs/bpf")
@@ -66,9 +71,67 @@ def _decode(entry: str) -> str:
     return entry.replace("~", ".")
 
 
-def directory(ifname: str) -> Path:
-    """The pin directory of an interface (the name is validated first)."""
-    return root() / _encode(ifname)
+_TC_SUFFIXES = {Direction.IN: ",tc-in", Direction.OUT: ",tc-out"}
+
+
+@dataclass(frozen=True, order=True)
+class Point:
+    """Where an attachment runs: an interface's XDP hook (which sees only what arrives),
+    or its tc hook in one direction. The name is validated when the point is made."""
+
+    ifname: str
+    hook: Hook = Hook.XDP
+    direction: Direction = Direction.IN
+
+    def __post_init__(self) -> None:
+        validate_ifname(self.ifname)
+        if self.hook is Hook.XDP and self.direction is not Direction.IN:
+            raise InvalidInput("XDP sees only packets that arrive: --direction out and both "
+                               "need --hook tc")
+
+    @property
+    def entry(self) -> str:
+        """The name of its pin directory."""
+        suffix = _TC_SUFFIXES[self.direction] if self.hook is Hook.TC else ""
+        return _encode(self.ifname) + suffix
+
+    @classmethod
+    def from_entry(cls, entry: str) -> Point | None:
+        """The point a pin directory's name stands for (None: not one of ours)."""
+        name, comma, suffix = entry.partition(",")
+        try:
+            if not comma:
+                return cls(_decode(name))
+            for direction, known in _TC_SUFFIXES.items():
+                if known == comma + suffix:
+                    return cls(_decode(name), Hook.TC, direction)
+        except (InvalidInput, InvalidInterfaceName):
+            pass
+        return None
+
+    @property
+    def hook_text(self) -> str:
+        """``xdp``, ``tc in`` or ``tc out``."""
+        if self.hook is Hook.XDP:
+            return "xdp"
+        return f"tc {self.direction.label}"
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``eth0`` for XDP (as before tc existed), ``eth0 (tc in)``."""
+        return self.ifname if self.hook is Hook.XDP else f"{self.ifname} ({self.hook_text})"
+
+    @property
+    def options(self) -> str:
+        """The CLI arguments that name it, e.g. ``eth0`` or ``eth0 --hook tc --direction out``."""
+        if self.hook is Hook.XDP:
+            return self.ifname
+        return f"{self.ifname} --hook tc --direction {self.direction.label}"
+
+
+def directory(point: Point) -> Path:
+    """The pin directory of an attachment."""
+    return root() / point.entry
 
 
 @dataclass(frozen=True)
@@ -313,27 +376,33 @@ def _untrusted(info: os.stat_result) -> str:
     return ""
 
 
-def listed() -> list[str]:
-    """Interface names that have a pin directory."""
+def listed() -> list[Point]:
+    """The attachments that have a pin directory, by interface, XDP first."""
     pin_root = root()
     if not pin_root.is_dir():
         return []
-    return sorted(_decode(p.name) for p in pin_root.iterdir() if not p.name.startswith("="))
+    points = (Point.from_entry(p.name) for p in pin_root.iterdir() if not p.name.startswith("="))
+    return sorted(point for point in points if point is not None)
 
 
-def temporary(ifname: str) -> Path:
+def listed_interfaces() -> list[str]:
+    """The interfaces that have at least one attachment's pin directory."""
+    return sorted({point.ifname for point in listed()})
+
+
+def temporary(point: Point) -> Path:
     """A fresh directory to build an attachment's pins in before renaming it into place."""
-    path = root() / f"{_TEMP_PREFIX}{os.getpid()}-{_encode(ifname)}"
+    path = root() / f"{_TEMP_PREFIX}{os.getpid()}-{point.entry}"
     remove(path)
     path.mkdir(mode=0o700)
     return path
 
 
-def publish(temp: Path, ifname: str) -> None:
-    """Move a finished temporary directory to the interface's place, replacing what was there."""
-    final = directory(ifname)
+def publish(temp: Path, point: Point) -> None:
+    """Move a finished temporary directory to the attachment's place, replacing what was there."""
+    final = directory(point)
     if final.exists():
-        old = root() / f"{_OLD_PREFIX}{os.getpid()}-{_encode(ifname)}"
+        old = root() / f"{_OLD_PREFIX}{os.getpid()}-{point.entry}"
         remove(old)
         final.rename(old)
         temp.rename(final)
@@ -342,11 +411,11 @@ def publish(temp: Path, ifname: str) -> None:
         temp.rename(final)
 
 
-def retire(ifname: str) -> Path:
-    """Move an interface's pins out of sight before detaching, so a crash cannot revive them."""
-    doomed = root() / f"{_DEL_PREFIX}{os.getpid()}-{_encode(ifname)}"
+def retire(point: Point) -> Path:
+    """Move an attachment's pins out of sight before detaching, so a crash cannot revive them."""
+    doomed = root() / f"{_DEL_PREFIX}{os.getpid()}-{point.entry}"
     remove(doomed)
-    directory(ifname).rename(doomed)
+    directory(point).rename(doomed)
     return doomed
 
 
@@ -360,8 +429,8 @@ def remove(path: Path) -> None:
 LEFTOVER_KINDS = {_TEMP_PREFIX: "attach", _OLD_PREFIX: "replace", _DEL_PREFIX: "detach"}
 
 
-def leftovers() -> list[tuple[Path, str, str, int]]:
-    """(path, kind, ifname, writer pid) of directories a writer left behind, attach first.
+def leftovers() -> list[tuple[Path, str, Point, int]]:
+    """(path, kind, point, writer pid) of directories a writer left behind, attach first.
 
     ``kind`` is the operation that wrote it: "attach", "replace" or "detach".
     """
@@ -372,9 +441,10 @@ def leftovers() -> list[tuple[Path, str, str, int]]:
     for path in pin_root.iterdir():
         for prefix, kind in LEFTOVER_KINDS.items():
             if path.name.startswith(prefix):
-                pid_text, _, ifname = path.name[len(prefix) :].partition("-")
-                if pid_text.isdigit():
-                    found.append((path, kind, _decode(ifname), int(pid_text)))
+                pid_text, _, entry = path.name[len(prefix) :].partition("-")
+                point = Point.from_entry(entry)
+                if pid_text.isdigit() and point is not None:
+                    found.append((path, kind, point, int(pid_text)))
     order = list(LEFTOVER_KINDS.values())
     return sorted(found, key=lambda item: order.index(item[1]))
 

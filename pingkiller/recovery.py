@@ -16,8 +16,10 @@ import logging
 import socket
 from pathlib import Path
 
-from pingkiller import abi, interfaces, pins
-from pingkiller.bpf import MAP_TYPE_ARRAY, BpfError, Map, Program, XdpLink, xdp_query
+from pingkiller import abi, hooks, interfaces, pins
+from pingkiller.bpf import MAP_TYPE_ARRAY, BpfError, Map, Program
+from pingkiller.hooks import ClsactLink, InterfaceLink
+from pingkiller.pins import Point
 
 _log = logging.getLogger("pingkiller.recovery")
 
@@ -31,36 +33,39 @@ def recover() -> list[str]:
     have been reused, or live in another pid namespace sharing this bpffs).
     """
     notes = []
-    for path, kind, ifname, _pid in pins.leftovers():
-        final = pins.directory(ifname)
-        if kind == "attach" and not final.exists() and _link_alive(path):
-            with XdpLink.from_pin(path / pins.LINK_PIN) as link:
+    for path, kind, point, _pid in pins.leftovers():
+        final = pins.directory(point)
+        if kind == "attach" and not final.exists() and _link_alive(point, path):
+            with hooks.open_link(point, path) as link:
                 pin_link(link, path)  # the identity record, if the writer died before it
-            pins.publish(path, ifname)
-            notes.append(f"{ifname}: completed an interrupted attach")
+            pins.publish(path, point)
+            notes.append(f"{point.label}: completed an interrupted attach")
             continue
-        if kind == "attach" and final.exists() and _replace_done(path, final):
-            source = path if (path / pins.LINK_PIN).exists() else final
-            with XdpLink.from_pin(source / pins.LINK_PIN) as link:
+        if kind == "attach" and final.exists() and _replace_done(point, path, final):
+            # The link pin is in the new directory only once the swap is done; a clsact
+            # filter has none, and runs the new directory's program
+            linked = (final / pins.LINK_PIN).exists() and not (path / pins.LINK_PIN).exists()
+            source = final if linked else path
+            with hooks.open_link(point, source) as link:
                 pin_link(link, path)
-            pins.publish(path, ifname)
-            notes.append(f"{ifname}: completed an interrupted replace")
+            pins.publish(path, point)
+            notes.append(f"{point.label}: completed an interrupted replace")
             continue
         if kind == "replace" and not final.exists():
             path.rename(final)
-            notes.append(f"{ifname}: restored pins of an interrupted replace")
+            notes.append(f"{point.label}: restored pins of an interrupted replace")
             continue
         if kind == "detach" or (kind == "attach" and not final.exists()):
-            detach_directory(path)
+            detach_directory(point, path)
         else:
             pins.remove(path)
-        notes.append(f"{ifname}: cleaned up after an interrupted {kind}")
+        notes.append(f"{point.label}: cleaned up after an interrupted {kind}")
     for note in notes:
         _log.warning("recovered: %s", note)
     return notes
 
 
-def _replace_done(temp: Path, final: Path) -> bool:
+def _replace_done(point: Point, temp: Path, final: Path) -> bool:
     """Whether an interrupted --replace had already swapped the link to ``temp``'s program.
 
     Then the running program uses the maps pinned in ``temp``, so ``temp`` must win.
@@ -73,13 +78,13 @@ def _replace_done(temp: Path, final: Path) -> bool:
         return False  # killed before the new program was pinned, so before the swap
     with program:
         try:
-            with XdpLink.from_pin(final / pins.LINK_PIN) as link:
+            with hooks.open_link(point, final) as link:
                 return link.info().prog_id == program.info().id
         except BpfError:
             return False
 
 
-def pin_link(link: XdpLink, directory: Path, program: bytes = b"") -> None:
+def pin_link(link: InterfaceLink, directory: Path, program: bytes = b"") -> None:
     """Pin the link and the identity record beside it, each unless already there.
 
     The record (:class:`pingkiller.pins.Identity`: the link's id and ifindex, this
@@ -87,7 +92,7 @@ def pin_link(link: XdpLink, directory: Path, program: bytes = b"") -> None:
     known) tells readers which link and program this is: they cannot open the link pin,
     which the kernel opens only read-write.
     """
-    if not (directory / pins.LINK_PIN).exists():
+    if not isinstance(link, ClsactLink) and not (directory / pins.LINK_PIN).exists():
         link.pin(directory / pins.LINK_PIN)
         pins.secure(directory / pins.LINK_PIN)
     if not (directory / pins.IDENTITY_PIN).exists():
@@ -100,18 +105,18 @@ def pin_link(link: XdpLink, directory: Path, program: bytes = b"") -> None:
         pins.secure(directory / pins.IDENTITY_PIN)
 
 
-def _link_alive(directory: Path) -> bool:
+def _link_alive(point: Point, directory: Path) -> bool:
     try:
-        with XdpLink.from_pin(directory / pins.LINK_PIN) as link:
+        with hooks.open_link(point, directory) as link:
             return link.info().ifindex != 0
     except (BpfError, ValueError):
         return False
 
 
-def detach_directory(directory: Path) -> None:
+def detach_directory(point: Point, directory: Path) -> None:
     """Detach the link pinned in ``directory`` (if any is) and remove the directory."""
     try:
-        with XdpLink.from_pin(directory / pins.LINK_PIN) as link:
+        with hooks.open_link(point, directory) as link:
             link.detach()
     except BpfError as err:
         if err.errno != errno.ENOENT:
@@ -122,42 +127,39 @@ def detach_directory(directory: Path) -> None:
 # -- what readers make of leftovers (read-only: nothing is finished)
 
 
-def pending_directory(ifname: str) -> Path | None:
-    """For an interface whose pin directory is missing, the directory an interrupted
+def pending_directory(point: Point) -> Path | None:
+    """For an attachment whose pin directory is missing, the directory an interrupted
     writer left that the next writer's recovery will publish: the new pins of an attach
     or --replace whose program runs on the interface, else the previous pins of an
     interrupted --replace. None when there is none (the interface has no attachment).
     """
     previous = None
-    for path, kind, name, _pid in pins.leftovers():
-        if name != ifname:
+    for path, kind, found, _pid in pins.leftovers():
+        if found != point:
             continue
-        if kind == "attach" and _runs_on(path, ifname):
+        if kind == "attach" and _runs_on(path, point):
             return path
         if kind == "replace":
             previous = path
     return previous
 
 
-def _runs_on(directory: Path, ifname: str) -> bool:
-    """Whether the program pinned in ``directory`` is the one ``ifname`` runs (read-only)."""
+def _runs_on(directory: Path, point: Point) -> bool:
+    """Whether the program pinned in ``directory`` runs at ``point`` (read-only)."""
     try:
-        ifindex = socket.if_nametoindex(ifname)
+        ifindex = socket.if_nametoindex(point.ifname)
         program = Program.from_pin(directory / pins.PROGRAM_PIN, read_only=True)
     except (OSError, BpfError):
         return False
     with program:
-        try:
-            return program.info().id in xdp_query(ifindex).attached_ids
-        except BpfError:
-            return False
+        return hooks.runs(point, ifindex, {program.info().id})
 
 
-def replacing_programs(ifname: str) -> set[int]:
-    """Ids of the programs that interrupted writers pinned for ``ifname`` (read-only)."""
+def replacing_programs(point: Point) -> set[int]:
+    """Ids of the programs that interrupted writers pinned for ``point`` (read-only)."""
     ids = set()
-    for path, kind, name, _pid in pins.leftovers():
-        if kind != "attach" or name != ifname:
+    for path, kind, found, _pid in pins.leftovers():
+        if kind != "attach" or found != point:
             continue
         try:
             with Program.from_pin(path / pins.PROGRAM_PIN, read_only=True) as program:

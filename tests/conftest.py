@@ -60,7 +60,7 @@ def pin_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
             try:
                 for info in pingkiller.attachments(with_rules=False):
-                    pingkiller.detach(info.ifname)
+                    pingkiller.detach(info.ifname, hook=info.hook, direction=info.direction)
             finally:  # unpinning what is left also ends its links, even if a detach failed
                 shutil.rmtree(path, ignore_errors=True)
 

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.root
 # The --json schemas of docs/cli.md: fields may be added there, never renamed or removed.
 STATUS_FIELDS = {"interface", "ifindex", "program_id", "link_id", "mode", "stale", "problem",
                  "policy", "rule_count", "rules", "stats", "pin_dir", "state", "abi_version",
-                 "program", "outdated"}
+                 "program", "outdated", "hook", "direction", "chain"}
 POLICY_FIELDS = {"default", "icmp", "all_protocols", "events", "event_rate", "timing"}
 STATS_FIELDS = {"interface", "packets", "bytes", "dropped", "passed", "events", "average_ns",
                 "kernel_run_time"}
@@ -105,7 +105,8 @@ def test_ipv6_block_unblock_and_ndp_passes(peer: Peer, pin_root: Path) -> None:
     flush_neighbours(peer)
     assert peer.ping(peer.host_v6) == 1
     assert peer.ping(peer.host_v4) == 0  # everything else is still dropped
-    assert pk_json("detach", ifname) == [{"interface": ifname, "was_stale": False}]
+    assert pk_json("detach", ifname) == [{"interface": ifname, "hook": "xdp", "direction": "in",
+                                          "was_stale": False}]
     assert pins_left(pin_root) == []
 
 
@@ -187,7 +188,9 @@ def test_from_file_with_100k_prefixes_is_loaded_and_enforced(peer: Peer, tmp_pat
     assert peer.ping(peer.host_v4) == 1
     result = pk_json("block", ifname, "--from-file", str(blocklist))
     assert result == {"interface": ifname, "action": "block", "requested": 100_001,
-                      "changed": 100_001, "rule_count": 100_001}
+                      "changed": 100_001, "rule_count": 100_001,
+                      "attachments": [{"hook": "xdp", "direction": "in", "changed": 100_001,
+                                       "rule_count": 100_001}]}
     assert peer.ping(peer.host_v4) == 0
     removed = pk_json("unblock", ifname, f"{peer.peer_v4}/31")
     assert (removed["changed"], removed["rule_count"]) == (1, 100_000)

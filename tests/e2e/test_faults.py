@@ -247,7 +247,7 @@ def test_interface_deleted_while_attached(pin_root: Path, sandbox: Sandbox) -> N
     assert "gone" in info["problem"]
     assert "STALE" in cli("status").stdout
     detached = json.loads(cli("detach", ifname, "--json").stdout)
-    assert detached == [{"interface": ifname, "was_stale": True}]
+    assert detached == [{"interface": ifname, "hook": "xdp", "direction": "in", "was_stale": True}]
     assert list(pin_root.iterdir()) == []
 
     recreate(ifname, peer.netns)

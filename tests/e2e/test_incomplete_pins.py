@@ -21,7 +21,7 @@ def test_a_missing_map_pin_is_named_and_the_program_still_filters(
     peer = sandbox.add_peer()
     ifname = peer.host_ifname
     attached = pk_json("attach", ifname, "--block", peer.peer_v4)
-    (pins.directory(ifname) / missing).unlink()
+    (pins.directory(pins.Point(ifname)) / missing).unlink()
 
     (info,) = pk_json("status")
     assert info["stale"] is False and info["state"] == "filtering", info
@@ -33,7 +33,8 @@ def test_a_missing_map_pin_is_named_and_the_program_still_filters(
     stats = pk("stats", ifname)
     assert stats.returncode == 2 and "Traceback" not in stats.stderr
     assert f"incomplete: missing {missing}" in stats.stderr
-    assert pk_json("detach", ifname) == [{"interface": ifname, "was_stale": False}]
+    assert pk_json("detach", ifname) == [{"interface": ifname, "hook": "xdp", "direction": "in",
+                                          "was_stale": False}]
     assert xdp_ids(ifname) == []
     assert peer.ping(peer.host_v4, count=1) == 1
 
@@ -42,8 +43,9 @@ def test_incomplete_pins_of_a_gone_interface_are_stale(pin_root: Path, sandbox: 
     peer = sandbox.add_peer()
     ifname = peer.host_ifname
     pk_ok("attach", ifname)
-    (pins.directory(ifname) / "timing").unlink()
+    (pins.directory(pins.Point(ifname)) / "timing").unlink()
     sandbox.close()  # the interface goes with its namespace
     (info,) = pk_json("status")
     assert info["stale"] is True and "incomplete: missing timing" in info["problem"]
-    assert pk_json("detach", ifname) == [{"interface": ifname, "was_stale": True}]
+    assert pk_json("detach", ifname) == [{"interface": ifname, "hook": "xdp", "direction": "in",
+                                          "was_stale": True}]

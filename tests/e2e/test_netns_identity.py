@@ -60,6 +60,6 @@ def test_a_moved_interface_is_reported_truthfully_and_detachable(
         run([IP, "link", "del", other], check=False)
 
     detached = pk_json("detach", ifname)
-    assert detached == [{"interface": ifname, "was_stale": False}]
+    assert detached == [{"interface": ifname, "hook": "xdp", "direction": "in", "was_stale": False}]
     assert xdp_ids_in(peer.netns, ifname) == []
     assert pk_json("status") == []

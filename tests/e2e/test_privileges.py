@@ -160,7 +160,7 @@ def test_foreign_programs_and_interfaces_are_left_alone(
 
     done = json.loads(subprocess.run([*CLI, "detach", "--all", "--json"], check=True,
                                      capture_output=True, text=True).stdout)
-    assert done == [{"interface": ours, "was_stale": False}]
+    assert done == [{"interface": ours, "hook": "xdp", "direction": "in", "was_stale": False}]
     assert xdp_ids(ours) == [] and xdp_ids(bystander) == []
     assert xdp_ids(foreign) == [foreign_id]
 

@@ -183,7 +183,8 @@ def test_status_says_outdated_and_upgrade_swaps_with_no_ping_answered(
     finally:
         if flood.poll() is None:
             flood.kill()
-    assert upgraded == [{"interface": ifname, "upgraded": True, "from_abi": abi.ABI_VERSION,
+    assert upgraded == [{"interface": ifname, "hook": "xdp", "direction": "in",
+                         "upgraded": True, "from_abi": abi.ABI_VERSION,
                          "to_abi": abi.ABI_VERSION, "from_program": before["program"],
                          "to_program": datapath.program_digest().hex()}]
     sent = int(re.search(r"(\d+) packets transmitted", out).group(1))  # type: ignore[union-attr]
@@ -257,7 +258,7 @@ def test_pins_of_abi_1_are_converted(pin_root: Path, sandbox: Sandbox, abi_2: li
     peer = sandbox.add_peer()
     ifname = peer.host_ifname
     assert run_cli(abi_2, "attach", ifname, "--block", peer.peer_v4).returncode == 0
-    directory = pins.directory(ifname)
+    directory = pins.directory(pins.Point(ifname))
     with Map.from_pin(directory / pins.IDENTITY_PIN) as record:
         current = pins.Identity.decode(record[abi.u32_key(0)])
     (directory / pins.IDENTITY_PIN).unlink()

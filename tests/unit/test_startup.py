@@ -86,12 +86,14 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """What the verbs hand on to the library, recorded instead of done."""
     calls: list[tuple[Any, ...]] = []
 
-    def views(ifname: str | None, limit: int | None) -> Any:
-        calls.append(("status", ifname, limit))
+    def views(ifname: str | None, limit: int | None, hook: str | None,
+              direction: str | None) -> Any:
+        calls.append(("status", ifname, limit, hook, direction))
         return iter([])
 
-    def change(verb: str, ifname: str, addresses: Any, from_file: Any, as_json: bool) -> None:
-        calls.append((verb, ifname, list(addresses or []), from_file, as_json))
+    def change(verb: str, ifname: str, addresses: Any, from_file: Any, as_json: bool,
+               hook: str | None, direction: str | None) -> None:
+        calls.append((verb, ifname, list(addresses or []), from_file, as_json, hook, direction))
 
     monkeypatch.setattr(cli, "_status_views", views)
     monkeypatch.setattr(cli, "_change_rules", change)

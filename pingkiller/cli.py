@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import typer
 
     from pingkiller.abi import Reason
-    from pingkiller.killer import Attachment, AttachmentInfo
+    from pingkiller.killer import AttachmentInfo
     from pingkiller.rules import RuleEntry
     from pingkiller.stats import Stats
 
@@ -598,40 +598,24 @@ def _change_rules(
         keys += read_rule_keys(from_file)  # packed straight from the text: fast for big lists
     if not keys.requested:
         raise pingkiller.InvalidInput(f"give addresses to {verb}, or --from-file FILE")
-    done: list[tuple[Attachment, int, int]] = []
-    attachments = pingkiller.open_each(ifname, hook=hook, direction=direction)
-    try:
-        for attachment in attachments:  # every one filters, or none is changed
-            if attachment.is_stale():
-                raise pingkiller.StaleAttachment(
-                    f"{attachment.point.label}'s attachment filters nothing "
-                    f"({attachment.problem()}): `pingkiller detach {attachment.point.options}` "
-                    "cleans it, then attach again")
-        atomic = from_file is not None or None  # a file: all or nothing, also under kill -9
-        for attachment in attachments:
-            if verb == "block":
-                changed = attachment.set_rules(keys, pingkiller.RuleAction.BLOCK, atomic=atomic)
-            elif verb == "allow":
-                changed = attachment.set_rules(keys, pingkiller.RuleAction.ALLOW, atomic=atomic)
-            else:
-                changed = attachment.remove_rules(keys, atomic=atomic)
-            done.append((attachment, changed, attachment.rule_count()))
-    finally:
-        for attachment in attachments:
-            attachment.close()
+    action = {"block": pingkiller.RuleAction.BLOCK, "allow": pingkiller.RuleAction.ALLOW,
+              "unblock": None}[verb]
+    atomic = from_file is not None or None  # a file: all or nothing, also under kill -9
+    done = pingkiller.change_rules(ifname, keys, action, hook=hook, direction=direction,
+                                   atomic=atomic)
     if as_json:
         _print_json({"interface": ifname, "action": verb, "requested": keys.requested,
-                     "changed": sum(changed for _, changed, _ in done),
-                     "rule_count": max(total for _, _, total in done),
-                     "attachments": [{"hook": a.hook.label, "direction": a.direction.label,
-                                      "changed": changed, "rule_count": total}
-                                     for a, changed, total in done]})
+                     "changed": sum(item.changed for item in done),
+                     "rule_count": max(item.rule_count for item in done),
+                     "attachments": [{"hook": item.hook.label, "direction": item.direction.label,
+                                      "changed": item.changed, "rule_count": item.rule_count}
+                                     for item in done]})
         return
     what = {"block": "Blocked", "allow": "Allowed", "unblock": "Removed rules for"}[verb]
-    for attachment, changed, total in done:
-        point = attachment.point
+    for item in done:
+        point = item.point
         where = point.ifname if point.hook is pingkiller.Hook.XDP else f"{point.ifname} at {point.hook_text}"
-        _echo(f"{what} {changed} of {keys.requested} on {where} ({total} rules now)")
+        _echo(f"{what} {item.changed} of {keys.requested} on {where} ({item.rule_count} rules now)")
 
 
 @_verb()

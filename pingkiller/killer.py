@@ -405,6 +405,29 @@ def _ids_in(directory: Path) -> tuple[int, dict[str, int]]:
     return program_id, maps
 
 
+# A change to a rule table: it returns the rules changed, and appends to the list (when
+# given) a call that undoes it.
+_RuleEdit = Callable[[RuleTable, "list[Callable[[], None]] | None"], int]
+
+
+def _setting(keys: RuleKeys, action: RuleAction) -> _RuleEdit:
+    return lambda table, undo: table.set_keys(keys.by_map, action, undo=undo)
+
+
+def _removing(keys: RuleKeys) -> _RuleEdit:
+    return lambda table, undo: table.remove_keys(keys.by_map, undo=undo)
+
+
+@dataclass(frozen=True)
+class _Rebuild:
+    """A rebuilt copy of an attachment's rules, made but not swapped in yet."""
+
+    obj: Object
+    table: RuleTable
+    before: dict[str, dict[bytes, int]]
+    changed: int
+
+
 class Attachment:
     """pingkiller on one interface. Obtain it with :func:`attach` or :func:`open`.
 
@@ -537,17 +560,18 @@ class Attachment:
         default) means: for pinned attachments, when ``keys`` holds more than
         ATOMIC_ABOVE rules; smaller changes are made in place, a few syscalls."""
         with self._changing():
-            if not self._atomic(keys, atomic):
-                return self._table.set_keys(keys.by_map, action)
-            return self._rebuilt(lambda table: table.set_keys(keys.by_map, action))
+            return self._edit(_setting(keys, action), keys, atomic)
 
     def remove_rules(self, keys: RuleKeys, *, atomic: bool | None = None) -> int:
         """Remove any rule in ``keys``; returns how many existed (``atomic`` as for
         :meth:`set_rules`)."""
         with self._changing():
-            if not self._atomic(keys, atomic):
-                return self._table.remove_keys(keys.by_map)
-            return self._rebuilt(lambda table: table.remove_keys(keys.by_map))
+            return self._edit(_removing(keys), keys, atomic)
+
+    def _edit(self, edit: _RuleEdit, keys: RuleKeys, atomic: bool | None) -> int:
+        if not self._atomic(keys, atomic):
+            return edit(self._table, None)
+        return self._finish_rebuild(self._prepare_rebuild(edit))
 
     def _atomic(self, keys: RuleKeys, atomic: bool | None) -> bool:
         if not self.pinned:
@@ -558,16 +582,9 @@ class Attachment:
             capabilities.require_privileges(load=True)
         return atomic
 
-    def _rebuilt(self, edit: Callable[[RuleTable], int]) -> int:
-        """Apply ``edit`` to a copy of the rules and swap the copy in at once.
-
-        A big change (a rule file of a million lines) takes a while, and a writer killed
-        in the middle of changing the running rule maps would leave half of it. So the
-        installed program is loaded with fresh rule maps holding the current rules, the
-        edit goes there, and the program is swapped in like a --replace (:func:`_publish`,
-        which the next writer completes or undoes after a kill -9); counters, timing and
-        events carry over. Hits the old rules counted meanwhile are added after the swap.
-        """
+    def _prepare_rebuild(self, edit: _RuleEdit) -> _Rebuild:
+        """The first half of :meth:`_rebuilt`: a copy of the rules with ``edit`` made to it,
+        in a loaded object that nothing runs yet (closing it changes nothing)."""
         if self.identity is not None and self.identity.abi_version != abi.ABI_VERSION:
             raise IncompatiblePins(abi_problem(self.point, self.identity.abi_version))
         obj = datapath.open_object()
@@ -578,17 +595,38 @@ class Attachment:
             obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = self.maps[abi.SETTINGS_MAP][abi.u32_key(0)]
             table = RuleTable(obj.maps)
             before = table.copy_from(self.maps)
-            changed = edit(table)
+            changed = edit(table, None)
+        except BaseException:
+            obj.close()
+            raise
+        return _Rebuild(obj, table, before, changed)
+
+    def _finish_rebuild(self, rebuild: _Rebuild) -> int:
+        """The second half of :meth:`_rebuilt`: the copy swapped in."""
+        obj, table = rebuild.obj, rebuild.table
+        try:
             _publish(obj, self.point, self.link)
         except BaseException:
             obj.close()
             raise
-        table.carry_hits(before, self.maps)
+        table.carry_hits(rebuild.before, self.maps)
         self._close_all_but_link()
         self.maps, self._obj, self._rule_table = dict(obj.maps), obj, table
         self._prog_id = obj.programs[hooks.program_name(self.point)].info().id
         self.identity = _read_identity(pins.directory(self.point))
-        return changed
+        return rebuild.changed
+
+    def _rebuilt(self, edit: _RuleEdit) -> int:
+        """Apply ``edit`` to a copy of the rules and swap the copy in at once.
+
+        A big change (a rule file of a million lines) takes a while, and a writer killed
+        in the middle of changing the running rule maps would leave half of it. So the
+        installed program is loaded with fresh rule maps holding the current rules, the
+        edit goes there, and the program is swapped in like a --replace (:func:`_publish`,
+        which the next writer completes or undoes after a kill -9); counters, timing and
+        events carry over. Hits the old rules counted meanwhile are added after the swap.
+        """
+        return self._finish_rebuild(self._prepare_rebuild(edit))
 
     def unblock(self, addresses: Iterable[str | Network]) -> int:
         """Remove any rule for these addresses; returns how many existed."""
@@ -1193,6 +1231,75 @@ def open_each(ifname: str, *, hook: Hook | str | None = None,
             attachment.close()
         raise
     return opened
+
+
+@dataclass(frozen=True)
+class RuleChange:
+    """What :func:`change_rules` did to one attachment."""
+
+    ifname: str
+    hook: Hook
+    direction: Direction
+    changed: int  # rules added or changed (set), or removed (remove)
+    rule_count: int  # rules afterwards
+
+    @property
+    def point(self) -> Point:
+        return Point(self.ifname, self.hook, self.direction)
+
+
+def change_rules(ifname: str, keys: RuleKeys, action: RuleAction | None, *,
+                 hook: Hook | str | None = None, direction: Direction | str | None = None,
+                 atomic: bool | None = None) -> list[RuleChange]:
+    """Give every rule in ``keys`` the ``action`` (None: remove them) on every attachment
+    of ``ifname``, or those at ``hook`` and ``direction``: what the CLI's block, allow and
+    unblock do. All or nothing across the attachments: none is changed if one filters
+    nothing any more, and a change one of them refuses (a full table) is undone in the
+    others. ``atomic`` as for :meth:`Attachment.set_rules`: the copies of every
+    attachment are made before the first is swapped in."""
+    edit = _removing(keys) if action is None else _setting(keys, action)
+    attachments = open_each(ifname, hook=hook, direction=direction)
+    try:
+        with _writing():
+            recovered = recovery.recover()
+            for attachment in attachments:
+                attachment.recovered, recovered = recovered, []
+                attachment._follow_swaps()
+                if attachment.is_stale():
+                    point = attachment.point
+                    raise StaleAttachment(
+                        f"{point.label}'s attachment filters nothing ({attachment.problem()}): "
+                        f"`pingkiller detach {point.options}` cleans it, then attach again; "
+                        "nothing was changed")
+            changed = _edit_each(attachments, edit, keys, atomic)
+            return [RuleChange(a.ifname, a.hook, a.direction, count, a.rule_count())
+                    for a, count in zip(attachments, changed, strict=True)]
+    finally:
+        for attachment in attachments:
+            attachment.close()
+
+
+def _edit_each(attachments: list[Attachment], edit: _RuleEdit, keys: RuleKeys,
+               atomic: bool | None) -> list[int]:
+    """``edit`` made to every attachment, all or nothing; call with the pin lock held."""
+    undo: list[Callable[[], None]] = []
+    rebuilds: dict[int, _Rebuild] = {}
+    changed: dict[int, int] = {}
+    try:
+        for index, attachment in enumerate(attachments):
+            if attachment._atomic(keys, atomic):
+                rebuilds[index] = attachment._prepare_rebuild(edit)
+            else:
+                changed[index] = edit(attachment._table, undo)
+    except BaseException:
+        for put_back in reversed(undo):
+            put_back()
+        for rebuild in rebuilds.values():
+            rebuild.obj.close()
+        raise
+    for index, rebuild in rebuilds.items():
+        changed[index] = attachments[index]._finish_rebuild(rebuild)
+    return [changed[index] for index in range(len(attachments))]
 
 
 def _open_point(point: Point, *, read_only: bool) -> Attachment:

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,21 +77,33 @@ def current_timeout() -> float:
         raise InvalidInput(f"{ENV}={err}: fix or unset the variable") from None
 
 
+_held = threading.local()  # the pin roots this thread holds the lock of
+
+
 @contextmanager
 def locked(timeout: float | None = None) -> Iterator[None]:
     """Hold the exclusive flock on the pin root for a read-modify-write of pins or maps.
 
-    One lock for all interfaces keeps it simple: changes are short. The root must exist:
+    One lock for all interfaces keeps it simple: changes are short. A thread that holds
+    it already (a change made to several attachments at once) holds it on. The root must exist:
     a writer mounts bpffs and makes the root with :func:`pins.ensure_root` first (the lock
     itself mounts and makes nothing). Waits at most ``timeout`` seconds (default: see the
     module), then raises :class:`LockTimeout`.
     """
     seconds = current_timeout() if timeout is None else _checked(timeout)
     pin_root = pins.root()
+    held = _held.__dict__.setdefault("roots", set())
+    if pin_root in held:  # this thread holds it already (a change of several attachments)
+        yield
+        return
     fd = os.open(pin_root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         _acquire(fd, pin_root, seconds)
-        yield
+        held.add(pin_root)
+        try:
+            yield
+        finally:
+            held.discard(pin_root)
     finally:
         os.close(fd)  # closing releases the lock
 

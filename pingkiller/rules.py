@@ -17,7 +17,7 @@ import socket
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -318,8 +318,11 @@ class RuleTable:
         """
         return self.set_keys(group_by_map(networks), action)
 
-    def set_keys(self, by_map: Mapping[str, Sequence[bytes]], action: RuleAction) -> int:
-        """:meth:`set` for keys already grouped by map (see :class:`RuleKeys`)."""
+    def set_keys(self, by_map: Mapping[str, Sequence[bytes]], action: RuleAction, *,
+                 undo: list[Callable[[], None]] | None = None) -> int:
+        """:meth:`set` for keys already grouped by map (see :class:`RuleKeys`). With
+        ``undo``, a call that puts the rules back as they were is appended to it (for a
+        change made to several tables, all or nothing)."""
         plan: list[tuple[Map, list[bytes], list[tuple[bytes, bytes]]]] = []
         for name, keys in by_map.items():
             table = self.maps[name]
@@ -369,6 +372,11 @@ class RuleTable:
                 if err.errno in _FULL_ERRNOS:
                     raise self._full_error(table, len(table), len(new)) from None
                 raise
+        if undo is not None:
+            def put_back() -> None:
+                self._undo(added, replaced)
+                self.refresh_lookup_flags(growing)
+            undo.append(put_back)
         return sum(len(keys) for _, keys in added) + len(replaced)
 
     def copy_from(self, old: Mapping[str, Map]) -> dict[str, dict[bytes, int]]:
@@ -447,17 +455,31 @@ class RuleTable:
         """Remove any rule for these networks; returns how many existed."""
         return self.remove_keys(group_by_map(networks))
 
-    def remove_keys(self, by_map: Mapping[str, Sequence[bytes]]) -> int:
-        """:meth:`remove` for keys already grouped by map (see :class:`RuleKeys`)."""
+    def remove_keys(self, by_map: Mapping[str, Sequence[bytes]], *,
+                    undo: list[Callable[[], None]] | None = None) -> int:
+        """:meth:`remove` for keys already grouped by map (see :class:`RuleKeys`). With
+        ``undo``, the rules removed are read first, and a call that puts them back (hits
+        and all) is appended to it."""
         removed = 0
+        gone: list[tuple[str, bytes, bytes]] = []
         for name, keys in by_map.items():
             table, trie = self.maps[name], self.tries.get(name)
+            if undo is not None:
+                found = ((key, table.get_raw(key)) for key in keys)
+                gone += [(name, key, raw) for key, raw in found if raw is not None]
             # Deletion is exact in hashes and LPM tries alike: no need to read the table.
             if trie is not None:
                 for key in keys:
                     trie.discard(key)
             removed += sum(table.discard(key) for key in keys)
         self.refresh_lookup_flags(by_map)
+        if undo is not None:
+            def put_back() -> None:
+                self._look_up({name for name, _, _ in gone})
+                for name, key, raw in gone:
+                    self.maps[name].put(key, raw)
+                    self._index(name, [key])
+            undo.append(put_back)
         return removed
 
     def rules(self) -> list[Rule]:

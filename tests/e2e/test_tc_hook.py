@@ -299,6 +299,9 @@ def test_kill_9_at_every_step_of_a_clsact_attach(
     args = ["attach", ifname, "--hook", "tc", "--mode", "clsact", "--block", "198.19.7.0/24"]
     steps = state_changing_steps(args, tmp_path / "trace")
     pk_ok("detach", ifname)
+    # Up to the pin directory's mkdir the steps are the tcx attach's (the rules written
+    # into the loaded maps), which the test above kills at: from there on they differ.
+    steps = steps[steps.index(("mkdir", 2)):]
     assert len(steps) >= 3, steps
     for call, n in steps:
         kill_at(args, call, n)
@@ -308,3 +311,58 @@ def test_kill_9_at_every_step_of_a_clsact_attach(
         if pk("detach", ifname).returncode not in (0, 2):
             pytest.fail(f"detach after a kill at {call} #{n} failed")
         assert our_filters(ifname) == [] and pins_left(pin_root) == [], (call, n)
+
+
+def test_a_change_one_attachment_refuses_is_made_to_none(
+    pin_root: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """block/unblock change every attachment of the interface or none: a full table in
+    the tc one undoes the change already made to the XDP one, in place and from a file."""
+    from pingkiller.abi import MAX_PREFIX_RULES, RuleAction
+    from pingkiller.rules import read_rule_keys
+
+    peer = sandbox.add_peer()
+    ifname = peer.host_ifname
+    pk_ok("attach", ifname, "--block", peer.peer_v4)
+    pk_ok("attach", ifname, "--hook", "tc", "--block", peer.peer_v4)
+    filler = tmp_path / "filler.txt"
+    filler.write_text("".join(f"10.{n >> 14}.{(n >> 6) & 255}.{(n & 63) << 2}/30\n"
+                              for n in range(MAX_PREFIX_RULES)))
+    with pingkiller.open(ifname, hook="tc") as tc:
+        tc.set_rules(read_rule_keys(filler), RuleAction.BLOCK, atomic=False)
+
+    def counts() -> list[int]:
+        return [i["rule_count"] for i in pk_json("status", ifname, "--max-rules", "0")]
+
+    assert counts() == [1, MAX_PREFIX_RULES + 1]
+    full = pk("block", ifname, "192.0.2.0/24", "198.51.100.7")
+    assert full.returncode == 1 and "rule table full" in one_line(full)
+    one_more = tmp_path / "one-more.txt"
+    one_more.write_text("192.0.2.0/24\n")
+    assert pk("block", ifname, "-f", str(one_more)).returncode == 1
+    assert counts() == [1, MAX_PREFIX_RULES + 1]  # the XDP attachment was not changed either
+    assert peer.ping(peer.host_v4) == 0
+    pk_ok("unblock", ifname, peer.peer_v4)  # removals are all or nothing too, and succeed
+    assert counts() == [0, MAX_PREFIX_RULES] and peer.ping(peer.host_v4) == 1
+
+
+def test_a_policy_file_asks_for_a_clsact_filter_and_export_keeps_it(
+    pin_root: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    peer = sandbox.add_peer()
+    ifname = peer.host_ifname
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[interfaces.{ifname}]\nhook = "tc"\nmode = "clsact"\n'
+                      f'block = ["{peer.peer_v4}"]\n')
+    pk_ok("apply", "-f", str(policy))
+    (info,) = pk_json("status", ifname)
+    assert (info["hook"], info["mode"]) == ("tc", "clsact")
+    assert our_filters(ifname) == [info["program_id"]] and peer.ping(peer.host_v4) == 0
+    exported = tmp_path / "exported.toml"
+    exported.write_text(pk_ok("export"))
+    assert 'mode = "clsact"' in exported.read_text()
+    assert pk_json("apply", "-f", str(exported), "--dry-run")["changes"] == []
+    policy.write_text(f'[interfaces.{ifname}]\nhook = "tc"\nmode = "tcx"\n')
+    (change,) = pk_json("apply", "-f", str(policy))["changes"]
+    assert change["action"] == "reattach"
+    assert our_filters(ifname) == [] and pk_json("status", ifname)[0]["mode"] == "tcx"

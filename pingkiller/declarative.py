@@ -41,6 +41,7 @@ from pingkiller import abi, interfaces, killer, pins, untrusted
 from pingkiller.abi import Direction, Hook, Network, RuleAction
 from pingkiller.bpf import BpfError, XdpMode
 from pingkiller.errors import IncompatiblePins, InterfaceNotFound, PingkillerError, PolicyFileError
+from pingkiller.hooks import TcMode
 from pingkiller.killer import AttachmentInfo
 from pingkiller.pins import Point
 from pingkiller.policy import (
@@ -64,7 +65,7 @@ _CHOICES: dict[str, list[str]] = {
     "default": DEFAULT_ACTIONS.words,
     "icmp": ICMP_SETS.words,
     "events": EVENT_MODES.words,
-    "mode": XDP_MODES.words,
+    "mode": [*XDP_MODES.words, *(mode.value for mode in TcMode if mode is not TcMode.AUTO)],
 }
 _BOOLS = ("all_protocols", "timing")
 _LISTS = ("block", "allow", "rule_files")
@@ -77,11 +78,11 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 @dataclass(frozen=True)
 class AttachmentSpec:
-    """What one attachment should be: where it runs, its settings, XDP mode and rules."""
+    """What one attachment should be: where it runs, its settings, mode and rules."""
 
     ifname: str
     policy: Policy
-    mode: XdpMode = XdpMode.AUTO  # AUTO at the tc hook, which has no modes
+    mode: XdpMode | TcMode = XdpMode.AUTO  # a TcMode at the tc hook
     rules: dict[Network, RuleAction] = field(default_factory=dict)
     hook: Hook = Hook.XDP
     direction: Direction = Direction.IN
@@ -305,9 +306,16 @@ def _parse_attachment(
         problems.add(where, "direction", f"{direction!r} needs hook = \"tc\": XDP sees only "
                                          "packets that arrive (add hook = \"tc\", or remove "
                                          "direction)")
-    if hook is Hook.TC and chosen.get("mode", "auto") != "auto":
-        problems.add(where, "mode", f"{chosen['mode']!r} is an XDP mode: it needs hook = "
-                                    "\"xdp\" (remove mode for a tc attachment)")
+    tc_modes = {mode.value: mode for mode in TcMode}
+    chosen_mode = chosen.get("mode", "auto")
+    if hook is Hook.TC and chosen_mode not in tc_modes:
+        problems.add(where, "mode", f"{chosen_mode!r} is an XDP mode: it needs hook = "
+                                    "\"xdp\" (a tc attachment's mode is \"tcx\", "
+                                    "\"clsact\" or \"auto\")")
+    if hook is Hook.XDP and chosen_mode in tc_modes and chosen_mode != "auto":
+        problems.add(where, "mode", f"{chosen_mode!r} is a tc mode: it needs hook = \"tc\" "
+                                    "(an XDP attachment's mode is \"native\", \"generic\" "
+                                    "or \"auto\")")
     flags: dict[str, bool] = {}
     for key in _BOOLS:
         value = table.get(key, False)
@@ -338,7 +346,8 @@ def _parse_attachment(
         event_rate=event_rate,
         timing=flags["timing"],
     )
-    mode = XDP_MODES.parse(chosen.get("mode", "auto"))
+    mode: XdpMode | TcMode = (tc_modes[chosen_mode] if hook is Hook.TC
+                              else XDP_MODES.parse(chosen_mode))
     return [AttachmentSpec(where.ifname, policy, mode, rules, hook, each)
             for each in DIRECTIONS[direction]]
 
@@ -544,6 +553,11 @@ def plan(desired: PolicyFile, running: list[AttachmentInfo] | None = None) -> Pl
             steps.append(Step(point, StepAction.REATTACH,
                               f"mode {info.mode.value} -> {spec.mode.value}; the kernel "
                               "cannot change it in place", spec))
+        elif (point.hook is Hook.TC and spec.mode in (TcMode.TCX, TcMode.CLSACT)
+              and info.clsact != (spec.mode is TcMode.CLSACT)):
+            steps.append(Step(point, StepAction.REATTACH,
+                              f"mode {info.mode_text} -> {spec.mode.value}: a tcx link "
+                              "and a clsact filter are attached differently", spec))
         else:
             step = _update(info, spec)
             if step is None:
@@ -741,9 +755,9 @@ def _exported_policy(info: AttachmentInfo) -> Policy | None:
     return info.policy
 
 
-def _exported_mode(info: AttachmentInfo) -> XdpMode:
-    if info.hook is not Hook.XDP:
-        return XdpMode.AUTO
+def _exported_mode(info: AttachmentInfo) -> XdpMode | TcMode:
+    if info.hook is not Hook.XDP:  # a clsact filter stays one; tcx is what auto makes
+        return TcMode.CLSACT if info.clsact else TcMode.AUTO
     return info.mode if info.mode in XDP_MODES.members else XdpMode.AUTO
 
 
@@ -764,11 +778,11 @@ def _table_header(ifname: str, several: bool) -> list[str]:
 
 def _settings_lines(spec: AttachmentSpec) -> list[str]:
     """An attachment's table after its header, up to its rule lists: where it runs and
-    every setting spelled out (the mode only at the XDP hook, which has modes)."""
+    every setting spelled out (the mode at the XDP hook, and at tc unless it is auto)."""
     out = [f"hook = {json.dumps(spec.hook.label)}",
            f"direction = {json.dumps(spec.direction.label)}"]
     out += [f"{key} = {json.dumps(value)}" for key, value in spec.policy.to_json().items()]
-    if spec.hook is Hook.XDP:
+    if spec.hook is Hook.XDP or spec.mode is not TcMode.AUTO:
         out.append(f"mode = {json.dumps(spec.mode.value)}")
     return out
 

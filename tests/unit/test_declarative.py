@@ -21,6 +21,7 @@ from pingkiller.cli import main
 from pingkiller.declarative import AttachmentSpec, policy_file
 from pingkiller.errors import InterfaceNotFound, InvalidInput, PolicyFileError
 from pingkiller.exporter import parse_listen
+from pingkiller.hooks import TcMode
 from pingkiller.killer import AttachmentInfo
 from pingkiller.pins import Point
 from pingkiller.policy import Policy, Rule, parse_network
@@ -182,7 +183,8 @@ points = st.one_of(
 @st.composite
 def specs(draw: st.DrawFn) -> AttachmentSpec:
     hook, direction = draw(points)
-    modes = [XdpMode.AUTO, XdpMode.NATIVE, XdpMode.GENERIC] if hook is Hook.XDP else [XdpMode.AUTO]
+    modes: list[XdpMode | TcMode] = (
+        [XdpMode.AUTO, XdpMode.NATIVE, XdpMode.GENERIC] if hook is Hook.XDP else list(TcMode))
     return AttachmentSpec(
         ifname=draw(st.from_regex(r"[a-z][a-z0-9.@-]{0,14}", fullmatch=True)),
         policy=draw(st.builds(Policy, st.sampled_from(DefaultAction), st.sampled_from(IcmpSet),
@@ -229,7 +231,7 @@ def test_an_array_of_tables_lists_several_attachments_of_one_interface() -> None
         parse_network("198.18.0.7")]
     assert tc_in.rules == tc_out.rules == {parse_network("198.18.0.9"): RuleAction.ALLOW}
     assert tc_in.policy == tc_out.policy == Policy(DefaultAction.DROP)
-    assert egress.mode == XdpMode.AUTO
+    assert egress.mode == TcMode.AUTO
     assert [len(specs) for specs in parsed.interfaces.values()] == [3, 1]
 
 
@@ -243,7 +245,9 @@ def test_an_array_of_tables_lists_several_attachments_of_one_interface() -> None
          "policy.toml:3: [interfaces.eth0] direction: 'both' needs hook = \"tc\""),
         ('[interfaces.eth0]\nhook = "tc"\nmode = "native"\n',
          "policy.toml:3: [interfaces.eth0] mode: 'native' is an XDP mode: it needs hook = "
-         "\"xdp\" (remove mode for a tc attachment)"),
+         "\"xdp\" (a tc attachment's mode is \"tcx\", \"clsact\" or \"auto\")"),
+        ('[interfaces.eth0]\nmode = "clsact"\n',
+         "policy.toml:2: [interfaces.eth0] mode: 'clsact' is a tc mode: it needs hook = \"tc\""),
         ('[interfaces.eth0]\nhook = "ebpf"\n',
          "policy.toml:2: [interfaces.eth0] hook: 'ebpf' is not one of xdp, tc"),
         ('[interfaces.eth0]\nhook = "tc"\ndirection = "up"\n',
@@ -272,14 +276,15 @@ def test_hook_and_direction_errors_name_the_fix(text: str, expected: str) -> Non
 
 def running(ifname: str, policy: Policy, rules: dict[str, RuleAction], *,
             mode: XdpMode = XdpMode.NATIVE, stale: bool = False, hits: int = 0,
-            hook: Hook = Hook.XDP, direction: Direction = Direction.IN) -> AttachmentInfo:
+            hook: Hook = Hook.XDP, direction: Direction = Direction.IN,
+            clsact: bool = False) -> AttachmentInfo:
     return AttachmentInfo(
         ifname=ifname, ifindex=1, program_id=10, link_id=20,
         mode=mode if hook is Hook.XDP else XdpMode.NONE, policy=policy,
         rule_count=len(rules),
         rules=[Rule(parse_network(a), action, hits) for a, action in rules.items()],
         stats=None, stale=stale, problem="the interface is gone" if stale else "", pin_dir="",
-        hook=hook, direction=direction,
+        hook=hook, direction=direction, clsact=clsact,
     )
 
 
@@ -378,10 +383,23 @@ def test_plan_goes_attachment_by_attachment() -> None:
     assert plan.unchanged == [Point("lo")]
 
 
-def test_plan_never_reattaches_tc_for_a_mode() -> None:
-    desired = declarative.parse('[interfaces.lo]\nhook = "tc"\n')
-    now = [running("lo", Policy(DefaultAction.DROP), {}, hook=Hook.TC)]
-    assert not declarative.plan(desired, now).changed
+def test_plan_reattaches_tc_only_for_a_named_mode_that_differs() -> None:
+    now = [running("lo", Policy(DefaultAction.DROP), {}, hook=Hook.TC)]  # a tcx link
+    for mode, changes in (("auto", []), ("tcx", []), ("clsact", ["reattach"])):
+        desired = declarative.parse(f'[interfaces.lo]\nhook = "tc"\nmode = "{mode}"\n')
+        assert desired.attachments[Point("lo", *TC_IN)].mode is TcMode(mode)
+        assert [step.action for step in declarative.plan(desired, now).steps] == changes
+    clsact = [running("lo", Policy(DefaultAction.DROP), {}, hook=Hook.TC, clsact=True)]
+    desired = declarative.parse('[interfaces.lo]\nhook = "tc"\nmode = "tcx"\n')
+    (step,) = declarative.plan(desired, clsact).steps
+    assert step.action == "reattach" and "clsact -> tcx" in step.describe()
+
+
+def test_export_keeps_a_clsact_filter_one() -> None:
+    now = [running("lo", PASS_ALL, {}, hook=Hook.TC, clsact=True)]
+    text = declarative.export(now)
+    assert 'mode = "clsact"' in text
+    assert not declarative.plan(declarative.parse(text), now).changed
 
 
 def test_export_text_of_running_state_skips_stale() -> None:

@@ -1040,9 +1040,12 @@ def demo(
 
     Creates two network namespaces joined to this host by veth pairs, attaches pingkiller
     to both (privately: other attachments are untouched) with a blocklist naming the
-    first peer, shows pings, counters, drop events and processing time live, and removes
-    everything at the end (also on Ctrl-C). Exits 1 if a ping that should die was
-    answered, or an allowed one was lost.
+    first peer, at XDP and at tc egress, while the peers ping this host and this host
+    pings them: the host's requests to the blocked peer die at tc egress before they
+    leave (the peer's counters show none arrive). It shows pings, counters, drop events
+    and processing time live, and removes everything at the end (also on Ctrl-C). Exits
+    1 if a ping that should die was answered or reached the blocked peer, or an allowed
+    one was lost.
 
     Examples:
 
@@ -1268,7 +1271,7 @@ def exporter(
         bool, typer.Option("--rule-metrics/--no-rule-metrics", help="Export per-rule hit counters.")
     ] = True,
     max_rule_series: Annotated[
-        int, typer.Option(help="Skip rule hit series of interfaces with more than N rules.", min=0,
+        int, typer.Option(help="Skip rule hit series of attachments with more than N rules.", min=0,
                           metavar="N")
     ] = 1000,
     run_time_stats: Annotated[

@@ -587,7 +587,7 @@ class Attachment:
         in a loaded object that nothing runs yet (closing it changes nothing)."""
         if self.identity is not None and self.identity.abi_version != abi.ABI_VERSION:
             raise IncompatiblePins(abi_problem(self.point, self.identity.abi_version))
-        obj = datapath.open_object()
+        obj = _object_for(self.point)
         try:
             for name in CARRIED_MAPS:
                 obj.reuse_map(name, self.maps[name])
@@ -1414,7 +1414,7 @@ def _attach(
         try:
             for point in points:
                 _check_free(point, ifindex)
-                obj = _load(policy, block_networks, allow_networks, carried={})
+                obj = _load(point, policy, block_networks, allow_networks, carried={})
                 link = _attach_link(obj, point, ifindex, modes)
                 made.append(Attachment(point, link, dict(obj.maps), pinned=False, obj=obj))
         except BaseException:
@@ -1509,7 +1509,7 @@ def _attach_pinned(
 
     carried = {name: existing.maps[name] for name in CARRIED_MAPS} if existing else {}
     try:
-        obj = _load(policy, block, allow, carried)
+        obj = _load(point, policy, block, allow, carried)
     except BaseException:
         if existing is not None:
             existing.close()
@@ -1571,10 +1571,19 @@ def _publish(obj: Object, point: Point,
     return link
 
 
-def _load(
-    policy: Policy, block: list[Network], allow: list[Network], carried: dict[str, Map]
-) -> Object:
+def _object_for(point: Point) -> Object:
+    """The object, opened to load only the program that runs at ``point`` (the kernel
+    verifies one program, not three; the maps are the same)."""
     obj = datapath.open_object()
+    obj.load_only(hooks.program_name(point))
+    return obj
+
+
+def _load(
+    point: Point, policy: Policy, block: list[Network], allow: list[Network],
+    carried: dict[str, Map],
+) -> Object:
+    obj = _object_for(point)
     try:
         for name, existing in carried.items():
             obj.reuse_map(name, existing)
@@ -1847,7 +1856,7 @@ def _upgrade_point(point: Point, recovered: tuple[str, ...]) -> Upgraded:
             raise StaleAttachment(
                 f"{point.label}'s attachment filters nothing ({problem}): `pingkiller detach "
                 f"{point.options}` cleans it, then attach again")
-        obj = datapath.open_object()
+        obj = _object_for(point)
         try:
             if converted:
                 for name in migrate.CARRIED:

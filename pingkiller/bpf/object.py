@@ -124,6 +124,23 @@ class Object:
                                                max_entries), f"resizing map {map_name}")
         self._apply(resize)
 
+    def load_only(self, *program_names: str) -> None:
+        """Load only these programs (the others' autoload is switched off); their maps
+        are made all the same. KeyError for a name the object does not have."""
+        known = set(self.program_names())
+        unknown = sorted(set(program_names) - known)
+        if unknown:
+            raise KeyError(f"no program named {unknown[0]!r} in object {self.name!r}")
+
+        def choose(handle: Any) -> None:
+            program = lib.bpf_object__next_program(handle, ffi.NULL)
+            while program != ffi.NULL:
+                name = ffi.string(lib.bpf_program__name(program)).decode()
+                check(lib.bpf_program__set_autoload(program, name in program_names),
+                      "choosing the programs to load", name)
+                program = lib.bpf_object__next_program(handle, program)
+        self._apply(choose)
+
     def reuse_map(self, map_name: str, existing: Map) -> None:
         """Make the object use an existing map (e.g. a pinned one) instead of creating it."""
         def reuse(handle: Any) -> None:

@@ -553,3 +553,17 @@ def test_libbpf_log_goes_to_logging_not_stderr(bad_object, caplog, capfd):
     # The log is in the binding's own buffer, not printed by libbpf.
     assert not any("BEGIN PROG LOAD LOG" in r.getMessage() for r in records)
     assert "libbpf" not in capfd.readouterr().err
+
+
+def test_load_only_loads_the_programs_named_and_every_map():
+    everything = datapath.open_object()
+    names = set(everything.program_names())
+    everything.close()
+    for chosen in sorted(names):
+        with datapath.open_object() as obj:
+            obj.load_only(chosen)
+            obj.load()
+            assert set(obj.programs) == {chosen}
+            assert set(obj.maps) >= {abi.SETTINGS_MAP, abi.RULES_V4_MAP, abi.EVENTS_MAP}
+    with datapath.open_object() as obj, pytest.raises(KeyError, match="no program named 'nope'"):
+        obj.load_only(abi.PROGRAM_NAME, "nope")

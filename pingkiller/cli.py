@@ -481,6 +481,8 @@ def _attached_how(info: AttachmentInfo) -> str:
 def _position(info: AttachmentInfo) -> str:
     """Where a tc attachment runs in its hook's chain, in words."""
     where, total = info.position, len(info.chain)
+    if not total:
+        return "its place among the hook's programs not known"
     if not where:
         return f"not in its hook's chain of {total}"
     others = [str(i) for i in info.chain if i != info.program_id]

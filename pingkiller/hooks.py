@@ -167,14 +167,26 @@ def running_programs(point: Point, ifindex: int) -> list[int]:
     if point.hook is Hook.XDP:
         return xdp_query(ifindex).attached_ids
     direction = TC_DIRECTIONS[point.direction]
-    chain = tcx_query(ifindex, direction) if tcx_supported() else []
+    try:
+        chain = tcx_query(ifindex, direction)
+    except BpfError as err:
+        if err.errno != errno.EINVAL:  # EINVAL: a kernel without tcx
+            raise
+        chain = []
     return chain + [found.prog_id for found in tc_filters(ifindex, direction) if found.prog_id]
 
 
-def runs(point: Point, ifindex: int, prog_ids: set[int]) -> bool:
+def runs(point: Point, ifindex: int, prog_ids: set[int]) -> bool | None:
     """Whether any of ``prog_ids`` runs on ``ifindex``'s hook of ``point`` (False when the
-    interface is gone)."""
+    interface is gone); None when this process may not ask (querying tcx hooks needs
+    CAP_NET_ADMIN, which a reader with CAP_BPF alone lacks)."""
     try:
+        if point.hook is Hook.TC:  # a clsact filter shows in a dump anyone may read
+            direction = TC_DIRECTIONS[point.direction]
+            if prog_ids & {found.prog_id for found in tc_filters(ifindex, direction)}:
+                return True
         return bool(prog_ids & set(running_programs(point, ifindex)))
-    except BpfError:
+    except BpfError as err:
+        if err.errno in (errno.EPERM, errno.EACCES):
+            return None
         return False

@@ -133,11 +133,16 @@ class LinkState(enum.Enum):
 _HERE = (LinkState.FILTERING, LinkState.RENAMED)
 
 
-def _runs_here(info: LinkInfo, point: Point) -> bool:
+def _runs_here(info: LinkInfo, point: Point) -> bool | None:
     """Whether interface ``info.ifindex`` of this network namespace runs the link's
     program (an ifindex is unique only within a namespace: another interface may have
-    it here once ours moved away)."""
+    it here once ours moved away); None when this process may not ask."""
     return hooks.runs(point, info.ifindex, {info.prog_id} | recovery.replacing_programs(point))
+
+
+# Said of an attachment whose hook this process may not query (see hooks.runs).
+_UNVERIFIED = ("not verified: seeing which programs run at a tc hook needs CAP_NET_ADMIN "
+               "(or root); shown as its pins record it")
 
 
 def _outdated(identity: pins.Identity) -> bool:
@@ -188,7 +193,8 @@ def _link_state(
         return info, LinkState.ELSEWHERE, (
             "it was attached in another network namespace and filters there: manage it "
             "from that namespace")
-    if not _runs_here(info, point):
+    here = _runs_here(info, point)
+    if here is False:
         return info, LinkState.MOVED, (
             "its interface was moved to another network namespace; still filtering there "
             f"(`pingkiller detach {point.options}` removes it)")
@@ -197,7 +203,8 @@ def _link_state(
         return info, LinkState.GONE, "the interface is gone"
     if current != ifname:
         return info, LinkState.RENAMED, f"the interface was renamed to {current!r}"
-    return info, LinkState.FILTERING, ""
+    unverified = here is None or (isinstance(link, RecordedLink) and link.unverified)
+    return info, LinkState.FILTERING, _UNVERIFIED if unverified else ""
 
 
 def _networks(addresses: Iterable[str | Network]) -> list[Network]:
@@ -288,6 +295,7 @@ class RecordedLink:
         self.identity = identity
         self.prog_id = program.info().id
         self.from_kernel = False  # whether the last info() came from the link itself
+        self.unverified = False  # whether the last info() could not ask what runs there
 
     def info(self) -> LinkInfo:
         """The link's info: from the kernel's link by id where this process may open it
@@ -305,6 +313,9 @@ class RecordedLink:
                 return LinkInfo(id=self.identity.link_id, prog_id=self.prog_id, ifindex=0)
         alive = hooks.runs(self.point, self.identity.ifindex,
                            {self.prog_id} | recovery.replacing_programs(self.point))
+        self.unverified = alive is None
+        if alive is None:  # as recorded, while its interface exists
+            alive = interfaces.interface_name(self.identity.ifindex) is not None
         return LinkInfo(id=self.identity.link_id, prog_id=self.prog_id,
                         ifindex=self.identity.ifindex if alive else 0)
 

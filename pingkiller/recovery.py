@@ -152,7 +152,7 @@ def _runs_on(directory: Path, point: Point) -> bool:
     except (OSError, BpfError):
         return False
     with program:
-        return hooks.runs(point, ifindex, {program.info().id})
+        return hooks.runs(point, ifindex, {program.info().id}) is True
 
 
 def replacing_programs(point: Point) -> set[int]:

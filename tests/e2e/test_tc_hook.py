@@ -6,13 +6,24 @@ status explains and detach cleans."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import attach_foreign_program, one_line, pins_left, pk, pk_json, pk_ok, xdp_ids
+from helpers import (
+    CLI,
+    attach_foreign_program,
+    limited,
+    one_line,
+    pins_left,
+    pk,
+    pk_json,
+    pk_ok,
+    xdp_ids,
+)
 
 import pingkiller
 from pingkiller.bpf import Object, TcDirection, TcxLink, tc_filters, tcx_query, tcx_supported
@@ -366,3 +377,28 @@ def test_a_policy_file_asks_for_a_clsact_filter_and_export_keeps_it(
     (change,) = pk_json("apply", "-f", str(policy))["changes"]
     assert change["action"] == "reattach"
     assert our_filters(ifname) == [] and pk_json("status", ifname)[0]["mode"] == "tcx"
+
+
+def test_a_reader_with_cap_bpf_alone_shows_tc_attachments_as_recorded(
+    pin_root: Path, sandbox: Sandbox
+) -> None:
+    """Querying tcx hooks needs CAP_NET_ADMIN: a reader with CAP_BPF alone cannot see
+    that a tcx link runs, so it says so instead of calling the attachment defunct; a
+    clsact filter it can see (a netlink dump anyone may read)."""
+    peer = sandbox.add_peer()
+    ifname = peer.host_ifname
+    pk_ok("attach", ifname, "--hook", "tc")
+    pk_ok("attach", ifname, "--hook", "tc", "--direction", "out", "--mode", "clsact")
+
+    def shown(caps: list[str]) -> list[tuple[str, str, str | None]]:
+        result = subprocess.run(limited(caps, [*CLI, "status", "--json"]), capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return [(i["direction"], i["state"], i["problem"]) for i in json.loads(result.stdout)]
+
+    (tc_in, tc_out) = shown(["bpf"])
+    assert tc_in[:2] == ("in", "filtering") and "CAP_NET_ADMIN" in (tc_in[2] or "")
+    assert tc_out == ("out", "filtering", None)
+    assert shown(["bpf", "net_admin"]) == [("in", "filtering", None), ("out", "filtering", None)]
+    pk_ok("detach", ifname, "--hook", "tc", "--direction", "in")
+    assert shown(["bpf"])[0][:2] == ("out", "filtering")

@@ -491,6 +491,17 @@ def _position(info: AttachmentInfo) -> str:
     return f"program {where} of {total} on its hook (others: {', '.join(others)})"
 
 
+def _one_or_all(does: str, ifname: str | None, every: bool, hook: str | None,
+                direction: str | None) -> None:
+    """Refuse IFACE with --all, neither, and --hook/--direction with --all."""
+    from pingkiller.errors import InvalidInput
+
+    if every == (ifname is not None):
+        raise InvalidInput("name one interface, or give --all (not both)")
+    if every and (hook or direction):
+        raise InvalidInput(f"--all {does} every attachment: --hook and --direction go with IFACE")
+
+
 @_verb()
 def detach(
     ifname: Annotated[str | None, typer.Argument(help="Interface to detach from.",
@@ -516,11 +527,7 @@ def detach(
     """
     import pingkiller
 
-    if detach_all == (ifname is not None):
-        raise pingkiller.InvalidInput("name one interface, or give --all (not both)")
-    if detach_all and (hook or direction):
-        raise pingkiller.InvalidInput("--all detaches every attachment: --hook and --direction "
-                                      "go with IFACE")
+    _one_or_all("detaches", ifname, detach_all, hook, direction)
     if detach_all:
         done = pingkiller.detach_all()
     else:
@@ -563,11 +570,7 @@ def upgrade(
     """
     import pingkiller
 
-    if upgrade_all == (ifname is not None):
-        raise pingkiller.InvalidInput("name one interface, or give --all (not both)")
-    if upgrade_all and (hook or direction):
-        raise pingkiller.InvalidInput("--all upgrades every attachment: --hook and --direction "
-                                      "go with IFACE")
+    _one_or_all("upgrades", ifname, upgrade_all, hook, direction)
     if upgrade_all:
         done = pingkiller.upgrade_all()
     else:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from pingkiller import (
     abi,
@@ -1141,24 +1141,27 @@ def _raise_if_moved(dir_fd: int, directory: Path) -> None:
         raise _Moved
 
 
-def _as_hook(hook: Hook | str | None) -> Hook | None:
-    """A hook given as the enum or its word (``xdp``, ``tc``); None stays None."""
-    if hook is None or isinstance(hook, Hook):
-        return hook
-    for known in Hook:
-        if known.label == hook:
+_Labelled = TypeVar("_Labelled", Hook, Direction)
+
+
+def _as(kind: type[_Labelled], value: _Labelled | str | None) -> _Labelled | None:
+    """A hook or direction given as the enum or its word (``xdp``, ``in``...); None
+    stays None."""
+    if value is None or isinstance(value, kind):
+        return value
+    for known in kind:
+        if known.label == value:
             return known
-    raise InvalidInput(f"unknown hook {hook!r}: xdp or tc")
+    words = " or ".join(known.label for known in kind)
+    raise InvalidInput(f"unknown {kind.__name__.lower()} {value!r}: {words}")
+
+
+def _as_hook(hook: Hook | str | None) -> Hook | None:
+    return _as(Hook, hook)
 
 
 def _as_direction(direction: Direction | str | None) -> Direction | None:
-    """A direction given as the enum or its word (``in``, ``out``); None stays None."""
-    if direction is None or isinstance(direction, Direction):
-        return direction
-    for known in Direction:
-        if known.label == direction:
-            return known
-    raise InvalidInput(f"unknown direction {direction!r}: in or out")
+    return _as(Direction, direction)
 
 
 def _selection(hook: Hook | None, direction: Direction | None) -> str:

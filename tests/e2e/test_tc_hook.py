@@ -32,6 +32,7 @@ from pingkiller.interfaces import interface_index
 from pingkiller.sandbox import PING, Peer, Sandbox
 from tests.e2e.test_faults import kill_at, state_changing_steps
 from tests.kernel.test_tcx_link import _compile
+from tests.kernel.toys import seen
 
 pytestmark = [
     pytest.mark.root,
@@ -81,10 +82,6 @@ def tc_ids(ifname: str, direction: TcDirection) -> list[int]:
 def toy_elf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Another tool's tc programs: ``pass_on`` counts what it sees and hands it on."""
     return _compile(tmp_path_factory.mktemp("foreign-tc"))
-
-
-def seen(obj: Object) -> int:
-    return obj.maps["seen"].sum(bytes(4), "=Q")[0]
 
 
 def test_tc_ingress_kills_pings_beside_a_foreign_xdp_program(

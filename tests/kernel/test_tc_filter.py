@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from toys import PREAMBLE, compile_toy, loaded_twice, seen
 
 from pingkiller.bpf import (
     BpfError,
@@ -39,20 +40,7 @@ pytestmark = [
 ]
 
 INGRESS, EGRESS = TcDirection.INGRESS, TcDirection.EGRESS
-ROOT = Path(__file__).resolve().parents[2]
-SOURCE = r"""
-#include "uapi.h"
-#include <bpf/bpf_helpers.h>
-
-char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} seen SEC(".maps");
-
+SOURCE = PREAMBLE + r"""
 /* An IPv4 ICMP echo request behind an untagged Ethernet header, counted. */
 static __always_inline int echo_request(struct __sk_buff *skb)
 {
@@ -93,31 +81,20 @@ int not_tc(struct xdp_md *ctx)
 
 @pytest.fixture(scope="module")
 def elf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = tmp_path_factory.mktemp("tcfilter")
-    source, elf = where / "tc_filter_test.bpf.c", where / "tc_filter_test.bpf.o"
-    source.write_text(SOURCE)
-    subprocess.run(["clang", "-g", "-O2", "-target", "bpf", f"-I{ROOT / 'kern'}", "-c",
-                    str(source), "-o", str(elf)], check=True, capture_output=True)
-    return elf
+    return compile_toy(SOURCE, tmp_path_factory.mktemp("tcfilter"), "tc_filter_test")
 
 
 @pytest.fixture
 def loaded(elf: Path) -> Iterator[tuple[Object, Object]]:
     """Two loaded copies of the test object: each program twice, counters apart."""
-    with Object.from_file(elf) as first, Object.from_file(elf) as second:
-        first.load()
-        second.load()
-        yield first, second
+    with loaded_twice(elf) as pair:
+        yield pair
 
 
 @pytest.fixture
 def peer() -> Iterator[Peer]:
     with Sandbox(tag=f"tf{os.getpid() % 10000}") as box:
         yield box.add_peer()
-
-
-def seen(obj: Object) -> int:
-    return obj.maps["seen"].sum(bytes(4), "=Q")[0]
 
 
 def answered(peer: Peer) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from toys import PREAMBLE, compile_toy, loaded_twice, seen
 
 from pingkiller.bpf import (
     LINK_TYPE_TCX,
@@ -33,20 +34,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: attaches tc programs"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
-SOURCE = r"""
-#include "uapi.h"
-#include <bpf/bpf_helpers.h>
-
-char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} seen SEC(".maps");
-
+SOURCE = PREAMBLE + r"""
 static __always_inline void count(void)
 {
 	__u32 zero = 0;
@@ -79,11 +67,7 @@ int drop_icmp(struct __sk_buff *skb)
 
 
 def _compile(where: Path) -> Path:
-    source, elf = where / "tcx_test.bpf.c", where / "tcx_test.bpf.o"
-    source.write_text(SOURCE)
-    subprocess.run(["clang", "-g", "-O2", "-target", "bpf", f"-I{ROOT / 'kern'}", "-c",
-                    str(source), "-o", str(elf)], check=True, capture_output=True)
-    return elf
+    return compile_toy(SOURCE, where, "tcx_test")
 
 
 @pytest.fixture(scope="module")
@@ -96,20 +80,14 @@ def elf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def loaded(elf: Path) -> Iterator[tuple[Object, Object]]:
     """Two loaded copies of the test object: two programs of each kind, counters apart."""
-    with Object.from_file(elf) as first, Object.from_file(elf) as second:
-        first.load()
-        second.load()
-        yield first, second
+    with loaded_twice(elf) as pair:
+        yield pair
 
 
 @pytest.fixture
 def peer() -> Iterator[Peer]:
     with Sandbox(tag=f"tx{os.getpid() % 10000}") as box:
         yield box.add_peer()
-
-
-def seen(obj: Object) -> int:
-    return obj.maps["seen"].sum(bytes(4), "=Q")[0]
 
 
 def test_two_programs_run_in_the_order_asked_and_both_see_the_traffic(

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from toys import PREAMBLE, compile_toy, loaded_twice, seen
 
 from pingkiller.bpf import (
     LINK_TYPE_TCX,
@@ -28,6 +27,7 @@ from pingkiller.bpf import (
 )
 from pingkiller.interfaces import interface_index
 from pingkiller.sandbox import Peer, Sandbox
+from tests.kernel.toys import PREAMBLE, compile_toy, loaded_twice, seen
 
 pytestmark = [
     pytest.mark.root,

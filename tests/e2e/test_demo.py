@@ -103,9 +103,11 @@ def test_demo_cleans_up_on_sigterm(pin_root: Path) -> None:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)
     finally:
-        if process.poll() is None:
+        if process.poll() is None:  # it hung: kill it, and remove what it could not
             process.kill()
             process.wait()
+            for namespace in _demo_namespaces(process.pid):
+                run([IP, "netns", "del", namespace], check=False)
     assert process.returncode == 130, err
     summary = json.loads(out)
     assert summary["interrupted"] is True and summary["ok"] is False

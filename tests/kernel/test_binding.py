@@ -567,3 +567,26 @@ def test_load_only_loads_the_programs_named_and_every_map():
             assert set(obj.maps) >= {abi.SETTINGS_MAP, abi.RULES_V4_MAP, abi.EVENTS_MAP}
     with datapath.open_object() as obj, pytest.raises(KeyError, match="no program named 'nope'"):
         obj.load_only(abi.PROGRAM_NAME, "nope")
+
+
+def test_what_the_libbpf_log_callback_raises_reaches_the_caller():
+    """A signal handler's KeyboardInterrupt (Ctrl-C, the demo's SIGTERM) may be raised
+    while libbpf's log callback runs Python; cffi would print and drop it, losing the
+    signal (a SIGTERM'd demo ran on for its whole duration). The call raises it instead."""
+
+    class Interrupting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            raise KeyboardInterrupt
+
+    logger = logging.getLogger("pingkiller.bpf.libbpf")
+    handler, level = Interrupting(logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        with pytest.raises(KeyboardInterrupt), datapath.open_object() as obj:
+            obj.load()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    with datapath.load():  # nothing is left pending for the next call
+        pass

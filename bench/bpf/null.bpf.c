@@ -22,15 +22,20 @@ struct {
 	__type(value, __u64);
 } null_drops SEC(".maps");
 
-/* The limit on a real path, where drops must be counted: one per-CPU increment, XDP_DROP. */
-SEC("xdp")
-int null_drop_count(struct xdp_md *ctx)
+static __always_inline void count_drop(void)
 {
 	__u32 zero = 0;
 	__u64 *count = bpf_map_lookup_elem(&null_drops, &zero);
 
 	if (count)
 		*count += 1;
+}
+
+/* The limit on a real path, where drops must be counted: one per-CPU increment, XDP_DROP. */
+SEC("xdp")
+int null_drop_count(struct xdp_md *ctx)
+{
+	count_drop();
 	return XDP_DROP;
 }
 
@@ -89,10 +94,6 @@ int null_tc(struct __sk_buff *skb)
 SEC("tc")
 int null_tc_drop_count(struct __sk_buff *skb)
 {
-	__u32 zero = 0;
-	__u64 *count = bpf_map_lookup_elem(&null_drops, &zero);
-
-	if (count)
-		*count += 1;
+	count_drop();
 	return TC_ACT_SHOT;
 }

@@ -429,25 +429,20 @@ def attach(
         event_rate=event_rate,
         timing=timing,
     )
-    if direction != "in" and hook != "tc":
-        raise pingkiller.InvalidInput(f"--direction {direction} needs --hook tc: XDP sees only "
-                                      "packets that arrive")
     from pingkiller.hooks import TcMode
 
-    tc_modes = {m.value: m for m in TcMode}
-    how = tc_modes[mode] if hook == "tc" and mode in tc_modes else None
-    if how is None and mode in ("tcx", "clsact"):
-        raise pingkiller.InvalidInput(f"--mode {mode} is a tc mode: it needs --hook tc")
-    if how is None and hook == "tc":
-        raise pingkiller.InvalidInput(f"--mode {mode} is an XDP mode: a tc attachment is a tcx "
-                                      "link or a clsact filter (--mode tcx, clsact or auto)")
+    # The library refuses a mode or a direction the hook does not have.
+    how = TcMode(mode) if mode in ("tcx", "clsact") else XDP_MODES.parse(mode)
+    if direction == "both" and hook != "tc":
+        raise pingkiller.InvalidInput("--direction both needs --hook tc: XDP sees only packets "
+                                      "that arrive")
     if direction == "both":
         made = pingkiller.attach_both(ifname, settings, block=block or [], allow=allow or [],
-                                      mode=how or TcMode.AUTO, replace=replace)
+                                      mode=how, replace=replace)
     else:
         made = [pingkiller.attach(ifname, settings, hook=hook, direction=direction,
-                                  block=block or [], allow=allow or [],
-                                  mode=how or XDP_MODES.parse(mode), replace=replace)]
+                                  block=block or [], allow=allow or [], mode=how,
+                                  replace=replace)]
     infos = []
     for attachment in made:
         with attachment:
@@ -739,8 +734,6 @@ def _status_views(ifname: str | None, limit: int | None, hook: str | None = None
     (all when None: then streamed, a batch at a time, while the attachment is open)."""
     import pingkiller
 
-    if ifname is not None:  # a name with no attachment is an error, not an empty list
-        pingkiller.open_each(ifname, hook=hook, direction=direction, read_only=True)[0].close()
     for each in pingkiller.each_attachment(ifname, hook=hook, direction=direction):
         if isinstance(each, pingkiller.AttachmentInfo):  # its maps cannot be read
             yield each, []

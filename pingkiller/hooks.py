@@ -65,7 +65,6 @@ class ClsactLink:
 
     def __init__(self, ifindex: int, direction: Direction, program_id: int) -> None:
         self.filter = TcFilter(ifindex, TC_DIRECTIONS[direction], CLSACT_PRIORITY, CLSACT_HANDLE)
-        self.direction = direction
         self.program_id = program_id
 
     @classmethod
@@ -167,13 +166,22 @@ def running_programs(point: Point, ifindex: int) -> list[int]:
     if point.hook is Hook.XDP:
         return xdp_query(ifindex).attached_ids
     direction = TC_DIRECTIONS[point.direction]
+    return _tcx_chain(ifindex, direction) + _clsact_chain(ifindex, direction)
+
+
+def _tcx_chain(ifindex: int, direction: TcDirection) -> list[int]:
+    """The programs of a tcx hook in order; none on a kernel without tcx (EINVAL)."""
     try:
-        chain = tcx_query(ifindex, direction)
+        return tcx_query(ifindex, direction)
     except BpfError as err:
-        if err.errno != errno.EINVAL:  # EINVAL: a kernel without tcx
+        if err.errno != errno.EINVAL:
             raise
-        chain = []
-    return chain + [found.prog_id for found in tc_filters(ifindex, direction) if found.prog_id]
+        return []
+
+
+def _clsact_chain(ifindex: int, direction: TcDirection) -> list[int]:
+    """The programs of the bpf filters on a clsact direction, in the order they run."""
+    return [found.prog_id for found in tc_filters(ifindex, direction) if found.prog_id]
 
 
 def runs(point: Point, ifindex: int, prog_ids: set[int]) -> bool | None:
@@ -181,11 +189,12 @@ def runs(point: Point, ifindex: int, prog_ids: set[int]) -> bool | None:
     interface is gone); None when this process may not ask (querying tcx hooks needs
     CAP_NET_ADMIN, which a reader with CAP_BPF alone lacks)."""
     try:
-        if point.hook is Hook.TC:  # a clsact filter shows in a dump anyone may read
-            direction = TC_DIRECTIONS[point.direction]
-            if prog_ids & {found.prog_id for found in tc_filters(ifindex, direction)}:
-                return True
-        return bool(prog_ids & set(running_programs(point, ifindex)))
+        if point.hook is Hook.XDP:
+            return bool(prog_ids & set(running_programs(point, ifindex)))
+        direction = TC_DIRECTIONS[point.direction]
+        # A clsact filter shows in a dump anyone may read; the tcx query needs privilege.
+        return bool(prog_ids & set(_clsact_chain(ifindex, direction))
+                    or prog_ids & set(_tcx_chain(ifindex, direction)))
     except BpfError as err:
         if err.errno in (errno.EPERM, errno.EACCES):
             return None

@@ -89,10 +89,12 @@ def pinned_program_ids(like: Point) -> dict[int, Point]:
     return held
 
 
-def check_ours_elsewhere(point: Point, ifindex: int) -> None:
-    """Raise AlreadyAttached when ``point``'s hook runs a pingkiller program pinned under
-    another name (the interface was renamed): a second one would judge every ping twice."""
-    running = set(hooks.running_programs(point, ifindex))
+def check_ours_elsewhere(point: Point, ifindex: int, running: list[int] | None = None) -> None:
+    """Raise AlreadyAttached when ``point``'s hook runs (``running``: the programs there,
+    when the caller has them) a pingkiller program pinned under another name (the
+    interface was renamed): a second one would judge every ping twice."""
+    if running is None:
+        running = hooks.running_programs(point, ifindex)
     for prog_id, other in pinned_program_ids(point).items():
         if prog_id in running and other != point:
             raise AlreadyAttached(
@@ -111,7 +113,7 @@ def check_foreign(ifname: str, ifindex: int) -> None:
     if not attached:
         return
     prog_id = attached[0]
-    check_ours_elsewhere(point, ifindex)
+    check_ours_elsewhere(point, ifindex, attached)
     try:
         with Program.from_id(prog_id) as program:
             name = program.info().name

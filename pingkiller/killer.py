@@ -453,9 +453,6 @@ class Attachment:
         read_only: bool = False, identity: pins.Identity | None = None,
     ) -> None:
         self.point = point
-        self.ifname = point.ifname
-        self.hook = point.hook
-        self.direction = point.direction
         self.identity = identity  # what the pins record (None: private, or no record)
         self.recovered: list[str] = []  # what the writer that made this finished first
         self.replaced = False  # made by attach(replace=True) in an existing one's place
@@ -470,6 +467,18 @@ class Attachment:
         # The program whose maps these are: another writer may swap the program (and the
         # rule maps with it) after this handle was opened; see _follow_swaps.
         self._prog_id = link.info().prog_id if not isinstance(link, RecordedLink) else 0
+
+    @property
+    def ifname(self) -> str:
+        return self.point.ifname
+
+    @property
+    def hook(self) -> Hook:
+        return self.point.hook
+
+    @property
+    def direction(self) -> Direction:
+        return self.point.direction
 
     @property
     def _table(self) -> RuleTable:
@@ -1200,6 +1209,22 @@ def _chosen(ifname: str, hook: Hook | str | None, direction: Direction | str | N
     raise NotAttached(f"{ifname} has no pingkiller attachment: {verb}")
 
 
+def _to_open(ifname: str, hook: Hook | str | None, direction: Direction | str | None, *,
+             read_only: bool) -> list[Point]:
+    """The attachments an open of ``ifname`` names, once the privileges it needs are
+    checked (a bad name is bad input, also without them)."""
+    pins.validate_ifname(ifname)
+    if read_only:
+        capabilities.require_read_privileges()
+    else:
+        capabilities.require_privileges()
+    return _chosen(ifname, hook, direction, _attach_one(ifname, hook))
+
+
+def _attach_one(ifname: str, hook: Hook | str | None) -> str:
+    return f"attach one with `pingkiller attach {ifname}{_selection(_as_hook(hook), None)}`"
+
+
 def open_attachment(ifname: str, *, hook: Hook | str | None = None,
                     direction: Direction | str | None = None,
                     read_only: bool = False) -> Attachment:
@@ -1211,13 +1236,7 @@ def open_attachment(ifname: str, *, hook: Hook | str | None = None,
     pins and CAP_BPF, and the attachment refuses changes. Otherwise the link and maps are
     opened read-write, to change them.
     """
-    pins.validate_ifname(ifname)  # a bad name is bad input, also without root
-    if read_only:
-        capabilities.require_read_privileges()
-    else:
-        capabilities.require_privileges()
-    found = _chosen(ifname, hook, direction,
-                    f"attach one with `pingkiller attach {ifname}{_selection(_as_hook(hook), None)}`")
+    found = _to_open(ifname, hook, direction, read_only=read_only)
     if len(found) > 1:
         held = ", ".join(point.hook_text for point in found)
         raise InvalidInput(f"{ifname} has {len(found)} pingkiller attachments ({held}): say "
@@ -1230,12 +1249,7 @@ def open_each(ifname: str, *, hook: Hook | str | None = None,
               read_only: bool = False) -> list[Attachment]:
     """Every pinned attachment of ``ifname`` (those at ``hook``/``direction`` only, when
     given), opened like :func:`open_attachment`; close each (or use them in ``with``)."""
-    pins.validate_ifname(ifname)
-    if read_only:
-        capabilities.require_read_privileges()
-    else:
-        capabilities.require_privileges()
-    found = _chosen(ifname, hook, direction, f"attach one with `pingkiller attach {ifname}`")
+    found = _to_open(ifname, hook, direction, read_only=read_only)
     opened: list[Attachment] = []
     try:
         for point in found:
@@ -1377,7 +1391,7 @@ def attach_both(
     *,
     block: Iterable[str | Network] = (),
     allow: Iterable[str | Network] = (),
-    mode: TcMode = TcMode.AUTO,
+    mode: XdpMode | TcMode = TcMode.AUTO,
     replace: bool = False,
     persist: bool = True,
 ) -> list[Attachment]:
@@ -1708,7 +1722,8 @@ def each_attachment(ifname: str | None = None, *, hook: Hook | str | None = None
     ``direction`` only, when given), one at a time, as the read-only
     :class:`Attachment`, open until the next one is asked for (then closed), or, for one
     whose maps cannot be read (incomplete pins, another ABI version), the
-    :class:`AttachmentInfo` status shows of it.
+    :class:`AttachmentInfo` status shows of it. An ``ifname`` with no attachment at
+    ``hook``/``direction`` raises NotAttached (when iterating starts).
 
     For readers that choose what to read: e.g. ``info(with_rules=False)`` and then the
     rules streamed a batch at a time (:meth:`Attachment.rule_entries`), or
@@ -1718,6 +1733,8 @@ def each_attachment(ifname: str | None = None, *, hook: Hook | str | None = None
         pins.validate_ifname(ifname)
     wanted_hook, wanted_direction = _as_hook(hook), _as_direction(direction)
     capabilities.require_read_privileges()
+    if ifname is not None:  # naming an interface without such an attachment is a mistake
+        _chosen(ifname, hook, direction, _attach_one(ifname, hook))
     interrupted = {point for _, kind, point, _pid in pins.leftovers()
                    if kind in ("attach", "replace")}
     for point in sorted(set(pins.listed()) | interrupted):

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import typer
 
     from pingkiller.abi import Reason
-    from pingkiller.killer import AttachmentInfo
+    from pingkiller.killer import Attachment, AttachmentInfo
     from pingkiller.rules import RuleEntry
     from pingkiller.stats import Stats
 
@@ -734,7 +734,12 @@ def _status_views(ifname: str | None, limit: int | None, hook: str | None = None
     (all when None: then streamed, a batch at a time, while the attachment is open)."""
     import pingkiller
 
-    for each in pingkiller.each_attachment(ifname, hook=hook, direction=direction):
+    if ifname is None:
+        found: Iterable[Attachment | AttachmentInfo] = pingkiller.each_attachment(
+            hook=hook, direction=direction)
+    else:  # named: pins it cannot read (another ABI version) are refused, as by every verb
+        found = pingkiller.open_each(ifname, hook=hook, direction=direction, read_only=True)
+    for each in found:
         if isinstance(each, pingkiller.AttachmentInfo):  # its maps cannot be read
             yield each, []
             continue

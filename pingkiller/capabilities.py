@@ -10,7 +10,7 @@ import errno
 import os
 from pathlib import Path
 
-from pingkiller import pins
+from pingkiller import bpffs, pins
 from pingkiller.errors import PermissionDenied
 
 CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
@@ -79,11 +79,13 @@ def require_privileges(*, load: bool = False) -> None:
     if lacking:
         raise PermissionDenied(NEEDS_ROOT)
     pin_root = pins.root()
-    if pin_root.exists() and not os.access(pin_root, os.R_OK | os.W_OK | os.X_OK, effective_ids=True):
+    closed = bpffs.first_closed(pin_root, write=True)
+    if closed is not None:
         read_only = pins.read_only_mount(pin_root)
         if read_only is not None:
             raise pins.read_only_error(read_only)
-        raise PermissionDenied(f"the pins in {pin_root} are root's: {NEEDS_ROOT}")
+        raise PermissionDenied(f"the pins in {pin_root} are root's ({closed} is closed to this "
+                               f"user): {NEEDS_ROOT}")
 
 
 def require_read_privileges() -> None:
@@ -92,8 +94,12 @@ def require_read_privileges() -> None:
     if missing(effective(), load=False, write=False):
         raise PermissionDenied(NEEDS_ROOT_TO_READ)
     pin_root = pins.root()
-    if pin_root.exists() and not os.access(pin_root, os.R_OK | os.X_OK, effective_ids=True):
-        raise PermissionDenied(f"the pins in {pin_root} are root's: reading them {NEEDS_ROOT_TO_READ}")
+    closed = bpffs.first_closed(pin_root)
+    if closed is None and os.path.isdir(pin_root) and not os.access(pin_root, os.R_OK):
+        closed = pin_root
+    if closed is not None:
+        raise PermissionDenied(f"the pins in {pin_root} are root's ({closed} is closed to this "
+                               f"user): reading them {NEEDS_ROOT_TO_READ}")
 
 
 def seccomp_refused(err: OSError) -> bool:

@@ -170,17 +170,17 @@ def check_btf(core_relocations: int, path: Path = VMLINUX_BTF) -> Check:
 
 def check_bpffs(mounts: str | None = None, pin_root: Path | None = None) -> Check:
     """bpffs must be mounted where pingkiller pins (PINGKILLER_PIN_ROOT or /sys/fs/bpf)."""
-    from pingkiller import pins
+    from pingkiller import bpffs, pins
 
     pin_root = pin_root or pins.root()
-    points = pins.bpffs_mount_points(mounts)
+    points = bpffs.mount_points(mounts)
     covering = [p for p in points if pin_root == Path(p) or Path(p) in pin_root.parents]
     if covering:
         return Check("bpffs", OK, f"mounted at {max(covering, key=len)} (pins under {pin_root})")
     if points:
         return Check("bpffs", FAIL, f"mounted at {', '.join(points)} but pins go to {pin_root}",
                      "point PINGKILLER_PIN_ROOT into a bpffs mount")
-    return Check("bpffs", FAIL, "not mounted", "mount -t bpf bpf /sys/fs/bpf")
+    return Check("bpffs", FAIL, "not mounted", "mount -t bpf -o mode=0700 bpf /sys/fs/bpf")
 
 
 def check_capabilities(cap_eff: int | None = None) -> Check:

@@ -20,18 +20,17 @@ from __future__ import annotations
 import errno
 import os
 import re
-import stat
 import struct
-import sys
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from pingkiller import bpffs, trust
 from pingkiller.abi import Direction, Hook
+from pingkiller.bpffs import BPF_FS_MAGIC, BPFFS
 from pingkiller.errors import InvalidInput, InvalidInterfaceName, PermissionDenied
 from pingkiller.untrusted import quote
 
-BPFFS = Path("/sys/fs/bpf")
 DEFAULT_ROOT = BPFFS / "pingkiller"
 LINK_PIN = "link"
 PROGRAM_PIN = "program"  # the program the link runs, for readers (and a --replace in progress)
@@ -54,7 +53,7 @@ def validate_ifname(name: str) -> str:
     """Return ``name`` if it can be an interface name, else raise naming the rule broken."""
     if not name:
         raise InvalidInterfaceName("empty interface name: name one, e.g. eth0 (see `ip link`)")
-    if len(name.encode()) > 15:
+    if len(name.encode(errors="surrogateescape")) > 15:  # argv that is not UTF-8 escapes
         raise InvalidInterfaceName(f"interface name {quote(name)} is longer than 15 bytes")
     if name in (".", "..") or not _IFNAME.fullmatch(name):
         raise InvalidInterfaceName(
@@ -184,10 +183,10 @@ class Identity:
 
 
 def read_only_mount(path: Path | None = None) -> Path | None:
-    """``path`` (default: the pin root), or its closest existing parent, if it is on a
-    read-only mount; None when it is writable."""
+    """``path`` (default: the pin root), or its closest parent that exists (as far as
+    this process may look), if it is on a read-only mount; None when it is writable."""
     where = path or root()
-    while not where.exists() and where != where.parent:
+    while not os.path.exists(where) and where != where.parent:
         where = where.parent
     try:
         return where if os.statvfs(where).f_flag & os.ST_RDONLY else None
@@ -202,26 +201,6 @@ def read_only_error(where: Path) -> PermissionDenied:
     )
 
 
-def bpffs_mount_points(mounts: str | None = None) -> list[str]:
-    """Where bpffs is mounted, from /proc/self/mounts (or the text of such a file)."""
-    if mounts is None:
-        try:
-            mounts = Path("/proc/self/mounts").read_text()
-        except OSError:
-            return []
-    points = []
-    for line in mounts.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == "bpf":
-            points.append(fields[1].replace("\\040", " "))
-    return points
-
-
-BPF_FS_MAGIC = 0xCAFE4A11  # statfs f_type of bpffs (linux/magic.h)
-_INIT_MOUNT_NS = Path("/proc/1/ns/mnt")
-_OWN_MOUNT_NS = Path("/proc/self/ns/mnt")
-
-
 def ensure_root() -> Path:
     """Make sure bpffs is mounted and the pin root exists (0700); returns the root.
 
@@ -230,23 +209,14 @@ def ensure_root() -> Path:
     (:func:`check_entries`). Nothing is taken over: a root or entry someone else could
     have made is refused, with a line telling the operator to look at it and remove it.
 
-    bpffs is mounted at /sys/fs/bpf when the root is under it and nothing is mounted
-    there, but only in the host's mount namespace: elsewhere (as under ``ip netns exec``,
-    which gives a command a private mount namespace and a fresh /sys) the mount and
-    every pin made in it would vanish when this command exits (:func:`_refuse_private_mount`).
+    bpffs is mounted at /sys/fs/bpf (root-only) when the root is under it and nothing is
+    mounted there, but only in the host's mount namespace: elsewhere (as under `ip netns
+    exec`, which gives a command a private mount namespace and a fresh /sys) the mount and
+    every pin made in it would vanish when this command exits.
     """
     pin_root = root()
-    if pin_root.is_relative_to(BPFFS) and str(BPFFS) not in bpffs_mount_points():
-        _refuse_private_mount()
-        import subprocess  # only here: every verb imports this module
-        result = subprocess.run(
-            ["mount", "-t", "bpf", "bpf", str(BPFFS)], capture_output=True, text=True
-        )
-        if result.returncode != 0:
-            raise PermissionDenied(
-                f"bpffs is not mounted at {BPFFS} and mounting it failed: "
-                "run as root, or `mount -t bpf bpf /sys/fs/bpf`"
-            )
+    if pin_root.is_relative_to(BPFFS) and str(BPFFS) not in bpffs.mount_points():
+        _mount_bpffs()
     read_only = read_only_mount(pin_root)
     if read_only is not None:
         raise read_only_error(read_only)
@@ -273,50 +243,29 @@ def ensure_root() -> Path:
     return pin_root
 
 
-def _refuse_private_mount() -> None:
-    """Refuse to mount bpffs outside the host's mount namespace (the pins would die).
-
-    The host's is PID 1's; where /proc/1/ns/mnt cannot be read (no CAP_SYS_PTRACE, or a
-    PID 1 that hides it), this is assumed to be another one.
-    """
+def _mount_bpffs() -> None:
+    """Mount bpffs at /sys/fs/bpf, root-only, where the mount outlives this command."""
+    namespace = bpffs.this_mount_namespace()
+    if not namespace.hosts:
+        raise PermissionDenied(
+            f"{BPFFS} is not mounted in this mount namespace, {namespace.evidence}: pins made "
+            "here would vanish when this command exits; run `nsenter --net=/run/netns/NS "
+            "pingkiller ...` instead, which keeps the host's bpffs (or, in the host's mount "
+            f"namespace, `mount -t bpf -o mode=0700 bpf {BPFFS}` first)"
+        )
     try:
-        same = os.stat(_OWN_MOUNT_NS).st_ino == os.stat(_INIT_MOUNT_NS).st_ino
-        which = "which is not the host's (as under `ip netns exec`)"
-    except OSError:
-        same = False
-        which = f"which may not be the host's ({_INIT_MOUNT_NS} cannot be read)"
-    if same:
-        return
-    raise PermissionDenied(
-        f"{BPFFS} is not mounted in this mount namespace, {which}: pins made here would "
-        "vanish when this command exits; run `nsenter --net=/run/netns/NS pingkiller ...` "
-        "instead, which keeps the host's bpffs (or, in the host's mount namespace, "
-        f"`mount -t bpf bpf {BPFFS}` first)"
-    )
-
-
-def filesystem_type(path: Path) -> int | None:
-    """statfs(2)'s f_type of the file system holding ``path`` (None if it cannot be read).
-
-    Python has no statfs (os.statvfs has no f_type), so libc's is called. f_type is the
-    first field: a long on most ABIs, an unsigned int on s390x; the magic numbers fit in
-    32 bits, so both readings are tried.
-    """
-    import ctypes  # only here: every verb imports this module
-    libc = ctypes.CDLL(None, use_errno=True)
-    buffer = ctypes.create_string_buffer(512)  # struct statfs is 120 bytes on 64-bit ABIs
-    if libc.statfs(os.fsencode(path), buffer) != 0:
-        return None
-    raw = buffer.raw
-    as_long = int.from_bytes(raw[: ctypes.sizeof(ctypes.c_long)], sys.byteorder) & 0xFFFFFFFF
-    as_int = int.from_bytes(raw[:4], sys.byteorder)
-    return BPF_FS_MAGIC if BPF_FS_MAGIC in (as_long, as_int) else as_long
+        bpffs.mount(BPFFS)
+    except OSError as err:
+        raise PermissionDenied(
+            f"bpffs is not mounted at {BPFFS} and mounting it failed ({err.strerror}): run as "
+            f"root, or `mount -t bpf -o mode=0700 bpf {BPFFS}`"
+        ) from None
 
 
 def check_on_bpffs(where: Path, pin_root: Path) -> None:
     """Refuse a pin root that is not on bpffs (``where``: the root, or its parent while
     the root is not made yet); pins can only live there."""
-    found = filesystem_type(where)
+    found = bpffs.filesystem_type(where)
     if found is None or found == BPF_FS_MAGIC:
         return  # unreadable: what comes next (mkdir, pinning) reports it
     raise PermissionDenied(
@@ -336,7 +285,7 @@ def check_owned(pin_root: Path) -> None:
     found wrong is taken over (not even by chown/chmod: what it holds could be planted):
     the operator is told to check it and remove it.
     """
-    problem = _untrusted(pin_root.lstat())
+    problem = trust.untrusted_directory(pin_root.lstat())
     if problem:
         raise PermissionDenied(
             f"the pin root {pin_root} {problem}: someone else may have made it; check what it "
@@ -353,27 +302,13 @@ def check_entries(pin_root: Path) -> None:
     """
     with os.scandir(pin_root) as entries:
         for entry in entries:
-            problem = _untrusted(entry.stat(follow_symlinks=False))
+            problem = trust.untrusted_directory(entry.stat(follow_symlinks=False))
             if problem:
                 path = pin_root / entry.name
                 raise PermissionDenied(
                     f"{path} in the pin root {problem}: someone else may have made it; check "
                     f"what it holds, then remove it (`rm -r {path}`) and run this again"
                 )
-
-
-def _untrusted(info: os.stat_result) -> str:
-    """What makes a directory a writer may not trust, in words ('' when nothing does)."""
-    owner = os.geteuid()
-    if stat.S_ISLNK(info.st_mode):
-        return "is a symlink"
-    if not stat.S_ISDIR(info.st_mode):
-        return "is not a directory"
-    if info.st_uid != owner:
-        return f"is owned by uid {info.st_uid}, not {owner}"
-    if info.st_mode & 0o022:
-        return f"is writable by others (mode {stat.S_IMODE(info.st_mode):04o})"
-    return ""
 
 
 def listed() -> list[Point]:

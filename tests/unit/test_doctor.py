@@ -88,7 +88,7 @@ MOUNTS = "sysfs /sys sysfs rw 0 0\nbpf /sys/fs/bpf bpf rw,nosuid 0 0\n"
 def test_bpffs_checks() -> None:
     assert doctor.check_bpffs(MOUNTS, Path("/sys/fs/bpf/pingkiller")).status == OK
     missing = doctor.check_bpffs("sysfs /sys sysfs rw 0 0\n", Path("/sys/fs/bpf/pingkiller"))
-    assert missing.status == FAIL and missing.fix == "mount -t bpf bpf /sys/fs/bpf"
+    assert missing.status == FAIL and missing.fix == "mount -t bpf -o mode=0700 bpf /sys/fs/bpf"
     elsewhere = doctor.check_bpffs(MOUNTS, Path("/tmp/pins"))
     assert elsewhere.status == FAIL and "PINGKILLER_PIN_ROOT" in elsewhere.fix
 

@@ -7,34 +7,88 @@ from pathlib import Path
 
 import pytest
 
-from pingkiller import pins
+from pingkiller import bpffs, pins
 from pingkiller.errors import PermissionDenied
 
 
 def test_bpffs_is_told_from_other_file_systems(tmp_path: Path) -> None:
-    assert pins.filesystem_type(Path("/proc")) == 0x9FA0  # PROC_SUPER_MAGIC
-    assert pins.filesystem_type(tmp_path / "missing") is None
+    assert bpffs.filesystem_type(Path("/proc")) == 0x9FA0  # PROC_SUPER_MAGIC
+    assert bpffs.filesystem_type(tmp_path / "missing") is None
     with pytest.raises(PermissionDenied, match=r"is not on bpffs \(.* type 0x[0-9a-f]+\)"):
         pins.check_on_bpffs(tmp_path, tmp_path / "pins")
     pins.check_on_bpffs(tmp_path / "missing", tmp_path / "pins")  # unknown: mkdir reports it
 
 
-def test_bpffs_is_mounted_only_in_the_hosts_mount_namespace(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    own = Path("/proc/self/ns/mnt")
-    monkeypatch.setattr(pins, "_INIT_MOUNT_NS", own)
-    pins._refuse_private_mount()  # the host's (PID 1's) namespace: mounting is fine
+# /proc/self/mountinfo as seen on the host (PID 1 out of sight) and under `ip netns exec`
+HOST_MOUNTINFO = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+23 27 0:22 / /sys rw,relatime - sysfs sysfs rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+45 27 254:0 /run/netns /run/netns rw,relatime shared:1 - ext4 /dev/vda rw
+"""
+NETNS_EXEC_MOUNTINFO = """\
+52 51 254:0 / / rw,relatime - ext4 /dev/vda rw
+54 52 0:21 / /proc rw,relatime - proc proc rw
+74 52 254:0 /run/netns /run/netns rw,relatime master:1 - ext4 /dev/vda rw
+55 52 0:41 / /sys rw,relatime - sysfs pk-ns1 rw
+"""
+
+
+def fake_process(tmp_path: Path, pid: str, *, name: str, parent: int, same_as: Path | None) -> Path:
+    """/proc/PID with a status and, where ``same_as`` is given, ns/mnt (else unreadable)."""
+    process = tmp_path / pid
+    (process / "ns").mkdir(parents=True)
+    (process / "status").write_text(f"Name:\t{name}\nPPid:\t{parent}\n")
+    if same_as is not None:
+        (process / "ns" / "mnt").symlink_to(same_as)
+    return process
+
+
+def test_the_hosts_mount_namespace_is_told_without_pid_1(tmp_path: Path) -> None:
+    own = tmp_path / "own-ns"
+    own.touch()
     other = tmp_path / "other-ns"
     other.touch()
-    monkeypatch.setattr(pins, "_INIT_MOUNT_NS", other)
-    with pytest.raises(PermissionDenied, match="which is not the host's") as caught:
-        pins._refuse_private_mount()
-    assert "pins made here would vanish" in str(caught.value)
-    assert "nsenter --net=/run/netns/NS" in str(caught.value)
-    monkeypatch.setattr(pins, "_INIT_MOUNT_NS", tmp_path / "unreadable")
-    with pytest.raises(PermissionDenied, match="which may not be the host's"):
-        pins._refuse_private_mount()
+    hidden = (fake_process(tmp_path, "2", name="bash", parent=1, same_as=None),
+              fake_process(tmp_path, "1", name="init", parent=0, same_as=None))
+
+    def decide(processes: tuple[Path, ...], mountinfo: str) -> bpffs.MountNamespace:
+        return bpffs.this_mount_namespace(own, processes, mountinfo)
+
+    # Nothing to compare with (a platform's PID 1, no kthreadd in sight): the mounts decide,
+    # and only a sign of a private namespace refuses.
+    assert decide(hidden, HOST_MOUNTINFO).hosts
+    refused = decide(hidden, NETNS_EXEC_MOUNTINFO)
+    assert not refused.hosts and "a private sysfs named 'pk-ns1'" in refused.evidence
+    # The kernel's threads are in the initial namespace: they decide where /proc shows them.
+    kthreadd = fake_process(tmp_path / "k", "2", name="kthreadd", parent=0, same_as=own)
+    assert decide((kthreadd, *hidden), NETNS_EXEC_MOUNTINFO).hosts
+    elsewhere = fake_process(tmp_path / "e", "2", name="kthreadd", parent=0, same_as=other)
+    answer = decide((elsewhere, *hidden), HOST_MOUNTINFO)
+    assert not answer.hosts and "the kernel's threads live in another" in answer.evidence
+    # PID 1 where it can be read and kthreadd cannot.
+    init = fake_process(tmp_path / "i", "1", name="systemd", parent=0, same_as=other)
+    assert not decide((hidden[0], init), HOST_MOUNTINFO).hosts
+
+
+def test_the_initial_mount_namespace_is_known_by_its_inode() -> None:
+    own = Path("/proc/self/ns/mnt")
+    if os.stat(own).st_ino != bpffs.INIT_MOUNT_NS_INODE:
+        pytest.skip("this process is not in the initial mount namespace of a Linux 6.x kernel")
+    assert bpffs.this_mount_namespace(own, (), NETNS_EXEC_MOUNTINFO).hosts
+
+
+def test_a_private_mount_refusal_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bpffs, "mount_points", lambda: [])
+    monkeypatch.setattr(bpffs, "this_mount_namespace",
+                        lambda: bpffs.MountNamespace(False, "which is not the host's (test)"))
+    monkeypatch.setenv("PINGKILLER_PIN_ROOT", "/sys/fs/bpf/pktest-unit")
+    with pytest.raises(PermissionDenied) as caught:
+        pins.ensure_root()
+    message = str(caught.value)
+    assert message.startswith("/sys/fs/bpf is not mounted in this mount namespace, which is not "
+                              "the host's (test): pins made here would vanish")
+    assert "nsenter --net=/run/netns/NS" in message and "mount -t bpf -o mode=0700" in message
 
 
 def test_entries_of_the_root_must_be_real_private_directories(tmp_path: Path) -> None:

@@ -1242,7 +1242,8 @@ def export(
 
     The text is built a batch of rules at a time in a temporary file (in memory up to
     a few MB, then in $TMPDIR) and written out only once complete: on an error nothing
-    is written.
+    is written. FILE is replaced whole (a new file beside it, renamed over it; a symlink
+    there is replaced, not followed) and a new FILE is readable by its owner only (0600).
 
     Example:
 
@@ -1256,13 +1257,15 @@ def export(
         if output is None:
             shutil.copyfileobj(text, sys.stdout)
             return
+        from pingkiller import trust
+
         try:
-            with output.open("w", encoding="utf-8") as out:
-                shutil.copyfileobj(text, out)
+            trust.write_private(output, lambda out: shutil.copyfileobj(text, out))
         except OSError as err:
             from pingkiller.errors import InvalidInput
+            from pingkiller.untrusted import quote_path
 
-            raise InvalidInput(f"cannot write {str(output)!r}: {err.strerror}") from None
+            raise InvalidInput(f"cannot write {quote_path(output)}: {err.strerror}") from None
 
 
 @_verb()

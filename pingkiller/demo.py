@@ -32,7 +32,7 @@ from pingkiller.capabilities import require_privileges
 from pingkiller.events import Event, EventStream
 from pingkiller.killer import Attachment, attach
 from pingkiller.policy import Policy
-from pingkiller.sandbox import PING, Peer, Sandbox, SandboxError
+from pingkiller.sandbox import PING, SLEEP, Peer, Sandbox, SandboxError
 from pingkiller.stats import TIMED_VERDICTS, Stats
 
 # Every attachment of the demo: the blocklist decides, and processing time is measured.
@@ -109,7 +109,7 @@ class EchoCounter:
 
     def __init__(self, peer: Peer) -> None:
         wanted = f"net:[{os.stat(peer.netns_path).st_ino}]"
-        holder = subprocess.Popen(peer.exec_args(["sleep", "30"]), stdin=subprocess.DEVNULL,
+        holder = subprocess.Popen(peer.exec_args([SLEEP, "30"]), stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 5

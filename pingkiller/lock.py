@@ -115,6 +115,14 @@ def _checked(seconds: float) -> float:
 
 
 def _acquire(fd: int, pin_root: Path, seconds: float) -> None:
+    acquire(fd, f"the pin lock on {pin_root}", seconds,
+            tuning=f"--lock-timeout S (or {ENV}) changes how long to wait")
+
+
+def acquire(fd: int, what: str, seconds: float, *, tuning: str = "") -> None:
+    """Take the exclusive flock on ``fd`` (``what``: the lock in words, for messages),
+    waiting at most ``seconds``; then raise :class:`LockTimeout` naming the holder and
+    the fix, with ``tuning`` (how to wait longer) appended."""
     start = time.monotonic()
     deadline = start + seconds
     nap = _FIRST_NAP
@@ -127,11 +135,11 @@ def _acquire(fd: int, pin_root: Path, seconds: float) -> None:
             pass
         now = time.monotonic()
         if now >= deadline:
-            raise LockTimeout(timeout_message(pin_root, holder(fd), seconds))
+            raise LockTimeout(timeout_message(what, holder(fd), seconds, tuning))
         if not warned and now - start >= WARN_AFTER:
             warned = True
-            log.warning("waiting for %s to release the pin lock on %s (gives up after %s s)",
-                        holder(fd).describe(), pin_root, _format_seconds(seconds))
+            log.warning("waiting for %s to release %s (gives up after %s s)",
+                        holder(fd).describe(), what, _format_seconds(seconds))
         time.sleep(min(nap, deadline - now))
         nap = min(nap * 2, _LONGEST_NAP)
 
@@ -152,10 +160,10 @@ class Holder:
         return f"pid {self.pid} ({', '.join(details)})" if details else f"pid {self.pid}"
 
 
-def timeout_message(pin_root: Path, who: Holder, seconds: float) -> str:
+def timeout_message(what: str, who: Holder, seconds: float, tuning: str = "") -> str:
     """The one line of a :class:`LockTimeout`: who holds the lock, and what to do."""
-    held = (f"has held the pin lock on {pin_root} for over {_format_seconds(seconds)} s"
-            if seconds > 0 else f"holds the pin lock on {pin_root}")
+    held = (f"has held {what} for over {_format_seconds(seconds)} s" if seconds > 0
+            else f"holds {what}")
     if who.pid is None:
         fix = ("wait for it to finish, or find it (`lslocks` in its pid namespace) and stop it "
                "if it is stuck")
@@ -163,8 +171,7 @@ def timeout_message(pin_root: Path, who: Holder, seconds: float) -> str:
         fix = f"resume it (kill -CONT {who.pid}) or end it (kill {who.pid})"
     else:
         fix = f"wait for it to finish, or stop it if it is stuck (kill {who.pid})"
-    return (f"{who.describe()} {held}: {fix}; --lock-timeout S (or {ENV}) changes how long "
-            "to wait")
+    return f"{who.describe()} {held}: {fix}" + (f"; {tuning}" if tuning else "")
 
 
 def holder(fd: int, locks: Path = Path("/proc/locks"), proc: Path = Path("/proc")) -> Holder:

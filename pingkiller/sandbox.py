@@ -8,23 +8,36 @@ also after an error; nothing touches the machine's own interfaces.
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import os
 import re
-import shutil
 import subprocess
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from pingkiller.errors import PingkillerError
+from pingkiller import lock, trust
+from pingkiller.errors import PermissionDenied, PingkillerError
 
-IP = shutil.which("ip") or "/usr/sbin/ip"
-PING = shutil.which("ping") or "/usr/bin/ping"
+
+def _program(name: str, package: str, fallback: str) -> str:
+    """A system program from a trusted path (pingkiller.trust); ``fallback`` where it is
+    missing, so that running it fails naming it."""
+    try:
+        return trust.program(name, package)
+    except trust.ProgramNotFound:
+        return fallback
+
+
+IP = _program("ip", "iproute2", "/usr/sbin/ip")
+PING = _program("ping", "iputils-ping", "/usr/bin/ping")
+NSENTER = _program("nsenter", "util-linux", "/usr/bin/nsenter")
+SLEEP = _program("sleep", "coreutils", "/usr/bin/sleep")
 _V4_POOL = ipaddress.IPv4Network("198.18.0.0/15")
 # Held from choosing a free subnet until its host address exists, so that sandboxes made
-# at the same time by different processes never share a subnet.
-_SUBNET_LOCK = os.path.join(tempfile.gettempdir(), "pingkiller-sandbox.lock")
+# at the same time by different processes never share a subnet; in a root-only directory.
+SUBNET_LOCK = trust.RUN_DIR / "sandbox.lock"
+SUBNET_LOCK_TIMEOUT = 30.0  # seconds; the lock is held for a few milliseconds per peer
 
 
 class SandboxError(PingkillerError):
@@ -33,7 +46,11 @@ class SandboxError(PingkillerError):
 
 def run(args: list[str], *, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing text output; raise SandboxError with its stderr on failure."""
-    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise SandboxError(f"making the sandbox failed: {args[0]} is not installed (it needs "
+                           "iproute2, iputils-ping and util-linux)") from None
     if check and result.returncode != 0:
         output = " ".join((result.stderr or result.stdout).split()) or f"exit status {result.returncode}"
         raise SandboxError(
@@ -50,6 +67,21 @@ def _used_v4_subnets() -> set[int]:
         address = ipaddress.IPv4Address(match.group(1))
         used.add((int(address) - int(_V4_POOL.network_address)) >> 8)
     return used
+
+
+@contextmanager
+def _subnet_lock() -> Iterator[None]:
+    """Hold :data:`SUBNET_LOCK` (waiting at most :data:`SUBNET_LOCK_TIMEOUT`, then
+    LockTimeout naming its holder)."""
+    try:
+        fd = trust.open_lock_file(trust.private_directory(SUBNET_LOCK.parent) / SUBNET_LOCK.name)
+    except PermissionDenied as err:
+        raise SandboxError(f"making the sandbox failed: {err}") from None
+    try:
+        lock.acquire(fd, f"the sandbox lock {SUBNET_LOCK}", SUBNET_LOCK_TIMEOUT)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @dataclass(frozen=True)
@@ -70,7 +102,7 @@ class Peer:
 
     def exec_args(self, args: list[str]) -> list[str]:
         """``args`` run inside the peer's namespace (network only; mounts are kept)."""
-        return ["nsenter", f"--net={self.netns_path}", *args]
+        return [NSENTER, f"--net={self.netns_path}", *args]
 
     def run(
         self, args: list[str], *, check: bool = True, timeout: float = 30
@@ -100,8 +132,7 @@ class Sandbox:
     def add_peer(self) -> Peer:
         """Create one more namespace with a veth pair and IPv4/IPv6 addresses on both ends."""
         index = len(self.peers) + 1
-        with open(_SUBNET_LOCK, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        with _subnet_lock():
             used = _used_v4_subnets()
             subnet = next(i for i in range(1, _V4_POOL.num_addresses >> 8) if i not in used)
             base = int(_V4_POOL.network_address) + (subnet << 8)

@@ -150,19 +150,20 @@ def test_descriptions() -> None:
     assert lock.Holder(None).describe() == "another process"
 
 
-ROOT = Path("/sys/fs/bpf/pingkiller")
+WHAT = "the pin lock on /sys/fs/bpf/pingkiller"
+TUNING = "--lock-timeout S (or PINGKILLER_LOCK_TIMEOUT) changes how long to wait"
 
 
 def test_the_timeout_message_names_the_holder_and_the_fix() -> None:
-    line = lock.timeout_message(ROOT, lock.Holder(1234, "pingkiller block eth0"), 30.0)
+    line = lock.timeout_message(WHAT, lock.Holder(1234, "pingkiller block eth0"), 30.0, TUNING)
     assert line == ("pid 1234 (pingkiller block eth0) has held the pin lock on "
                     "/sys/fs/bpf/pingkiller for over 30 s: wait for it to finish, or stop it if "
                     "it is stuck (kill 1234); --lock-timeout S (or PINGKILLER_LOCK_TIMEOUT) "
                     "changes how long to wait")
-    stopped = lock.timeout_message(ROOT, lock.Holder(9, "x", stopped=True), 2.5)
+    stopped = lock.timeout_message(WHAT, lock.Holder(9, "x", stopped=True), 2.5)
     assert "pid 9 (x, stopped) has held" in stopped and "over 2.5 s" in stopped
     assert "resume it (kill -CONT 9) or end it (kill 9)" in stopped
-    unknown = lock.timeout_message(ROOT, lock.Holder(None), 0)
+    unknown = lock.timeout_message(WHAT, lock.Holder(None), 0)
     assert unknown.startswith("another process holds the pin lock on /sys/fs/bpf/pingkiller: ")
     assert "\n" not in stopped + unknown
 

@@ -90,6 +90,8 @@ def _escaped(text: str, quoted: bool = True) -> Iterator[str]:
             yield "\\" + char
         elif " " <= char <= "~":
             yield char
+        elif "\udc80" <= char <= "\udcff":  # a byte that was not UTF-8 (surrogateescape)
+            yield f"\\x{ord(char) - 0xDC00:02x}"
         else:
             yield ascii(char)[1:-1]
 
@@ -135,16 +137,39 @@ def quote_path(path: str | Path) -> str:
 
 _ADDRESS_CHARS = frozenset("0123456789abcdefABCDEF.:/")
 _LONGEST_ADDRESS = 64  # ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128 is 49
+_ZONE = re.compile(r"[A-Za-z0-9_.@:+-]{1,15}")  # an interface name after '%'
 
 
 def looks_like_address(token: str) -> bool:
     """Whether a token read from a file looks like an attempt at an address or prefix,
-    so that an error may quote it: short, with a dot or a colon, and all hex digits,
-    dots, colons and slashes but for at most three other characters. A line of a file
-    that is no rule file (a password hash, an environment, a hex key) does not."""
+    so that an error may quote it: an IPv4 or IPv6 address in shape (dotted groups of up
+    to 4 characters, colon groups of up to 4, an optional /length, %zone or IPv4 :port)
+    with at most one character that cannot be in an address (a typo). A line of a file
+    that is no rule file (a password entry, an environment, a hex key) does not, even
+    where it starts with an address, as a pgpass or hosts-style line does."""
     if len(token) > _LONGEST_ADDRESS or not ("." in token or ":" in token):
         return False
-    return sum(char not in _ADDRESS_CHARS for char in token) <= 3
+    core, percent, zone = token.partition("%")
+    if percent and not _ZONE.fullmatch(zone):
+        return False
+    core, slash, length = core.partition("/")
+    if slash and not (length.isascii() and length.isdigit() and len(length) <= 3):
+        return False
+    if sum(char not in _ADDRESS_CHARS for char in core) > 1:
+        return False
+    if ":" not in core:
+        return _dotted(core)
+    fields = core.split(":")
+    if len(fields) == 2 and _dotted(fields[0]):  # IPv4 ADDRESS:PORT
+        return fields[1].isdigit() and len(fields[1]) <= 5
+    return len(fields) <= 9 and all(len(field) <= 4 for field in fields[:-1]) and (
+        len(fields[-1]) <= 4 or _dotted(fields[-1]))
+
+
+def _dotted(text: str) -> bool:
+    """Dotted groups of 1 to 4 characters, 2 to 5 of them (typos of IPv4 included)."""
+    groups = text.split(".")
+    return 2 <= len(groups) <= 5 and all(1 <= len(group) <= 4 for group in groups)
 
 
 _TOML_TYPES = {list: "an array", dict: "a table", bool: "a boolean", int: "an integer",

@@ -6,6 +6,7 @@ temporary directory anyway, so a regression cannot touch real attachments.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,22 @@ def test_invalid_interface_names_are_bad_input(capsys: pytest.CaptureFixture[str
         assert (code, out) == (2, "")
         (line,) = err.splitlines()
         assert words in line
+
+
+NOT_UTF8 = os.fsdecode(b"p\xffq")  # as Python decodes a name that is not UTF-8 from argv
+
+
+@pytest.mark.parametrize("verb", [["status"], ["attach"], ["detach"], ["block"], ["allow"],
+                                  ["unblock"], ["stats"], ["events"], ["upgrade"]])
+def test_an_interface_name_that_is_not_utf8_is_bad_input(
+    verb: list[str], capsys: pytest.CaptureFixture[str], private_pin_root: Path
+) -> None:
+    extra = ["192.0.2.7"] if verb[0] in ("block", "allow", "unblock") else []
+    code, out, err = run([*verb, NOT_UTF8, *extra], capsys)
+    assert (code, out) == (2, "")
+    assert err == ("pingkiller: 'p\\xffq' is not a valid interface name (letters, digits and "
+                   "_ . @ : + - only)\n")
+    assert not private_pin_root.exists()
 
 
 def test_no_arguments_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -66,6 +66,22 @@ def test_the_environment_as_a_rule_file_shows_nothing_of_it(monkeypatch: pytest.
         assert "not shown" in str(caught.value)
 
 
+@pytest.mark.parametrize("line", [
+    "198.18.0.9:5432:db:app:9f86d081884c7d65b",  # pgpass: host:port:database:user:password
+    "198.18.0.9:5432:*:*:s3cretpass",
+    "fd00::9:5432:appdb:app:0123abcd",
+])
+def test_a_line_that_only_starts_like_an_address_is_not_quoted(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "pgpass"
+    path.write_text(f"198.18.0.1\n{line}\n")
+    for read in (read_rule_file, read_rule_keys):
+        with pytest.raises(RuleFileError) as caught:
+            read(path)
+        message = str(caught.value)
+        assert message == (f"{path}:2:1: not an IPv4/IPv6 address or prefix (the text is not "
+                           "shown: it does not look like one)")
+
+
 def test_an_address_attempt_is_quoted_short_and_sanitized(tmp_path: Path) -> None:
     path = tmp_path / "list.txt"
     path.write_text("192.0.2.1\n  192.0.2.x  # typo\n")

@@ -120,6 +120,7 @@ class LinkState(enum.Enum):
     ELSEWHERE = "elsewhere"  # attached from another network namespace, which it filters
     UNREADABLE = "unreadable"  # the link cannot be read
     DEFUNCT = "defunct"  # the kernel detached it: its interface is gone
+    DETACHED = "detached"  # detached by another tool; its interface is still here
     GONE = "gone"  # no interface has the link's index any more
 
     @property
@@ -183,6 +184,11 @@ def _link_state(
             return info, LinkState.DEFUNCT, (
                 "its clsact filter is gone (the interface, its clsact qdisc or the filter "
                 "was removed, or the interface moved to another network namespace)")
+        if identity is not None and interfaces.interface_name(identity.ifindex) == ifname:
+            return info, LinkState.DETACHED, (
+                f"the link was detached, but {ifname} is still here (not by pingkiller: "
+                f"e.g. `bpftool link detach`); `pingkiller detach {point.options}` removes "
+                "its pins")
         if isinstance(link, RecordedLink) and not link.from_kernel:
             return info, LinkState.DEFUNCT, (
                 "its program runs on no interface here (the interface is gone, or was "

@@ -11,6 +11,7 @@ import json
 import shutil
 import stat
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -288,27 +289,30 @@ def test_the_pin_root_is_made_0700_whatever_the_umask(pin_root: Path, sandbox: S
 
 
 def test_a_pin_root_made_by_nobody_in_a_sticky_parent_is_refused(
-    pin_root: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The attack of issue #12: where the bpffs directory is world-writable and sticky
-    (as /sys/fs/bpf is on some hosts), uid 65534 makes the pin root before root does,
-    then leaves a `=del-` directory for root's "recovery" to act on."""
+    """The attack of issue #12: where bpffs is mounted world-writable and sticky (as a
+    `mount -t bpf` without a mode makes it), uid 65534 makes the pin root before root
+    does, then leaves a `=del-` directory for root's "recovery" to act on. The bpffs is
+    one of the test's own: the host's may be 0700, which nobody cannot enter at all."""
     ifname = sandbox.add_peer().host_ifname
-    pin_root.mkdir(mode=0o700)
-    parent = pin_root / "open"
-    parent.mkdir()
-    parent.chmod(0o1777)
-    hostile = parent / "pingkiller"
-    monkeypatch.setenv("PINGKILLER_PIN_ROOT", str(hostile))
-    nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-    pin_root.chmod(0o755)  # nobody must reach `open`
-    run([*nobody, "mkdir", "-m", "0777", str(hostile)])
-    run([*nobody, "mkdir", str(hostile / f"=del-1-{ifname}")])
-    assert hostile.stat().st_uid == 65534
-    result = subprocess.run([*CLI, "attach", ifname], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    line = one_line(result)
-    assert f"the pin root {hostile} is owned by uid 65534, not 0" in line and "rm -r" in line
-    assert xdp_ids(ifname) == []
-    assert sorted(p.name for p in hostile.iterdir()) == [f"=del-1-{ifname}"]  # untouched
-    shutil.rmtree(parent)
+    mount_point = Path(tempfile.mkdtemp(prefix="pk-bpffs-"))  # in /tmp: nobody reaches it
+    mount_point.chmod(0o755)
+    run(["mount", "-t", "bpf", "-o", "mode=1777", "bpf", str(mount_point)])
+    try:
+        hostile = mount_point / "pingkiller"
+        monkeypatch.setenv("PINGKILLER_PIN_ROOT", str(hostile))
+        nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+        run([*nobody, "mkdir", "-m", "0777", str(hostile)])
+        run([*nobody, "mkdir", str(hostile / f"=del-1-{ifname}")])
+        assert hostile.stat().st_uid == 65534
+        result = subprocess.run([*CLI, "attach", ifname], capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 1
+        line = one_line(result)
+        assert f"the pin root {hostile} is owned by uid 65534, not 0" in line and "rm -r" in line
+        assert xdp_ids(ifname) == []
+        assert sorted(p.name for p in hostile.iterdir()) == [f"=del-1-{ifname}"]  # untouched
+    finally:
+        run(["umount", str(mount_point)])
+        mount_point.rmdir()

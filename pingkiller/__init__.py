@@ -1,195 +1,113 @@
-"""pingkiller: kill pings at the driver with XDP, by policy, from Python or the CLI.
+"""pingkiller: kill pings at the driver with XDP (or at tc), by policy, from Python or the CLI.
 
 >>> import pingkiller
 >>> attachment = pingkiller.attach("veth0", block=["198.18.0.7"])  # doctest: +SKIP
 >>> attachment.stats().dropped  # doctest: +SKIP
+
+Every public name is imported below, for type checkers, and nowhere else: at run time
+each is loaded on first use (:func:`__getattr__` reads this block), so that
+``import pingkiller.bpf`` loads nothing of the product and a CLI verb only what it needs.
+``docs/library.md`` documents them.
 """
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from pingkiller.abi import (
-        DefaultAction,
-        Direction,
-        EventsMode,
-        Hook,
-        IcmpSet,
-        Reason,
-        RuleAction,
-        TimingSlot,
-    )
-    from pingkiller.bpf import BpfError, XdpMode
-    from pingkiller.errors import (
-        AlreadyAttached,
-        AttachFailed,
-        ForeignProgram,
-        IncompatiblePins,
-        InterfaceNotFound,
-        InvalidAddress,
-        InvalidInput,
-        InvalidInterfaceName,
-        NotAttached,
-        PermissionDenied,
-        PingkillerError,
-        RuleFileError,
-        RuleTableFull,
-        StaleAttachment,
-    )
-    from pingkiller.events import Event, EventStream
-    from pingkiller.hooks import TcMode
-    from pingkiller.killer import (
-        Attachment,
-        AttachmentInfo,
-        Detached,
-        LinkState,
-        RuleChange,
-        Upgraded,
-        attach,
-        attach_both,
-        attachments,
-        change_rules,
-        detach,
-        detach_all,
-        each_attachment,
-        open_attachment,
-        open_each,
-        points,
-        upgrade,
-        upgrade_all,
-    )
-    from pingkiller.pins import Point
-    from pingkiller.policy import Policy, Rule
-    from pingkiller.stats import Counter, Stats, run_time_stats
-    open = open_attachment
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# Imported on first use, so that `import pingkiller.bpf` (the generic binding) loads nothing
-# of the product, and a CLI verb loads only what it needs.
-_LAZY = {
-    "DefaultAction": "pingkiller.abi",
-    "EventsMode": "pingkiller.abi",
-    "Direction": "pingkiller.abi",
-    "Hook": "pingkiller.abi",
-    "IcmpSet": "pingkiller.abi",
-    "Reason": "pingkiller.abi",
-    "RuleAction": "pingkiller.abi",
-    "TimingSlot": "pingkiller.abi",
-    "BpfError": "pingkiller.bpf",
-    "XdpMode": "pingkiller.bpf",
-    "AlreadyAttached": "pingkiller.errors",
-    "AttachFailed": "pingkiller.errors",
-    "ForeignProgram": "pingkiller.errors",
-    "IncompatiblePins": "pingkiller.errors",
-    "LockTimeout": "pingkiller.errors",
-    "InterfaceNotFound": "pingkiller.errors",
-    "InvalidAddress": "pingkiller.errors",
-    "InvalidInput": "pingkiller.errors",
-    "InvalidInterfaceName": "pingkiller.errors",
-    "NotAttached": "pingkiller.errors",
-    "PermissionDenied": "pingkiller.errors",
-    "PingkillerError": "pingkiller.errors",
-    "RuleFileError": "pingkiller.errors",
-    "RuleTableFull": "pingkiller.errors",
-    "StaleAttachment": "pingkiller.errors",
-    "Event": "pingkiller.events",
-    "EventStream": "pingkiller.events",
-    "Attachment": "pingkiller.killer",
-    "AttachmentInfo": "pingkiller.killer",
-    "Detached": "pingkiller.killer",
-    "LinkState": "pingkiller.killer",
-    "attach": "pingkiller.killer",
-    "attach_both": "pingkiller.killer",
-    "change_rules": "pingkiller.killer",
-    "RuleChange": "pingkiller.killer",
-    "open_each": "pingkiller.killer",
-    "points": "pingkiller.killer",
-    "Point": "pingkiller.pins",
-    "TcMode": "pingkiller.hooks",
-    "attachments": "pingkiller.killer",
-    "each_attachment": "pingkiller.killer",
-    "detach": "pingkiller.killer",
-    "detach_all": "pingkiller.killer",
-    "open_attachment": "pingkiller.killer",
-    "Upgraded": "pingkiller.killer",
-    "upgrade": "pingkiller.killer",
-    "upgrade_all": "pingkiller.killer",
-    "Policy": "pingkiller.policy",
-    "Rule": "pingkiller.policy",
-    "Counter": "pingkiller.stats",
-    "Stats": "pingkiller.stats",
-    "run_time_stats": "pingkiller.stats",
-}
+if TYPE_CHECKING:  # the public API, listed once
+    from pingkiller.apply import apply as apply
+    from pingkiller.apply import export as export
+    from pingkiller.apply import from_running as from_running
+    from pingkiller.apply import parse_policy_file as parse_policy_file
+    from pingkiller.apply import plan as plan
+    from pingkiller.attachment import Attachment as Attachment
+    from pingkiller.attachment import AttachmentView as AttachmentView
+    from pingkiller.bpf.errors import BpfError as BpfError
+    from pingkiller.datapath.counters import run_time_stats as run_time_stats
+    from pingkiller.datapath.events import EventFeed as EventFeed
+    from pingkiller.datapath.events import EventStream as EventStream
+    from pingkiller.model.enums import DefaultAction as DefaultAction
+    from pingkiller.model.enums import Direction as Direction
+    from pingkiller.model.enums import EventsMode as EventsMode
+    from pingkiller.model.enums import Hook as Hook
+    from pingkiller.model.enums import IcmpSet as IcmpSet
+    from pingkiller.model.enums import LinkState as LinkState
+    from pingkiller.model.enums import Mode as Mode
+    from pingkiller.model.enums import PinState as PinState
+    from pingkiller.model.enums import Reason as Reason
+    from pingkiller.model.enums import RuleAction as RuleAction
+    from pingkiller.model.enums import TimingSlot as TimingSlot
+    from pingkiller.model.errors import AlreadyAttached as AlreadyAttached
+    from pingkiller.model.errors import AttachFailed as AttachFailed
+    from pingkiller.model.errors import AttachmentClosed as AttachmentClosed
+    from pingkiller.model.errors import AttachmentEnded as AttachmentEnded
+    from pingkiller.model.errors import ForeignProgram as ForeignProgram
+    from pingkiller.model.errors import IncompatiblePins as IncompatiblePins
+    from pingkiller.model.errors import InterfaceNotFound as InterfaceNotFound
+    from pingkiller.model.errors import InvalidAddress as InvalidAddress
+    from pingkiller.model.errors import InvalidInput as InvalidInput
+    from pingkiller.model.errors import InvalidInterfaceName as InvalidInterfaceName
+    from pingkiller.model.errors import LockTimeout as LockTimeout
+    from pingkiller.model.errors import NotAttached as NotAttached
+    from pingkiller.model.errors import PermissionDenied as PermissionDenied
+    from pingkiller.model.errors import PingkillerError as PingkillerError
+    from pingkiller.model.errors import PolicyFileError as PolicyFileError
+    from pingkiller.model.errors import Remedy as Remedy
+    from pingkiller.model.errors import RuleFileError as RuleFileError
+    from pingkiller.model.errors import RuleTableFull as RuleTableFull
+    from pingkiller.model.errors import SandboxError as SandboxError
+    from pingkiller.model.errors import StaleAttachment as StaleAttachment
+    from pingkiller.model.events import Event as Event
+    from pingkiller.model.events import EventSummary as EventSummary
+    from pingkiller.model.network import Network as Network
+    from pingkiller.model.network import format_network as format_network
+    from pingkiller.model.network import parse_network as parse_network
+    from pingkiller.model.point import Point as Point
+    from pingkiller.model.policy import Policy as Policy
+    from pingkiller.model.results import AttachmentInfo as AttachmentInfo
+    from pingkiller.model.results import Detached as Detached
+    from pingkiller.model.results import RuleChange as RuleChange
+    from pingkiller.model.results import RuleDiff as RuleDiff
+    from pingkiller.model.results import Upgraded as Upgraded
+    from pingkiller.model.rules import Rule as Rule
+    from pingkiller.model.rules import RuleSet as RuleSet
+    from pingkiller.model.rules import read_rule_file as read_rule_file
+    from pingkiller.model.stats import Counter as Counter
+    from pingkiller.model.stats import Stats as Stats
+    from pingkiller.ops.attach import attach as attach
+    from pingkiller.ops.attach import attach_both as attach_both
+    from pingkiller.ops.change import change_rules as change_rules
+    from pingkiller.ops.change import sync_rules as sync_rules
+    from pingkiller.ops.detach import detach as detach
+    from pingkiller.ops.detach import detach_all as detach_all
+    from pingkiller.ops.detach import recover_interrupted as recover_interrupted
+    from pingkiller.ops.listing import attachments as attachments
+    from pingkiller.ops.listing import each_attachment as each_attachment
+    from pingkiller.ops.listing import open_attachment as open  # noqa: A004 (pingkiller.open)
+    from pingkiller.ops.listing import open_attachment as open_attachment
+    from pingkiller.ops.listing import open_each as open_each
+    from pingkiller.ops.upgrade import upgrade as upgrade
+    from pingkiller.ops.upgrade import upgrade_all as upgrade_all
+    from pingkiller.store import Store as Store
+else:
+    def __getattr__(name: str) -> object:
+        """A public name, imported from its module on first use (and kept)."""
+        import importlib
 
+        from pingkiller._public import public
 
-def __getattr__(name: str) -> Any:
-    # pingkiller.open(ifname) reads naturally. It is not in __all__, so `from pingkiller import *`
-    # leaves the builtin open() alone.
-    target = "open_attachment" if name == "open" else name
-    if target not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+        where = public(__file__)
+        if name == "__all__":
+            value: object = sorted(n for n in where if n != "open") + ["__version__"]
+        elif name in where:
+            module, original = where[name]
+            value = getattr(importlib.import_module(module), original)
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = value
+        return value
 
-    value = getattr(importlib.import_module(_LAZY[target]), target)
-    globals()[name] = value
-    return value
+    def __dir__() -> list[str]:
+        from pingkiller._public import public
 
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY, "open"])
-
-__all__ = [
-    "AlreadyAttached",
-    "AttachFailed",
-    "Attachment",
-    "AttachmentInfo",
-    "BpfError",
-    "Counter",
-    "DefaultAction",
-    "Detached",
-    "Direction",
-    "Event",
-    "EventStream",
-    "EventsMode",
-    "ForeignProgram",
-    "Hook",
-    "IcmpSet",
-    "IncompatiblePins",
-    "InterfaceNotFound",
-    "InvalidAddress",
-    "InvalidInput",
-    "InvalidInterfaceName",
-    "LinkState",
-    "LockTimeout",
-    "NotAttached",
-    "PermissionDenied",
-    "PingkillerError",
-    "Point",
-    "Policy",
-    "Reason",
-    "Rule",
-    "RuleAction",
-    "RuleChange",
-    "RuleFileError",
-    "RuleTableFull",
-    "StaleAttachment",
-    "Stats",
-    "TcMode",
-    "TimingSlot",
-    "Upgraded",
-    "XdpMode",
-    "__version__",
-    "attach",
-    "attach_both",
-    "attachments",
-    "change_rules",
-    "detach",
-    "detach_all",
-    "each_attachment",
-    "open_attachment",
-    "open_each",
-    "points",
-    "run_time_stats",
-    "upgrade",
-    "upgrade_all",
-]
+        return sorted([*globals(), *public(__file__)])

@@ -15,6 +15,18 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pingkiller._datapath import ffi, lib
+from pingkiller.model.enums import (
+    DefaultAction,
+    Direction,
+    EventsMode,
+    Hook,
+    IcmpSet,
+    Reason,
+    RuleAction,
+    TimingSlot,
+)
+from pingkiller.model.network import Network, is_exact
+from pingkiller.model.policy import DEFAULT_EVENT_RATE, Policy
 
 # The version of the pinned state's ABI: the layouts and meanings of kern/pingkiller.h's
 # structs, enums and maps. A writer records it beside the pins (pingkiller.pins.Identity);
@@ -35,7 +47,6 @@ MIGRATABLE_ABI_VERSIONS = frozenset({1, 2})
 
 MAX_EXACT_RULES: int = lib.PK_MAX_EXACT_RULES
 MAX_PREFIX_RULES: int = lib.PK_MAX_PREFIX_RULES
-DEFAULT_EVENT_RATE: int = lib.PK_DEFAULT_EVENT_RATE
 
 # Names of the maps in the object, as pinned.
 SETTINGS_MAP = "settings"
@@ -56,30 +67,6 @@ TC_IN_PROGRAM_NAME = "pingkill_tc_in"
 TC_OUT_PROGRAM_NAME = "pingkill_tc_out"
 
 
-class Hook(enum.IntEnum):
-    """Which entry point judged a packet (an event's ``hook``)."""
-
-    XDP = lib.PK_HOOK_XDP
-    TC = lib.PK_HOOK_TC
-
-    @property
-    def label(self) -> str:
-        """``xdp`` or ``tc``, as output and JSON show it."""
-        return self.name.lower()
-
-
-class Direction(enum.IntEnum):
-    """Which way a packet went through the interface (an event's ``direction``)."""
-
-    IN = lib.PK_DIRECTION_IN
-    OUT = lib.PK_DIRECTION_OUT
-
-    @property
-    def label(self) -> str:
-        """``in`` or ``out``, as output and JSON show it."""
-        return self.name.lower()
-
-
 # The tc program of each direction.
 TC_PROGRAM_NAMES: dict[Direction, str] = {
     Direction.IN: TC_IN_PROGRAM_NAME, Direction.OUT: TC_OUT_PROGRAM_NAME,
@@ -88,29 +75,9 @@ TC_PROGRAM_NAMES: dict[Direction, str] = {
 TC_ACT_SHOT = 2  # drop (= TCX_DROP)
 TCX_NEXT = -1  # pass on to the next program (= TC_ACT_UNSPEC); TCX_PASS (0) would skip them
 
-
-class Reason(enum.IntEnum):
-    """Why a packet got its verdict (one counter each)."""
-
-    PASS_NOT_PING = lib.PK_REASON_PASS_NOT_PING
-    PASS_ALLOW = lib.PK_REASON_PASS_ALLOW
-    PASS_DEFAULT = lib.PK_REASON_PASS_DEFAULT
-    DROP_BLOCK = lib.PK_REASON_DROP_BLOCK
-    DROP_DEFAULT = lib.PK_REASON_DROP_DEFAULT
-    PASS_FRAGMENT = lib.PK_REASON_PASS_FRAGMENT
-    PASS_UNPARSED = lib.PK_REASON_PASS_UNPARSED
-
-    @property
-    def dropped(self) -> bool:
-        return self in (Reason.DROP_BLOCK, Reason.DROP_DEFAULT)
-
-    @property
-    def label(self) -> str:
-        """Stable lower-case name used in output and JSON (e.g. ``drop_block``)."""
-        return self.name.lower()
-
-
 REASON_COUNT: int = lib.PK_REASON_COUNT
+TIMING_COUNT: int = lib.PK_TIMING_COUNT
+COUNTER_COUNT: int = lib.PK_COUNTER_COUNT
 
 
 class CounterSlot(enum.IntEnum):
@@ -119,38 +86,6 @@ class CounterSlot(enum.IntEnum):
     EVENTS_SENT = lib.PK_COUNTER_EVENTS_SENT
     EVENTS_SUPPRESSED = lib.PK_COUNTER_EVENTS_SUPPRESSED
     EVENTS_LOST = lib.PK_COUNTER_EVENTS_LOST
-
-
-COUNTER_COUNT: int = lib.PK_COUNTER_COUNT
-
-
-class DefaultAction(enum.IntEnum):
-    """What happens to a ping no rule decides."""
-
-    PASS = lib.PK_ACTION_PASS
-    DROP = lib.PK_ACTION_DROP
-
-
-class RuleAction(enum.IntEnum):
-    ALLOW = lib.PK_RULE_ALLOW
-    BLOCK = lib.PK_RULE_BLOCK
-
-
-class IcmpSet(enum.IntEnum):
-    """Which ICMP messages count as a ping."""
-
-    ECHO = lib.PK_ICMP_ECHO
-    ECHO_REQUEST = lib.PK_ICMP_ECHO_REQUEST
-    ALL = lib.PK_ICMP_ALL
-
-
-class EventsMode(enum.IntEnum):
-    """Which packets produce a ring-buffer event."""
-
-    OFF = lib.PK_EVENTS_OFF
-    DROPS = lib.PK_EVENTS_DROPS
-    PINGS = lib.PK_EVENTS_PINGS
-    ALL = lib.PK_EVENTS_ALL
 
 
 class ConfigFlag(enum.IntFlag):
@@ -164,13 +99,29 @@ class ConfigFlag(enum.IntFlag):
 
 NO_FLAGS = ConfigFlag(0)
 
+# The model's enums that kern/pingkiller.h defines too, with the prefix of their C names.
+C_ENUMS: tuple[tuple[type[enum.IntEnum], str], ...] = (
+    (Hook, "PK_HOOK_"), (Direction, "PK_DIRECTION_"), (Reason, "PK_REASON_"),
+    (DefaultAction, "PK_ACTION_"), (RuleAction, "PK_RULE_"), (IcmpSet, "PK_ICMP_"),
+    (EventsMode, "PK_EVENTS_"), (TimingSlot, "PK_TIMING_"),
+)
 
-class TimingSlot(enum.IntEnum):
-    DROP = lib.PK_TIMING_DROP
-    PASS = lib.PK_TIMING_PASS
 
-
-TIMING_COUNT: int = lib.PK_TIMING_COUNT
+def enum_problems(c: object = lib) -> list[str]:
+    """How the model's enums differ from kern/pingkiller.h (compiled into the extension):
+    every member must have its C constant's value, and every C constant a member."""
+    problems = []
+    for kind, prefix in C_ENUMS:
+        names = {name.removeprefix(prefix) for name in dir(c) if name.startswith(prefix)}
+        names -= {"COUNT"}
+        if names != {member.name for member in kind}:
+            problems.append(f"{kind.__name__} has {sorted(m.name for m in kind)}, "
+                            f"pingkiller.h {sorted(names)}")
+            continue
+        problems += [f"{kind.__name__}.{member.name} is {member.value}, pingkiller.h "
+                     f"{getattr(c, prefix + member.name)}" for member in kind
+                     if getattr(c, prefix + member.name) != member.value]
+    return problems
 
 
 @dataclass(frozen=True)
@@ -268,8 +219,12 @@ def layout_problems(layout: Layout, c: CLayouts) -> list[str]:
 
 
 def check_layouts(layouts: tuple[Layout, ...] = LAYOUTS, c: CLayouts = ffi) -> None:
-    """Raise :class:`AbiMismatchError` unless every layout matches its C struct."""
+    """Raise :class:`AbiMismatchError` unless every layout and enum matches its C definition."""
     problems = [problem for layout in layouts for problem in layout_problems(layout, c)]
+    problems += enum_problems()
+    if DEFAULT_EVENT_RATE != lib.PK_DEFAULT_EVENT_RATE:
+        problems.append(f"the default event rate is {DEFAULT_EVENT_RATE}, pingkiller.h "
+                        f"{lib.PK_DEFAULT_EVENT_RATE}")
     if problems:
         raise AbiMismatchError("pingkiller ABI mismatch (rebuild: `make build`): "
                                + "; ".join(problems))
@@ -310,6 +265,23 @@ class Config:
         default, icmp, events, rate, flags, _ = CONFIG.unpack(raw[: CONFIG.size])
         return cls(DefaultAction(default), IcmpSet(icmp), EventsMode(events), rate, ConfigFlag(flags))
 
+    @classmethod
+    def of(cls, policy: Policy, lookups: ConfigFlag = NO_FLAGS) -> Config:
+        """The settings of ``policy``, with the rule maps' ``lookups`` flags."""
+        flags = lookups
+        if policy.all_protocols:
+            flags |= ConfigFlag.ALL_PROTOCOLS
+        if policy.timing:
+            flags |= ConfigFlag.TIMING
+        return cls(policy.default, policy.icmp, policy.events, policy.event_rate, flags)
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(default=self.default_action, icmp=self.icmp_set,
+                      all_protocols=bool(self.flags & ConfigFlag.ALL_PROTOCOLS),
+                      events=self.events, event_rate=self.event_rate,
+                      timing=bool(self.flags & ConfigFlag.TIMING))
+
 
 def u32_key(index: int) -> bytes:
     """Key of an array map slot."""
@@ -326,14 +298,6 @@ def decode_rule(raw: bytes) -> tuple[RuleAction, int]:
     """The action and total hits of a rule map value (one copy or one per CPU)."""
     copies = list(RULE.iter_unpack(raw))
     return RuleAction(copies[0][0]), sum(hits for _, hits in copies)
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def is_exact(network: Network) -> bool:
-    """Host rules (/32, /128) live in the hash maps; the rest in the LPM tries."""
-    return network.prefixlen == network.max_prefixlen
 
 
 def rule_map_name(network: Network) -> str:

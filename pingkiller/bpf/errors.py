@@ -1,9 +1,16 @@
-"""Typed errors of the BPF binding."""
+"""Typed errors of the BPF binding.
+
+:class:`BpfError` is an OSError (errno, strerror) and, so that one ``except`` catches
+everything the package raises, a :class:`pingkiller.model.errors.PingkillerError`: the
+binding's one tie to the rest of the package, a module that imports nothing.
+"""
 
 from __future__ import annotations
 
 import errno as errno_codes
 import os
+
+from pingkiller.model.errors import PingkillerError
 
 # Kernel-internal errno values that leak out of the bpf() syscall.
 ENOTSUPP = 524
@@ -11,7 +18,7 @@ ENOTSUPP = 524
 _LIBBPF_ERRNO_BASE = 4000
 
 
-class BpfError(OSError):
+class BpfError(OSError, PingkillerError):
     """A libbpf or bpf() call failed; carries the errno and the operation."""
 
     def __init__(self, err: int, operation: str, detail: str = "") -> None:
@@ -21,7 +28,8 @@ class BpfError(OSError):
         message = f"{operation}: {reason}"
         if detail:
             message += f" ({detail})"
-        super().__init__(err, message)
+        OSError.__init__(self, err, message)
+        self.message, self.point, self.remedy = message, None, None
 
     def __str__(self) -> str:
         return str(self.strerror)

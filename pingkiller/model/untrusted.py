@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pingkiller.errors import InvalidInput, PolicyFileError, RuleFileError
+from pingkiller.model.errors import InvalidInput, PolicyFileError, RuleFileError
 
 QUOTE_WIDTH = 40  # characters of a token an error message may quote
 PATH_WIDTH = 200  # characters of a path (what the user typed) a message shows

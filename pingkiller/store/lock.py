@@ -27,9 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pingkiller import pins
-from pingkiller.errors import InvalidInput, LockTimeout
-from pingkiller.untrusted import quote
+from pingkiller.model.errors import InvalidInput, LockTimeout
+from pingkiller.model.untrusted import quote
 
 log = logging.getLogger("pingkiller.lock")
 
@@ -81,17 +80,17 @@ _held = threading.local()  # the pin roots this thread holds the lock of
 
 
 @contextmanager
-def locked(timeout: float | None = None) -> Iterator[None]:
+def locked(pin_root: Path, timeout: float | None = None) -> Iterator[None]:
     """Hold the exclusive flock on the pin root for a read-modify-write of pins or maps.
 
     One lock for all interfaces keeps it simple: changes are short. A thread that holds
     it already (a change made to several attachments at once) holds it on. The root must exist:
-    a writer mounts bpffs and makes the root with :func:`pins.ensure_root` first (the lock
+    a writer mounts bpffs and makes the root first (:meth:`Store.writer
+    <pingkiller.store.Store.writer>`; the lock
     itself mounts and makes nothing). Waits at most ``timeout`` seconds (default: see the
     module), then raises :class:`LockTimeout`.
     """
     seconds = current_timeout() if timeout is None else _checked(timeout)
-    pin_root = pins.root()
     held = _held.__dict__.setdefault("roots", set())
     if pin_root in held:  # this thread holds it already (a change of several attachments)
         yield

@@ -15,15 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from pingkiller.errors import PermissionDenied, PingkillerError
+from pingkiller.model.errors import PermissionDenied, ProgramNotFound
 
 # Where system programs live, in the order a root shell's PATH usually has them.
 SYSTEM_BIN = (Path("/usr/sbin"), Path("/usr/bin"), Path("/sbin"), Path("/bin"))
 RUN_DIR = Path("/run/pingkiller")  # root-only state that lives until reboot (the demo's lock)
-
-
-class ProgramNotFound(PingkillerError):
-    """A system program pingkiller runs is not installed in a trusted place."""
 
 
 def program(name: str, package: str) -> str:
@@ -123,3 +119,19 @@ def write_private(path: Path, write: Callable[[IO[str]], None]) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def first_closed(path: Path, *, write: bool = False) -> Path | None:
+    """The first directory from / down to ``path`` (included, where it exists) that this
+    process may not enter (or, with ``write``, whose last level it may not change);
+    None when every one is open. A 0700 bpffs (systemd and bpftool mount it so) closes
+    /sys/fs/bpf itself to everyone but root."""
+    walked = Path(path.anchor)
+    for part in path.parts[1:]:
+        walked = walked / part
+        if not os.path.lexists(walked):
+            return None
+        wanted = os.X_OK | (os.R_OK | os.W_OK if write and walked == path else 0)
+        if not os.access(walked, wanted, effective_ids=True):
+            return walked
+    return None

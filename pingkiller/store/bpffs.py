@@ -147,19 +147,3 @@ def filesystem_type(path: Path) -> int | None:
     as_long = int.from_bytes(raw[: ctypes.sizeof(ctypes.c_long)], sys.byteorder) & 0xFFFFFFFF
     as_int = int.from_bytes(raw[:4], sys.byteorder)
     return BPF_FS_MAGIC if BPF_FS_MAGIC in (as_long, as_int) else as_long
-
-
-def first_closed(path: Path, *, write: bool = False) -> Path | None:
-    """The first directory from / down to ``path`` (included, where it exists) that this
-    process may not enter (or, with ``write``, whose last level it may not change);
-    None when every one is open. A 0700 bpffs (systemd and bpftool mount it so) closes
-    /sys/fs/bpf itself to everyone but root."""
-    walked = Path(path.anchor)
-    for part in path.parts[1:]:
-        walked = walked / part
-        if not os.path.lexists(walked):
-            return None
-        wanted = os.X_OK | (os.R_OK | os.W_OK if write and walked == path else 0)
-        if not os.access(walked, wanted, effective_ids=True):
-            return walked
-    return None

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 
 from pingkiller import abi
 from pingkiller.bpf import Map
-from pingkiller.rules import RuleTable
+from pingkiller.datapath.rules import RuleTable
+from pingkiller.store.records import read_settings, write_settings
 
 # The maps ABI 1 and 2 pinned. Their rule maps were shared, not per-CPU (a hash per
 # family for addresses, an LPM trie per family for prefixes), one struct pk_rule a value,
@@ -35,6 +36,5 @@ def convert(old: Mapping[str, Map], new: Mapping[str, Map]) -> dict[str, dict[by
     """Copy the policy and every rule with its hits from ``old`` (ABI 1 or 2) into
     ``new`` (loaded, its rule maps empty). Returns the hits it read, per rule map, for
     :meth:`RuleTable.carry_hits` once the new program runs."""
-    config = abi.Config.decode(old[abi.SETTINGS_MAP][abi.u32_key(0)])
-    new[abi.SETTINGS_MAP][abi.u32_key(0)] = config.encode()
+    write_settings(new, read_settings(old))
     return RuleTable(new).copy_from(old)

@@ -10,8 +10,7 @@ import errno
 import os
 from pathlib import Path
 
-from pingkiller import bpffs, pins
-from pingkiller.errors import PermissionDenied
+from pingkiller.model.errors import PermissionDenied
 
 CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
 
@@ -66,40 +65,18 @@ SECCOMP_REFUSED = (
 )
 
 
-def require_privileges(*, load: bool = False) -> None:
-    """Raise PermissionDenied unless the process may change pingkiller's pins (and, with
-    ``load``, load and attach its program: the verifier needs CAP_PERFMON for it too).
-
-    The pins are root's (0600 in a 0700 directory), so a non-root user is refused even
-    with the capabilities.
-    """
-    lacking = missing(effective(), load=load)
+def require(*, write: bool = True, load: bool = False) -> None:
+    """Raise PermissionDenied unless this process holds what changing pingkiller's pins
+    needs (CAP_BPF + CAP_NET_ADMIN; with ``load``, also CAP_PERFMON, which the verifier
+    needs to load the program), or with ``write=False``, what reading them needs (CAP_BPF).
+    Access to the pins themselves is the store's to check."""
+    lacking = missing(effective(), load=load, write=write)
+    if not write and lacking:
+        raise PermissionDenied(NEEDS_ROOT_TO_READ)
     if lacking == ["CAP_PERFMON"]:
-        raise PermissionDenied(f"{NEEDS_ROOT} (loading its XDP program also needs CAP_PERFMON)")
+        raise PermissionDenied(f"{NEEDS_ROOT} (loading its program also needs CAP_PERFMON)")
     if lacking:
         raise PermissionDenied(NEEDS_ROOT)
-    pin_root = pins.root()
-    closed = bpffs.first_closed(pin_root, write=True)
-    if closed is not None:
-        read_only = pins.read_only_mount(pin_root)
-        if read_only is not None:
-            raise pins.read_only_error(read_only)
-        raise PermissionDenied(f"the pins in {pin_root} are root's ({closed} is closed to this "
-                               f"user): {NEEDS_ROOT}")
-
-
-def require_read_privileges() -> None:
-    """Raise PermissionDenied unless the process may read pingkiller's pins: CAP_BPF (or
-    CAP_SYS_ADMIN) and read access to the pin root; write access is not needed."""
-    if missing(effective(), load=False, write=False):
-        raise PermissionDenied(NEEDS_ROOT_TO_READ)
-    pin_root = pins.root()
-    closed = bpffs.first_closed(pin_root)
-    if closed is None and os.path.isdir(pin_root) and not os.access(pin_root, os.R_OK):
-        closed = pin_root
-    if closed is not None:
-        raise PermissionDenied(f"the pins in {pin_root} are root's ({closed} is closed to this "
-                               f"user): reading them {NEEDS_ROOT_TO_READ}")
 
 
 def seccomp_refused(err: OSError) -> bool:

@@ -1,4 +1,5 @@
-"""The XDP program embedded in the extension (bpftool skeleton): open and load it."""
+"""The BPF object embedded in the extension (bpftool skeleton): its bytes, its identity,
+and opening it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 from pingkiller import abi
 from pingkiller._datapath import ffi, lib
 from pingkiller.bpf import Object
+from pingkiller.store.records import write_settings
 
 
 def elf_bytes() -> bytes:
@@ -20,7 +22,7 @@ def elf_bytes() -> bytes:
 @functools.cache
 def program_digest() -> bytes:
     """The SHA-256 of :func:`elf_bytes`: the installed program's identity, as recorded
-    beside the pins (pingkiller.pins.Identity) to tell an outdated attachment."""
+    beside the pins (pingkiller.store.records.Identity) to tell an outdated attachment."""
     return hashlib.sha256(elf_bytes()).digest()
 
 
@@ -32,5 +34,5 @@ def open_object() -> Object:
 def load(config: abi.Config | None = None) -> Object:
     """Load the program and write ``config`` (defaults: pass pings, no events) to its settings."""
     obj = open_object().load()
-    obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = (config or abi.Config()).encode()
+    write_settings(obj.maps, config or abi.Config())
     return obj

@@ -16,25 +16,16 @@ import itertools
 import socket
 import struct
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import closing
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import NamedTuple
 
 from pingkiller import abi
-from pingkiller.abi import Network, RuleAction
 from pingkiller.bpf import BatchError, BpfError, Map
-from pingkiller.errors import RuleTableFull
-from pingkiller.policy import (
-    RULE_ACTIONS,
-    Rule,
-    no_rules_error,
-    parse_network,
-    parse_rule_line,
-    rule_file_blocks,
-)
+from pingkiller.model.enums import RuleAction
+from pingkiller.model.errors import RuleTableFull
+from pingkiller.model.rules import Rule, RuleSet
+from pingkiller.store.records import read_settings, write_settings
 
 RULE_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP)
 # The LPM trie indexing each prefix map.
@@ -85,101 +76,15 @@ _DESCRIPTION = {
 }
 
 
-def group_by_map(networks: Iterable[Network]) -> dict[str, list[bytes]]:
-    """Rule keys per map, duplicates removed, order kept."""
-    grouped: dict[str, dict[bytes, None]] = defaultdict(dict)
-    for network in networks:
-        grouped[abi.rule_map_name(network)][abi.rule_key(network)] = None
-    return {name: list(keys) for name, keys in grouped.items()}
-
-
-@dataclass(frozen=True)
-class RuleKeys:
-    """Rules as map keys: ``by_map`` holds each rule map's keys (no duplicates, order kept);
-    ``requested`` counts the addresses/prefixes given, duplicates included."""
-
-    requested: int
-    by_map: dict[str, list[bytes]]
-
-    @classmethod
-    def of(cls, networks: Sequence[Network]) -> RuleKeys:
-        return cls(len(networks), group_by_map(networks))
-
-    def __add__(self, other: RuleKeys) -> RuleKeys:
-        if not self.requested:
-            return other
-        merged = {name: dict.fromkeys(keys) for name, keys in self.by_map.items()}
-        for name, keys in other.by_map.items():
-            merged.setdefault(name, {}).update(dict.fromkeys(keys))
-        return RuleKeys(self.requested + other.requested, {n: list(k) for n, k in merged.items()})
-
-
-def read_rule_keys(path: str | Path) -> RuleKeys:
-    """:func:`~pingkiller.policy.read_rule_file` as map keys, fast for plain IPv4 lists.
-
-    The file is read a block of lines at a time. A block whose every non-blank line is
-    a bare IPv4 address is packed straight from the text with the C library's inet_pton
-    (it accepts exactly the dotted quads ``ipaddress`` accepts); other blocks go line by
-    line, bare IPv4 addresses and prefixes still packed so, the rest through
-    :func:`~pingkiller.policy.parse_rule_line`, so the rules and the errors are the same
-    either way. Memory follows the rules, not the file.
-    """
-    pton, inet = socket.inet_pton, socket.AF_INET
-    exact_v4: list[bytes] = []
-    others: dict[str, dict[bytes, None]] = {}
-    requested = 0
-    with closing(rule_file_blocks(path)) as blocks:  # closes the file also on an error
-        for first, lines in blocks:
-            entries = [entry for line in lines if (entry := line.strip())]
-            try:
-                exact_v4 += [pton(inet, entry) for entry in entries]
-            except (OSError, ValueError):
-                pass  # not all bare addresses: line by line
-            else:
-                requested += len(entries)
-                continue
-            for number, line in enumerate(lines, first):
-                entry = line.strip()
-                if not entry:
-                    continue
-                key = _ipv4_key(entry)
-                if key is None:
-                    network = parse_rule_line(path, number, line)
-                    if network is None:
-                        continue  # a comment
-                    key = (abi.rule_map_name(network), abi.rule_key(network))
-                requested += 1
-                if key[0] == abi.RULES_V4_MAP:
-                    exact_v4.append(key[1])
-                else:
-                    others.setdefault(key[0], {})[key[1]] = None
-    if not requested:
-        raise no_rules_error(path)
-    by_map = {name: list(keys) for name, keys in others.items()}
-    if exact_v4:
-        unique = len(set(exact_v4)) == len(exact_v4)
-        by_map[abi.RULES_V4_MAP] = exact_v4 if unique else list(dict.fromkeys(exact_v4))
-    return RuleKeys(requested, by_map)
-
-
-def _ipv4_key(entry: str) -> tuple[str, bytes] | None:
-    """(map, key) of a bare IPv4 address or prefix, or None for anything else (then
-    parse_rule_line reads it: comments, other columns, IPv6, errors and their words)."""
-    address, slash, length = entry.partition("/")
-    try:
-        packed = socket.inet_pton(socket.AF_INET, address)
-    except (OSError, ValueError):
-        return None
-    if not slash:
-        return abi.RULES_V4_MAP, packed
-    if not (length.isascii() and length.isdigit() and len(length) <= 2):
-        return None
-    prefixlen = int(length)
-    if prefixlen > 32 or int.from_bytes(packed, "big") & (0xFFFFFFFF >> prefixlen):
-        return None  # parse_rule_line words the error
-    if prefixlen == 32:
-        return abi.RULES_V4_MAP, packed
-    return abi.PREFIXES_V4_MAP, abi.prefix_key(prefixlen, packed)
+def keys_by_map(rules: RuleSet) -> dict[str, list[bytes]]:
+    """The map keys of ``rules``, per rule map (empty maps left out)."""
+    by_map = {
+        abi.RULES_V4_MAP: rules.exact_v4,
+        abi.RULES_V6_MAP: rules.exact_v6,
+        abi.PREFIXES_V4_MAP: [abi.rule_key(n) for n in rules.prefixes if n.version == 4],
+        abi.PREFIXES_V6_MAP: [abi.rule_key(n) for n in rules.prefixes if n.version == 6],
+    }
+    return {name: keys for name, keys in by_map.items() if keys}
 
 
 # The order rules are listed in (RuleTable.entries), and how many are read at a time.
@@ -187,29 +92,11 @@ LISTING_ORDER = (abi.RULES_V4_MAP, abi.PREFIXES_V4_MAP, abi.RULES_V6_MAP, abi.PR
 LISTING_BATCH = 4096
 
 
-class RuleEntry(NamedTuple):
-    """One rule as :meth:`RuleTable.entries` lists it: the address or prefix as text
-    (``192.0.2.7``, ``10.0.0.0/8``: :func:`~pingkiller.policy.format_network`'s form),
-    its action and hit count. Cheap to make (no ipaddress object); :meth:`rule` makes
-    the :class:`~pingkiller.policy.Rule`."""
-
-    address: str
-    action: RuleAction
-    hits: int
-
-    def to_json(self) -> dict[str, object]:
-        """The same object as :meth:`Rule.to_json <pingkiller.policy.Rule.to_json>`."""
-        return {"address": self.address, "action": RULE_ACTIONS.word(self.action), "hits": self.hits}
-
-    def rule(self) -> Rule:
-        return Rule(parse_network(self.address), self.action, self.hits)
-
-
 class RuleScan(NamedTuple):
     """What :meth:`RuleTable.scan` found: how many rules, and the first of them."""
 
     total: int
-    first: list[RuleEntry]
+    first: list[Rule]
 
 
 _FAMILY = {abi.RULES_V4_MAP: socket.AF_INET, abi.PREFIXES_V4_MAP: socket.AF_INET,
@@ -266,7 +153,7 @@ def _address_text(family: int, packed: bytes) -> str:
     return text
 
 
-def _decode_entries(name: str, keys: bytes, values: bytes, count: int, sort: bool) -> list[RuleEntry]:
+def _decode_entries(name: str, keys: bytes, values: bytes, count: int, sort: bool) -> list[Rule]:
     """One batch of a rule map as entries (``sort``: by address)."""
     family, actions, make = _FAMILY[name], _ACTIONS, tuple.__new__
     packed, rows = _rows(name, keys, values, count, sort=sort)
@@ -274,7 +161,7 @@ def _decode_entries(name: str, keys: bytes, values: bytes, count: int, sort: boo
         # inet_ntop over the whole batch (~1 us a rule all told); IPv6 checks its text
         text = (map(socket.inet_ntop, itertools.repeat(family, count), packed)
                 if family == socket.AF_INET else map(_address_text, itertools.repeat(family), packed))
-        return [make(RuleEntry, (address, actions[action], hits))
+        return [make(Rule, (address, actions[action], hits))
                 for address, (action, hits) in zip(text, rows, strict=True)]
     prefix = abi.PREFIX_V4 if family == socket.AF_INET else abi.PREFIX_V6
     maximum = 32 if family == socket.AF_INET else 128
@@ -282,7 +169,7 @@ def _decode_entries(name: str, keys: bytes, values: bytes, count: int, sort: boo
     for key, (action, hits) in zip(packed, rows, strict=True):
         prefixlen, address = prefix.unpack(key)
         shown = _address_text(family, address)
-        entries.append(make(RuleEntry, (shown if prefixlen == maximum else f"{shown}/{prefixlen}",
+        entries.append(make(Rule, (shown if prefixlen == maximum else f"{shown}/{prefixlen}",
                                         actions[action], hits)))
     return entries
 
@@ -308,21 +195,16 @@ class RuleTable:
     def __init__(self, maps: Mapping[str, Map]) -> None:
         self.maps = {name: maps[name] for name in RULE_MAPS}
         self.tries = {name: maps[trie] for name, trie in PREFIX_TRIES.items()}
-        self.settings = maps[abi.SETTINGS_MAP]
+        self.settings = {abi.SETTINGS_MAP: maps[abi.SETTINGS_MAP]}
 
-    def set(self, networks: Iterable[Network], action: RuleAction) -> int:
-        """Make every network a rule with ``action``; returns how many rules changed.
-
-        A rule that already has the action keeps its hit count. All or nothing: if a map
-        would overflow, nothing changes and RuleTableFull names the capacity.
-        """
-        return self.set_keys(group_by_map(networks), action)
-
-    def set_keys(self, by_map: Mapping[str, Sequence[bytes]], action: RuleAction, *,
-                 undo: list[Callable[[], None]] | None = None) -> int:
-        """:meth:`set` for keys already grouped by map (see :class:`RuleKeys`). With
-        ``undo``, a call that puts the rules back as they were is appended to it (for a
-        change made to several tables, all or nothing)."""
+    def set(self, rules: RuleSet, action: RuleAction, *,
+            undo: list[Callable[[], None]] | None = None) -> int:
+        """Make every network of ``rules`` a rule with ``action``; returns how many rules
+        changed. A rule that already has the action keeps its hit count. All or nothing:
+        if a map would overflow, nothing changes and RuleTableFull names the capacity.
+        With ``undo``, a call that puts the rules back as they were is appended to it
+        (for a change made to several tables, all or nothing)."""
+        by_map = keys_by_map(rules)
         plan: list[tuple[Map, list[bytes], list[tuple[bytes, bytes]]]] = []
         for name, keys in by_map.items():
             table = self.maps[name]
@@ -451,15 +333,11 @@ class RuleTable:
             "(remove rules with `pingkiller unblock`, or cover addresses with prefixes)"
         )
 
-    def remove(self, networks: Iterable[Network]) -> int:
-        """Remove any rule for these networks; returns how many existed."""
-        return self.remove_keys(group_by_map(networks))
-
-    def remove_keys(self, by_map: Mapping[str, Sequence[bytes]], *,
-                    undo: list[Callable[[], None]] | None = None) -> int:
-        """:meth:`remove` for keys already grouped by map (see :class:`RuleKeys`). With
+    def remove(self, rules: RuleSet, *, undo: list[Callable[[], None]] | None = None) -> int:
+        """Remove any rule for the networks of ``rules``; returns how many existed. With
         ``undo``, the rules removed are read first, and a call that puts them back (hits
         and all) is appended to it."""
+        by_map = keys_by_map(rules)
         removed = 0
         gone: list[tuple[str, bytes, bytes]] = []
         for name, keys in by_map.items():
@@ -485,15 +363,9 @@ class RuleTable:
     def rules(self) -> list[Rule]:
         """Every rule with its hit count, in :meth:`entries` order (all in memory: for a
         large table, stream :meth:`entries` instead)."""
-        found: list[Rule] = []
-        for name in LISTING_ORDER:
-            for keys, values, count, sort in _map_batches(self.maps[name]):
-                packed, rows = _rows(name, keys, values, count, sort=sort)
-                found += [Rule(abi.network_from_key(name, key), _ACTIONS[action], hits)
-                          for key, (action, hits) in zip(packed, rows, strict=True)]
-        return found
+        return [rule for batch in self.entries() for rule in batch]
 
-    def entries(self) -> Iterator[list[RuleEntry]]:
+    def entries(self) -> Iterator[list[Rule]]:
         """Every rule with its hit count, one batch (at most LISTING_BATCH rules) at a
         time, decoded per batch without ipaddress objects (~1 us a rule): memory is one
         batch, whatever the table holds.
@@ -517,7 +389,7 @@ class RuleTable:
         """How many rules there are and the first ``keep`` (all when None), in
         :meth:`entries` order, from one walk of the maps: batches past the first
         ``keep`` rules are counted, not decoded. Memory: one batch beyond ``keep``."""
-        count, kept = 0, list[RuleEntry]()
+        count, kept = 0, list[Rule]()
         for name in LISTING_ORDER:
             for keys, values, found, sort in _map_batches(self.maps[name]):
                 count += found
@@ -529,7 +401,7 @@ class RuleTable:
         """Tell the program which of the rule maps ``names`` to look in: those that hold
         rules (it skips the others). Each map named costs a walk to its first entry: an
         empty hash map's walk visits every bucket (~1 ms for 2^20)."""
-        config = abi.Config.decode(self.settings[abi.u32_key(0)])
+        config = read_settings(self.settings)
         flags = config.flags
         for name in set(names):
             flag = LOOKUP_FLAG_OF[name]
@@ -538,7 +410,7 @@ class RuleTable:
 
     def _look_up(self, names: Iterable[str]) -> None:
         """Switch the lookups of maps ``names`` on (about to get rules: no walk needed)."""
-        config = abi.Config.decode(self.settings[abi.u32_key(0)])
+        config = read_settings(self.settings)
         flags = config.flags
         for name in names:
             flags |= LOOKUP_FLAG_OF[name]
@@ -546,4 +418,4 @@ class RuleTable:
 
     def _write_flags(self, config: abi.Config, flags: abi.ConfigFlag) -> None:
         if flags != config.flags:
-            self.settings[abi.u32_key(0)] = replace(config, flags=flags).encode()
+            write_settings(self.settings, replace(config, flags=flags))

@@ -1,0 +1,295 @@
+"""The handle's write side: changing an attachment's policy and rules, detaching it."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pingkiller import abi
+from pingkiller.attachment.state import abi_problem
+from pingkiller.attachment.view import CARRIED_MAPS, AttachmentView, Pinned, pinned_in
+from pingkiller.bpf import Map, Object, Program
+from pingkiller.datapath.rules import LOOKUP_FLAGS, RuleTable
+from pingkiller.hooks.base import HookLink, Strategy
+from pingkiller.model.enums import PinState, RuleAction
+from pingkiller.model.errors import AttachmentEnded, PermissionDenied, Remedy, StaleAttachment
+from pingkiller.model.network import NetworkLike
+from pingkiller.model.point import Point
+from pingkiller.model.policy import Policy
+from pingkiller.model.results import RuleDiff
+from pingkiller.model.rules import Rule, RuleSet, read_rule_file
+from pingkiller.publish import load_object, object_for, publish
+from pingkiller.store import Store
+from pingkiller.store.records import Identity, read_identity, read_settings, write_settings
+from pingkiller.system import capabilities
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+# Rule changes larger than this go through a copy of the rule tables swapped in at once
+# (a rebuild), so a writer killed meanwhile leaves no partial change.
+ATOMIC_ABOVE = 256
+
+# A change to a rule table: it returns the rules changed, and appends to the list (when
+# given) a call that undoes it.
+Edit = Callable[[RuleTable, "list[Callable[[], None]] | None"], int]
+
+
+def setting(rules: RuleSet, action: RuleAction) -> Edit:
+    return lambda table, undo: table.set(rules, action, undo=undo)
+
+
+def removing(rules: RuleSet) -> Edit:
+    return lambda table, undo: table.remove(rules, undo=undo)
+
+
+def each(edits: list[Edit]) -> Edit:
+    """The ``edits`` one after another, as one."""
+    return lambda table, undo: sum(edit(table, undo) for edit in edits)
+
+
+@dataclass
+class Staged:
+    """A rule change made ready on one attachment: :meth:`commit` makes it take effect (a
+    change made in place already has, and can be undone until then), :meth:`abort`
+    drops it. What :func:`pingkiller.change_rules` uses to change several attachments
+    all or nothing."""
+
+    attachment: Attachment
+    changed: int
+    undo: list[Callable[[], None]]
+    rebuilt: tuple[Object, RuleTable, dict[str, dict[bytes, int]]] | None = None
+
+    def commit(self) -> int:
+        if self.rebuilt is not None:
+            self.attachment._swap_in(*self.rebuilt)
+        return self.changed
+
+    def abort(self) -> None:
+        for put_back in reversed(self.undo):
+            put_back()
+        if self.rebuilt is not None:
+            self.rebuilt[0].close()
+
+
+class Attachment(AttachmentView):
+    """pingkiller at one point, to change: its policy, its rules, its life.
+
+    Obtain it with :func:`pingkiller.attach` or :func:`pingkiller.open`. As a context
+    manager it closes its handles on exit; a pinned attachment stays attached, a private
+    one (``persist=False``) is detached then, and if it is never closed, it warns
+    (ResourceWarning) and is detached when it is collected. Everything an
+    :class:`AttachmentView` reads, it reads too.
+    """
+
+    def __init__(self, point: Point, store: Store | None, strategy: Strategy, link: HookLink,
+                 maps: dict[str, Map], *, program: Program | None = None,
+                 obj: Object | None = None, identity: Identity | None = None,
+                 pinned: Pinned | None = None,
+                 reopen: Callable[[], AttachmentView] | None = None) -> None:
+        super().__init__(point, store, strategy, link, maps, program=program, obj=obj,
+                         identity=identity, pinned=pinned, reopen=reopen)
+        self._link: HookLink = link
+        self.recovered: list[str] = []  # what the writer that made or changed it finished first
+        self.replaced = False  # made by attach(replace=True) in an existing one's place
+
+    @property
+    def link(self) -> HookLink:
+        """What holds its program on the hook (a bpf_link, or a clsact filter)."""
+        self._check_open()
+        return self._link
+
+    # -- policy
+
+    def set_policy(self, policy: Policy) -> None:
+        """Change default action, ICMP set, events, timing... at once, rules untouched."""
+        with self._writing():
+            lookups = read_settings(self.maps).flags & LOOKUP_FLAGS
+            write_settings(self.maps, abi.Config.of(policy, lookups))
+
+    # -- rules
+
+    def block(self, addresses: Iterable[NetworkLike]) -> int:
+        """Block pings from/to these addresses or prefixes; returns rules changed."""
+        return self.set_rules(RuleSet.of(addresses), RuleAction.BLOCK)
+
+    def allow(self, addresses: Iterable[NetworkLike]) -> int:
+        """Let pings from/to these addresses or prefixes pass; returns rules changed."""
+        return self.set_rules(RuleSet.of(addresses), RuleAction.ALLOW)
+
+    def unblock(self, addresses: Iterable[NetworkLike]) -> int:
+        """Remove any rule for these addresses or prefixes; returns how many existed."""
+        return self.remove_rules(RuleSet.of(addresses))
+
+    def block_file(self, path: str | Path, action: RuleAction = RuleAction.BLOCK) -> int:
+        """Give every address or prefix of a rule file (one a line, # comments) ``action``."""
+        return self.set_rules(read_rule_file(path), action)
+
+    def set_rules(self, rules: RuleSet, action: RuleAction, *, atomic: bool | None = None) -> int:
+        """Give every rule of ``rules`` the ``action``; returns rules changed.
+
+        ``atomic``: all or nothing also if this process is killed meanwhile (a copy of
+        the rules is swapped in; it loads a program, so it needs CAP_PERFMON too). None
+        (the default) means: for pinned attachments, when more than ATOMIC_ABOVE rules
+        change; smaller changes are made in place, a few syscalls."""
+        with self._writing(changing=True):
+            return self.stage(setting(rules, action), len(rules), atomic).commit()
+
+    def remove_rules(self, rules: RuleSet, *, atomic: bool | None = None) -> int:
+        """Remove any rule of ``rules``; returns how many existed (``atomic`` as for
+        :meth:`set_rules`)."""
+        with self._writing(changing=True):
+            return self.stage(removing(rules), len(rules), atomic).commit()
+
+    def sync_rules(self, *, block: Iterable[NetworkLike] = (), allow: Iterable[NetworkLike] = (),
+                   atomic: bool | None = None) -> RuleDiff:
+        """Make this attachment's rules exactly ``block`` and ``allow``: add or change what
+        differs, remove the rest; rules that stay keep their hits. All or nothing."""
+        wanted_block, wanted_allow = RuleSet.of(block), RuleSet.of(allow)
+        with self._writing(changing=True):
+            edits, added, removed = self.differences(wanted_block, wanted_allow)
+            if edits:
+                size = sum(len(rule_set) for rule_set in (wanted_block, wanted_allow))
+                self.stage(each(edits), size + len(removed), atomic).commit()
+            return RuleDiff(self.point, tuple(added), tuple(removed), self._rules().count())
+
+    def differences(self, block: RuleSet, allow: RuleSet
+                    ) -> tuple[list[Edit], list[Rule], list[Rule]]:
+        """What makes the rules exactly ``block`` and ``allow``: the edits, the rules
+        they add or change, and the rules they remove."""
+        current = {rule.address: rule for batch in self._rules().entries() for rule in batch}
+        wanted = {Rule.of(network, action).address: action
+                  for rules, action in ((block, RuleAction.BLOCK), (allow, RuleAction.ALLOW))
+                  for network in rules.networks()}
+        added = [Rule(address, action) for address, action in wanted.items()
+                 if address not in current or current[address].action != action]
+        removed = [rule for address, rule in current.items() if address not in wanted]
+        edits: list[Edit] = []
+        for action in (RuleAction.BLOCK, RuleAction.ALLOW):
+            networks = [rule.network for rule in added if rule.action == action]
+            if networks:
+                edits.append(setting(RuleSet.of(networks), action))
+        if removed:
+            edits.append(removing(RuleSet.of(rule.network for rule in removed)))
+        return edits, added, removed
+
+    def stage(self, edit: Edit, size: int, atomic: bool | None) -> Staged:
+        """Make ``edit`` ready (see :class:`Staged`); call as a writer (the store's lock
+        held, :meth:`writing`). Small changes are made in place, undoable; big ones
+        (``atomic``, see :meth:`set_rules`) on a copy of the rules not yet swapped in."""
+        if self.store is None or not (size > ATOMIC_ABOVE if atomic is None else atomic):
+            undo: list[Callable[[], None]] = []
+            return Staged(self, edit(self._rules(), undo), undo)
+        capabilities.require(load=True)
+        if self.identity is not None and self.identity.abi_version != abi.ABI_VERSION:
+            raise abi_problem(self.point, self.identity.abi_version)
+        obj = object_for(self.strategy, self.point)
+        try:
+            for name in CARRIED_MAPS:
+                obj.reuse_map(name, self.maps[name])
+            load_object(obj)
+            write_settings(obj.maps, read_settings(self.maps))
+            table = RuleTable(obj.maps)
+            before = table.copy_from(self.maps)
+            changed = edit(table, None)
+        except BaseException:
+            obj.close()
+            raise
+        return Staged(self, changed, [], (obj, table, before))
+
+    def _swap_in(self, obj: Object, table: RuleTable, before: dict[str, dict[bytes, int]]) -> None:
+        """A rebuilt copy of the rules swapped in like a replace (kill -9 safe); hits the
+        old rules counted meanwhile are added after the swap."""
+        assert self.store is not None
+        try:
+            publish(self.store, obj, self.strategy, self.point, self.link)
+        except BaseException:
+            obj.close()
+            raise
+        table.carry_hits(before, self.maps)
+        self._release()
+        self.maps, self._obj, self._table, self._program = dict(obj.maps), obj, table, None
+        directory = self.store.directory(self.point)
+        self.identity, self._pinned = read_identity(directory), pinned_in(directory)
+
+    # -- locking
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """The store's lock, held for a change of this attachment; what killed writers
+        left is finished first and a replace by another process followed, so a change
+        never goes to maps nothing runs any more."""
+        with self._writing():
+            yield
+
+    def _writing(self, *, changing: bool = False) -> AbstractContextManager[None]:
+        self._check_open()
+        if self.read_only:
+            raise PermissionDenied(f"{self.point.label}'s attachment was opened read-only: "
+                                   "open it with read_only=False to change it", point=self.point)
+        if self.store is None:
+            self.check()
+            return nullcontext()
+        return self._locked(changing)
+
+    @contextmanager
+    def _locked(self, changing: bool) -> Iterator[None]:
+        assert self.store is not None
+        with self.store.writer() as recovered:
+            self.recovered += recovered
+            self.check()
+            if changing and self.is_stale():
+                raise StaleAttachment(f"{self.point.label}'s attachment filters nothing "
+                                      f"({self.problem()})", point=self.point,
+                                      remedy=Remedy.DETACH)
+            yield
+
+    # -- lifetime
+
+    def detach(self) -> None:
+        """Detach from the hook and remove the pins (a private attachment: detach)."""
+        self._check_open()
+        if self.read_only:
+            raise PermissionDenied(f"{self.point.label}'s attachment was opened read-only: "
+                                   "open it with read_only=False to detach it", point=self.point)
+        if self.store is None:
+            self._link.detach()
+        else:
+            with self.store.writer():
+                state = self.pin_state()
+                if state is PinState.SUPERSEDED:
+                    raise AttachmentEnded(f"{self.point.label} was detached and attached "
+                                          "again: this handle's attachment is gone, the new "
+                                          "one is left alone", point=self.point)
+                if state is not PinState.DETACHED:
+                    self.store.detach(self.point)
+        self.close()
+
+    def surrender_link(self) -> HookLink:
+        """Close this handle but leave its link open, for the caller to own (a replace
+        hands the link on to the attachment that takes this one's place)."""
+        self._check_open()
+        self._closed = True
+        self._release()
+        return self._link
+
+    def close(self) -> None:
+        """Release this process's handles. A pinned attachment stays attached; a private
+        one is detached (a clsact filter too, which no handle holds)."""
+        if not self._closed and self.store is None:
+            self._link.detach()
+        super().close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_closed", True) or self.store is not None:
+            return
+        try:
+            self.close()
+        finally:
+            warnings.warn(f"unclosed private attachment {self.point.label}: detached now; "
+                          "close it (or use it in `with`) to detach it when you mean to",
+                          ResourceWarning, stacklevel=2, source=self)

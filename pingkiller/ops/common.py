@@ -1,0 +1,58 @@
+"""What every verb starts from: the pin store, and the attachments a verb names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pingkiller.hooks.pinned import PinnedLinks
+from pingkiller.model.enums import DIRECTIONS, HOOKS, Direction, Hook
+from pingkiller.model.errors import NotAttached, Remedy
+from pingkiller.model.point import Point, validate_ifname
+from pingkiller.store import Store
+
+
+def store_at(pin_root: str | Path | Store | None = None) -> Store:
+    """The pin store at ``pin_root`` (a path, a Store, or None: $PINGKILLER_PIN_ROOT,
+    else /sys/fs/bpf/pingkiller), able to write and recover."""
+    if isinstance(pin_root, Store):
+        return pin_root if pin_root.links is not None else Store(pin_root.root, PinnedLinks())
+    return Store(pin_root, PinnedLinks())
+
+
+def selected(store: Store, ifname: str, hook: Hook | str | None = None,
+             direction: Direction | str | None = None) -> list[Point]:
+    """The attachments pinned for ``ifname`` (XDP first, then tc in and out), only those
+    at ``hook`` and ``direction`` when given. A listing: no BPF call, no privilege."""
+    validate_ifname(ifname)
+    wanted_hook = HOOKS.coerce(hook) if hook is not None else None
+    wanted_direction = DIRECTIONS.coerce(direction) if direction is not None else None
+    return [point for point in store.points() if point.ifname == ifname
+            and wanted_hook in (None, point.hook)
+            and wanted_direction in (None, point.direction)]
+
+
+def chosen(store: Store, ifname: str, hook: Hook | str | None,
+           direction: Direction | str | None) -> list[Point]:
+    """The selected attachments of ``ifname``; NotAttached when there is none."""
+    found = selected(store, ifname, hook, direction)
+    if found:
+        return found
+    wanted = Point(ifname, HOOKS.coerce(hook) if hook is not None else Hook.TC
+                   if direction is not None else Hook.XDP,
+                   DIRECTIONS.coerce(direction) if direction is not None else Direction.IN)
+    others = selected(store, ifname)
+    if others:
+        held = ", ".join(point.hook_text for point in others)
+        raise NotAttached(f"{ifname} has no pingkiller attachment at {_asked(hook, direction)} "
+                          f"(it has: {held})", point=wanted)
+    raise NotAttached(f"{ifname} has no pingkiller attachment", point=wanted,
+                      remedy=Remedy.ATTACH)
+
+
+def _asked(hook: Hook | str | None, direction: Direction | str | None) -> str:
+    words = []
+    if hook is not None:
+        words.append(HOOKS.coerce(hook).label)
+    if direction is not None:
+        words.append(DIRECTIONS.coerce(direction).label)
+    return " ".join(words) or "any hook"

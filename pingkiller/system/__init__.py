@@ -1,0 +1,1 @@
+"""Facts about this host that pingkiller acts on: capabilities, interfaces, what root may trust."""

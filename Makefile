@@ -172,7 +172,7 @@ clean:
 # help-text change: tests/unit/test_manpages.py fails while they are stale.
 .PHONY: man
 man:
-	$(PYTHON) -m pingkiller.manpages --output docs/man
+	$(PYTHON) tools/manpages.py --output docs/man
 
 # --- container image (docs/deploy) ---
 # docs/deploy/Containerfile built from this tree: `make image`, or with another tool or

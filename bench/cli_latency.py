@@ -21,7 +21,7 @@ from pathlib import Path
 
 from common import PINGKILLER, Row, run
 
-from pingkiller.sandbox import Sandbox
+from pingkiller.demo.sandbox import Sandbox
 
 RUNS = 15
 WARMUP = 2

@@ -25,8 +25,7 @@ from pathlib import Path
 
 from common import BUILD, Row, cpu, ping_frame, run
 
-from pingkiller import abi, datapath
-from pingkiller.abi import DefaultAction, EventsMode
+from pingkiller import abi
 from pingkiller.bpf import (
     LIVE_FRAMES,
     Map,
@@ -37,10 +36,12 @@ from pingkiller.bpf import (
     XdpLink,
     XdpMode,
 )
-from pingkiller.interfaces import interface_index
-from pingkiller.policy import Policy
-from pingkiller.sandbox import Peer, Sandbox
-from pingkiller.stats import read_stats
+from pingkiller.datapath import program as datapath
+from pingkiller.datapath.counters import read_stats
+from pingkiller.demo.sandbox import Peer, Sandbox
+from pingkiller.model.enums import DefaultAction, EventsMode
+from pingkiller.model.policy import DEFAULT_EVENT_RATE, Policy
+from pingkiller.system.interfaces import interface_index
 
 BATCH = 64  # frames per generator batch (the veth ring holds 256)
 ROUNDS = 11
@@ -51,7 +52,7 @@ NFT_TABLE = "pkbench"
 NULL_TARGET = 0.85  # issue #14: the veth drop rate at defaults, as a fraction of null's
 NFT_TARGET = 3.0  # an earlier target: against nftables dropping in its input hook
 FLOOR = "floor: 1 hash lookup of the source, counter"
-PINGKILLER = f"pingkiller, 1 block rule (default: events on drops, {abi.DEFAULT_EVENT_RATE}/s)"
+PINGKILLER = f"pingkiller, 1 block rule (default: events on drops, {DEFAULT_EVENT_RATE}/s)"
 
 
 def mac_of(peer: Peer) -> bytes:

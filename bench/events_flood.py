@@ -9,9 +9,12 @@ from pathlib import Path
 
 from common import BUILD, Row, bpffs_dir, cpu, ping_frame
 
-from pingkiller import abi, datapath
-from pingkiller.abi import CounterSlot, DefaultAction, EventsMode
+from pingkiller import abi
+from pingkiller.abi import CounterSlot
 from pingkiller.bpf import Program
+from pingkiller.datapath import program as datapath
+from pingkiller.model import enums
+from pingkiller.model.enums import DefaultAction, EventsMode
 
 EVENTS = 2_000_000
 CHUNK = 100_000
@@ -46,7 +49,7 @@ def measure(have_bcc: bool) -> list[Row]:
     rates: dict[str, float] = {}
     with bpffs_dir("ev") as pins, datapath.open_object() as obj:
         obj.load()
-        config = abi.Config(DefaultAction.DROP, abi.IcmpSet.ECHO, EventsMode.ALL, 0)
+        config = abi.Config(DefaultAction.DROP, enums.IcmpSet.ECHO, EventsMode.ALL, 0)
         obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = config.encode()
         ring = pins / "events"
         obj.maps[abi.EVENTS_MAP].pin(ring)

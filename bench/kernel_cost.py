@@ -39,12 +39,13 @@ from common import (
     tcp_frame,
 )
 
-from pingkiller import abi, datapath
-from pingkiller.abi import EventsMode, RuleAction
+from pingkiller import abi
 from pingkiller.bpf import Object, Program
-from pingkiller.policy import Policy
-from pingkiller.rules import RuleTable
-from pingkiller.sandbox import Sandbox
+from pingkiller.datapath import program as datapath
+from pingkiller.datapath.rules import RuleTable
+from pingkiller.demo.sandbox import Sandbox
+from pingkiller.model.enums import EventsMode, RuleAction
+from pingkiller.model.policy import Policy
 
 SECTION = "1 kernel"
 REPEAT = 500_000

@@ -22,10 +22,9 @@ from pathlib import Path
 from common import PINGKILLER, Row
 
 import pingkiller
-from pingkiller import abi
-from pingkiller.abi import RuleAction
-from pingkiller.rules import RuleKeys
-from pingkiller.sandbox import Sandbox
+from pingkiller.demo.sandbox import Sandbox
+from pingkiller.model.enums import RuleAction
+from pingkiller.model.rules import RuleSet
 
 SIZES = (1_000, 100_000, 1_000_000)
 SCRAPES = 5
@@ -121,7 +120,7 @@ def measure() -> list[Row]:
                 loaded = 1
                 for size in SIZES:
                     keys = [(FIRST + i).to_bytes(4, "big") for i in range(loaded - 1, size - 1)]
-                    attachment.set_rules(RuleKeys(len(keys), {abi.RULES_V4_MAP: keys}),
+                    attachment.set_rules(RuleSet(exact_v4=keys, requested=len(keys)),
                                          RuleAction.BLOCK)
                     loaded = size
                     del keys

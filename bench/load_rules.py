@@ -12,7 +12,7 @@ from pathlib import Path
 
 from common import BUILD, PINGKILLER, Row, run
 
-from pingkiller.sandbox import Sandbox
+from pingkiller.demo.sandbox import Sandbox
 
 RUNS = 3
 EXACT = 1_000_000

@@ -33,8 +33,9 @@ from drop_rate import BATCH, Counter, frame_for, held, xdp_filter
 
 from pingkiller import abi
 from pingkiller.bpf import LIVE_FRAMES, Map, Object, Program, XdpLink, XdpMode
-from pingkiller.interfaces import interface_index
-from pingkiller.sandbox import Peer, Sandbox
+from pingkiller.demo.sandbox import Peer, Sandbox
+from pingkiller.model.policy import DEFAULT_EVENT_RATE
+from pingkiller.system.interfaces import interface_index
 
 SECTION = "2b 2 CPUs"
 CPUS = (0, 1)
@@ -45,7 +46,7 @@ CHUNK = 1 << 17  # frames per BPF_PROG_RUN call (~10-20 ms): runs end within a c
 SCALING_TARGET = 1.8  # issue #14: drops per second on 2 CPUs / on 1 CPU
 NULL_SLACK = 0.95  # "or as close as the null program gets": within 5% of null's scaling
 NULL = "null XDP_DROP"
-PINGKILLER = f"pingkiller, 1 block rule (defaults: events on drops, {abi.DEFAULT_EVENT_RATE}/s)"
+PINGKILLER = f"pingkiller, 1 block rule (defaults: events on drops, {DEFAULT_EVENT_RATE}/s)"
 XDP_FILTER = "xdp-filter, 1 deny rule"
 
 

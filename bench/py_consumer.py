@@ -10,7 +10,7 @@ import sys
 import time
 
 from pingkiller.bpf import Map
-from pingkiller.events import EventStream
+from pingkiller.datapath.events import EventStream
 
 
 def main() -> None:

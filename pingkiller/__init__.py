@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # the public API, listed once
-    from pingkiller.apply import apply as apply
-    from pingkiller.apply import export as export
-    from pingkiller.apply import from_running as from_running
-    from pingkiller.apply import parse_policy_file as parse_policy_file
-    from pingkiller.apply import plan as plan
     from pingkiller.attachment import Attachment as Attachment
     from pingkiller.attachment import AttachmentView as AttachmentView
     from pingkiller.bpf.errors import BpfError as BpfError
     from pingkiller.datapath.counters import run_time_stats as run_time_stats
     from pingkiller.datapath.events import EventFeed as EventFeed
     from pingkiller.datapath.events import EventStream as EventStream
+    from pingkiller.declarative import apply as apply
+    from pingkiller.declarative import export as export
+    from pingkiller.declarative import from_running as from_running
+    from pingkiller.declarative import parse_policy_file as parse_policy_file
+    from pingkiller.declarative import plan as plan
     from pingkiller.model.enums import DefaultAction as DefaultAction
     from pingkiller.model.enums import Direction as Direction
     from pingkiller.model.enums import EventsMode as EventsMode
@@ -78,14 +78,17 @@ if TYPE_CHECKING:  # the public API, listed once
     from pingkiller.ops.attach import attach_both as attach_both
     from pingkiller.ops.change import change_rules as change_rules
     from pingkiller.ops.change import sync_rules as sync_rules
+    from pingkiller.ops.common import set_lock_timeout as set_lock_timeout
     from pingkiller.ops.detach import detach as detach
     from pingkiller.ops.detach import detach_all as detach_all
     from pingkiller.ops.detach import recover_interrupted as recover_interrupted
     from pingkiller.ops.listing import attachments as attachments
+    from pingkiller.ops.listing import check_access as check_access
     from pingkiller.ops.listing import each_attachment as each_attachment
-    from pingkiller.ops.listing import open_attachment as open  # noqa: A004 (pingkiller.open)
+    from pingkiller.ops.listing import open as open
     from pingkiller.ops.listing import open_attachment as open_attachment
     from pingkiller.ops.listing import open_each as open_each
+    from pingkiller.ops.listing import points as points
     from pingkiller.ops.upgrade import upgrade as upgrade
     from pingkiller.ops.upgrade import upgrade_all as upgrade_all
     from pingkiller.store import Store as Store
@@ -98,7 +101,7 @@ else:
 
         where = public(__file__)
         if name == "__all__":
-            value: object = sorted(n for n in where if n != "open") + ["__version__"]
+            value: object = [*sorted(n for n in where if n != "open"), "__version__"]
         elif name in where:
             module, original = where[name]
             value = getattr(importlib.import_module(module), original)

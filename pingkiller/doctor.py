@@ -19,7 +19,7 @@ from pathlib import Path
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from pingkiller import capabilities
+from pingkiller.system import capabilities
 
 
 class Status(enum.StrEnum):
@@ -52,9 +52,6 @@ class Check:
         text = f"{_LABELS[self.status]} {self.name}: {self.detail}"
         return f"{text} - fix: {self.fix}" if self.fix else text
 
-    def to_json(self) -> dict[str, str | None]:
-        return {"name": self.name, "status": self.status.value, "detail": self.detail,
-                "fix": self.fix or None}
 
 
 @dataclass(frozen=True)
@@ -70,17 +67,6 @@ class ObjectReport:
     core_relocations: int
     machine: str = field(default="")
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "machine": self.machine,
-            "sections": self.sections,
-            "programs": self.programs,
-            "maps": self.maps,
-            "license": self.license,
-            "btf": self.has_btf,
-            "btf_ext": self.has_btf_ext,
-            "core_relocations": self.core_relocations,
-        }
 
 
 def _core_relocations(btf_ext: bytes, little_endian: bool) -> int:
@@ -170,9 +156,10 @@ def check_btf(core_relocations: int, path: Path = VMLINUX_BTF) -> Check:
 
 def check_bpffs(mounts: str | None = None, pin_root: Path | None = None) -> Check:
     """bpffs must be mounted where pingkiller pins (PINGKILLER_PIN_ROOT or /sys/fs/bpf)."""
-    from pingkiller import bpffs, pins
+    from pingkiller.store import bpffs
+    from pingkiller.store.layout import default_root
 
-    pin_root = pin_root or pins.root()
+    pin_root = pin_root or default_root()
     points = bpffs.mount_points(mounts)
     covering = [p for p in points if pin_root == Path(p) or Path(p) in pin_root.parents]
     if covering:
@@ -222,14 +209,15 @@ def check_object(report: ObjectReport) -> Check:
 
 def check_xdp_native(ifname: str) -> Check:
     """Attach the (pass-everything) data path in native mode to ``ifname`` and detach again."""
-    from pingkiller import abi, datapath
+    from pingkiller import abi
     from pingkiller.bpf import BpfError, NotSupportedError, XdpLink, XdpMode, xdp_query
-    from pingkiller.errors import PermissionDenied, PingkillerError
-    from pingkiller.interfaces import interface_index
+    from pingkiller.datapath import program as datapath
+    from pingkiller.model.errors import PermissionDenied, PingkillerError
+    from pingkiller.system.interfaces import interface_index
 
     name = f"XDP native mode on {ifname}"
     try:
-        capabilities.require_privileges()
+        capabilities.require()
     except PermissionDenied:
         return Check(name, SKIP, "needs the capabilities above")
     try:
@@ -273,9 +261,9 @@ def check_tcx() -> Check:
 
 def run(interface: str | None = None) -> tuple[list[Check], ObjectReport]:
     """Every check, in order; the XDP mode is tried only on ``interface`` when given."""
-    from pingkiller import datapath
+    from pingkiller.datapath.program import elf_bytes
 
-    report = inspect_object(datapath.elf_bytes())
+    report = inspect_object(elf_bytes())
     checks = [check_kernel(), check_btf(report.core_relocations), check_bpffs(),
               check_capabilities(), check_libbpf(), check_object(report), check_tcx()]
     if interface is None:

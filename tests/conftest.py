@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pingkiller.sandbox import Sandbox
+from pingkiller.demo.sandbox import Sandbox
+from pingkiller.store.layout import DEFAULT_ROOT
 
 IS_ROOT = os.geteuid() == 0
 IN_CI = os.environ.get("CI") == "true"
@@ -32,12 +33,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session", autouse=True)
 def real_pins_untouched() -> Iterator[None]:
     """No test may pin under the machine's own pin root: tests use private ones (pin_root)."""
-    from pingkiller import pins
 
     if not IS_ROOT:  # bpffs and the pin root are 0700: nothing to see, nothing a test could pin
         yield
         return
-    real = pins.DEFAULT_ROOT
+    real = DEFAULT_ROOT
     before = sorted(p.name for p in real.iterdir()) if real.is_dir() else None
     yield
     after = sorted(p.name for p in real.iterdir()) if real.is_dir() else None

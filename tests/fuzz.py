@@ -44,11 +44,13 @@ if str(_TESTS.parent) not in sys.path:
 import oracle  # noqa: E402
 from oracle import Network, Policy  # noqa: E402
 
-from pingkiller import abi, bpf, datapath  # noqa: E402
-from pingkiller.rules import LOOKUP_FLAG_OF, LOOKUP_FLAGS, PREFIX_TRIES, RULE_MAPS  # noqa: E402
+from pingkiller import abi, bpf  # noqa: E402
+from pingkiller.datapath import program as datapath  # noqa: E402
+from pingkiller.datapath.rules import LOOKUP_FLAG_OF, LOOKUP_FLAGS, PREFIX_TRIES, RULE_MAPS  # noqa: E402
+from pingkiller.model import enums  # noqa: E402
 
 
-def put_rule(maps: dict[str, bpf.Map], network: Network, action: abi.RuleAction) -> None:
+def put_rule(maps: dict[str, bpf.Map], network: Network, action: enums.RuleAction) -> None:
     """Write one rule straight into the maps, as the ABI lays it out: the action in every
     CPU's copy, hits zero, and a prefix also in its trie (whose value is the key)."""
     name, key = abi.rule_map_name(network), abi.rule_key(network)
@@ -162,14 +164,14 @@ POOL_NETWORKS: tuple[Network, ...] = (
     *(ipaddress.IPv4Network((a, n), strict=False) for a in V4_POOL for n in V4_PREFIXLENS),
     *(ipaddress.IPv6Network((a, n), strict=False) for a in V6_POOL for n in V6_PREFIXLENS),
 )
-RULE_POOL: tuple[tuple[Network, abi.RuleAction], ...] = tuple(
-    (network, action) for network in POOL_NETWORKS for action in abi.RuleAction
+RULE_POOL: tuple[tuple[Network, enums.RuleAction], ...] = tuple(
+    (network, action) for network in POOL_NETWORKS for action in enums.RuleAction
 )
 
 
 @st.composite
-def _random_rules(draw: st.DrawFn) -> tuple[Network, abi.RuleAction]:
-    action = abi.RuleAction.BLOCK if draw(BOOL) else abi.RuleAction.ALLOW
+def _random_rules(draw: st.DrawFn) -> tuple[Network, enums.RuleAction]:
+    action = enums.RuleAction.BLOCK if draw(BOOL) else enums.RuleAction.ALLOW
     if draw(BOOL):
         return ipaddress.IPv4Network((address(draw, 4), draw(_ints(0, 32))), False), action
     return ipaddress.IPv6Network((address(draw, 6), draw(_ints(0, 128))), False), action
@@ -179,9 +181,9 @@ RANDOM_RULES = _random_rules()
 # (default action, ICMP set, events mode, all-protocols) in one draw.
 CONFIGS = st.sampled_from([
     (default, icmp, events, every)
-    for default in abi.DefaultAction
-    for icmp in abi.IcmpSet
-    for events in abi.EventsMode
+    for default in enums.DefaultAction
+    for icmp in enums.IcmpSet
+    for events in enums.EventsMode
     for every in (False, True)
 ])
 
@@ -384,20 +386,20 @@ class Entry:
 
     name: str  # as tests and --entry name it
     program: str
-    hook: abi.Hook
-    direction: abi.Direction
+    hook: enums.Hook
+    direction: enums.Direction
 
     def retval(self, verdict: int) -> int:
         """What this program returns for the oracle's verdict (XDP_DROP or XDP_PASS)."""
-        return verdict if self.hook == abi.Hook.XDP else oracle.TC_RETURN[verdict]
+        return verdict if self.hook == enums.Hook.XDP else oracle.TC_RETURN[verdict]
 
     def __str__(self) -> str:
         return self.name
 
 
-XDP = Entry("xdp", abi.PROGRAM_NAME, abi.Hook.XDP, abi.Direction.IN)
-TC_IN = Entry("tc-in", abi.TC_IN_PROGRAM_NAME, abi.Hook.TC, abi.Direction.IN)
-TC_OUT = Entry("tc-out", abi.TC_OUT_PROGRAM_NAME, abi.Hook.TC, abi.Direction.OUT)
+XDP = Entry("xdp", abi.PROGRAM_NAME, enums.Hook.XDP, enums.Direction.IN)
+TC_IN = Entry("tc-in", abi.TC_IN_PROGRAM_NAME, enums.Hook.TC, enums.Direction.IN)
+TC_OUT = Entry("tc-out", abi.TC_OUT_PROGRAM_NAME, enums.Hook.TC, enums.Direction.OUT)
 ENTRIES = (XDP, TC_IN, TC_OUT)
 TC_ENTRIES = (TC_IN, TC_OUT)
 
@@ -413,7 +415,7 @@ def runnable(entry: Entry, frame: bytes) -> bool:
     """Whether BPF_PROG_RUN runs ``frame`` through ``entry``'s program at all."""
     if len(frame) < 14:
         return False
-    if entry.hook == abi.Hook.XDP:
+    if entry.hook == enums.Hook.XDP:
         return True
     return len(frame) >= TC_SHORTEST.get(int.from_bytes(frame[12:14], "big"), 14)
 
@@ -517,13 +519,13 @@ class DataPath:
 
 def _slot_name(slot: int) -> str:
     if slot < abi.REASON_COUNT:
-        return abi.Reason(slot).name
+        return enums.Reason(slot).name
     return abi.CounterSlot(slot).name
 
 
 def _reason_name(value: int) -> str:
     try:
-        return abi.Reason(value).name
+        return enums.Reason(value).name
     except ValueError:
         return str(value)
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, Reason, RuleAction
+from pingkiller.model.enums import DefaultAction, EventsMode, IcmpSet, Reason, RuleAction
 
 XDP_DROP = 1
 XDP_PASS = 2

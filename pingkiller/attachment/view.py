@@ -20,8 +20,7 @@ from pingkiller.datapath.rules import RuleScan, RuleTable
 from pingkiller.hooks import Strategy
 from pingkiller.hooks.base import HookLink
 from pingkiller.model.enums import LinkState, Mode, PinState, Reason
-from pingkiller.model.errors import AttachmentClosed, AttachmentEnded, PermissionDenied
-from pingkiller.model.errors import PingkillerError
+from pingkiller.model.errors import AttachmentClosed, AttachmentEnded, PermissionDenied, PingkillerError
 from pingkiller.model.point import Point
 from pingkiller.model.policy import Policy
 from pingkiller.model.results import AttachmentInfo

@@ -8,8 +8,10 @@ from contextlib import contextmanager
 
 from pingkiller import abi
 from pingkiller.bpf import BpfError, Map, Program, enable_run_time_stats
-from pingkiller.model.enums import TIMING_SLOTS, Reason
+from pingkiller.model.enums import Reason
 from pingkiller.model.stats import Counter, Stats
+from pingkiller.model.words import TIMING_SLOTS
+
 
 def _per_cpu_counters(counters: Map, raw: bytes) -> list[Counter]:
     return [Counter(*abi.COUNTER.unpack(value)) for value in counters.split_per_cpu(raw)]

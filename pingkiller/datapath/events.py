@@ -10,6 +10,7 @@ from pingkiller import abi
 from pingkiller.bpf import Map, RecordBatch, RingBuffer
 from pingkiller.model.events import Event, EventSummary, WallClock
 
+
 def decode(batch: RecordBatch) -> list[Event]:
     """Events of one ring-buffer batch."""
     return list(map(Event._make, batch.unpack(abi.EVENT)))

@@ -204,7 +204,11 @@ class RuleTable:
         if a map would overflow, nothing changes and RuleTableFull names the capacity.
         With ``undo``, a call that puts the rules back as they were is appended to it
         (for a change made to several tables, all or nothing)."""
-        by_map = keys_by_map(rules)
+        return self.set_keys(keys_by_map(rules), action, undo=undo)
+
+    def set_keys(self, by_map: Mapping[str, Sequence[bytes]], action: RuleAction, *,
+                 undo: list[Callable[[], None]] | None = None) -> int:
+        """:meth:`set` for rule map keys, per map (:func:`keys_by_map`)."""
         plan: list[tuple[Map, list[bytes], list[tuple[bytes, bytes]]]] = []
         for name, keys in by_map.items():
             table = self.maps[name]
@@ -337,7 +341,11 @@ class RuleTable:
         """Remove any rule for the networks of ``rules``; returns how many existed. With
         ``undo``, the rules removed are read first, and a call that puts them back (hits
         and all) is appended to it."""
-        by_map = keys_by_map(rules)
+        return self.remove_keys(keys_by_map(rules), undo=undo)
+
+    def remove_keys(self, by_map: Mapping[str, Sequence[bytes]], *,
+                    undo: list[Callable[[], None]] | None = None) -> int:
+        """:meth:`remove` for rule map keys, per map (:func:`keys_by_map`)."""
         removed = 0
         gone: list[tuple[str, bytes, bytes]] = []
         for name, keys in by_map.items():

@@ -17,9 +17,10 @@ from pingkiller.hooks.base import HookLink, Strategy
 from pingkiller.hooks.clsact import ClsactHook
 from pingkiller.hooks.tcx import TcxHook
 from pingkiller.hooks.xdp import XdpHook
-from pingkiller.model.enums import MODES, Hook, Mode
+from pingkiller.model.enums import Hook, Mode
 from pingkiller.model.errors import AttachFailed, InvalidInput
 from pingkiller.model.point import Point
+from pingkiller.model.words import MODES
 from pingkiller.store.layout import LINK_PIN
 
 XDP = XdpHook()

@@ -1,4 +1,5 @@
-"""Every enum of pingkiller, each with its one vocabulary (the words users type and read).
+"""Every enum of pingkiller (their words, which users type and read, are in
+:mod:`pingkiller.model.words`; a ``label`` is the word of a member that has one).
 
 The values of those kern/pingkiller.h also defines are written here as numbers;
 :mod:`pingkiller.abi` checks them against the compiled header when it is imported.
@@ -7,8 +8,6 @@ The values of those kern/pingkiller.h also defines are written here as numbers;
 from __future__ import annotations
 
 import enum
-
-from pingkiller.model.vocabulary import Vocabulary
 
 
 class Hook(enum.IntEnum):
@@ -20,7 +19,7 @@ class Hook(enum.IntEnum):
     @property
     def label(self) -> str:
         """``xdp`` or ``tc``."""
-        return HOOKS.word(self)
+        return self.name.lower()
 
 
 class Direction(enum.IntEnum):
@@ -32,7 +31,7 @@ class Direction(enum.IntEnum):
     @property
     def label(self) -> str:
         """``in`` or ``out``."""
-        return DIRECTIONS.word(self)
+        return self.name.lower()
 
 
 class Mode(enum.Enum):
@@ -77,7 +76,7 @@ class Reason(enum.IntEnum):
     @property
     def label(self) -> str:
         """Stable lower-case name used in output, JSON and metrics (e.g. ``drop_block``)."""
-        return REASONS.word(self)
+        return self.name.lower()
 
 
 class DefaultAction(enum.IntEnum):
@@ -154,19 +153,3 @@ class PinState(enum.Enum):
     def ended(self) -> bool:
         """Whether what a handle of the old attachment reads no longer changes."""
         return self in (PinState.SUPERSEDED, PinState.DETACHED)
-
-
-HOOKS = Vocabulary({"xdp": Hook.XDP, "tc": Hook.TC})
-DIRECTIONS = Vocabulary({"in": Direction.IN, "out": Direction.OUT})
-# The modes one can ask for; an attachment reports the mode in effect as Mode.value.
-MODES = Vocabulary({"auto": Mode.AUTO, "native": Mode.NATIVE, "generic": Mode.GENERIC,
-                    "tcx": Mode.TCX, "clsact": Mode.CLSACT})
-REASONS = Vocabulary({reason.name.lower(): reason for reason in Reason})
-DEFAULT_ACTIONS = Vocabulary({"drop": DefaultAction.DROP, "pass": DefaultAction.PASS})
-RULE_ACTIONS = Vocabulary({"block": RuleAction.BLOCK, "allow": RuleAction.ALLOW})
-ICMP_SETS = Vocabulary({"echo": IcmpSet.ECHO, "echo-request": IcmpSet.ECHO_REQUEST,
-                        "all": IcmpSet.ALL})
-EVENT_MODES = Vocabulary({"off": EventsMode.OFF, "drops": EventsMode.DROPS,
-                          "pings": EventsMode.PINGS, "all": EventsMode.ALL})
-# The verdicts whose processing time is measured.
-TIMING_SLOTS = Vocabulary({"drop": TimingSlot.DROP, "pass": TimingSlot.PASS})

@@ -25,6 +25,7 @@ class Remedy(enum.Enum):
     CHOOSE = "choose"  # say which of an interface's attachments: hook and direction
     NEWER = "newer"  # use the pingkiller that made the pins (this one can still detach)
     TC_HOOK = "tc-hook"  # the XDP hook is taken: attach at the tc hook instead
+    LOCK_TIMEOUT = "lock-timeout"  # wait longer for the lock (a higher lock timeout)
 
 
 class PingkillerError(Exception):
@@ -41,7 +42,8 @@ class PingkillerError(Exception):
 
     def __str__(self) -> str:
         hint = library_hint(self.remedy, self.point)
-        return f"{self.message}: {hint}" if hint else self.message
+        separator = "; " if self.remedy is Remedy.LOCK_TIMEOUT else ": "
+        return f"{self.message}{separator}{hint}" if hint else self.message
 
 
 def library_hint(remedy: Remedy | None, point: Point | None) -> str:
@@ -61,15 +63,15 @@ def library_hint(remedy: Remedy | None, point: Point | None) -> str:
                       f"pingkiller.detach({where}))",
         Remedy.TC_HOOK: "attach at the tc hook instead (hook='tc'), which runs beside it, or "
                         "remove it with the tool that loaded it and try again",
+        Remedy.LOCK_TIMEOUT: "a longer lock timeout (pingkiller.set_lock_timeout, or "
+                             "PINGKILLER_LOCK_TIMEOUT) waits longer",
     }[remedy]
 
 
 def _call_arguments(point: Point | None) -> str:
     if point is None:
         return "IFACE"
-    from pingkiller.model.enums import Hook
-
-    if point.hook is Hook.XDP:
+    if point.hook_text == "xdp":
         return repr(point.ifname)
     return f"{point.ifname!r}, hook='tc', direction={point.direction.label!r}"
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pingkiller.model.enums import DIRECTIONS, HOOKS, Direction, Hook
+from pingkiller.model.enums import Direction, Hook
 from pingkiller.model.errors import InvalidInput, InvalidInterfaceName
 from pingkiller.model.untrusted import quote
+from pingkiller.model.words import DIRECTIONS, HOOKS
 
 # Linux interface names: at most 15 bytes, no '/', no whitespace, not '.' or '..'.
 _IFNAME = re.compile(r"[A-Za-z0-9_.@:+-]{1,15}")

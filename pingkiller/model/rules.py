@@ -133,20 +133,23 @@ def read_rule_file(path: str | Path) -> RuleSet:
                 rules.requested += len(entries)
                 continue
             for number, line in enumerate(lines, first):
-                network = _line_network(path, number, line)
-                if network is not None:
-                    rules.add(network)
+                word = line.split("#", 1)[0].split(";", 1)[0].split(None, 1)
+                if not word:
+                    continue
+                try:  # a bare IPv4 address (the common case), packed without ipaddress
+                    rules.exact_v4.append(pton(inet, word[0]))
+                    rules.requested += 1
+                    continue
+                except (OSError, ValueError):
+                    pass
+                rules.add(_word_network(path, number, line, word[0]))
     if not rules.requested:
         raise RuleFileError(f"rule file {quote_path(path)} holds no address or prefix")
     return rules.unique()
 
 
-def _line_network(path: str | Path, number: int, line: str) -> Network | None:
-    """The network on line ``number`` (its first word, before a comment), or None."""
-    words = line.split("#", 1)[0].split(";", 1)[0].split(None, 1)
-    if not words:
-        return None
-    word = words[0]
+def _word_network(path: str | Path, number: int, line: str, word: str) -> Network:
+    """The network ``word`` (the first of line ``number``) names."""
     try:
         return parse_network(word)
     except InvalidAddress as err:

@@ -438,3 +438,15 @@ def toml_shape_problem(text: str) -> tuple[int, int, str] | None:
 def _position(text: str, offset: int) -> tuple[int, int]:
     line = text.count("\n", 0, offset) + 1
     return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")  # ASCII digits, one optional point
+
+
+def parse_seconds(text: str) -> float:
+    """Seconds written as ASCII digits with an optional decimal point (``30``, ``2.5``);
+    ValueError for anything else (signs, exponents, ``inf``, ``nan``, spaces)."""
+    if not _SECONDS.fullmatch(text):
+        raise ValueError(f"{quote(text)} is not a number of seconds (digits and an optional "
+                         "decimal point, e.g. 30 or 2.5; 0 does not wait)")
+    return float(text)

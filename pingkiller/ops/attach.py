@@ -10,14 +10,15 @@ from pingkiller.attachment import Attachment
 from pingkiller.attachment.opening import open_writer
 from pingkiller.attachment.view import pinned_in
 from pingkiller.hooks import Strategy
-from pingkiller.model.enums import DIRECTIONS, HOOKS, Direction, Hook, LinkState, Mode
+from pingkiller.model.enums import Direction, Hook, LinkState, Mode
 from pingkiller.model.errors import AlreadyAttached, InvalidInput, Remedy
 from pingkiller.model.network import NetworkLike, format_network
 from pingkiller.model.point import Point
 from pingkiller.model.policy import Policy, default_action
 from pingkiller.model.rules import RuleSet
-from pingkiller.ops.listing import PinRoot
+from pingkiller.model.words import DIRECTIONS, HOOKS
 from pingkiller.ops.common import store_at
+from pingkiller.ops.listing import PinRoot
 from pingkiller.publish import CARRIED_MAPS, load, publish
 from pingkiller.store import Store
 from pingkiller.store.records import read_identity
@@ -146,7 +147,7 @@ def held_programs(store: Store, like: Point) -> dict[int, Point]:
         try:
             with hooks.for_pins(point, directory).open(point, directory) as link:
                 held[link.info().prog_id] = point
-        except Exception:  # noqa: BLE001 (unreadable pins hold no program we could double)
+        except Exception:
             continue
     return held
 
@@ -205,9 +206,9 @@ def _attach_pinned(store: Store, point: Point, strategy: Strategy, mode: Mode, i
 
 def _check_same_mode(existing: Attachment, strategy: Strategy, asked: Mode) -> None:
     """A replace keeps how the hook is held: asking for another mode is refused."""
-    current = existing.mode
+    current, point = existing.mode, existing.point
     if asked is Mode.AUTO or (asked is current and strategy is existing.strategy):
         return
     existing.close()
     raise InvalidInput(f"replace keeps the attach mode ({current.value}); to change it to "
-                       f"{asked.value}, detach first", point=existing.point)
+                       f"{asked.value}, detach first", point=point)

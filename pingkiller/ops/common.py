@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pingkiller.hooks.pinned import PinnedLinks
-from pingkiller.model.enums import DIRECTIONS, HOOKS, Direction, Hook
+from pingkiller.model.enums import Direction, Hook
 from pingkiller.model.errors import NotAttached, Remedy
 from pingkiller.model.point import Point, validate_ifname
-from pingkiller.store import Store
+from pingkiller.model.words import DIRECTIONS, HOOKS
+from pingkiller.store import Store, lock
 
 
 def store_at(pin_root: str | Path | Store | None = None) -> Store:
@@ -17,6 +18,13 @@ def store_at(pin_root: str | Path | Store | None = None) -> Store:
     if isinstance(pin_root, Store):
         return pin_root if pin_root.links is not None else Store(pin_root.root, PinnedLinks())
     return Store(pin_root, PinnedLinks())
+
+
+def set_lock_timeout(seconds: float | None) -> None:
+    """How long this process's writers wait for the pin lock from now on, in seconds (0:
+    try once). None goes back to $PINGKILLER_LOCK_TIMEOUT, else 30 s, and checks that
+    variable now, so a bad value is reported before anything runs."""
+    lock.set_timeout(seconds)
 
 
 def selected(store: Store, ifname: str, hook: Hook | str | None = None,

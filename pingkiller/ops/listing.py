@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Literal, TypeVar, overload
 
 from pingkiller.attachment import Attachment, AttachmentView
 from pingkiller.attachment.opening import open_reader, open_writer
-from pingkiller.model.enums import DIRECTIONS, HOOKS, Direction, Hook
+from pingkiller.model.enums import Direction, Hook
 from pingkiller.model.errors import InvalidInput, NotAttached, Remedy
 from pingkiller.model.point import Point, validate_ifname
 from pingkiller.model.results import AttachmentInfo
-from pingkiller.ops.common import chosen, store_at
+from pingkiller.model.words import DIRECTIONS, HOOKS
+from pingkiller.ops.common import chosen, selected, store_at
 from pingkiller.store import Store
 from pingkiller.store.layout import Work
 from pingkiller.system import capabilities
@@ -73,8 +74,7 @@ def open_each(ifname: str, *, hook: Hook | str | None = None,
     ``one``: refuse more than one (say which)."""
     validate_ifname(ifname)
     store = store_at(pin_root)
-    capabilities.require(write=not read_only)
-    store.check_access(write=not read_only)
+    check_access(write=not read_only, pin_root=store)
     found = chosen(store, ifname, hook, direction)
     if one and len(found) > 1:
         held = ", ".join(point.hook_text for point in found)
@@ -106,14 +106,34 @@ def _read(store: Store, point: Point) -> AttachmentView:
         raise NotAttached(f"{point.label} has no pingkiller attachment", point=point,
                           remedy=Remedy.ATTACH)
     if view.unreadable is not None:
+        problem = view.unreadable
         view.close()
-        raise view.unreadable
+        raise problem
     return view
+
+
+def points(ifname: str | None = None, *, hook: Hook | str | None = None,
+           direction: Direction | str | None = None, pin_root: PinRoot = None) -> list[Point]:
+    """The attachments that have pins (of ``ifname``, at ``hook`` and ``direction``, when
+    given), by interface, XDP first: a listing of the pin root, no BPF call."""
+    store = store_at(pin_root)
+    if ifname is None:
+        return [point for point in store.points()
+                if (hook is None or point.hook is HOOKS.coerce(hook))
+                and (direction is None or point.direction is DIRECTIONS.coerce(direction))]
+    return selected(store, ifname, hook, direction)
+
+
+def check_access(*, write: bool = True, pin_root: PinRoot = None) -> None:
+    """Raise PermissionDenied unless this process may read the pins (``write=False``:
+    CAP_BPF and read access) or change them (CAP_BPF + CAP_NET_ADMIN and write access)."""
+    capabilities.require(write=write)
+    store_at(pin_root).check_access(write=write)
 
 
 def each_attachment(ifname: str | None = None, *, hook: Hook | str | None = None,
                     direction: Direction | str | None = None,
-                    pin_root: PinRoot = None) -> Iterator[AttachmentView]:
+                    pin_root: PinRoot = None) -> Generator[AttachmentView, None, None]:
     """Every pinned attachment (of ``ifname`` only, and at ``hook`` and ``direction``
     only, when given), stale ones included, one at a time, as a read-only view open
     until the next one is asked for (then closed). One whose maps cannot be read
@@ -126,8 +146,7 @@ def each_attachment(ifname: str | None = None, *, hook: Hook | str | None = None
     store = store_at(pin_root)
     if ifname is not None:
         validate_ifname(ifname)
-    capabilities.require(write=False)
-    store.check_access(write=False)
+    check_access(write=False, pin_root=store)
     if ifname is not None:  # naming an interface without such an attachment is a mistake
         chosen(store, ifname, hook, direction)
     wanted_hook = HOOKS.coerce(hook) if hook is not None else None
@@ -149,3 +168,6 @@ def attachments(*, with_rules: bool = True, pin_root: PinRoot = None) -> list[At
     """What ``status`` shows of every pinned attachment, stale ones included (see
     :func:`each_attachment`)."""
     return [view.info(with_rules=with_rules) for view in each_attachment(pin_root=pin_root)]
+
+
+open = open_attachment

@@ -17,6 +17,7 @@ run, and are unit-tested, on a plain directory tree too.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -255,10 +256,15 @@ class Store:
             if where is None:
                 return None
             try:
-                return _read_through_fd(where, lambda base: read(base, where != directory))
+                return _read_through_fd(where, functools.partial(_read_at, read,
+                                                                 pending=where != directory))
             except Moved:
                 time.sleep(READ_RETRY_SECONDS)
         raise Moved(f"{point.label}'s pins kept moving while they were read")
+
+
+def _read_at(read: Callable[[Path, bool], T], base: Path, *, pending: bool) -> T:
+    return read(base, pending)
 
 
 def _read_through_fd(directory: Path, read: Callable[[Path], T]) -> T:

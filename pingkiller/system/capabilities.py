@@ -7,7 +7,6 @@ CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, as it does in the kernel.
 from __future__ import annotations
 
 import errno
-import os
 from pathlib import Path
 
 from pingkiller.model.errors import PermissionDenied

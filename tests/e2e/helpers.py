@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pingkiller.sandbox import IP, PING, Peer, run
+from pingkiller.demo.sandbox import IP, PING, Peer, run
 
 CLI = [sys.executable, "-m", "pingkiller"]
 

@@ -29,7 +29,7 @@ from helpers import (
     xdp_prog_id,
 )
 
-from pingkiller.sandbox import IP, PING, Peer, Sandbox, run
+from pingkiller.demo.sandbox import IP, PING, Peer, Sandbox, run
 
 pytestmark = pytest.mark.root
 

@@ -12,8 +12,8 @@ import pytest
 
 import pingkiller
 from pingkiller import abi
-from pingkiller.policy import format_network
-from pingkiller.sandbox import Sandbox
+from pingkiller.demo.sandbox import Sandbox
+from pingkiller.model.network import format_network
 
 pytestmark = pytest.mark.root
 

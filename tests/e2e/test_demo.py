@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pingkiller.sandbox import IP, run
+from pingkiller.demo.sandbox import IP, run
 
 pytestmark = pytest.mark.root
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import CLI, pk, pk_ok
 
-from pingkiller.sandbox import Peer, Sandbox
+from pingkiller.demo.sandbox import Peer, Sandbox
 
 pytestmark = pytest.mark.root
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from pingkiller.bpf.maps import possible_cpus
-from pingkiller.sandbox import IP, Peer, Sandbox
+from pingkiller.demo.sandbox import IP, Peer, Sandbox
 
 pytestmark = pytest.mark.root
 

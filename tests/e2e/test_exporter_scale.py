@@ -26,10 +26,9 @@ from helpers import CLI, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 import pingkiller
-from pingkiller import abi
-from pingkiller.abi import RuleAction
-from pingkiller.rules import RuleKeys
-from pingkiller.sandbox import Sandbox
+from pingkiller.demo.sandbox import Sandbox
+from pingkiller.model.enums import RuleAction
+from pingkiller.model.rules import RuleSet
 
 pytestmark = pytest.mark.root
 
@@ -47,7 +46,7 @@ def attach_big(ifname: str, extra: str) -> set[str]:
     """Attach with one block rule ``extra`` and BIG more (100.64.0.0 on); their addresses."""
     keys = [(FIRST + i).to_bytes(4, "big") for i in range(BIG)]
     with pingkiller.attach(ifname, block=[extra]) as attachment:
-        attachment.set_rules(RuleKeys(BIG, {abi.RULES_V4_MAP: keys}), RuleAction.BLOCK)
+        attachment.set_rules(RuleSet(exact_v4=keys, requested=BIG), RuleAction.BLOCK)
     return {str(ipaddress.IPv4Address(FIRST + i)) for i in range(BIG)} | {extra}
 
 

@@ -26,14 +26,14 @@ import pytest
 from helpers import xdp_ids
 
 import pingkiller
-from pingkiller import abi, datapath
-from pingkiller.abi import RuleAction
+from pingkiller import abi
 from pingkiller.bpf import Map
-from pingkiller.errors import RuleTableFull
-from pingkiller.killer import recover_interrupted
-from pingkiller.policy import format_network
-from pingkiller.rules import LOOKUP_FLAG_OF, RULE_MAPS, RuleTable
-from pingkiller.sandbox import IP, Sandbox, run
+from pingkiller.datapath import program as datapath
+from pingkiller.datapath.rules import LOOKUP_FLAG_OF, RULE_MAPS, RuleTable
+from pingkiller.demo.sandbox import IP, Sandbox, run
+from pingkiller.model.enums import RuleAction
+from pingkiller.model.errors import RuleTableFull
+from pingkiller.model.network import format_network
 
 pytestmark = pytest.mark.root
 
@@ -68,7 +68,7 @@ def assert_truthful(pin_root: Path, ifname: str, outcomes: list[RuleSet]) -> Rul
     assert shown is None or not shown.stale, shown.problem
     shown_rules = None if shown is None else frozenset(rule.address for rule in shown.rules)
     assert shown_rules in outcomes, f"status shows {shown_rules} before recovery"
-    recover_interrupted()  # what the next writer does first
+    pingkiller.recover_interrupted()  # what the next writer does first
     infos = {info.ifname: info for info in pingkiller.attachments()}  # what `status` shows
     on_wire = xdp_ids(ifname)
     left = sorted(p.name for p in pin_root.iterdir()) if pin_root.is_dir() else []

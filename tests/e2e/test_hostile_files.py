@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 import pingkiller
-from pingkiller.sandbox import Sandbox
+from pingkiller.cli import schemas
+from pingkiller.demo.sandbox import Sandbox
 
 pytestmark = pytest.mark.root
 
@@ -62,7 +63,7 @@ def refused(result: Result, says: str, within: float = 5) -> str:
 
 
 def state() -> list[dict[str, object]]:
-    return [{k: v for k, v in info.to_json().items() if k != "stats"}
+    return [{k: v for k, v in schemas.attachment(info).items() if k != "stats"}
             for info in pingkiller.attachments()]
 
 

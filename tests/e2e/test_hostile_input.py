@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 import pingkiller
-from pingkiller import pins
-from pingkiller.abi import Direction, Hook
-from pingkiller.errors import InvalidInterfaceName
-from pingkiller.sandbox import Sandbox
+from pingkiller.demo.sandbox import Sandbox
+from pingkiller.model.enums import Direction, Hook
+from pingkiller.model.errors import InvalidInterfaceName
+from pingkiller.model.point import Point
+from pingkiller.store import Store
+from pingkiller.store.layout import point_of
 
 pytestmark = pytest.mark.root
 
@@ -223,20 +225,20 @@ def test_bad_input_is_refused_cleanly(pin_root: Path, sandbox: Sandbox, tmp_path
 def test_pin_paths_stay_under_the_root(name: str, pin_root: Path) -> None:
     """Every name that could leave the pin root, or collide with its work directories, is refused."""
     with pytest.raises(InvalidInterfaceName):
-        pins.directory(pins.Point(name))
+        Store().directory(Point(name))
     with pytest.raises(InvalidInterfaceName):
-        pins.directory(pins.Point(name, Hook.TC, Direction.OUT))
+        Store().directory(Point(name, Hook.TC, Direction.OUT))
 
 
 @pytest.mark.parametrize("name", ["eth0", "veth.100", "br-lan", "wlp3s0:1", "a@b", "x+y", "a" * 15])
 def test_valid_names_map_to_one_directory_in_the_root(name: str, pin_root: Path) -> None:
     """Each attachment of a valid name (XDP, tc in, tc out) has a directory of its own,
     directly in the root, which reads back as the same attachment."""
-    points = [pins.Point(name), *(pins.Point(name, Hook.TC, d) for d in Direction)]
-    paths = [pins.directory(point) for point in points]
+    points = [Point(name), *(Point(name, Hook.TC, d) for d in Direction)]
+    paths = [Store().directory(point) for point in points]
     assert len(set(paths)) == 3
     for point, path in zip(points, paths, strict=True):
         assert path.parent == pin_root
         assert path.resolve().parent == pin_root.resolve()
         assert "/" not in path.name and not path.name.startswith("=")
-        assert pins.Point.from_entry(path.name) == point
+        assert point_of(path.name) == point

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pingkiller import pins
-from pingkiller.sandbox import Sandbox
+from pingkiller.demo.sandbox import Sandbox
+from pingkiller.model.point import Point
+from pingkiller.store import Store
 from tests.e2e.helpers import pk, pk_json, pk_ok, xdp_ids
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: loads XDP programs")
@@ -21,7 +22,7 @@ def test_a_missing_map_pin_is_named_and_the_program_still_filters(
     peer = sandbox.add_peer()
     ifname = peer.host_ifname
     attached = pk_json("attach", ifname, "--block", peer.peer_v4)
-    (pins.directory(pins.Point(ifname)) / missing).unlink()
+    (Store().directory(Point(ifname)) / missing).unlink()
 
     (info,) = pk_json("status")
     assert info["stale"] is False and info["state"] == "filtering", info
@@ -43,7 +44,7 @@ def test_incomplete_pins_of_a_gone_interface_are_stale(pin_root: Path, sandbox: 
     peer = sandbox.add_peer()
     ifname = peer.host_ifname
     pk_ok("attach", ifname)
-    (pins.directory(pins.Point(ifname)) / "timing").unlink()
+    (Store().directory(Point(ifname)) / "timing").unlink()
     sandbox.close()  # the interface goes with its namespace
     (info,) = pk_json("status")
     assert info["stale"] is True and "incomplete: missing timing" in info["problem"]

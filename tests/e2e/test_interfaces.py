@@ -10,9 +10,12 @@ import pytest
 from helpers import pk
 
 import pingkiller
-from pingkiller import interfaces, pins
-from pingkiller.bpf import XdpMode, xdp_query
-from pingkiller.sandbox import IP, Sandbox
+from pingkiller.bpf import xdp_query
+from pingkiller.demo.sandbox import IP, Sandbox
+from pingkiller.hooks import pinned
+from pingkiller.model.enums import Mode
+from pingkiller.store.layout import LINK_PIN
+from pingkiller.system import interfaces
 
 pytestmark = pytest.mark.root
 
@@ -43,7 +46,7 @@ def test_renamed_interface_still_filters_and_is_not_taken_for_foreign(
     try:
         assert peer.ping(peer.host_v4) == 0  # still dropping
         [info] = pingkiller.attachments()
-        assert not info.stale and "renamed" in info.problem and info.mode != XdpMode.NONE
+        assert not info.stale and "renamed" in info.problem and info.mode != Mode.NONE
 
         again = pk("attach", renamed)
         assert again.returncode == 1
@@ -63,18 +66,18 @@ def test_replace_interrupted_after_the_swap_keeps_the_running_maps(
     peer = sandbox.add_peer()
     pingkiller.attach(peer.host_ifname, block=["198.18.255.1"]).close()
 
-    real_secure = pins.secure
+    real_secure = pinned.secure
 
     def interrupt_after_link_pin(path: Path) -> None:
         real_secure(path)
-        if path.name == pins.LINK_PIN:
+        if path.name == LINK_PIN:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(pins, "secure", interrupt_after_link_pin)
+    monkeypatch.setattr(pinned, "secure", interrupt_after_link_pin)
     with pytest.raises(KeyboardInterrupt):
         pingkiller.attach(peer.host_ifname, pingkiller.Policy(pingkiller.DefaultAction.PASS),
                           replace=True)
-    monkeypatch.setattr(pins, "secure", real_secure)
+    monkeypatch.setattr(pinned, "secure", real_secure)
 
     # The pins must now be the running program's: a rule added through them is enforced.
     with pingkiller.open(peer.host_ifname) as attachment:

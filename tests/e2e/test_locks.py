@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from helpers import CLI, pk_ok, status, xdp_prog_id
 
-from pingkiller.sandbox import Peer, Sandbox
+from pingkiller.demo.sandbox import Peer, Sandbox
 
 pytestmark = pytest.mark.root
 
@@ -97,7 +97,7 @@ def flock_holder(attached: Peer, pin_root: Path) -> Iterator[subprocess.Popen[by
 # pingkiller, so it is described as one (`pingkiller hold-lock`).
 HOLDER_SCRIPT = """\
 import sys, time
-from pingkiller import lock
+from pingkiller.store import lock
 
 with lock.locked(timeout=10):
     print("held", flush=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import pins_left
 
-from pingkiller.sandbox import IP, Sandbox, run
+from pingkiller.demo.sandbox import IP, Sandbox, run
 
 pytestmark = pytest.mark.root
 

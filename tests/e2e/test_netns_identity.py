@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pingkiller.sandbox import IP, Sandbox, run
+from pingkiller.demo.sandbox import IP, Sandbox, run
 from tests.e2e.helpers import pk, pk_json, pk_ok
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: loads XDP programs")

@@ -28,12 +28,11 @@ from helpers import (
 from prometheus_client.parser import text_string_to_metric_families
 
 import pingkiller
-from pingkiller import DefaultAction, EventsMode, Hook, IcmpSet, Policy, XdpMode
+from pingkiller import AttachmentInfo, DefaultAction, EventsMode, Hook, IcmpSet, Mode, Policy
 from pingkiller.bpf import TcDirection, tcx_query, tcx_supported
-from pingkiller.interfaces import interface_index
-from pingkiller.killer import AttachmentInfo
-from pingkiller.pins import Point
-from pingkiller.sandbox import Peer, Sandbox
+from pingkiller.demo.sandbox import Peer, Sandbox
+from pingkiller.model.point import Point
+from pingkiller.system.interfaces import interface_index
 
 DROP_WAIT = 0.4  # seconds a ping that is expected to be dropped waits for its reply
 
@@ -107,8 +106,8 @@ def test_apply_reconciles_and_touches_nothing_else(
     assert after.stats is not None and after.stats.dropped == 2  # counters carried on
     assert rules_of(kept.host_ifname) == {kept.peer_v4: "allow", "198.18.255.0/24": "block",
                                           "fd00:dead::/32": "block"}
-    assert after.policy is not None and after.policy.to_json()["default"] == "drop"
-    assert after.policy.to_json()["icmp"] == "echo-request"
+    assert after.policy is not None and after.policy.default == DefaultAction.DROP
+    assert after.policy.icmp == IcmpSet.ECHO_REQUEST
     assert kept.ping(kept.host_v4) == 1  # allowed now
     assert kept.ping(kept.host_v6, wait=DROP_WAIT) == 0  # default drop
     assert dropped.ping(dropped.host_v4) == 1  # detached
@@ -129,12 +128,12 @@ def test_mode_change_reattaches(pin_root: Path, sandbox: Sandbox, tmp_path: Path
     policy = tmp_path / "policy.toml"
     policy.write_text(f'[interfaces.{peer.host_ifname}]\nmode = "native"\n')
     pk_ok("apply", "-f", str(policy))
-    assert info_of(peer.host_ifname).mode == XdpMode.NATIVE
+    assert info_of(peer.host_ifname).mode == Mode.NATIVE
     policy.write_text(f'[interfaces.{peer.host_ifname}]\nmode = "generic"\n')
     out = pk_ok("apply", "-f", str(policy))
     assert ("detach and attach pk" in out
             and "again (mode native -> generic; the kernel cannot change it in place)" in out)
-    assert info_of(peer.host_ifname).mode == XdpMode.GENERIC
+    assert info_of(peer.host_ifname).mode == Mode.GENERIC
     assert peer.ping(peer.host_v4, wait=DROP_WAIT) == 0
 
 
@@ -165,7 +164,7 @@ def test_export_round_trip(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> 
     pingkiller.attach(
         first.host_ifname,
         Policy(DefaultAction.PASS, IcmpSet.ALL, events=EventsMode.OFF, event_rate=7, timing=True),
-        block=[first.peer_v4, "2001:db8::/32"], allow=["198.18.200.0/24"], mode=XdpMode.GENERIC,
+        block=[first.peer_v4, "2001:db8::/32"], allow=["198.18.200.0/24"], mode=Mode.GENERIC,
     ).close()
     pingkiller.attach(second.host_ifname, Policy(DefaultAction.DROP, all_protocols=True),
                       allow=[second.peer_v6]).close()

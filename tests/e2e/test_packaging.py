@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pingkiller.sandbox import Sandbox
+from pingkiller.demo.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M)[1]  # type: ignore[index]

@@ -28,8 +28,8 @@ from helpers import CLI, MountNamespace, free_port, limited, xdp_ids
 from test_operations import DROP_WAIT, scrape, wait_for
 
 import pingkiller
-from pingkiller import capabilities
-from pingkiller.sandbox import Sandbox
+from pingkiller.demo.sandbox import Sandbox
+from pingkiller.system import capabilities
 
 pytestmark = pytest.mark.root
 

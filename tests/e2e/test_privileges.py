@@ -11,8 +11,8 @@ import json
 import shutil
 import stat
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from helpers import one_line, xdp_ids
 from test_hostile_input import as_nobody, nobody_view
 
 import pingkiller
-from pingkiller.sandbox import IP, Sandbox, run
+from pingkiller.demo.sandbox import IP, Sandbox, run
 
 pytestmark = pytest.mark.root
 

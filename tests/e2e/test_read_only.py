@@ -30,9 +30,9 @@ import pytest
 from helpers import CLI, MountNamespace, free_port, limited, one_line, xdp_ids
 from test_operations import DROP_WAIT, scrape, wait_for
 
-from pingkiller import declarative
-from pingkiller.pins import Point
-from pingkiller.sandbox import Peer, Sandbox, run
+import pingkiller
+from pingkiller.demo.sandbox import Peer, Sandbox, run
+from pingkiller.model.point import Point
 
 pytestmark = pytest.mark.root
 
@@ -126,7 +126,7 @@ def test_readers_report_the_attachment(read_only: ReadOnlyView) -> None:
         stats = json.loads(read_only.ok("stats", ifname, "--json"))
         assert stats["packets"]["drop_block"] == 2
 
-        exported = declarative.parse(read_only.ok("export"))
+        exported = pingkiller.parse_policy_file(read_only.ok("export"))
         assert [str(n) for n in exported.attachments[Point(ifname)].rules] == [f"{peer.peer_v4}/32"]
 
         samples, ready = exporter_scrape(read_only)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import CLI, pk_ok
 
-from pingkiller.sandbox import Peer, Sandbox
+from pingkiller.demo.sandbox import Peer, Sandbox
 
 pytestmark = pytest.mark.root
 

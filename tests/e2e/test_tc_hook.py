@@ -27,9 +27,9 @@ from helpers import (
 
 import pingkiller
 from pingkiller.bpf import Object, TcDirection, TcxLink, tc_filters, tcx_query, tcx_supported
-from pingkiller.hooks import CLSACT_PRIORITY
-from pingkiller.interfaces import interface_index
-from pingkiller.sandbox import PING, Peer, Sandbox
+from pingkiller.demo.sandbox import PING, Peer, Sandbox
+from pingkiller.hooks.clsact import CLSACT_PRIORITY
+from pingkiller.system.interfaces import interface_index
 from tests.e2e.test_faults import kill_at, state_changing_steps
 from tests.kernel.test_tcx_link import _compile
 from tests.kernel.toys import seen
@@ -326,8 +326,9 @@ def test_a_change_one_attachment_refuses_is_made_to_none(
 ) -> None:
     """block/unblock change every attachment of the interface or none: a full table in
     the tc one undoes the change already made to the XDP one, in place and from a file."""
-    from pingkiller.abi import MAX_PREFIX_RULES, RuleAction
-    from pingkiller.rules import read_rule_keys
+    from pingkiller.abi import MAX_PREFIX_RULES
+    from pingkiller.model.enums import RuleAction
+    from pingkiller.model.rules import read_rule_file
 
     peer = sandbox.add_peer()
     ifname = peer.host_ifname
@@ -337,7 +338,7 @@ def test_a_change_one_attachment_refuses_is_made_to_none(
     filler.write_text("".join(f"10.{n >> 14}.{(n >> 6) & 255}.{(n & 63) << 2}/30\n"
                               for n in range(MAX_PREFIX_RULES)))
     with pingkiller.open(ifname, hook="tc") as tc:
-        tc.set_rules(read_rule_keys(filler), RuleAction.BLOCK, atomic=False)
+        tc.set_rules(read_rule_file(filler), RuleAction.BLOCK, atomic=False)
 
     def counts() -> list[int]:
         return [i["rule_count"] for i in pk_json("status", ifname, "--max-rules", "0")]

@@ -9,13 +9,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from pingkiller import abi, datapath, events
-from pingkiller.abi import RuleAction
+from pingkiller import abi
 from pingkiller.bpf import Object, RingBuffer, TcDirection, TcxLink, tcx_supported
-from pingkiller.interfaces import interface_index
-from pingkiller.policy import parse_network
-from pingkiller.rules import RuleTable
-from pingkiller.sandbox import PING, Sandbox
+from pingkiller.datapath import events
+from pingkiller.datapath import program as datapath
+from pingkiller.datapath.rules import RuleTable
+from pingkiller.demo.sandbox import PING, Sandbox
+from pingkiller.model import enums
+from pingkiller.model.enums import RuleAction
+from pingkiller.model.network import parse_network
+from pingkiller.system.interfaces import interface_index
 from tests.e2e.test_vlan_stack import tagged_replies
 
 pytestmark = [
@@ -25,7 +28,7 @@ pytestmark = [
 
 @pytest.fixture
 def loaded() -> Iterator[Object]:
-    config = abi.Config(events=abi.EventsMode.DROPS, event_rate=0)
+    config = abi.Config(events=enums.EventsMode.DROPS, event_rate=0)
     with datapath.load(config) as obj:
         yield obj
 
@@ -39,7 +42,7 @@ def test_a_ping_behind_a_tag_is_judged_at_tc_ingress(sandbox: Sandbox, loaded: O
     for depth in (1, 3):
         assert tagged_replies(peer, depth) >= 1, "the host does not answer tagged pings here"
     RuleTable(loaded.maps).set([parse_network(peer.peer_v4)], RuleAction.BLOCK)
-    program = loaded.programs[abi.TC_PROGRAM_NAMES[abi.Direction.IN]]
+    program = loaded.programs[abi.TC_PROGRAM_NAMES[enums.Direction.IN]]
     ifindex = interface_index(peer.host_ifname)
     with RingBuffer(loaded.maps[abi.EVENTS_MAP]) as ring, \
             TcxLink.attach(program, ifindex, TcDirection.INGRESS):
@@ -48,7 +51,7 @@ def test_a_ping_behind_a_tag_is_judged_at_tc_ingress(sandbox: Sandbox, loaded: O
         dropped = [event for event in events.decode(ring.consume()) if event.src == peer.peer_v4]
     assert len(dropped) >= 6
     assert {(e.hook, e.direction, e.reason) for e in dropped} == {
-        (abi.Hook.TC, abi.Direction.IN, abi.Reason.DROP_BLOCK)}
+        (enums.Hook.TC, enums.Direction.IN, enums.Reason.DROP_BLOCK)}
     assert all(e.ifindex == ifindex for e in dropped)
     assert tagged_replies(peer, 1) >= 1  # detached with the link: answered again
 
@@ -57,7 +60,7 @@ def test_the_host_s_own_pings_are_stopped_at_tc_egress(sandbox: Sandbox, loaded:
     peer = sandbox.add_peer()
     table = RuleTable(loaded.maps)
     table.set([parse_network(peer.peer_v4)], RuleAction.BLOCK)
-    program = loaded.programs[abi.TC_PROGRAM_NAMES[abi.Direction.OUT]]
+    program = loaded.programs[abi.TC_PROGRAM_NAMES[enums.Direction.OUT]]
     ifindex = interface_index(peer.host_ifname)
 
     def host_pings() -> int:

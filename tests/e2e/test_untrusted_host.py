@@ -19,9 +19,9 @@ from helpers import CLI, one_line, pk, pk_ok
 from test_hostile_input import as_nobody, nobody_view
 
 import pingkiller
-from pingkiller import sandbox as sandbox_module
-from pingkiller.errors import LockTimeout
-from pingkiller.sandbox import Sandbox
+from pingkiller.demo import sandbox as sandbox_module
+from pingkiller.demo.sandbox import Sandbox
+from pingkiller.model.errors import LockTimeout
 
 pytestmark = pytest.mark.root
 
@@ -62,7 +62,7 @@ def test_bpffs_is_mounted_root_only_by_mount2_not_by_a_program_on_path(
     env, marks = trap_path
     env = {k: v for k, v in env.items() if k != "PINGKILLER_PIN_ROOT"}
     writer = textwrap.dedent("""
-        from pingkiller import bpffs, pins
+        from pingkiller.store import bpffs, pins
         bpffs.this_mount_namespace = lambda: bpffs.MountNamespace(True, "forced by the test")
         print(pins.ensure_root())
     """)
@@ -77,10 +77,10 @@ def test_bpffs_is_mounted_root_only_by_mount2_not_by_a_program_on_path(
 def test_the_hosts_namespace_is_told_without_pid_1() -> None:
     """Where PID 1 is out of sight, the kernel's threads or the initial namespace's fixed
     inode still say this is the host's mount namespace; a private one is still refused."""
-    from pingkiller import bpffs
+    from pingkiller.store import bpffs
 
     assert bpffs.this_mount_namespace(init_processes=()).hosts  # no PID 1, no kthreadd
-    decision = in_private_mounts(f"{sys.executable} -c 'from pingkiller import bpffs; "
+    decision = in_private_mounts(f"{sys.executable} -c 'from pingkiller.store import bpffs; "
                                  "print(bpffs.this_mount_namespace())'")
     assert "hosts=False" in decision.stdout, decision.stdout + decision.stderr
 

@@ -21,9 +21,13 @@ from pathlib import Path
 import pytest
 
 import pingkiller
-from pingkiller import abi, datapath
-from pingkiller.killer import recover_interrupted
-from pingkiller.sandbox import PING, Sandbox
+from pingkiller import abi
+from pingkiller.datapath import program as datapath
+from pingkiller.demo.sandbox import PING, Sandbox
+from pingkiller.model.point import Point
+from pingkiller.store import Store
+from pingkiller.store.layout import IDENTITY_PIN
+from pingkiller.store.records import Identity
 from tests.e2e.helpers import pk, pk_json, pk_ok, xdp_ids
 from tests.e2e.test_faults import assert_clean, kill_at, kill_at_every_step, state_changing_steps
 
@@ -252,19 +256,18 @@ def test_a_newer_build_refuses_older_pins_until_it_upgrades_them(
 def test_pins_of_abi_1_are_converted(pin_root: Path, sandbox: Sandbox, abi_2: list[str]) -> None:
     """Pins from before versions were recorded (identity record version 1; the maps of
     ABI 2) read as ABI 1: refused by readers with the fix, converted keeping the rules."""
-    from pingkiller import pins
     from pingkiller.bpf import MAP_TYPE_ARRAY, Map
 
     peer = sandbox.add_peer()
     ifname = peer.host_ifname
     assert run_cli(abi_2, "attach", ifname, "--block", peer.peer_v4).returncode == 0
-    directory = pins.directory(pins.Point(ifname))
-    with Map.from_pin(directory / pins.IDENTITY_PIN) as record:
-        current = pins.Identity.decode(record[abi.u32_key(0)])
-    (directory / pins.IDENTITY_PIN).unlink()
+    directory = Store().directory(Point(ifname))
+    with Map.from_pin(directory / IDENTITY_PIN) as record:
+        current = Identity.decode(record[abi.u32_key(0)])
+    (directory / IDENTITY_PIN).unlink()
     with Map.create(MAP_TYPE_ARRAY, "pk_identity", 4, 16, 1) as old:
-        old[abi.u32_key(0)] = pins.Identity.FORMAT_V1.pack(1, current.link_id, current.ifindex, 0)
-        old.pin(directory / pins.IDENTITY_PIN)
+        old[abi.u32_key(0)] = Identity.FORMAT_V1.pack(1, current.link_id, current.ifindex, 0)
+        old.pin(directory / IDENTITY_PIN)
     line = one_line_failure(pk("stats", ifname))
     assert "ABI 1" in line and f"pingkiller upgrade {ifname}" in line
     assert pk_json("upgrade", ifname)[0]["from_abi"] == 1
@@ -348,7 +351,7 @@ def test_kill_9_at_every_step_of_a_conversion(
         kill_at(["upgrade", ifname], call, n)
         (shown,) = json.loads(pk("status", "--json").stdout)  # before a writer recovers
         assert not shown["stale"], (call, n, shown["problem"])
-        recover_interrupted()
+        pingkiller.recover_interrupted()
         (shown,) = json.loads(pk("status", "--json").stdout)
         assert shown["state"] == "filtering" and xdp_ids(ifname) == [shown["program_id"]]
         if shown["abi_version"] == 2:
@@ -409,7 +412,7 @@ def test_recovery_is_reported_by_the_next_writer(pin_root: Path, sandbox: Sandbo
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == f"pingkiller: recovered: {ifname}: cleaned up after an interrupted detach"
     assert xdp_ids(ifname) == []
-    assert recover_interrupted() == []
+    assert pingkiller.recover_interrupted() == []
 
 
 def test_apply_upgrades_outdated_attachments_as_it_reconciles(

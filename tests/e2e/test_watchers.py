@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import pins_left, pk_ok, xdp_ids
 
-from pingkiller.sandbox import Peer, Sandbox, run
+from pingkiller.demo.sandbox import Peer, Sandbox, run
 
 pytestmark = pytest.mark.root
 

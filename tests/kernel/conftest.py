@@ -26,15 +26,18 @@ from typing import Any
 import fuzz
 import pytest
 
-from pingkiller import abi, datapath
+from pingkiller import abi
 from pingkiller import bpf as bpflib
-from pingkiller.events import Event, decode
-from pingkiller.rules import LOOKUP_FLAG_OF, PREFIX_TRIES, RULE_MAPS
+from pingkiller.datapath import program as datapath
+from pingkiller.datapath.events import decode
+from pingkiller.datapath.rules import LOOKUP_FLAG_OF, PREFIX_TRIES, RULE_MAPS
+from pingkiller.model import enums
+from pingkiller.model.events import Event
 
 STATE_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, "event_budget")
 
 # What every test starts from: pings pass, every packet makes an event, no rate limit.
-BASE_CONFIG = abi.Config(events=abi.EventsMode.ALL, event_rate=0)
+BASE_CONFIG = abi.Config(events=enums.EventsMode.ALL, event_rate=0)
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,10 @@ class Outcome:
         return self.retval == self.entry.retval(bpflib.XDP_DROP)
 
     @property
-    def reasons(self) -> dict[abi.Reason, tuple[int, int]]:
-        return {abi.Reason(s): v for s, v in self.counters.items() if s < abi.REASON_COUNT}
+    def reasons(self) -> dict[enums.Reason, tuple[int, int]]:
+        return {enums.Reason(s): v for s, v in self.counters.items() if s < abi.REASON_COUNT}
 
-    def verify(self, frame: Any, reason: abi.Reason, *, event: bool = True) -> None:
+    def verify(self, frame: Any, reason: enums.Reason, *, event: bool = True) -> None:
         """Check return code, reason counter (packets and bytes) and the event against
         ``frame`` (a frames.Frame: its bytes and what the parser should learn)."""
         verdict = bpflib.XDP_DROP if reason.dropped else bpflib.XDP_PASS
@@ -132,7 +135,7 @@ class Datapath:
         self._obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = config.encode()
         return config
 
-    def rule(self, network: str, action: abi.RuleAction) -> None:
+    def rule(self, network: str, action: enums.RuleAction) -> None:
         """Add one rule straight through the ABI, and switch its map's lookup on."""
         net = ipaddress.ip_network(network)
         name = abi.rule_map_name(net)
@@ -155,7 +158,7 @@ class Datapath:
     def counters(self) -> list[tuple[int, int]]:
         return [self.counter(slot) for slot in range(abi.COUNTER_COUNT)]
 
-    def timing(self, slot: abi.TimingSlot) -> tuple[int, int]:
+    def timing(self, slot: enums.TimingSlot) -> tuple[int, int]:
         count, total = self._obj.maps[abi.TIMING_MAP].sum(abi.u32_key(slot), abi.TIMING.format)
         return count, total
 

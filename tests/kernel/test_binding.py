@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from frames import echo4
 
-from pingkiller import abi, datapath
+from pingkiller import abi
 from pingkiller.bpf import (
     UPDATE_EXIST,
     UPDATE_NOEXIST,
@@ -33,14 +33,16 @@ from pingkiller.bpf import (
 )
 from pingkiller.bpf._libbpf import lib
 from pingkiller.bpf.maps import possible_cpus
+from pingkiller.datapath import program as datapath
+from pingkiller.model import enums
 
 pytestmark = pytest.mark.root
 
 OBJECT_PATH = Path(__file__).resolve().parents[2] / "build" / "bpf" / "pingkiller.bpf.o"
 CPUS = possible_cpus()
 # Values of the per-CPU hash rules_v4 (one copy a CPU) ...
-BLOCK_RULE = abi.encode_rule(abi.RuleAction.BLOCK, cpus=CPUS)
-ALLOW_RULE = abi.encode_rule(abi.RuleAction.ALLOW, cpus=CPUS)
+BLOCK_RULE = abi.encode_rule(enums.RuleAction.BLOCK, cpus=CPUS)
+ALLOW_RULE = abi.encode_rule(enums.RuleAction.ALLOW, cpus=CPUS)
 # ... and of the LPM trie prefix_trie_v4 (8 bytes; pingkiller stores the key itself).
 TRIE_A, TRIE_B = struct.pack("=Q", 0xA), struct.pack("=Q", 0xB)
 PING = echo4().data
@@ -92,7 +94,7 @@ def test_get_set_delete(obj):
     assert key in rules
     assert rules[key] == BLOCK_RULE
     rules[key] = ALLOW_RULE
-    assert abi.decode_rule(rules[key]) == (abi.RuleAction.ALLOW, 0)
+    assert abi.decode_rule(rules[key]) == (enums.RuleAction.ALLOW, 0)
     del rules[key]
     assert key not in rules
     with pytest.raises(KeyError):
@@ -167,7 +169,7 @@ def test_array_map(obj):
     settings = obj.maps[abi.SETTINGS_MAP]
     assert list(settings) == [abi.u32_key(0)]
     assert len(settings) == 1
-    config = abi.Config(default_action=abi.DefaultAction.DROP, event_rate=5)
+    config = abi.Config(default_action=enums.DefaultAction.DROP, event_rate=5)
     settings[abi.u32_key(0)] = config.encode()
     assert abi.Config.decode(settings[abi.u32_key(0)]) == config
     with pytest.raises(BpfError) as err:
@@ -221,11 +223,11 @@ def test_ordinary_map_per_cpu_is_one_value(obj):
 
 def test_per_cpu_hash_values(obj):
     rules = obj.maps[abi.RULES_V4_MAP]
-    value = b"".join(abi.RULE.pack(abi.RuleAction.BLOCK, cpu * 10) for cpu in range(CPUS))
+    value = b"".join(abi.RULE.pack(enums.RuleAction.BLOCK, cpu * 10) for cpu in range(CPUS))
     rules[v4_key(7)] = value
-    assert rules.per_cpu(v4_key(7)) == [abi.RULE.pack(abi.RuleAction.BLOCK, cpu * 10)
+    assert rules.per_cpu(v4_key(7)) == [abi.RULE.pack(enums.RuleAction.BLOCK, cpu * 10)
                                          for cpu in range(CPUS)]
-    assert rules.sum(v4_key(7), "=IIQ") == (abi.RuleAction.BLOCK * CPUS, 0, 10 * sum(range(CPUS)))
+    assert rules.sum(v4_key(7), "=IIQ") == (enums.RuleAction.BLOCK * CPUS, 0, 10 * sum(range(CPUS)))
     assert dict(rules.items_batch()) == {v4_key(7): value}
 
 
@@ -242,13 +244,13 @@ def test_batch_of_100k_on_hash():
 
 def _batch_of_100k(rules: Map, count: int) -> None:
     keys = b"".join(v4_key(i) for i in range(count))
-    values = b"".join(abi.encode_rule(abi.RuleAction.BLOCK, hits=i) for i in range(count))
+    values = b"".join(abi.encode_rule(enums.RuleAction.BLOCK, hits=i) for i in range(count))
     assert rules.update_batch(keys, values) == count
     assert len(rules) == count
     items = dict(rules.items_batch())
     assert len(items) == count
-    assert items[v4_key(12345)] == abi.encode_rule(abi.RuleAction.BLOCK, hits=12345)
-    assert items[v4_key(count - 1)] == abi.encode_rule(abi.RuleAction.BLOCK, hits=count - 1)
+    assert items[v4_key(12345)] == abi.encode_rule(enums.RuleAction.BLOCK, hits=12345)
+    assert items[v4_key(count - 1)] == abi.encode_rule(enums.RuleAction.BLOCK, hits=count - 1)
     assert rules.delete_batch(keys[: 4 * 50_000]) == 50_000
     assert len(rules) == count - 50_000
     assert rules.delete_batch([v4_key(i) for i in range(50_000, count)]) == 50_000
@@ -365,7 +367,7 @@ def test_program_info_and_test_run(obj):
 
 
 def _ping_with_events(obj: Object, count: int = 1) -> None:
-    config = abi.Config(events=abi.EventsMode.ALL, event_rate=0)
+    config = abi.Config(events=enums.EventsMode.ALL, event_rate=0)
     obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = config.encode()
     obj.programs[abi.PROGRAM_NAME].test_run(PING, repeat=count)
 
@@ -436,7 +438,7 @@ def test_object_from_file():
         assert from_file.programs[abi.TC_IN_PROGRAM_NAME].type_name == "sched_cls"
         assert abi.RULES_V4_MAP in from_file.maps
         from_file.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = abi.Config(
-            default_action=abi.DefaultAction.DROP
+            default_action=enums.DefaultAction.DROP
         ).encode()
         assert from_file.programs[abi.PROGRAM_NAME].test_run(PING).retval == 1
 

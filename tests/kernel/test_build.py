@@ -10,7 +10,8 @@ import pytest
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
-from pingkiller import abi, datapath
+from pingkiller import abi
+from pingkiller.datapath import program as datapath
 
 OBJECT_PATH = Path(__file__).resolve().parents[2] / "build" / "bpf" / "pingkiller.bpf.o"
 EXPECTED_MAPS = {

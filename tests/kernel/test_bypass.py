@@ -45,20 +45,21 @@ from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
 from pingkiller import abi
+from pingkiller.model import enums
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.parametrize("entry", fuzz.ENTRIES, indirect=True, ids=str),
 ]
 
-R = abi.Reason
-BLOCK, ALLOW = abi.RuleAction.BLOCK, abi.RuleAction.ALLOW
-DROP = abi.DefaultAction.DROP
+R = enums.Reason
+BLOCK, ALLOW = enums.RuleAction.BLOCK, enums.RuleAction.ALLOW
+DROP = enums.DefaultAction.DROP
 XDP_DROP, XDP_PASS = oracle.XDP_DROP, oracle.XDP_PASS
 
 MACS = {"src": MAC_SRC.hex(":"), "dst": MAC_DST.hex(":")}
 
-Rules = Sequence[tuple[str, abi.RuleAction]]
+Rules = Sequence[tuple[str, enums.RuleAction]]
 
 
 
@@ -67,7 +68,7 @@ def judge(path: fuzz.DataPath, frame: Packet | bytes, rules: Rules = (),
     """Run ``frame`` under the policy; demand the oracle's verdict, counters, hits, event."""
     policy = oracle.Policy.make(
         [(ipaddress.ip_network(net), action) for net, action in rules],
-        events=abi.EventsMode.ALL, **config,
+        events=enums.EventsMode.ALL, **config,
     )
     scenario = fuzz.Scenario(policy, bytes(frame))
     if not fuzz.runnable(path.entry, scenario.frame):
@@ -80,16 +81,16 @@ def judge(path: fuzz.DataPath, frame: Packet | bytes, rules: Rules = (),
     return observed
 
 
-def reason(observed: fuzz.Observed) -> abi.Reason:
+def reason(observed: fuzz.Observed) -> enums.Reason:
     (slot,) = (s for s in range(abi.REASON_COUNT) if observed.counters[s][0])
-    return abi.Reason(slot)
+    return enums.Reason(slot)
 
 
-def assert_dropped(observed: fuzz.Observed, why: abi.Reason) -> None:
+def assert_dropped(observed: fuzz.Observed, why: enums.Reason) -> None:
     assert (observed.verdict, reason(observed)) == (observed.entry.retval(XDP_DROP), why)
 
 
-def assert_passed(observed: fuzz.Observed, why: abi.Reason) -> None:
+def assert_passed(observed: fuzz.Observed, why: enums.Reason) -> None:
     assert (observed.verdict, reason(observed)) == (observed.entry.retval(XDP_PASS), why)
 
 
@@ -240,7 +241,7 @@ def test_neighbour_discovery_behind_a_long_chain_passes(path, count):
     for header in [IPv6ExtHdrDestOpt()] * count:
         packet = packet / header
     frame = ether() / packet / ICMPv6ND_NS(tgt=V6_DST)
-    assert_passed(judge(path, frame, default_action=DROP, icmp_set=abi.IcmpSet.ALL),
+    assert_passed(judge(path, frame, default_action=DROP, icmp_set=enums.IcmpSet.ALL),
                   R.PASS_NOT_PING)
 
 
@@ -391,7 +392,7 @@ NDP = {
 }
 
 
-@pytest.mark.parametrize("icmp_set", list(abi.IcmpSet))
+@pytest.mark.parametrize("icmp_set", list(enums.IcmpSet))
 @pytest.mark.parametrize("message", NDP.values(), ids=NDP.keys())
 def test_neighbour_discovery_always_passes(path, message, icmp_set):
     """NDP (133-137) is never a ping, even with icmp set ALL and a default of drop."""
@@ -405,12 +406,12 @@ def test_neighbour_discovery_always_passes(path, message, icmp_set):
 
 PING_ONLY_POLICIES = {
     "default-drop": ((), {"default_action": DROP}),
-    "default-drop-all-icmp": ((), {"default_action": DROP, "icmp_set": abi.IcmpSet.ALL}),
+    "default-drop-all-icmp": ((), {"default_action": DROP, "icmp_set": enums.IcmpSet.ALL}),
     "echo-request-only": ((), {"default_action": DROP,
-                               "icmp_set": abi.IcmpSet.ECHO_REQUEST}),
+                               "icmp_set": enums.IcmpSet.ECHO_REQUEST}),
     "block-both-ends": ((("198.18.0.0/15", BLOCK), ("fd00::/8", BLOCK)), {}),
     "block-exact-all-icmp": ((("198.18.0.2/32", BLOCK), ("fd00::2/128", BLOCK)),
-                             {"icmp_set": abi.IcmpSet.ALL, "default_action": DROP}),
+                             {"icmp_set": enums.IcmpSet.ALL, "default_action": DROP}),
 }
 
 TRANSPORTS = {

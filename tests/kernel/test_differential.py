@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pingkiller import abi, bpf
+from pingkiller import bpf
+from pingkiller.model import enums
 
 pytestmark = pytest.mark.root
 
@@ -120,7 +121,7 @@ def test_frames_shorter_than_ethernet_are_refused(path: fuzz.DataPath) -> None:
     make any."""
     with pytest.raises(bpf.BpfError):
         path.program.test_run(bytes(13))
-    assert oracle.judge(oracle.Policy(), bytes(13)).reason == abi.Reason.PASS_UNPARSED
+    assert oracle.judge(oracle.Policy(), bytes(13)).reason == enums.Reason.PASS_UNPARSED
 
 
 @pytest.mark.parametrize("entry", fuzz.ENTRIES, indirect=True, ids=str)
@@ -130,13 +131,13 @@ def test_harness_notices_a_wrong_oracle(path: fuzz.DataPath) -> None:
         "020000000002020000000001" "0800"
         "45000054000100004001f7a5c6120001c6120002" "0800f7fe00010001"
     )
-    policy = oracle.Policy(default_action=abi.DefaultAction.DROP, events=abi.EventsMode.ALL)
+    policy = oracle.Policy(default_action=enums.DefaultAction.DROP, events=enums.EventsMode.ALL)
     path.apply(fuzz.Scenario(policy, frame))
     observed = path.run(frame)
     expected = oracle.judge(policy, frame)
     assert fuzz.differences(expected, observed, len(frame)) == []
-    assert expected.reason == abi.Reason.DROP_DEFAULT
-    lying = oracle.Outcome(oracle.XDP_PASS, abi.Reason.PASS_DEFAULT, {}, None, expected.parsed)
+    assert expected.reason == enums.Reason.DROP_DEFAULT
+    lying = oracle.Outcome(oracle.XDP_PASS, enums.Reason.PASS_DEFAULT, {}, None, expected.parsed)
     problems = fuzz.differences(lying, observed, len(frame))
     assert any(p.startswith("verdict") for p in problems)
     assert any(p.startswith("reason") for p in problems)

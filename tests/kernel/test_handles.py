@@ -2,7 +2,7 @@
 belongs to someone else), pins reopen only as what they are, attach checks the program,
 and the verifier log is the binding's own buffer.
 
-The XDP link lives on a sandbox veth (pingkiller.sandbox), never on a real interface.
+The XDP link lives on a sandbox veth (pingkiller.demo.sandbox), never on a real interface.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from frames import echo4
 
-from pingkiller import abi, datapath
+from pingkiller import abi
 from pingkiller.bpf import (
     LINK_TYPE_XDP,
     MAP_TYPE_ARRAY,
@@ -37,6 +37,8 @@ from pingkiller.bpf import (
     attach_raw_tracepoint,
 )
 from pingkiller.bpf.fd import fd_kind
+from pingkiller.datapath import program as datapath
+from pingkiller.model import enums
 
 pytestmark = pytest.mark.root
 
@@ -110,7 +112,7 @@ def test_object_close_invalidates_what_it_handed_out_even_after_fd_reuse():
 
 def test_a_program_from_a_new_object_is_not_reached_by_a_stale_handle():
     """The defect this replaces: a stale Program ran the new object's program."""
-    drop_pings = abi.Config(default_action=abi.DefaultAction.DROP)
+    drop_pings = abi.Config(default_action=enums.DefaultAction.DROP)
     with datapath.load() as first:
         stale = first.programs[abi.PROGRAM_NAME]
     with datapath.load(drop_pings) as second:

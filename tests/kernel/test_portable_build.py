@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from frames import echo4, echo6, non_ip
 
-from pingkiller import abi, datapath, doctor
+from pingkiller import abi, doctor
+from pingkiller.datapath import program as datapath
 
 pytestmark = pytest.mark.root
 
@@ -31,9 +32,10 @@ _WITHOUT_BTF = (
 _LOAD_AND_RUN = """
 import json, sys
 from pingkiller import abi, bpf
+from pingkiller.model import enums
 with bpf.Object.from_file(sys.argv[1]) as obj:
     obj.load()
-    settings = abi.Config(default_action=abi.DefaultAction.DROP).encode()
+    settings = abi.Config(default_action=enums.DefaultAction.DROP).encode()
     obj.maps[abi.SETTINGS_MAP][abi.u32_key(0)] = settings
     program = obj.programs[abi.PROGRAM_NAME]
     print(json.dumps([program.test_run(bytes.fromhex(frame)).retval for frame in sys.argv[2:]]))

@@ -13,6 +13,7 @@ from conftest import Datapath
 
 from pingkiller import abi
 from pingkiller import bpf as bpflib
+from pingkiller.model import enums
 
 pytestmark = pytest.mark.root
 
@@ -35,13 +36,13 @@ def event_counters(dp: Datapath) -> tuple[int, int, int]:
 
 
 def test_flood_without_rate_limit(dp: Datapath) -> None:
-    dp.configure(events=abi.EventsMode.PINGS, event_rate=0, default_action=abi.DefaultAction.DROP)
+    dp.configure(events=enums.EventsMode.PINGS, event_rate=0, default_action=enums.DefaultAction.DROP)
     ping = frames.echo4()
     flood(dp, ping, FLOOD)
     flood(dp, ping, 1000)  # the ring is full now: still dropped, every event lost
     frames_run = FLOOD + 1000
-    assert dp.counter(abi.Reason.DROP_DEFAULT) == (frames_run, frames_run * len(ping.data))
-    assert dp.counter(abi.Reason.PASS_DEFAULT) == (0, 0)
+    assert dp.counter(enums.Reason.DROP_DEFAULT) == (frames_run, frames_run * len(ping.data))
+    assert dp.counter(enums.Reason.PASS_DEFAULT) == (0, 0)
     sent, lost, suppressed = event_counters(dp)
     assert suppressed == 0
     assert sent + lost == frames_run
@@ -50,7 +51,7 @@ def test_flood_without_rate_limit(dp: Datapath) -> None:
     received = dp.drain()
     assert len(received) == sent
     assert {(e.reason, e.verdict_code, e.icmp_seq) for e in received} == {
-        (abi.Reason.DROP_DEFAULT, bpflib.XDP_DROP, 7)
+        (enums.Reason.DROP_DEFAULT, bpflib.XDP_DROP, 7)
     }
     # Consumed: there is room again and nothing more is lost.
     flood(dp, ping, 100)
@@ -61,11 +62,11 @@ def test_flood_without_rate_limit(dp: Datapath) -> None:
 def test_flood_with_rate_limit(dp: Datapath, one_cpu: int) -> None:
     """A rate limit above the ring's size: events are suppressed, lost and sent at once."""
     rate = 20_000
-    dp.configure(events=abi.EventsMode.PINGS, event_rate=rate, default_action=abi.DefaultAction.DROP)
-    dp.rule("198.51.100.1", abi.RuleAction.BLOCK)
+    dp.configure(events=enums.EventsMode.PINGS, event_rate=rate, default_action=enums.DefaultAction.DROP)
+    dp.rule("198.51.100.1", enums.RuleAction.BLOCK)
     ping = frames.echo4(dst="198.51.100.1")
     flood(dp, ping, FLOOD)
-    assert dp.counter(abi.Reason.DROP_BLOCK) == (FLOOD, FLOOD * len(ping.data))
+    assert dp.counter(enums.Reason.DROP_BLOCK) == (FLOOD, FLOOD * len(ping.data))
     assert dp.hits("198.51.100.1") == FLOOD
     sent, lost, suppressed = event_counters(dp)
     assert sent + lost + suppressed == FLOOD

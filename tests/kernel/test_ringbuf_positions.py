@@ -11,7 +11,8 @@ from conftest import Datapath
 
 from pingkiller import abi
 from pingkiller.bpf import RingBuffer
-from pingkiller.events import decode
+from pingkiller.datapath.events import decode
+from pingkiller.model import enums
 
 pytestmark = pytest.mark.root
 
@@ -25,7 +26,7 @@ def send(dp: Datapath, count: int, seq: int) -> None:
 
 @pytest.fixture
 def events_dp(dp: Datapath) -> Datapath:
-    dp.configure(events=abi.EventsMode.PINGS, event_rate=0, default_action=abi.DefaultAction.DROP)
+    dp.configure(events=enums.EventsMode.PINGS, event_rate=0, default_action=enums.DefaultAction.DROP)
     return dp
 
 

@@ -11,9 +11,10 @@ import struct
 from conftest import Datapath
 
 from pingkiller import abi
-from pingkiller.abi import RuleAction
-from pingkiller.policy import format_network, parse_network
-from pingkiller.rules import LISTING_BATCH, RuleEntry, RuleTable
+from pingkiller.datapath.rules import LISTING_BATCH, RuleTable
+from pingkiller.model.enums import RuleAction
+from pingkiller.model.network import format_network, parse_network
+from pingkiller.model.rules import Rule, RuleSet
 
 MIXED = ["198.18.0.9", "198.18.0.1", "10.0.0.0/8", "10.0.0.0/16", "198.51.100.0/24", "fd00::7",
          "::1.2.3.4", "::", "2001:db8::/32", "fd00::/8", "2001:db8:0:1::/64", "0.0.0.0/0",
@@ -27,16 +28,15 @@ def table(dp: Datapath) -> RuleTable:
 def test_entries_are_the_rules_in_map_order_each_small_map_sorted(dp: Datapath) -> None:
     rules = table(dp)
     networks = [parse_network(text) for text in MIXED]
-    rules.set(networks[::2], RuleAction.BLOCK)
-    rules.set(networks[1::2], RuleAction.ALLOW)
+    rules.set(RuleSet.of(networks[::2]), RuleAction.BLOCK)
+    rules.set(RuleSet.of(networks[1::2]), RuleAction.ALLOW)
     entries = [entry for batch in rules.entries() for entry in batch]
     as_rules = rules.rules()
-    assert [entry.rule() for entry in entries] == as_rules
-    assert [entry.address for entry in entries] == [rule.address for rule in as_rules]
+    assert entries == as_rules
     assert {entry.address for entry in entries} == {format_network(n) for n in networks}
-    assert [e.to_json() for e in entries] == [r.to_json() for r in as_rules]
+    assert {entry.network for entry in entries} == set(networks)
 
-    def family_kind(entry: RuleEntry) -> tuple[int, bool]:
+    def family_kind(entry: Rule) -> tuple[int, bool]:
         network = parse_network(entry.address)
         return network.version, network.prefixlen < network.max_prefixlen
 
@@ -79,7 +79,7 @@ def test_a_large_map_streams_in_batches_and_counts_in_one_walk(dp: Datapath) -> 
 
 def test_hit_counts_come_with_the_entries(dp: Datapath) -> None:
     rules = table(dp)
-    rules.set([parse_network("198.18.0.1"), parse_network("fd00::/8")], RuleAction.BLOCK)
+    rules.set(RuleSet.of(["198.18.0.1", "fd00::/8"]), RuleAction.BLOCK)
     for network, hits in (("198.18.0.1", 7), ("fd00::/8", 2**40)):
         net = parse_network(network)
         table_map = dp.obj.maps[abi.rule_map_name(net)]

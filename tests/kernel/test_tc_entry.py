@@ -20,17 +20,18 @@ from frames import V4_DST, V4_SRC, echo4, echo6
 
 from pingkiller import abi
 from pingkiller.bpf import BpfError
+from pingkiller.model import enums
 
 pytestmark = pytest.mark.root
 
-R = abi.Reason
+R = enums.Reason
 TC = pytest.mark.parametrize("entry", fuzz.TC_ENTRIES, indirect=True, ids=str)
 SKB_CONTEXT = 192  # sizeof(struct __sk_buff)
 SKB_DATA_END = 80  # offsetof(struct __sk_buff, data_end)
 
 
 def test_one_policy_and_one_set_of_counters_for_every_entry_point(dp):
-    dp.rule(f"{V4_SRC}/32", abi.RuleAction.BLOCK)
+    dp.rule(f"{V4_SRC}/32", enums.RuleAction.BLOCK)
     frame = echo4()
     for entry in fuzz.ENTRIES:
         dp.select(entry)
@@ -48,9 +49,9 @@ def test_events_name_the_hook_and_direction(dp):
         (event,) = dp.run(frame).events
         seen.append((event.hook, event.direction, event.where))
     assert seen == [
-        (abi.Hook.XDP, abi.Direction.IN, ""),
-        (abi.Hook.TC, abi.Direction.IN, "tc in"),
-        (abi.Hook.TC, abi.Direction.OUT, "tc out"),
+        (enums.Hook.XDP, enums.Direction.IN, ""),
+        (enums.Hook.TC, enums.Direction.IN, "tc in"),
+        (enums.Hook.TC, enums.Direction.OUT, "tc out"),
     ]
 
 
@@ -66,7 +67,7 @@ def test_the_largest_sk_buff_prog_run_builds_is_judged(dp, family):
     """About a page: the whole frame sits in the linear part the program reads directly."""
     padding = b"p" * 3600
     frame = (echo4 if family == 4 else echo6)(payload=padding)
-    dp.configure(default_action=abi.DefaultAction.DROP)
+    dp.configure(default_action=enums.DefaultAction.DROP)
     dp.run(frame).verify(frame, R.DROP_DEFAULT)
     with pytest.raises(BpfError) as refused:  # a page and more: no sk_buff
         dp.program.test_run(frame.data + bytes(4096))
@@ -80,7 +81,7 @@ def test_a_non_linear_sk_buff_is_judged(dp):
     frame = echo4(payload=b"p" * 1400)
     context = bytearray(SKB_CONTEXT)
     struct.pack_into("=I", context, SKB_DATA_END, 14 + 8)  # Ethernet, half the IP header
-    dp.configure(default_action=abi.DefaultAction.DROP)
+    dp.configure(default_action=enums.DefaultAction.DROP)
     try:
         result = dp.program.test_run(frame.data, context=bytes(context))
     except BpfError as err:

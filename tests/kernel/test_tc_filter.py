@@ -30,8 +30,8 @@ from pingkiller.bpf import (
     tcx_query,
     tcx_supported,
 )
-from pingkiller.interfaces import interface_index
-from pingkiller.sandbox import Peer, Sandbox
+from pingkiller.demo.sandbox import Peer, Sandbox
+from pingkiller.system.interfaces import interface_index
 from tests.kernel.toys import PREAMBLE, compile_toy, loaded_twice, seen
 
 pytestmark = [

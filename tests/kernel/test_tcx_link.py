@@ -25,8 +25,8 @@ from pingkiller.bpf import (
     tcx_query,
     tcx_supported,
 )
-from pingkiller.interfaces import interface_index
-from pingkiller.sandbox import Peer, Sandbox
+from pingkiller.demo.sandbox import Peer, Sandbox
+from pingkiller.system.interfaces import interface_index
 from tests.kernel.toys import PREAMBLE, compile_toy, loaded_twice, seen
 
 pytestmark = [
@@ -145,7 +145,7 @@ def test_pin_reopen_and_swap(loaded: tuple[Object, Object], peer: Peer, bpffs_di
 
 
 def test_only_tc_programs_attach(peer: Peer) -> None:
-    from pingkiller import datapath
+    from pingkiller.datapath import program as datapath
 
     with datapath.load() as obj:
         ifindex = interface_index(peer.host_ifname)

@@ -49,15 +49,16 @@ from frames import (
 
 from pingkiller import abi
 from pingkiller.bpf import BpfError
+from pingkiller.model import enums
 
 pytestmark = [
     pytest.mark.root,
     pytest.mark.parametrize("entry", fuzz.ENTRIES, indirect=True, ids=str),
 ]
 
-R = abi.Reason
-BLOCK, ALLOW = abi.RuleAction.BLOCK, abi.RuleAction.ALLOW
-PASS_DEFAULT, DROP_DEFAULT = abi.DefaultAction.PASS, abi.DefaultAction.DROP
+R = enums.Reason
+BLOCK, ALLOW = enums.RuleAction.BLOCK, enums.RuleAction.ALLOW
+PASS_DEFAULT, DROP_DEFAULT = enums.DefaultAction.PASS, enums.DefaultAction.DROP
 F = abi.ConfigFlag
 NO_FLAGS = F(0)
 Q, AD = ETH_P_8021Q, ETH_P_8021AD
@@ -110,20 +111,20 @@ def test_echo_follows_default_action(dp, name, default, reason):
 
 
 V4_PING_TYPES = {
-    abi.IcmpSet.ECHO: {0, 8},
-    abi.IcmpSet.ECHO_REQUEST: {8},
-    abi.IcmpSet.ALL: set(range(256)),
+    enums.IcmpSet.ECHO: {0, 8},
+    enums.IcmpSet.ECHO_REQUEST: {8},
+    enums.IcmpSet.ALL: set(range(256)),
 }
 V6_PING_TYPES = {
-    abi.IcmpSet.ECHO: {128, 129},
-    abi.IcmpSet.ECHO_REQUEST: {128},
-    abi.IcmpSet.ALL: set(range(256)) - set(range(133, 138)),  # NDP is never a ping
+    enums.IcmpSet.ECHO: {128, 129},
+    enums.IcmpSet.ECHO_REQUEST: {128},
+    enums.IcmpSet.ALL: set(range(256)) - set(range(133, 138)),  # NDP is never a ping
 }
 V4_TYPES = [0, 3, 5, 8, 11, 13, 255]
 V6_TYPES = [1, 2, 3, 4, 128, 129, 130, 132, 133, 134, 135, 136, 137, 138, 143, 255]
 
 
-@pytest.mark.parametrize("icmp_set", list(abi.IcmpSet), ids=lambda s: s.name.lower())
+@pytest.mark.parametrize("icmp_set", list(enums.IcmpSet), ids=lambda s: s.name.lower())
 @pytest.mark.parametrize(
     ("family", "icmp_type"),
     [(4, t) for t in V4_TYPES] + [(6, t) for t in V6_TYPES],
@@ -142,7 +143,7 @@ def test_icmp_set_decides_what_is_a_ping(dp, icmp_set, family, icmp_type):
 @pytest.mark.parametrize("ndp_type", range(133, 138))
 def test_ndp_is_never_dropped_under_icmp_all(dp, ndp_type):
     """Neighbour discovery passes under icmp ALL, default DROP and a block rule."""
-    dp.configure(default_action=DROP_DEFAULT, icmp_set=abi.IcmpSet.ALL)
+    dp.configure(default_action=DROP_DEFAULT, icmp_set=enums.IcmpSet.ALL)
     dp.rule(f"{V6_SRC}/128", BLOCK)
     frame = echo6(ndp_type, dst="ff02::1:ff00:2")
     dp.run(frame).verify(as_other(frame), R.PASS_NOT_PING)
@@ -174,7 +175,7 @@ NON_PINGS = {
 
 @pytest.mark.parametrize("name", NON_PINGS)
 def test_non_pings_pass_under_default_drop(dp, name):
-    dp.configure(default_action=DROP_DEFAULT, icmp_set=abi.IcmpSet.ALL)
+    dp.configure(default_action=DROP_DEFAULT, icmp_set=enums.IcmpSet.ALL)
     frame = NON_PINGS[name]
     dp.run(frame).verify(frame, R.PASS_NOT_PING)
 
@@ -456,7 +457,7 @@ def test_frames_shorter_than_ethernet_header_are_refused_by_prog_run(dp):
     """The kernel will not build an XDP frame or an sk_buff under 14 bytes, so that path
     cannot be run here (the program's own bounds check passes it as unparsed; see
     truncation tests)."""
-    if dp.entry.hook == abi.Hook.XDP:
+    if dp.entry.hook == enums.Hook.XDP:
         data = bytes(4) + bytes(range(10))  # 4 bytes of metadata, then a 10-byte frame
         context: bytes | None = struct.pack("=6I", 4, len(data), 0, 0, 0, 0)  # struct xdp_md
     else:
@@ -679,7 +680,7 @@ def test_all_protocols_block_drops_non_pings(dp, name):
 @pytest.mark.parametrize("icmp_type", range(133, 138))
 def test_neighbour_discovery_passes_even_all_protocols_blocks(dp, icmp_type):
     frame = as_other(echo6(icmp_type))
-    dp.configure(flags=F.ALL_PROTOCOLS, default_action=DROP_DEFAULT, icmp_set=abi.IcmpSet.ALL)
+    dp.configure(flags=F.ALL_PROTOCOLS, default_action=DROP_DEFAULT, icmp_set=enums.IcmpSet.ALL)
     dp.rule(_src_rule(frame), BLOCK)
     dp.run(frame).verify(frame, R.PASS_NOT_PING)
     assert dp.hits(_src_rule(frame)) == 0
@@ -765,7 +766,7 @@ def test_ipv4_mapped_ipv6(dp, frame, rules, flags, default, reason, hits):
 # Event modes
 
 
-def _scenario(dp, kind: str, mode: abi.EventsMode) -> tuple[Frame, abi.Reason]:
+def _scenario(dp, kind: str, mode: enums.EventsMode) -> tuple[Frame, enums.Reason]:
     """Configure for one kind of packet; returns the frame and the reason it must get."""
     icmp_cut = echo4(mf=True).cut(14 + 20 + 4)
     tcp = ipv4(tcp_bytes(), proto=IPPROTO_TCP)
@@ -789,14 +790,14 @@ def _scenario(dp, kind: str, mode: abi.EventsMode) -> tuple[Frame, abi.Reason]:
 EVENT_KINDS = ["ping-dropped", "ping-passed", "suspect-dropped", "suspect-passed",
                "other-passed", "other-dropped", "unparsed", "fragment"]
 WANTS_EVENT = {
-    abi.EventsMode.OFF: set(),
-    abi.EventsMode.DROPS: {"ping-dropped", "suspect-dropped", "other-dropped"},
-    abi.EventsMode.PINGS: {"ping-dropped", "ping-passed", "suspect-dropped", "suspect-passed"},
-    abi.EventsMode.ALL: set(EVENT_KINDS),
+    enums.EventsMode.OFF: set(),
+    enums.EventsMode.DROPS: {"ping-dropped", "suspect-dropped", "other-dropped"},
+    enums.EventsMode.PINGS: {"ping-dropped", "ping-passed", "suspect-dropped", "suspect-passed"},
+    enums.EventsMode.ALL: set(EVENT_KINDS),
 }
 
 
-@pytest.mark.parametrize("mode", list(abi.EventsMode), ids=lambda m: m.name.lower())
+@pytest.mark.parametrize("mode", list(enums.EventsMode), ids=lambda m: m.name.lower())
 @pytest.mark.parametrize("kind", EVENT_KINDS)
 def test_event_modes(dp, mode, kind):
     frame, reason = _scenario(dp, kind, mode)
@@ -882,12 +883,12 @@ def test_full_ring_counts_lost_events(dp):
 
 @pytest.mark.parametrize(
     ("default", "slot", "other"),
-    [(DROP_DEFAULT, abi.TimingSlot.DROP, abi.TimingSlot.PASS),
-     (PASS_DEFAULT, abi.TimingSlot.PASS, abi.TimingSlot.DROP)],
+    [(DROP_DEFAULT, enums.TimingSlot.DROP, enums.TimingSlot.PASS),
+     (PASS_DEFAULT, enums.TimingSlot.PASS, enums.TimingSlot.DROP)],
     ids=["drop", "pass"],
 )
 def test_timing_counts_per_verdict(dp, default, slot, other):
-    dp.configure(default_action=default, flags=F.TIMING, events=abi.EventsMode.OFF)
+    dp.configure(default_action=default, flags=F.TIMING, events=enums.EventsMode.OFF)
     dp.run(echo4(), repeat=20)
     count, total_ns = dp.timing(slot)
     assert count == 20
@@ -899,12 +900,12 @@ def test_no_timing_without_the_flag(dp):
     dp.configure(default_action=DROP_DEFAULT)
     dp.run(echo4(), repeat=5)
     dp.run(ipv4(tcp_bytes(), proto=IPPROTO_TCP), repeat=5)
-    assert dp.timing(abi.TimingSlot.DROP) == (0, 0)
-    assert dp.timing(abi.TimingSlot.PASS) == (0, 0)
+    assert dp.timing(enums.TimingSlot.DROP) == (0, 0)
+    assert dp.timing(enums.TimingSlot.PASS) == (0, 0)
 
 
 def test_reason_counters_add_packets_and_bytes(dp):
-    dp.configure(default_action=DROP_DEFAULT, events=abi.EventsMode.OFF)
+    dp.configure(default_action=DROP_DEFAULT, events=enums.EventsMode.OFF)
     frames = [echo4(payload=b"x" * n) for n in (0, 10, 100, 1000)]
     for frame in frames:
         dp.run(frame)

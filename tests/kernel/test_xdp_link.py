@@ -1,6 +1,6 @@
 """XdpLink end to end: the program on the host end of a sandbox veth, real ping and TCP.
 
-Only interfaces made by pingkiller.sandbox.Sandbox are touched (namespaces + veth,
+Only interfaces made by pingkiller.demo.sandbox.Sandbox are touched (namespaces + veth,
 198.18.0.0/15 and fd00::/8); the sandbox fixture removes them, which also removes any
 XDP program still attached.
 """
@@ -15,14 +15,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from pingkiller import abi, datapath
+from pingkiller import abi
 from pingkiller.bpf import BpfError, Object, RingBuffer, XdpLink, XdpMode, xdp_query
-from pingkiller.sandbox import Peer
+from pingkiller.datapath import program as datapath
+from pingkiller.demo.sandbox import Peer
+from pingkiller.model import enums
 
 pytestmark = pytest.mark.root
 
-DROP_PINGS = abi.Config(default_action=abi.DefaultAction.DROP, events=abi.EventsMode.DROPS)
-PASS_PINGS = abi.Config(default_action=abi.DefaultAction.PASS)
+DROP_PINGS = abi.Config(default_action=enums.DefaultAction.DROP, events=enums.EventsMode.DROPS)
+PASS_PINGS = abi.Config(default_action=enums.DefaultAction.PASS)
 TCP_CLIENT = (
     "import socket, sys\n"
     "s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)\n"
@@ -90,7 +92,8 @@ def test_xdp_link_end_to_end(peer, dropper, passer, bpffs_dir):
         assert peer.ping(peer.host_v6, count=2) == 0
         assert tcp_works(peer, peer.host_v4)
         assert tcp_works(peer, peer.host_v6)
-        dropped = dropper.maps[abi.COUNTERS_MAP].sum(abi.u32_key(abi.Reason.DROP_DEFAULT), abi.COUNTER.format)
+        dropped = dropper.maps[abi.COUNTERS_MAP].sum(abi.u32_key(enums.Reason.DROP_DEFAULT),
+                                                     abi.COUNTER.format)
         assert dropped[0] >= 4
         events = list(ring.poll(1).unpack(abi.EVENT))
         assert events, "no drop event from real traffic"

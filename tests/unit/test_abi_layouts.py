@@ -11,6 +11,9 @@ import pytest
 
 from pingkiller import abi
 from pingkiller._datapath import ffi
+from pingkiller.model import enums
+from pingkiller.model.enums import DefaultAction, EventsMode, IcmpSet
+from pingkiller.model.policy import Policy
 
 EVENT = abi.EVENT_LAYOUT
 
@@ -93,16 +96,16 @@ def test_compiler_padding_in_the_c_is_caught():
 
 
 def test_padding_packs_as_zeros():
-    assert abi.encode_rule(abi.RuleAction.BLOCK, 5) == struct.pack("=IIQ", 2, 0, 5)
-    assert abi.decode_rule(abi.encode_rule(abi.RuleAction.ALLOW, 9)) == (abi.RuleAction.ALLOW, 9)
+    assert abi.encode_rule(enums.RuleAction.BLOCK, 5) == struct.pack("=IIQ", 2, 0, 5)
+    assert abi.decode_rule(abi.encode_rule(enums.RuleAction.ALLOW, 9)) == (enums.RuleAction.ALLOW, 9)
 
 
 def test_rules_are_written_to_every_cpu_and_their_hits_summed():
     # A per-CPU rule map's value: the action in every CPU's copy, the hits in the first.
-    value = abi.encode_rule(abi.RuleAction.BLOCK, 7, cpus=3)
+    value = abi.encode_rule(enums.RuleAction.BLOCK, 7, cpus=3)
     assert value == struct.pack("=IIQ", 2, 0, 7) + struct.pack("=IIQ", 2, 0, 0) * 2
     per_cpu = b"".join(struct.pack("=IIQ", 1, 0, hits) for hits in (4, 0, 30, 8))
-    assert abi.decode_rule(per_cpu) == (abi.RuleAction.ALLOW, 42)
+    assert abi.decode_rule(per_cpu) == (enums.RuleAction.ALLOW, 42)
 
 
 def test_the_event_window_is_the_kernels_hz():
@@ -110,7 +113,7 @@ def test_the_event_window_is_the_kernels_hz():
     (window,) = struct.unpack_from("=I", abi.Config().encode(), 20)
     assert window == abi.jiffies_per_second()
     assert window in (100, 250, 300, 1000)
-    config = abi.Config(abi.DefaultAction.DROP, abi.IcmpSet.ALL, abi.EventsMode.PINGS, 5,
+    config = abi.Config(enums.DefaultAction.DROP, enums.IcmpSet.ALL, enums.EventsMode.PINGS, 5,
                         abi.ConfigFlag.TIMING)
     assert abi.Config.decode(config.encode()) == config
 
@@ -175,14 +178,31 @@ def test_abi_3_events_read_as_xdp_in():
     offsets = EVENT.offsets()
     assert offsets["hook"] == (58, 1) and offsets["direction"] == (59, 1)
     assert offsets["pad"] == (60, 4) and EVENT.struct.size == 64
-    assert abi.Hook(0) is abi.Hook.XDP and abi.Direction(0) is abi.Direction.IN
-    assert [h.label for h in abi.Hook] == ["xdp", "tc"]
-    assert [d.label for d in abi.Direction] == ["in", "out"]
+    assert enums.Hook(0) is enums.Hook.XDP and enums.Direction(0) is enums.Direction.IN
+    assert [h.label for h in enums.Hook] == ["xdp", "tc"]
+    assert [d.label for d in enums.Direction] == ["in", "out"]
 
 
 def test_program_names_fit_the_kernel():
     # BPF_OBJ_NAME_LEN is 16 with the NUL: a longer name shows cut in bpftool and prog info.
     names = [abi.PROGRAM_NAME, *abi.TC_PROGRAM_NAMES.values()]
     assert len(set(names)) == 3 and all(len(name) <= 15 for name in names)
-    assert abi.TC_PROGRAM_NAMES[abi.Direction.IN] == abi.TC_IN_PROGRAM_NAME
-    assert abi.TC_PROGRAM_NAMES[abi.Direction.OUT] == abi.TC_OUT_PROGRAM_NAME
+    assert abi.TC_PROGRAM_NAMES[enums.Direction.IN] == abi.TC_IN_PROGRAM_NAME
+    assert abi.TC_PROGRAM_NAMES[enums.Direction.OUT] == abi.TC_OUT_PROGRAM_NAME
+
+
+def test_a_policy_round_trips_through_the_settings_record() -> None:
+    policy = Policy(DefaultAction.DROP, IcmpSet.ALL, True, EventsMode.PINGS, 5, True)
+    config = abi.Config.of(policy, abi.ConfigFlag.PREFIXES_V4)
+    assert config.flags & abi.ConfigFlag.PREFIXES_V4
+    assert abi.Config.decode(config.encode()) == config
+    assert config.policy == policy
+
+
+def test_the_model_enums_are_the_headers() -> None:
+    assert abi.enum_problems() == []
+
+    class Fake:
+        PK_HOOK_XDP, PK_HOOK_TC, PK_HOOK_NEW = 0, 7, 2
+
+    assert abi.enum_problems(Fake())[0].startswith("Hook has ['TC', 'XDP'], pingkiller.h")

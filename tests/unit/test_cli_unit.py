@@ -140,7 +140,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_demo_whose_sandbox_cannot_be_made_fails_in_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], private_pin_root: Path
 ) -> None:
-    from pingkiller import sandbox
+    from pingkiller.demo import sandbox
 
     monkeypatch.setattr(sandbox, "IP", "/bin/false")  # as `ip` fails in a chroot or a jail
     code, _out, err = run(["demo", "--duration", "1", "--json"], capsys)

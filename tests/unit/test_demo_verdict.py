@@ -9,8 +9,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from pingkiller.demo import DemoPeer, DemoState, Pinger
-from pingkiller.sandbox import Peer
+from pingkiller.demo.pingers import Pinger
+from pingkiller.demo.run import DemoPeer, DemoState
+from pingkiller.demo.sandbox import Peer
 
 
 def pinger(destination: str, sent: int, answered: int) -> Pinger:

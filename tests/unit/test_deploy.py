@@ -18,9 +18,12 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from pingkiller import capabilities, declarative, pins
+import pingkiller
 from pingkiller.bpf import BpfError
-from pingkiller.exporter import make_app
+from pingkiller.exporter.server import make_app
+from pingkiller.store.bpffs import BPFFS
+from pingkiller.store.layout import DEFAULT_ROOT
+from pingkiller.system import capabilities
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "docs" / "deploy"
@@ -97,7 +100,7 @@ def test_daemonset_names_the_capabilities_and_paths_of_the_code() -> None:
     kinds = documents()
     assert set(kinds) == {"Namespace", "ConfigMap", "DaemonSet"}
     policy_text = kinds["ConfigMap"]["data"]["policy.toml"]
-    assert declarative.parse(policy_text).interfaces  # the example policy is valid
+    assert pingkiller.parse_policy_file(policy_text).interfaces  # the example policy is valid
     pod = pod_spec()
     assert pod["hostNetwork"] is True
     applier, exporter = containers()["pingkiller"], containers()["exporter"]
@@ -122,11 +125,11 @@ def test_daemonset_names_the_capabilities_and_paths_of_the_code() -> None:
     bpffs = {}
     for container in (applier, exporter):
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-        mount = mounts[str(pins.BPFFS)]
-        assert volumes[mount["name"]]["hostPath"]["path"] == str(pins.BPFFS)
+        mount = mounts[str(BPFFS)]
+        assert volumes[mount["name"]]["hostPath"]["path"] == str(BPFFS)
         bpffs[container["name"]] = mount.get("readOnly", False)
     assert bpffs == {"pingkiller": False, "exporter": True}  # only the applier writes pins
-    assert pins.DEFAULT_ROOT.parent == pins.BPFFS  # the pin root lives on that mount
+    assert DEFAULT_ROOT.parent == BPFFS  # the pin root lives on that mount
     config = {m["mountPath"]: m["name"] for m in applier["volumeMounts"]}["/etc/pingkiller"]
     assert volumes[config]["configMap"]["name"] == kinds["ConfigMap"]["metadata"]["name"]
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pingkiller import abi, capabilities, datapath, doctor
+from pingkiller import abi, doctor
 from pingkiller.bpf import XdpLink, xdp_query
 from pingkiller.cli import app
+from pingkiller.datapath import program as datapath
+from pingkiller.demo.sandbox import Sandbox
 from pingkiller.doctor import FAIL, OK, SKIP, WARN, Check
-from pingkiller.sandbox import Sandbox
+from pingkiller.system import capabilities
 
 # The object's programs and their types: XDP, and tc for each direction.
 PROGRAMS = {abi.PROGRAM_NAME: "xdp", abi.TC_IN_PROGRAM_NAME: "tc", abi.TC_OUT_PROGRAM_NAME: "tc"}

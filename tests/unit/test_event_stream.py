@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 
 from pingkiller import abi
 from pingkiller.bpf import RecordBatch
-from pingkiller.events import Event, EventFeed, EventStream, WallClock
+from pingkiller.cli import schemas
+from pingkiller.datapath.events import EventFeed, EventStream
+from pingkiller.model.events import Event, WallClock
 
 
 class _FakeRing:
@@ -80,11 +82,11 @@ def test_timestamps_become_wall_clock_time():
     event = Event._make(next(RecordBatch(_record(), 1).unpack(abi.EVENT)))._replace(
         timestamp_ns=5_000_000_000)
     assert clock.iso(event.timestamp_ns) == "2026-12-01T13:55:02.123456Z"
-    data = event.to_json(clock, backlog=True)
+    data = schemas.event(event, clock, backlog=True)
     assert list(data)[:3] == ["time", "backlog", "timestamp_ns"]
     assert (data["time"], data["backlog"], data["timestamp_ns"]) == (
         "2026-12-01T13:55:02.123456Z", True, 5_000_000_000)
-    assert event.to_json(clock)["backlog"] is False
+    assert schemas.event(event, clock)["backlog"] is False
     line = event.line(clock, backlog=True)
     assert re.fullmatch(r"\d\d:\d\d:02\.123456 backlog \? > \? non-ip: pass \(pass_not_ping\)", line), line
     assert event.line(clock).endswith(":02.123456 " + event.describe())

@@ -6,7 +6,6 @@ Everything listens on 127.0.0.1 with a port the kernel picks; no root needed.
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -14,14 +13,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from pingkiller.cli import _write_status_json
-from pingkiller.exporter import Limits, MetricsServer, make_app
+from pingkiller.exporter.server import Limits, MetricsServer, make_app
 
 OFF_PATHS = ["/", "/debug/pprof", "/../../etc/passwd", "/metricsX", "/metrics/", "/livez/x",
              "/%2e%2e/etc/passwd", "/favicon.ico"]
@@ -213,40 +210,3 @@ def test_server_refuses_connections_over_its_cap() -> None:
         while get(address, "/metrics")[0] != 200:  # until the server saw them go
             assert time.monotonic() < deadline
             time.sleep(0.05)
-
-
-# -- status --json, streamed
-
-
-class Info:
-    """An AttachmentInfo stand-in: what _write_status_json uses."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def to_json(self) -> dict[str, object]:
-        return {"interface": self.name, "rule_count": 3, "rules": [], "stats": {"a": [1, 2]},
-                "pin_dir": "/x"}
-
-
-class Entry:
-    def __init__(self, address: str, hits: int) -> None:
-        from pingkiller.abi import RuleAction
-
-        self.address, self.action, self.hits = address, RuleAction.BLOCK, hits
-
-    def to_json(self) -> dict[str, object]:
-        return {"address": self.address, "action": "block", "hits": self.hits}
-
-
-@pytest.mark.parametrize("batches", [[], [[]], [["198.18.0.1"]], [["198.18.0.1", "10.0.0.0/8"], [],
-                                                                  ["fd00::1"]]])
-def test_streamed_status_json_is_what_json_dumps_gives(
-        batches: list[list[str]], capsys: pytest.CaptureFixture[str]) -> None:
-    rules = [[Entry(address, n) for n, address in enumerate(batch)] for batch in batches]
-    views: list[Any] = [(Info("a"), rules), (Info("b"), [])]
-    for shown in (views, views[:1], []):
-        _write_status_json(iter(shown))
-        expected = [dict(info.to_json(), rules=[r.to_json() for b in found for r in b])
-                    for info, found in shown]
-        assert capsys.readouterr().out == json.dumps(expected, indent=2) + "\n"

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from pingkiller import lock
 from pingkiller.cli import main
-from pingkiller.errors import InvalidInput, LockTimeout
+from pingkiller.model.errors import InvalidInput, LockTimeout
+from pingkiller.model.untrusted import parse_seconds
+from pingkiller.store import lock
+from pingkiller.system import flock
 
 
 @pytest.fixture(autouse=True)
@@ -41,24 +43,24 @@ LOCKS = """\
 
 def test_the_holder_is_the_flock_line_of_that_device_and_inode() -> None:
     # Not the POSIX lock of the same file, not another device or inode, not the waiter.
-    assert lock.parse_locks(LOCKS, DEV, 452035) == 6802
+    assert flock.parse_locks(LOCKS, DEV, 452035) == 6802
 
 
 def test_the_device_is_hex_major_minor() -> None:
     text = "1: FLOCK  ADVISORY  WRITE 42 103:1a:7 0 EOF\n"
-    assert lock.parse_locks(text, os.makedev(0x103, 0x1A), 7) == 42
-    assert lock.parse_locks(text, os.makedev(103, 1), 7) is None  # decimal reading: no match
+    assert flock.parse_locks(text, os.makedev(0x103, 0x1A), 7) == 42
+    assert flock.parse_locks(text, os.makedev(103, 1), 7) is None  # decimal reading: no match
 
 
 @pytest.mark.parametrize("pid", ["0", "-1", "-"])
 def test_a_pid_this_namespace_cannot_see_is_no_pid(pid: str) -> None:
-    assert lock.parse_locks(f"1: FLOCK  ADVISORY  WRITE {pid} 00:27:9 0 EOF\n", DEV, 9) is None
+    assert flock.parse_locks(f"1: FLOCK  ADVISORY  WRITE {pid} 00:27:9 0 EOF\n", DEV, 9) is None
 
 
 @pytest.mark.parametrize("text", ["", "1: -> FLOCK  ADVISORY  WRITE 5 00:27:9 0 EOF\n",
                                   "garbage\n1: FLOCK x y z zz:27:9\n1: FLOCK a b 5 00:27\n"])
 def test_no_holder_line_is_no_pid(text: str) -> None:
-    assert lock.parse_locks(text, DEV, 9) is None
+    assert flock.parse_locks(text, DEV, 9) is None
 
 
 # -- command lines
@@ -79,19 +81,19 @@ def test_no_holder_line_is_no_pid(text: str) -> None:
     (["sh", "-c", "echo \x1b[31mred\x07"], "sh -c echo ?[31mred?"),
 ])
 def test_command_lines_are_described_briefly(argv: list[str], shown: str) -> None:
-    assert lock.describe_command(b"\0".join(a.encode() for a in argv) + b"\0") == shown
+    assert flock.describe_command(b"\0".join(a.encode() for a in argv) + b"\0") == shown
 
 
 def test_a_long_command_line_is_cut() -> None:
     argv = ["/usr/bin/python3", "-m", "pingkiller", "block", "eth0", *(f"10.0.0.{i}" for i in range(30))]
-    shown = lock.describe_command(b"\0".join(a.encode() for a in argv))
+    shown = flock.describe_command(b"\0".join(a.encode() for a in argv))
     assert shown is not None and len(shown) == 60
     assert shown.startswith("pingkiller block eth0 10.0.0.0 10.0.0.1") and shown.endswith("...")
 
 
 def test_bad_utf8_and_empty_command_lines() -> None:
-    assert lock.describe_command(b"caf\xe9\0x\0") == "caf\ufffd x"
-    assert lock.describe_command(b"") is None  # a kernel thread, or a zombie
+    assert flock.describe_command(b"caf\xe9\0x\0") == "caf\ufffd x"
+    assert flock.describe_command(b"") is None  # a kernel thread, or a zombie
 
 
 # -- who holds it, and the messages
@@ -109,14 +111,14 @@ def test_holder_reads_proc(tmp_path: Path) -> None:
         (proc / "1234").mkdir(parents=True)
         (proc / "1234" / "cmdline").write_bytes(b"python3\0-m\0pingkiller\0block\0eth0\0")
         (proc / "1234" / "stat").write_text("1234 (a) b) T 1 1234 ...\n")
-        assert lock.holder(fd, locks, proc) == lock.Holder(1234, "pingkiller block eth0", True)
+        assert flock.holder(fd, locks, proc) == flock.Holder(1234, "pingkiller block eth0", True)
         (proc / "1234" / "stat").write_text("1234 (python3) S 1 1234 ...\n")
-        assert not lock.holder(fd, locks, proc).stopped
+        assert not flock.holder(fd, locks, proc).stopped
         (proc / "1234" / "cmdline").unlink()  # it went away meanwhile
-        assert lock.holder(fd, locks, proc) == lock.Holder(1234, None, False)
+        assert flock.holder(fd, locks, proc) == flock.Holder(1234, None, False)
         locks.write_text("")
-        assert lock.holder(fd, locks, proc) == lock.Holder(None)
-        assert lock.holder(fd, tmp_path / "no-such-file", proc) == lock.Holder(None)
+        assert flock.holder(fd, locks, proc) == flock.Holder(None)
+        assert flock.holder(fd, tmp_path / "no-such-file", proc) == flock.Holder(None)
     finally:
         os.close(fd)
 
@@ -136,34 +138,32 @@ def test_a_holder_that_exited_is_found_by_who_inherited_its_file(tmp_path: Path)
             (proc / pid / "fdinfo" / "3").write_text(fdinfo)
             (proc / pid / "cmdline").write_bytes(b"sleep\x0060\x00")
         (proc / "self").mkdir()  # not a pid
-        assert lock.holder(fd, locks, proc) == lock.Holder(88, "sleep 60")  # 1234 is gone
+        assert flock.holder(fd, locks, proc) == flock.Holder(88, "sleep 60")  # 1234 is gone
         (proc / "88" / "fdinfo" / "3").write_text("pos:\t0\n")
-        assert lock.holder(fd, locks, proc) == lock.Holder(None)
+        assert flock.holder(fd, locks, proc) == flock.Holder(None)
     finally:
         os.close(fd)
 
 
 def test_descriptions() -> None:
-    assert lock.Holder(12, "pingkiller block eth0").describe() == "pid 12 (pingkiller block eth0)"
-    assert lock.Holder(12, "sleep 9", stopped=True).describe() == "pid 12 (sleep 9, stopped)"
-    assert lock.Holder(12).describe() == "pid 12"
-    assert lock.Holder(None).describe() == "another process"
+    assert flock.Holder(12, "pingkiller block eth0").describe() == "pid 12 (pingkiller block eth0)"
+    assert flock.Holder(12, "sleep 9", stopped=True).describe() == "pid 12 (sleep 9, stopped)"
+    assert flock.Holder(12).describe() == "pid 12"
+    assert flock.Holder(None).describe() == "another process"
 
 
 WHAT = "the pin lock on /sys/fs/bpf/pingkiller"
-TUNING = "--lock-timeout S (or PINGKILLER_LOCK_TIMEOUT) changes how long to wait"
 
 
 def test_the_timeout_message_names_the_holder_and_the_fix() -> None:
-    line = lock.timeout_message(WHAT, lock.Holder(1234, "pingkiller block eth0"), 30.0, TUNING)
+    line = flock.timeout_message(WHAT, flock.Holder(1234, "pingkiller block eth0"), 30.0)
     assert line == ("pid 1234 (pingkiller block eth0) has held the pin lock on "
                     "/sys/fs/bpf/pingkiller for over 30 s: wait for it to finish, or stop it if "
-                    "it is stuck (kill 1234); --lock-timeout S (or PINGKILLER_LOCK_TIMEOUT) "
-                    "changes how long to wait")
-    stopped = lock.timeout_message(WHAT, lock.Holder(9, "x", stopped=True), 2.5)
+                    "it is stuck (kill 1234)")
+    stopped = flock.timeout_message(WHAT, flock.Holder(9, "x", stopped=True), 2.5)
     assert "pid 9 (x, stopped) has held" in stopped and "over 2.5 s" in stopped
     assert "resume it (kill -CONT 9) or end it (kill 9)" in stopped
-    unknown = lock.timeout_message(WHAT, lock.Holder(None), 0)
+    unknown = flock.timeout_message(WHAT, flock.Holder(None), 0)
     assert unknown.startswith("another process holds the pin lock on /sys/fs/bpf/pingkiller: ")
     assert "\n" not in stopped + unknown
 
@@ -173,14 +173,14 @@ def test_the_timeout_message_names_the_holder_and_the_fix() -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("30", 30.0), ("0", 0.0), ("2.5", 2.5),
                                                (".5", 0.5), ("7.", 7.0), ("007", 7.0)])
 def test_seconds(text: str, seconds: float) -> None:
-    assert lock.parse_seconds(text) == seconds
+    assert parse_seconds(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", " 1", "1 ", "-1", "+1", "1e3", "inf", "nan", "1.2.3",
                                   "٣", "1_000", "0x10", "1s"])
 def test_not_seconds(text: str) -> None:
     with pytest.raises(ValueError, match="is not a number of seconds"):
-        lock.parse_seconds(text)
+        parse_seconds(text)
 
 
 def test_where_the_timeout_comes_from(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -238,14 +238,14 @@ def _is_free(path: Path) -> bool:
 
 
 def test_a_free_lock_is_taken_and_released(pin_dir: Path) -> None:
-    with lock.locked(timeout=0):
+    with lock.locked(pin_dir, timeout=0):
         assert not _is_free(pin_dir)
     assert _is_free(pin_dir)
 
 
 @pytest.mark.usefixtures("held")
 def test_zero_tries_once(pin_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with pytest.raises(LockTimeout) as caught, lock.locked(timeout=0):
+    with pytest.raises(LockTimeout) as caught, lock.locked(pin_dir, timeout=0):
         pytest.fail("got a held lock")
     assert str(caught.value).startswith(f"pid {os.getpid()} (")
     assert f"holds the pin lock on {pin_dir}:" in str(caught.value)
@@ -256,10 +256,10 @@ def test_zero_tries_once(pin_dir: Path, caplog: pytest.LogCaptureFixture) -> Non
 @pytest.mark.usefixtures("held")
 def test_a_held_lock_warns_once_then_gives_up(pin_dir: Path, caplog: pytest.LogCaptureFixture,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lock, "WARN_AFTER", 0.05)
+    monkeypatch.setattr(flock, "WARN_AFTER", 0.05)
     caplog.set_level(logging.WARNING, logger="pingkiller.lock")
     start = time.monotonic()
-    with pytest.raises(LockTimeout, match=r"for over 0\.3 s"), lock.locked(timeout=0.3):
+    with pytest.raises(LockTimeout, match=r"for over 0\.3 s"), lock.locked(pin_dir, timeout=0.3):
         pytest.fail("got a held lock")
     assert time.monotonic() - start >= 0.3
     (record,) = caplog.records
@@ -279,7 +279,7 @@ def test_the_lock_taken_after_the_holder_lets_go(pin_dir: Path) -> None:
         os._exit(0)
     os.close(fd)  # the child's copy of the open file still holds it
     try:
-        with lock.locked(timeout=10):
+        with lock.locked(pin_dir, timeout=10):
             pass
     finally:
         os.waitpid(pid, 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +16,11 @@ import click
 import pytest
 import typer
 
-from pingkiller import manpages
-from pingkiller.cli import app, doc_path, main
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import manpages
+
+from pingkiller.cli import app, main
+from pingkiller.cli.command import doc_path
 
 MAN_DIR = Path(__file__).resolve().parents[2] / "docs" / "man"
 PAGES = manpages.pages()

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from pingkiller import bpffs, pins
-from pingkiller.errors import PermissionDenied
+from pingkiller.model.errors import PermissionDenied
+from pingkiller.store import bpffs, root
 
 
 def test_bpffs_is_told_from_other_file_systems(tmp_path: Path) -> None:
     assert bpffs.filesystem_type(Path("/proc")) == 0x9FA0  # PROC_SUPER_MAGIC
     assert bpffs.filesystem_type(tmp_path / "missing") is None
     with pytest.raises(PermissionDenied, match=r"is not on bpffs \(.* type 0x[0-9a-f]+\)"):
-        pins.check_on_bpffs(tmp_path, tmp_path / "pins")
-    pins.check_on_bpffs(tmp_path / "missing", tmp_path / "pins")  # unknown: mkdir reports it
+        root.check_on_bpffs(tmp_path, tmp_path / "pins")
+    root.check_on_bpffs(tmp_path / "missing", tmp_path / "pins")  # unknown: mkdir reports it
 
 
 # /proc/self/mountinfo as seen on the host (PID 1 out of sight) and under `ip netns exec`
@@ -84,7 +84,7 @@ def test_a_private_mount_refusal_names_the_fix(monkeypatch: pytest.MonkeyPatch) 
                         lambda: bpffs.MountNamespace(False, "which is not the host's (test)"))
     monkeypatch.setenv("PINGKILLER_PIN_ROOT", "/sys/fs/bpf/pktest-unit")
     with pytest.raises(PermissionDenied) as caught:
-        pins.ensure_root()
+        root.ensure_root(Path("/sys/fs/bpf/pktest-unit"))
     message = str(caught.value)
     assert message.startswith("/sys/fs/bpf is not mounted in this mount namespace, which is not "
                               "the host's (test): pins made here would vanish")
@@ -94,18 +94,18 @@ def test_a_private_mount_refusal_names_the_fix(monkeypatch: pytest.MonkeyPatch) 
 def test_entries_of_the_root_must_be_real_private_directories(tmp_path: Path) -> None:
     (tmp_path / "eth0").mkdir(mode=0o700)
     (tmp_path / "=del-1-eth1").mkdir(mode=0o700)
-    pins.check_entries(tmp_path)
+    root.check_entries(tmp_path)
     (tmp_path / "=tmp-2-eth2").symlink_to(tmp_path / "eth0")
     with pytest.raises(PermissionDenied, match=r"=tmp-2-eth2 in the pin root is a symlink"):
-        pins.check_entries(tmp_path)
+        root.check_entries(tmp_path)
     (tmp_path / "=tmp-2-eth2").unlink()
     (tmp_path / "eth0").chmod(0o720)
     with pytest.raises(PermissionDenied, match=r"eth0 in the pin root is writable by others"):
-        pins.check_entries(tmp_path)
+        root.check_entries(tmp_path)
     (tmp_path / "eth0").chmod(0o700)
     (tmp_path / "stray").touch()
     with pytest.raises(PermissionDenied, match="is not a directory"):
-        pins.check_entries(tmp_path)
+        root.check_entries(tmp_path)
 
 
 def test_a_symlinked_root_is_named_as_such(tmp_path: Path) -> None:
@@ -113,6 +113,6 @@ def test_a_symlinked_root_is_named_as_such(tmp_path: Path) -> None:
     real.mkdir(mode=0o700)
     (tmp_path / "root").symlink_to(real)
     with pytest.raises(PermissionDenied, match="is a symlink"):
-        pins.check_owned(tmp_path / "root")
-    pins.check_owned(real)
+        root.check_owned(tmp_path / "root")
+    root.check_owned(real)
     assert os.geteuid() == real.stat().st_uid

@@ -9,10 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pingkiller import abi
-from pingkiller.abi import DefaultAction, EventsMode, IcmpSet, RuleAction
-from pingkiller.errors import InvalidAddress, InvalidInput, RuleFileError
-from pingkiller.policy import Policy, Rule, format_network, parse_network, parse_networks, read_rule_file
+from pingkiller.cli import schemas
+from pingkiller.model.enums import DefaultAction, EventsMode, IcmpSet, RuleAction
+from pingkiller.model.errors import InvalidAddress, InvalidInput, RuleFileError
+from pingkiller.model.network import format_network, parse_network, parse_networks
+from pingkiller.model.policy import Policy
+from pingkiller.model.rules import Rule, read_rule_file
 
 V4 = ipaddress.IPv4Network
 V6 = ipaddress.IPv6Network
@@ -109,19 +111,16 @@ def test_format_network_shows_hosts_without_length() -> None:
 
 
 def test_rule_json() -> None:
-    rule = Rule(V4("198.18.0.0/15"), RuleAction.BLOCK, 7)
-    assert rule.address == "198.18.0.0/15"
-    assert rule.to_json() == {"address": "198.18.0.0/15", "action": "block", "hits": 7}
-    assert Rule(V6("::1/128"), RuleAction.ALLOW).to_json() == {"address": "::1", "action": "allow", "hits": 0}
+    rule = Rule.of(V4("198.18.0.0/15"), RuleAction.BLOCK, 7)
+    assert rule.address == "198.18.0.0/15" and rule.network == V4("198.18.0.0/15")
+    assert schemas.rule(rule) == {"address": "198.18.0.0/15", "action": "block", "hits": 7}
+    assert schemas.rule(Rule.of(V6("::1/128"), RuleAction.ALLOW)) == {
+        "address": "::1", "action": "allow", "hits": 0}
 
 
-def test_policy_round_trips_through_the_config() -> None:
+def test_policy_json() -> None:
     policy = Policy(DefaultAction.DROP, IcmpSet.ALL, True, EventsMode.PINGS, 5, True)
-    config = policy.to_config(abi.ConfigFlag.PREFIXES_V4)
-    assert config.flags & abi.ConfigFlag.PREFIXES_V4
-    assert abi.Config.decode(config.encode()) == config
-    assert Policy.from_config(config) == policy
-    assert policy.to_json() == {
+    assert schemas.policy(policy) == {
         "default": "drop", "icmp": "all", "all_protocols": True, "events": "pings",
         "event_rate": 5, "timing": True,
     }
@@ -161,9 +160,11 @@ def test_rule_file_with_comments_blank_lines_and_extra_columns(tmp_path: Path) -
         "::ffff:203.0.113.9\r\n"
         "192.0.2.7\n"
     ))
-    assert read_rule_file(path) == [
-        V4("192.0.2.7/32"), V4("10.0.0.0/8"), V6("2001:db8::/32"), V4("198.51.100.0/24"),
-        V4("203.0.113.9/32"), V4("192.0.2.7/32"),
+    rules = read_rule_file(path)
+    assert rules.requested == 6 and len(rules) == 5  # one address twice: one rule
+    assert list(rules.networks()) == [
+        V4("192.0.2.7/32"), V4("203.0.113.9/32"), V4("10.0.0.0/8"), V6("2001:db8::/32"),
+        V4("198.51.100.0/24"),
     ]
     assert read_rule_file(str(path)) == read_rule_file(path)
 

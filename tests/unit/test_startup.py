@@ -1,6 +1,7 @@
 """CLI start-up (issue #14, item 5): a verb imports only what it needs.
 
-`status` and `block` are called without typer (pingkiller.cli's fast path); these tests
+`status` and `block` are called without typer (pingkiller.cli.command's fast path, taken
+from the verb table); these tests
 check, in a fresh interpreter, what importing the CLI and running those verbs loads, and
 that the fast path makes exactly the call typer would make. No timing here: `make bench`
 (section 5) measures it.
@@ -16,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from pingkiller import cli
+from pingkiller.cli import command, rules, status
 
 # Nothing status or block needs; some cost more than the verb itself.
 HEAVY = ["typer", "click", "rich", "prometheus_client", "asyncio", "pingkiller.exporter",
-         "pingkiller.declarative", "pingkiller.demo", "pingkiller.doctor", "pingkiller.manpages"]
+         "pingkiller.declarative", "pingkiller.demo", "pingkiller.doctor", "tomllib"]
 
 CHILD = """
 import json, sys
@@ -95,28 +96,28 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
                hook: str | None, direction: str | None) -> None:
         calls.append((verb, ifname, list(addresses or []), from_file, as_json, hook, direction))
 
-    monkeypatch.setattr(cli, "_status_views", views)
-    monkeypatch.setattr(cli, "_change_rules", change)
+    monkeypatch.setattr(status, "_views", views)
+    monkeypatch.setattr(rules, "change", change)
     return calls
 
 
 @pytest.mark.parametrize("argv", CALLS, ids=" ".join)
 def test_the_fast_path_calls_the_verb_as_typer_does(argv: list[str], recorded: list[tuple[Any, ...]],
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    fast = cli._fast_call(argv)
+    fast = command.fast_call(argv)
     assert fast is not None
-    cli._run_fast(*fast)
+    command._run_fast(*fast)
     fast_out = capsys.readouterr()
-    assert cli._app()(args=argv, prog_name="pingkiller", standalone_mode=False) in (None, 0)
+    assert command.app()(args=argv, prog_name="pingkiller", standalone_mode=False) in (None, 0)
     assert capsys.readouterr() == fast_out
     assert len(recorded) == 2 and recorded[0] == recorded[1]
 
 
 @pytest.mark.parametrize("argv", NOT_FAST, ids=lambda argv: " ".join(argv) or "(none)")
 def test_every_other_command_line_goes_to_typer(argv: list[str]) -> None:
-    assert cli._fast_call(argv) is None
+    assert command.fast_call(argv) is None
 
 
 def test_shell_completion_goes_to_typer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("_PINGKILLER_COMPLETE", "bash_complete")
-    assert cli._fast_call(["status"]) is None
+    assert command.fast_call(["status"]) is None

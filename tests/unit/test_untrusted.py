@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pingkiller import untrusted
-from pingkiller.errors import InvalidInput, PolicyFileError, RuleFileError
-from pingkiller.untrusted import POLICY_FILE, RULE_FILE
+from pingkiller.model import untrusted
+from pingkiller.model.errors import InvalidInput, PolicyFileError, RuleFileError
+from pingkiller.model.untrusted import POLICY_FILE, RULE_FILE
 
 # -- quoting
 

@@ -1,26 +1,8 @@
-"""Prometheus metrics: a collector that reads every attachment's live counters per scrape,
-and a small HTTP server for it with bounded threads, time limits and a scrape cap.
+"""The exporter's HTTP side: a small server with bounded threads, time limits and a
+scrape cap, for the collector's /metrics and two probes for Kubernetes.
 
-Metrics (docs/operations.md lists them), each of one attachment and labelled by which:
-``interface``, ``hook`` (xdp | tc) and ``direction`` (in | out; in at XDP):
-``pingkiller_packets_total`` / ``pingkiller_bytes_total`` {reason},
-``pingkiller_rule_hits_total`` {rule, action}, ``pingkiller_rules``,
-``pingkiller_rule_series_skipped``, ``pingkiller_events_total``
-{outcome = sent | suppressed | lost}, ``pingkiller_program_run_time_seconds_total`` and
-``pingkiller_program_runs_total`` (the kernel's BPF stats: zero unless they are on),
-``pingkiller_attachment_info`` {mode, program_id} and ``pingkiller_outdated``; and
-``pingkiller_up`` (1 when the attachments could be read), which has no labels.
-
-Only three paths answer: /metrics, and two probes for Kubernetes: ``/livez`` (200 while
-it serves) and ``/readyz`` (200 when the pins can be read, 503 and the reason if not);
-every other path is 404. Everything here only reads: the exporter works on a read-only
-bpffs with CAP_BPF.
-
-What a scrape costs: the counters of each attachment (a few batch reads), a count of its
-rules (a batch walk of the rule maps, ~0.35 s per 10^6 rules, one batch in memory), and
-the hit counters of at most ``max_rule_series`` rules. An attachment with more rules than
-that exports no rule series at all (a partial set would be arbitrary and change from
-scrape to scrape) and says how many it skipped.
+Only three paths answer: /metrics, ``/livez`` (200 while it serves) and ``/readyz`` (200
+when the pins can be read, 503 and the reason if not); every other path is 404.
 """
 
 from __future__ import annotations
@@ -30,157 +12,21 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import unquote
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
-from pingkiller import capabilities, killer
-from pingkiller.abi import Hook
-from pingkiller.bpf import BpfError, XdpMode
-from pingkiller.errors import InvalidInput, PingkillerError
-from pingkiller.killer import Attachment, AttachmentInfo
-from pingkiller.policy import RULE_ACTIONS
-from pingkiller.rules import RuleEntry
-from pingkiller.untrusted import quote
+from pingkiller.exporter.collector import PingkillerCollector, readiness, require_read_access
+from pingkiller.model.errors import InvalidInput, PingkillerError
+from pingkiller.model.untrusted import quote
 
 DEFAULT_LISTEN = "127.0.0.1:9477"
-DEFAULT_MAX_RULE_SERIES = 1000
 DEFAULT_MAX_SCRAPES = 4
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Read:
-    """One attachment as a scrape read it: its info, the rules whose series it exports,
-    and how many rules it skipped (more than max_rule_series)."""
-
-    info: AttachmentInfo
-    rules: list[RuleEntry]
-    skipped: int
-
-
-class PingkillerCollector(Collector):
-    """Reads the pinned attachments on every scrape (no cache, no background thread).
-
-    Rule hit counters are one series per rule: with ``rule_metrics=False`` none are
-    exported, and an attachment with more than ``max_rule_series`` rules exports none of
-    its rule series and no hit counter of it is read (``pingkiller_rules`` still counts
-    them; ``pingkiller_rule_series_skipped`` says how many were skipped).
-    """
-
-    def __init__(self, *, rule_metrics: bool = True,
-                 max_rule_series: int = DEFAULT_MAX_RULE_SERIES) -> None:
-        self.rule_metrics = rule_metrics
-        self.max_rule_series = max_rule_series
-
-    def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("pingkiller_up", "1 if pingkiller's attachments could be read.")
-        try:
-            found = [self._read(each) for each in killer.each_attachment()]
-        except (PingkillerError, BpfError) as err:
-            log.warning("reading attachments failed: %s", err)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        yield from self._families(found)
-
-    def _read(self, found: Attachment | AttachmentInfo) -> _Read:
-        """One attachment: its info, and its rule series if it has no more rules than
-        max_rule_series (one walk of the rule maps counts them and decodes at most the
-        first max_rule_series + 1)."""
-        if isinstance(found, AttachmentInfo):  # its maps cannot be read
-            return _Read(found, [], 0)
-        scan = found.scan_rules(self.max_rule_series + 1 if self.rule_metrics else 0)
-        info = found.info(with_rules=False, rule_count=scan.total)
-        if not self.rule_metrics:
-            return _Read(info, [], 0)
-        if scan.total > self.max_rule_series:
-            return _Read(info, [], scan.total)
-        return _Read(info, scan.first, 0)
-
-    def _families(self, found: list[_Read]) -> Iterator[Metric]:
-        where = list(ATTACHMENT_LABELS)
-        packets = CounterMetricFamily(
-            "pingkiller_packets", "Packets seen, by verdict reason.", labels=[*where, "reason"])
-        octets = CounterMetricFamily(
-            "pingkiller_bytes", "Bytes seen, by verdict reason.", labels=[*where, "reason"])
-        events = CounterMetricFamily(
-            "pingkiller_events", "Events, by outcome (suppressed by the rate limit, lost: ring full).",
-            labels=[*where, "outcome"])
-        run_time = CounterMetricFamily(
-            "pingkiller_program_run_time_seconds",
-            "Kernel-measured run time of the attachment's program (needs "
-            "kernel.bpf_stats_enabled).", labels=where)
-        runs = CounterMetricFamily(
-            "pingkiller_program_runs", "Kernel-counted runs of the attachment's program "
-            "(needs kernel.bpf_stats_enabled).", labels=where)
-        rules = GaugeMetricFamily("pingkiller_rules", "Rules installed.", labels=where)
-        hits = CounterMetricFamily(
-            "pingkiller_rule_hits", "Packets that matched a rule.",
-            labels=[*where, "rule", "action"])
-        skipped = GaugeMetricFamily(
-            "pingkiller_rule_series_skipped", "Rules whose hit series are not exported: all of "
-            "them when the attachment has more than --max-rule-series.", labels=where)
-        attachment = InfoMetricFamily(
-            "pingkiller_attachment", "An attachment: mode is the XDP mode in effect, or at "
-            "the tc hook tcx or clsact (none: stale, e.g. the interface is gone).",
-            labels=[*where, "mode", "program_id"])
-        outdated = GaugeMetricFamily(
-            "pingkiller_outdated", "1 if the attachment runs another program than the installed "
-            "one (`pingkiller upgrade`), or pins of another ABI version.", labels=where)
-        for read in found:
-            info = read.info
-            at = attachment_labels(info)
-            attachment.add_metric([*at, _mode(info), str(info.program_id)], {})
-            outdated.add_metric(at, int(info.outdated))
-            rules.add_metric(at, info.rule_count)
-            if self.rule_metrics:
-                skipped.add_metric(at, read.skipped)
-                for rule in read.rules:
-                    hits.add_metric([*at, rule.address, RULE_ACTIONS.word(rule.action)], rule.hits)
-            stats = info.stats
-            if stats is None:
-                continue
-            for reason, counter in stats.reasons.items():
-                packets.add_metric([*at, reason.label], counter.packets)
-                octets.add_metric([*at, reason.label], counter.bytes)
-            for outcome, count in (("sent", stats.events_sent),
-                                   ("suppressed", stats.events_suppressed),
-                                   ("lost", stats.events_lost)):
-                events.add_metric([*at, outcome], count)
-            run_time.add_metric(at, stats.run_time_ns / 1e9)
-            runs.add_metric(at, stats.run_count)
-        yield from (attachment, outdated, packets, octets, events, rules, hits, run_time, runs)
-        if self.rule_metrics:
-            yield skipped
-
-
-# The labels that say which attachment a series is of, first on every per-attachment metric.
-ATTACHMENT_LABELS = ("interface", "hook", "direction")
-
-
-def attachment_labels(info: AttachmentInfo) -> list[str]:
-    """The values of :data:`ATTACHMENT_LABELS` for ``info``: its interface, ``xdp`` or
-    ``tc``, and ``in`` or ``out`` (always ``in`` at XDP, which sees only what arrives)."""
-    return [info.ifname, info.hook.label, info.direction.label]
-
-
-def _mode(info: AttachmentInfo) -> str:
-    """``mode`` of pingkiller_attachment_info: the XDP mode in effect, or how a tc
-    attachment that filters holds its program (``tcx``, ``clsact``: as status shows it),
-    ``none`` for a stale attachment at either hook."""
-    if info.hook is Hook.XDP:
-        return info.mode.value  # NONE when stale
-    return XdpMode.NONE.value if info.stale else info.mode_text
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -190,21 +36,10 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not (sep and host and port.isascii() and port.isdigit() and len(port) <= 5
             and 0 < int(port) < 65536):
         raise InvalidInput(
-            f"--listen {quote(text)} is not HOST:PORT: e.g. 127.0.0.1:9477 or [::1]:9477 "
+            f"listen address {quote(text)} is not HOST:PORT: e.g. 127.0.0.1:9477 or [::1]:9477 "
             "(0.0.0.0:9477 for every address)"
         )
     return host, int(port)
-
-
-def readiness() -> tuple[bool, str]:
-    """Whether the pins can be read now (what /readyz answers), and why not: every
-    attachment's pins are opened read-only, no map is walked."""
-    try:
-        for _ in killer.each_attachment():
-            pass
-    except (PingkillerError, BpfError) as err:
-        return False, str(err)
-    return True, "ok"
 
 
 def _text(start_response: StartResponse, status: str, body: str,
@@ -449,7 +284,7 @@ def serve(
     """Serve /metrics, /livez and /readyz on ``listen`` in background threads; shut the
     server down to stop. Needs only read access to the pins (and CAP_BPF). At most
     ``max_scrapes`` scrapes run at once (one more gets 503)."""
-    capabilities.require_read_privileges()
+    require_read_access()
     host, port = parse_listen(listen)
     registry = CollectorRegistry()
     registry.register(collector or PingkillerCollector())
@@ -465,7 +300,7 @@ def serve(
             raise
     except OSError as err:
         raise PingkillerError(f"cannot listen on {listen}: {err.strerror or err}: pick another "
-                              "--listen address or port") from None
+                              "address or port") from None
     with contextlib.ExitStack() as undo:
         undo.callback(sock.close)
         server = MetricsServer(sock, make_app(registry, max_scrapes=max_scrapes),

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from pingkiller import lock, trust
-from pingkiller.errors import PermissionDenied, PingkillerError
+from pingkiller.model.errors import PermissionDenied, ProgramNotFound, SandboxError
+from pingkiller.system import trust
+from pingkiller.system.flock import acquire
 
 
 def _program(name: str, package: str, fallback: str) -> str:
@@ -25,7 +26,7 @@ def _program(name: str, package: str, fallback: str) -> str:
     missing, so that running it fails naming it."""
     try:
         return trust.program(name, package)
-    except trust.ProgramNotFound:
+    except ProgramNotFound:
         return fallback
 
 
@@ -40,10 +41,6 @@ SUBNET_LOCK = trust.RUN_DIR / "sandbox.lock"
 SUBNET_LOCK_TIMEOUT = 30.0  # seconds; the lock is held for a few milliseconds per peer
 
 
-class SandboxError(PingkillerError):
-    """Creating the sandbox failed (needs root, iproute2 and network namespaces)."""
-
-
 def run(args: list[str], *, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing text output; raise SandboxError with its stderr on failure."""
     try:
@@ -55,7 +52,7 @@ def run(args: list[str], *, check: bool = True, timeout: float = 30) -> subproce
         output = " ".join((result.stderr or result.stdout).split()) or f"exit status {result.returncode}"
         raise SandboxError(
             f"making the sandbox failed: {' '.join(args)}: {output} (it needs root, iproute2 "
-            "and network namespaces: `sudo pingkiller doctor` checks the rest)"
+            "and network namespaces)"
         )
     return result
 
@@ -78,7 +75,7 @@ def _subnet_lock() -> Iterator[None]:
     except PermissionDenied as err:
         raise SandboxError(f"making the sandbox failed: {err}") from None
     try:
-        lock.acquire(fd, f"the sandbox lock {SUBNET_LOCK}", SUBNET_LOCK_TIMEOUT)
+        acquire(fd, f"the sandbox lock {SUBNET_LOCK}", SUBNET_LOCK_TIMEOUT)
         yield
     finally:
         os.close(fd)  # releases the lock

@@ -1,0 +1,61 @@
+"""exporter: Prometheus metrics of every attachment."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from pingkiller.cli.command import verb
+from pingkiller.cli.options import opt
+from pingkiller.cli.policy_files import exit_cleanly_on_sigterm, log_stderr
+
+
+@verb()
+def exporter(
+    listen: Annotated[str, opt(help="Serve /metrics on HOST:PORT.", metavar="HOST:PORT")
+                      ] = "127.0.0.1:9477",
+    rule_metrics: Annotated[
+        bool, opt("--rule-metrics/--no-rule-metrics", help="Export per-rule hit counters.")
+    ] = True,
+    max_rule_series: Annotated[
+        int, opt(help="Skip rule hit series of attachments with more than N rules.", min=0,
+                 metavar="N")
+    ] = 1000,
+    run_time_stats: Annotated[
+        bool, opt("--run-time-stats", help="Switch on the kernel's BPF run-time stats while "
+                                           "serving (costs a little per packet).")
+    ] = False,
+    max_scrapes: Annotated[
+        int, opt(help="Answer at most N scrapes at once; one more gets 503 at once.", min=1,
+                 max=64, metavar="N")
+    ] = 4,
+) -> None:
+    """Serve Prometheus metrics of every attachment until stopped.
+
+    Only /metrics, /readyz and /livez answer (404 elsewhere). A scrape counts every
+    rule (~0.35 s per million) but reads hit counters only of the series it exports.
+    A client has 5 s to send its request; idle connections cost no thread.
+
+    Example:
+
+      pingkiller exporter --listen 127.0.0.1:9477
+    """
+    from contextlib import nullcontext
+
+    import pingkiller
+    from pingkiller import exporter as metrics
+
+    collector = metrics.PingkillerCollector(rule_metrics=rule_metrics,
+                                            max_rule_series=max_rule_series)
+    server, _ = metrics.serve(listen, collector, max_scrapes=max_scrapes)
+    switch = pingkiller.run_time_stats(required=True) if run_time_stats else nullcontext(False)
+    with switch:
+        exit_cleanly_on_sigterm()
+        log_stderr(f"serving metrics on http://{listen}/metrics")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.shutdown()

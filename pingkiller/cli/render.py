@@ -1,0 +1,147 @@
+"""Human output: an attachment's state, counters and rates, with rich tables."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pingkiller.cli.errors import options
+from pingkiller.model.enums import Hook, LinkState, Mode, Reason
+from pingkiller.model.words import RULE_ACTIONS, TIMING_SLOTS
+
+if TYPE_CHECKING:
+    from pingkiller.model.results import AttachmentInfo
+    from pingkiller.model.rules import Rule
+    from pingkiller.model.stats import Stats
+
+CLSACT_PRIORITY = 0x504B  # pingkiller.hooks.clsact's, shown by status
+
+
+def attached_how(info: AttachmentInfo) -> str:
+    """How the program is held, in words: the XDP mode, a tcx link, or a clsact filter."""
+    if info.hook is Hook.XDP:
+        return f"{info.mode.value} mode"
+    return "clsact filter, not link-based" if info.mode is Mode.CLSACT else "tcx link"
+
+
+def position(info: AttachmentInfo) -> str:
+    """Where a tc attachment runs in its hook's chain, in words."""
+    where, total = info.position, len(info.chain)
+    if not total:
+        return "its place among the hook's programs not known"
+    if not where:
+        return f"not in its hook's chain of {total}"
+    others = [str(i) for i in info.chain if i != info.program_id]
+    if not others:
+        return "the only program of its hook"
+    return f"program {where} of {total} on its hook (others: {', '.join(others)})"
+
+
+# What status adds to the note of an attachment that still filters but not where its
+# pins say ({where}: the CLI arguments that name it).
+_STATE_NOTE = {LinkState.MOVED: " (`pingkiller detach {where}` removes it)",
+               LinkState.ELSEWHERE: ": manage it from that namespace"}
+
+
+def status_lines(info: AttachmentInfo) -> list[str]:
+    """The head lines status prints of one attachment (rich markup)."""
+    point, lines = info.point, []
+    if info.stale:
+        lines.append(f"[bold]{point.label}[/]: STALE - {info.problem}; "
+                     f"`pingkiller detach {options(point)}` cleans it")
+    elif point.hook is Hook.XDP:
+        lines.append(f"[bold]{info.ifname}[/] (ifindex {info.ifindex}): xdp, program "
+                     f"{info.program_id}, link {info.link_id}, {info.mode.value} mode")
+    elif info.mode is Mode.CLSACT:
+        lines.append(f"[bold]{info.ifname}[/] (ifindex {info.ifindex}): tc (clsact, not "
+                     f"link-based) {point.direction.label}, program {info.program_id}, "
+                     f"priority {CLSACT_PRIORITY}, {position(info)}")
+    else:
+        lines.append(f"[bold]{info.ifname}[/] (ifindex {info.ifindex}): tc "
+                     f"{point.direction.label}, program {info.program_id}, link "
+                     f"{info.link_id}, tcx link, {position(info)}")
+    if not info.stale:
+        if info.problem:
+            extra = _STATE_NOTE.get(info.state, "").format(where=options(point))
+            lines.append(f"  note: {info.problem}{extra}; it still filters")
+        if info.outdated:
+            running = info.program[:12] or "unrecorded"
+            lines.append(f"  outdated: it runs program {running} (ABI {info.abi_version}), not "
+                         f"the installed one: `pingkiller upgrade {options(point)}`")
+    if info.policy is not None:
+        from pingkiller.model.words import EVENT_MODES
+
+        policy = info.policy
+        lines.append(f"  policy: {policy.describe()}")
+        lines.append(f"  events: {EVENT_MODES.word(policy.events)} (at most {policy.event_rate}"
+                     f"/s per CPU), timing {'on' if policy.timing else 'off'}, rules: "
+                     f"{info.rule_count}")
+    return lines
+
+
+def render_status(info: AttachmentInfo, rules: list[Rule]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=True)  # a pipe must not split commands
+    for line in status_lines(info):
+        console.print(line)
+    if info.stats is not None:
+        for item in counter_renderables(info.stats, None):
+            console.print(item)
+    if rules:
+        table = Table(title=None, show_edge=False, pad_edge=False)
+        table.add_column("rule")
+        table.add_column("action")
+        table.add_column("hits", justify="right")
+        for rule in rules:
+            table.add_row(rule.address, RULE_ACTIONS.word(rule.action), str(rule.hits))
+        console.print(table)
+    if info.rule_count > len(rules):
+        console.print(f"  ... and {info.rule_count - len(rules)} more rules (--max-rules N lists "
+                      "more, --json all)")
+
+
+def counter_renderables(stats: Stats, rates: dict[Reason, float] | None) -> list[Any]:
+    """The counters table and its summary line, for a console to print or a Live to show."""
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("reason")
+    table.add_column("packets", justify="right")
+    table.add_column("bytes", justify="right")
+    if rates is not None:
+        table.add_column("pps", justify="right")
+    for reason, counter in stats.reasons.items():
+        row = [reason.label, str(counter.packets), str(counter.bytes)]
+        if rates is not None:
+            row.append(f"{rates[reason]:.1f}")
+        table.add_row(*row)
+    return [table, f"  dropped {stats.dropped}, passed {stats.passed}; events sent "
+                   f"{stats.events_sent}, suppressed {stats.events_suppressed}, lost "
+                   f"{stats.events_lost}"]
+
+
+def timing_lines(stats: Stats) -> list[str]:
+    lines = []
+    for verdict in TIMING_SLOTS.members:
+        average = stats.average_ns(verdict)
+        if average is not None:
+            lines.append(f"  average processing time ({TIMING_SLOTS.word(verdict)}): "
+                         f"{average:.0f} ns")
+    run = stats.average_run_ns
+    lines.append(
+        f"  kernel run time: {run:.0f} ns per packet over {stats.run_count} runs" if run
+        else "  kernel run time: n/a (use --watch, or `sysctl kernel.bpf_stats_enabled=1`)"
+    )
+    return lines
+
+
+def stats_renderables(ifname: str, current: Stats, rates: dict[Reason, float] | None) -> list[Any]:
+    """What `stats` shows of one snapshot, line by line (rich markup and tables)."""
+    items: list[Any] = [f"[bold]{ifname}[/]", *counter_renderables(current, rates),
+                        *timing_lines(current)]
+    if current.per_cpu is not None:
+        for cpu, counters in enumerate(current.per_cpu):
+            busy = ", ".join(f"{r.label} {c.packets}" for r, c in counters.items() if c.packets)
+            items.append(f"  cpu {cpu}: {busy or 'no packets'}")
+    return items

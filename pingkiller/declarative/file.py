@@ -1,0 +1,452 @@
+"""The policy file: read and validate it (:func:`parse`, :func:`load`), write it (:func:`dump`).
+
+A policy file is TOML, one table per interface (docs/operations.md has the reference)::
+
+    [interfaces.eth0]
+    default = "pass"              # drop | pass (default: drop without block rules)
+    icmp = "echo"                 # echo | echo-request | all
+    block = ["198.18.0.7", "2001:db8::/32"]
+    allow = ["10.0.0.0/8"]
+    rule_files = ["blocklist.txt"]  # more block rules, paths relative to this file
+
+A table is one attachment: at the interface's XDP hook unless it says ``hook = "tc"``
+(then ``direction = "in"``, ``"out"`` or ``"both"``, two attachments with the same
+settings). An interface with several attachments, each with settings and rules of its
+own, lists them as an array of tables, ``[[interfaces.eth0]]`` once per attachment.
+A file with any error is rejected whole: :class:`~pingkiller.PolicyFileError` names
+each problem by line, table and key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from pingkiller.model import untrusted
+from pingkiller.model.enums import Direction, Hook, Mode, RuleAction
+from pingkiller.model.errors import PingkillerError, PolicyFileError
+from pingkiller.model.network import Network, format_network, parse_network
+from pingkiller.model.point import Point, validate_ifname
+from pingkiller.model.policy import DEFAULT_EVENT_RATE, MAX_EVENT_RATE, Policy, default_action
+from pingkiller.model.rules import read_rule_file
+from pingkiller.model.words import DEFAULT_ACTIONS, DIRECTIONS, EVENT_MODES, HOOKS, ICMP_SETS, MODES
+
+# The file's word for both tc directions: two attachments with the same settings.
+BOTH = "both"
+_DIRECTIONS = {**{word: (DIRECTIONS.parse(word),) for word in DIRECTIONS.words},
+               BOTH: (Direction.IN, Direction.OUT)}
+_CHOICES: dict[str, list[str]] = {
+    "hook": HOOKS.words,
+    "direction": list(_DIRECTIONS),
+    "default": DEFAULT_ACTIONS.words,
+    "icmp": ICMP_SETS.words,
+    "events": EVENT_MODES.words,
+    "mode": MODES.words,
+}
+_BOOLS = ("all_protocols", "timing")
+_LISTS = ("block", "allow", "rule_files")
+KEYS = (*_CHOICES, *_BOOLS, "event_rate", *_LISTS)
+_MAX_PROBLEMS = 5
+_LOCATED = 50  # problems located by line (each is a search); the rest are counted
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_RULE_LISTS = (("block", RuleAction.BLOCK), ("allow", RuleAction.ALLOW))
+
+
+@dataclass(frozen=True)
+class AttachmentSpec:
+    """What one attachment should be: where it runs, its settings, mode and rules.
+
+    ``mode`` is how to hold the hook: AUTO (whatever the kernel chooses, and whatever
+    runs), NATIVE or GENERIC at XDP, TCX or CLSACT at tc."""
+
+    ifname: str
+    policy: Policy
+    mode: Mode = Mode.AUTO
+    rules: dict[Network, RuleAction] = field(default_factory=dict)
+    hook: Hook = Hook.XDP
+    direction: Direction = Direction.IN
+
+    @property
+    def point(self) -> Point:
+        return Point(self.ifname, self.hook, self.direction)
+
+    def networks(self, action: RuleAction) -> list[Network]:
+        return [network for network, act in self.rules.items() if act == action]
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    """A whole, valid policy file: the attachments pingkiller should hold and nothing else,
+    in the file's order."""
+
+    attachments: dict[Point, AttachmentSpec]
+    source: str = "<policy>"
+
+    @property
+    def interfaces(self) -> dict[str, list[AttachmentSpec]]:
+        """The attachments by interface (an interface's in the file's order)."""
+        found: dict[str, list[AttachmentSpec]] = {}
+        for spec in self.attachments.values():
+            found.setdefault(spec.ifname, []).append(spec)
+        return found
+
+
+def policy_file(specs: Iterable[AttachmentSpec], source: str = "<policy>") -> PolicyFile:
+    """A PolicyFile of ``specs`` (one per point)."""
+    return PolicyFile({spec.point: spec for spec in specs}, source)
+
+
+def policy_settings(policy: Policy) -> dict[str, str | int | bool]:
+    """A policy's settings as the file spells them, in the file's order."""
+    return {
+        "default": DEFAULT_ACTIONS.word(policy.default),
+        "icmp": ICMP_SETS.word(policy.icmp),
+        "all_protocols": policy.all_protocols,
+        "events": EVENT_MODES.word(policy.events),
+        "event_rate": policy.event_rate,
+        "timing": policy.timing,
+    }
+
+
+# -- reading
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Which table of the file a problem is in: ``[interfaces.IFNAME]``, or the
+    ``entry``-th (from 0) ``[[interfaces.IFNAME]]`` of an interface listed as an array."""
+
+    ifname: str
+    entry: int | None = None
+
+    @property
+    def shown(self) -> str:
+        if self.entry is None:
+            return f"[interfaces.{_shown_key(self.ifname)}]"
+        return f"[[interfaces.{_shown_key(self.ifname)}]] #{self.entry + 1}"
+
+
+class _Problems:
+    """Collects every error of a file, each located by line (when found), table and key."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.lines = text.splitlines()
+        self.source = source
+        self.found: list[tuple[int, str]] = []
+
+    @property
+    def many(self) -> bool:
+        """Whether enough problems were found that the rest are only counted (neither
+        located nor given suggestions: each costs a search)."""
+        return len(self.found) >= _LOCATED
+
+    def add(self, where: _Where | None, key: str | None, message: str) -> None:
+        line = None if self.many else self._line(where, key)
+        place = f"{self.source}:{line}" if line else self.source
+        table = where.shown if where is not None else ""
+        field_name = " ".join(part for part in (table, key and _shown_key(key)) if part)
+        text = f"{place}: {field_name}: {message}" if field_name else f"{place}: {message}"
+        self.found.append((line or (1 << 62 if self.many else 0), text))
+
+    def _line(self, where: _Where | None, key: str | None) -> int | None:
+        """Best effort: the line of ``key`` in the table ``where`` (or of its header)."""
+        if where is None:
+            pattern = rf"\s*\[?\s*{re.escape(key or 'interfaces')}\b"
+            return next((n for n, line in enumerate(self.lines, 1) if re.match(pattern, line)), None)
+        name = re.escape(where.ifname)
+        if where.entry is None:
+            header = re.compile(rf"\s*\[\s*interfaces\s*\.\s*(\"?){name}\1\s*\]")
+            start = next((n for n, line in enumerate(self.lines, 1) if header.match(line)), None)
+        else:
+            header = re.compile(rf"\s*\[\[\s*interfaces\s*\.\s*(\"?){name}\1\s*\]\]")
+            starts = [n for n, line in enumerate(self.lines, 1) if header.match(line)]
+            start = starts[where.entry] if where.entry < len(starts) else None
+        if start is None or key is None:
+            return start
+        assignment = re.compile(rf"\s*(\"?){re.escape(key)}\1\s*=")
+        for number in range(start + 1, len(self.lines) + 1):
+            line = self.lines[number - 1]
+            if line.lstrip().startswith("["):
+                break
+            if assignment.match(line):
+                return number
+        return start
+
+    def raise_if_any(self) -> None:
+        if not self.found:
+            return
+        shown = [text for _, text in sorted(self.found, key=lambda item: item[0])][:_MAX_PROBLEMS]
+        more = len(self.found) - len(shown)
+        tail = f"; and {more} more" if more else ""
+        raise PolicyFileError("; ".join(shown) + tail + " (nothing was changed)")
+
+
+def load(path: str | Path) -> PolicyFile:
+    """Read and validate a policy file; PolicyFileError lists what is wrong, by line and key."""
+    file = Path(path)
+    return parse(read_text(file), source=untrusted.shown_path(file), base=file.parent)
+
+
+def read_text(file: Path) -> str:
+    """A policy file's text: a regular UTF-8 file within the policy file size limit
+    (:data:`pingkiller.model.untrusted.POLICY_FILE`); PolicyFileError otherwise."""
+    return untrusted.read_text(untrusted.POLICY_FILE, file)
+
+
+_TOML_ERROR = re.compile(r"(.*) \((at line \d+, column \d+|at end of document)\)", re.DOTALL)
+
+
+def parse(text: str, *, source: str = "<policy>", base: Path | None = None) -> PolicyFile:
+    """Validate a policy file's text; rule_files are read relative to ``base``.
+
+    Nesting deeper than :data:`pingkiller.model.untrusted.MAX_TOML_DEPTH` and strings or
+    tokens longer than :data:`~pingkiller.model.untrusted.MAX_TOML_TOKEN` are refused
+    before the text is parsed; errors quote at most a short, sanitized part of the text.
+    """
+    shape = untrusted.toml_shape_problem(text)
+    if shape is not None:
+        line, column, problem = shape
+        raise PolicyFileError(f"{source}:{line}:{column}: {problem} (nothing was changed)")
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        found = _TOML_ERROR.fullmatch(str(err))
+        what = f"{untrusted.plain(found[1])} ({found[2]})" if found else untrusted.plain(str(err))
+        raise PolicyFileError(f"{source}: not valid TOML: {what} (nothing was changed)") from None
+    except RecursionError:  # the shape check should have seen it coming
+        raise PolicyFileError(f"{source}: not valid TOML: nested too deep (nothing was "
+                              "changed)") from None
+    problems = _Problems(text, source)
+    for key in document:
+        if key != "interfaces":
+            problems.add(None, key, f"unknown top-level key{_suggest(key, ['interfaces'])}")
+    tables = document.get("interfaces")
+    attachments: dict[Point, AttachmentSpec] = {}
+    if tables is None:
+        problems.add(None, None, "no [interfaces] table: list the interfaces pingkiller should "
+                                 "hold, e.g. [interfaces.eth0] (an empty [interfaces] detaches all)")
+    elif not isinstance(tables, dict):
+        problems.add(None, "interfaces", "must be a table of interfaces, e.g. [interfaces.eth0]")
+    else:
+        for ifname, value in tables.items():
+            for where, table in _entries(ifname, value, problems):
+                for spec in _parse_attachment(where, table, problems, base or Path(".")):
+                    if spec.point in attachments:
+                        problems.add(where, "hook", f"{spec.point.hook_text} is listed twice for "
+                                                    f"{_shown_key(ifname)}: keep one entry per "
+                                                    "hook and direction")
+                    attachments[spec.point] = spec
+    problems.raise_if_any()
+    return PolicyFile(attachments, source)
+
+
+def _entries(ifname: str, value: object, problems: _Problems) -> list[tuple[_Where, object]]:
+    """The tables of one interface: its table, or each of its array of tables."""
+    try:
+        validate_ifname(ifname)
+    except PingkillerError as err:
+        problems.add(_Where(ifname), None, str(err))
+        return []
+    if isinstance(value, list) and value:
+        return [(_Where(ifname, entry), table) for entry, table in enumerate(value)]
+    if isinstance(value, list):
+        problems.add(_Where(ifname), None, "an empty list of attachments: list one, or remove "
+                                           "the interface")
+        return []
+    return [(_Where(ifname), value)]
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    if len(word) > untrusted.QUOTE_WIDTH:
+        return ""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _shown_key(name: str) -> str:
+    """A key or interface name of the file in a message: as written when short and
+    plain, else quoted sanitized and cut short."""
+    if len(name) <= untrusted.QUOTE_WIDTH and name.isascii() and name.isprintable():
+        return _toml_key(name)
+    return untrusted.quote(name)
+
+
+def _parse_attachment(
+    where: _Where, table: object, problems: _Problems, base: Path
+) -> list[AttachmentSpec]:
+    """One table's attachments: one, or two for ``direction = "both"`` (none on errors)."""
+    before = len(problems.found)
+    if not isinstance(table, dict):
+        problems.add(where, None, "must be a table of settings, e.g. default = \"drop\"")
+        return []
+    for key in table:
+        if key not in KEYS:
+            hint = "" if problems.many else _suggest(key, KEYS)
+            problems.add(where, key, f"unknown key{hint}; known: {', '.join(KEYS)}")
+
+    chosen: dict[str, str] = {}
+    for key, choices in _CHOICES.items():
+        if key not in table:
+            continue
+        value = table[key]
+        if isinstance(value, str) and value.lower() in choices:
+            chosen[key] = value.lower()
+        else:
+            problems.add(where, key, f"{untrusted.describe_value(value)} is not one of "
+                                     f"{', '.join(choices)}")
+    hook = HOOKS.parse(chosen.get("hook", "xdp"))
+    direction = chosen.get("direction", "in")
+    if hook is Hook.XDP and direction != "in":
+        problems.add(where, "direction", f"{direction!r} needs hook = \"tc\": XDP sees only "
+                                         "packets that arrive (add hook = \"tc\", or remove "
+                                         "direction)")
+    mode = MODES.parse(chosen.get("mode", "auto"))
+    if hook is Hook.TC and mode.hook is Hook.XDP:
+        problems.add(where, "mode", f"{mode.value!r} is an XDP mode: it needs hook = "
+                                    "\"xdp\" (a tc attachment's mode is \"tcx\", "
+                                    "\"clsact\" or \"auto\")")
+    if hook is Hook.XDP and mode.hook is Hook.TC:
+        problems.add(where, "mode", f"{mode.value!r} is a tc mode: it needs hook = \"tc\" "
+                                    "(an XDP attachment's mode is \"native\", \"generic\" "
+                                    "or \"auto\")")
+    flags: dict[str, bool] = {}
+    for key in _BOOLS:
+        value = table.get(key, False)
+        if isinstance(value, bool):
+            flags[key] = value
+        else:
+            problems.add(where, key, f"{untrusted.describe_value(value)} is not true or false")
+    event_rate = table.get("event_rate", DEFAULT_EVENT_RATE)
+    if isinstance(event_rate, bool) or not isinstance(event_rate, int):
+        problems.add(where, "event_rate",
+                     f"{untrusted.describe_value(event_rate)} is not a whole number (0 = unlimited)")
+    elif not 0 <= event_rate <= MAX_EVENT_RATE:
+        problems.add(where, "event_rate", f"{event_rate} is out of range 0..{MAX_EVENT_RATE}")
+
+    rules = _parse_rules(where, table, problems, base)
+    if len(problems.found) > before:
+        return []
+    assert isinstance(event_rate, int)
+    if "default" in chosen:
+        default = DEFAULT_ACTIONS.parse(chosen["default"])
+    else:  # as attach does: kill every ping unless block rules say which
+        default = default_action(blocking=RuleAction.BLOCK in rules.values())
+    policy = Policy(
+        default=default,
+        icmp=ICMP_SETS.parse(chosen.get("icmp", "echo")),
+        all_protocols=flags["all_protocols"],
+        events=EVENT_MODES.parse(chosen.get("events", "drops")),
+        event_rate=event_rate,
+        timing=flags["timing"],
+    )
+    return [AttachmentSpec(where.ifname, policy, mode, rules, hook, each)
+            for each in _DIRECTIONS[direction]]
+
+
+def _string_list(where: _Where, key: str, table: dict[str, object], problems: _Problems) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        problems.add(where, key, "must be a list of strings, e.g. [\"198.18.0.7\", \"10.0.0.0/8\"]")
+        return []
+    return [str(item) for item in value]
+
+
+def _parse_rules(
+    where: _Where, table: dict[str, object], problems: _Problems, base: Path
+) -> dict[Network, RuleAction]:
+    rules: dict[Network, RuleAction] = {}
+    conflicts: set[Network] = set()
+    sources: list[tuple[RuleAction, Iterable[Network]]] = []
+    for key, action in _RULE_LISTS:
+        networks = []
+        for text in _string_list(where, key, table, problems):
+            try:
+                networks.append(parse_network(text))
+            except PingkillerError as err:
+                problems.add(where, key, str(err))
+        sources.append((action, networks))
+    for name in _string_list(where, "rule_files", table, problems):
+        path = Path(name) if Path(name).is_absolute() else base / name
+        try:
+            sources.append((RuleAction.BLOCK, read_rule_file(path).networks()))
+        except PingkillerError as err:
+            problems.add(where, "rule_files", str(err))
+    for action, found in sources:
+        for network in found:
+            if rules.get(network, action) != action:
+                conflicts.add(network)
+            rules[network] = action
+    if conflicts:
+        listed = ", ".join(sorted(format_network(n) for n in conflicts))
+        problems.add(where, "allow", f"{listed} both blocked and allowed: keep one")
+    return rules
+
+
+# -- writing
+
+HEADER = [
+    "# pingkiller policy: the attachments to hold, and nothing else (docs/operations.md)",
+    "",
+    "[interfaces]",
+]
+
+
+def table_header(ifname: str, several: bool) -> list[str]:
+    """An interface's table header: ``[interfaces.X]`` for its only attachment,
+    ``[[interfaces.X]]`` for each of several."""
+    name = f"interfaces.{_toml_key(ifname)}"
+    return ["", f"[[{name}]]" if several else f"[{name}]"]
+
+
+def settings_lines(spec: AttachmentSpec) -> list[str]:
+    """An attachment's table after its header, up to its rule lists: where it runs and
+    every setting spelled out (the mode at the XDP hook, and at tc unless it is auto)."""
+    out = [f"hook = {json.dumps(spec.hook.label)}",
+           f"direction = {json.dumps(spec.direction.label)}"]
+    out += [f"{key} = {json.dumps(value)}" for key, value in policy_settings(spec.policy).items()]
+    if spec.hook is Hook.XDP or spec.mode is not Mode.AUTO:
+        out.append(f"mode = {json.dumps(spec.mode.value)}")
+    return out
+
+
+_T = TypeVar("_T")
+
+
+def by_interface(items: Iterable[_T], ifname: Callable[[_T], str]) -> Iterator[list[_T]]:
+    """Runs of consecutive items of one interface."""
+    run: list[_T] = []
+    for item in items:
+        if run and ifname(run[0]) != ifname(item):
+            yield run
+            run = []
+        run.append(item)
+    if run:
+        yield run
+
+
+def dump(policy: PolicyFile) -> str:
+    """A policy file as TOML text that :func:`parse` reads back to the same value: by
+    interface name, an interface's attachments XDP first, then tc in and out."""
+    out = list(HEADER)
+    ordered = sorted(policy.attachments.values(), key=lambda spec: spec.point)
+    for specs in by_interface(ordered, lambda spec: spec.ifname):
+        for spec in specs:
+            out += table_header(spec.ifname, len(specs) > 1)
+            out += settings_lines(spec)
+            for key, action in _RULE_LISTS:
+                networks = spec.networks(action)
+                if networks:
+                    out.append(f"{key} = [")
+                    out += [f"    {json.dumps(format_network(n))}," for n in networks]
+                    out.append("]")
+    return "\n".join(out) + "\n"
+
+
+def _toml_key(name: str) -> str:
+    return name if _BARE_KEY.fullmatch(name) else json.dumps(name)

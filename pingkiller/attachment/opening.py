@@ -9,7 +9,8 @@ from pathlib import Path
 
 from pingkiller import abi, hooks
 from pingkiller.attachment.state import NoLink, RecordedLink, abi_problem
-from pingkiller.attachment.view import AttachmentView, Pinned, pinned_in
+from pingkiller.attachment.tracking import Pinned, pinned_in
+from pingkiller.attachment.view import AttachmentView
 from pingkiller.attachment.writer import Attachment
 from pingkiller.bpf import BpfError, Map, Program
 from pingkiller.datapath import migrate
@@ -24,7 +25,7 @@ from pingkiller.system import capabilities
 
 
 def incomplete(point: Point, missing: list[str] | tuple[str, ...] = ()) -> NotAttached:
-    what = f"missing {', '.join(missing)}" if missing else "its pins are incomplete"
+    what = f"incomplete: missing {', '.join(missing)}" if missing else "its pins are incomplete"
     return NotAttached(f"{point.label} has no complete pingkiller attachment ({what})",
                        point=point, remedy=Remedy.DETACH)
 

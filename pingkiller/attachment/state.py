@@ -19,7 +19,7 @@ from pingkiller.model.errors import IncompatiblePins, Remedy
 from pingkiller.model.point import Point
 from pingkiller.store import Store
 from pingkiller.store.layout import PROGRAM_PIN
-from pingkiller.store.records import Identity
+from pingkiller.store.records import UNRECORDED, Identity
 from pingkiller.system import interfaces
 
 # Said of an attachment whose hook this process may not query (see hooks.runs).
@@ -157,6 +157,15 @@ def _defunct(link: HookLink | RecordedLink, identity: Identity | None,
         return LinkState.DEFUNCT, ("its program runs on no interface here (the interface is "
                                    "gone, or was moved to another network namespace)")
     return LinkState.DEFUNCT, "the interface is gone (the link is defunct)"
+
+
+def identity_of(now: Health, *, pinned: bool) -> Identity:
+    """The identity of an attachment that has no record: pins made before records were
+    (UNRECORDED), or a private attachment, which runs the installed program."""
+    if pinned:
+        return UNRECORDED
+    return Identity(now.info.id if now.info else 0, now.info.ifindex if now.info else 0,
+                    abi.ABI_VERSION, 0, program_digest())
 
 
 def outdated(identity: Identity) -> bool:

@@ -4,18 +4,18 @@ reads has ended."""
 from __future__ import annotations
 
 import errno
+import functools
+import logging
 import os
-import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from pingkiller import abi
-from pingkiller.attachment.state import Health, RecordedLink, health, outdated
+from pingkiller.attachment.state import Health, RecordedLink, health, identity_of, outdated
+from pingkiller.attachment.tracking import Pinned, ended_by, pin_state, stopped_filtering
 from pingkiller.bpf import BpfError, Map, Object, Program
-from pingkiller.datapath.counters import read_stats, run_time_stats
-from pingkiller.datapath.program import program_digest
+from pingkiller.datapath.counters import read_stats, watch
 from pingkiller.datapath.rules import RuleScan, RuleTable
 from pingkiller.hooks import Strategy
 from pingkiller.hooks.base import HookLink
@@ -27,42 +27,12 @@ from pingkiller.model.results import AttachmentInfo
 from pingkiller.model.rules import Rule
 from pingkiller.model.stats import Stats
 from pingkiller.store import Store
-from pingkiller.store.layout import PROGRAM_PIN
-from pingkiller.store.records import UNRECORDED, Identity, read_settings
+from pingkiller.store.records import Identity, read_settings
 
 if TYPE_CHECKING:
     from pingkiller.datapath.events import EventFeed, EventStream
 
-# Kept across a replace, so counters and event readers carry on (pingkiller.publish).
-CARRIED_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, abi.EVENTS_MAP)
-
-
-@dataclass(frozen=True)
-class Pinned:
-    """Which pins a directory holds: the directory itself, its program and carried maps."""
-
-    directory: tuple[int, int]  # st_dev, st_ino
-    program_id: int  # 0: pins made before programs were pinned
-    carried: tuple[int, ...]  # ids of CARRIED_MAPS
-
-
-def pinned_in(base: Path) -> Pinned:
-    """What the directory ``base`` holds now (read-only; BpfError ENOENT if incomplete)."""
-    info = os.stat(base)
-    try:
-        with Program.from_pin(base / PROGRAM_PIN, read_only=True) as program:
-            program_id = program.info().id
-    except BpfError as err:
-        if err.errno != errno.ENOENT:
-            raise
-        program_id = 0
-    carried = []
-    for name in CARRIED_MAPS:
-        with Map.from_pin(base / name, read_only=True) as bpf_map:
-            carried.append(bpf_map.info.id)
-    return Pinned((info.st_dev, info.st_ino), program_id, tuple(carried))
-
-
+_log = logging.getLogger("pingkiller.attachment")
 class AttachmentView:
     """pingkiller at one point, as read: policy, rules, counters, events, state.
 
@@ -143,13 +113,18 @@ class AttachmentView:
     def mode(self) -> Mode:
         """How it holds its hook now: NATIVE, GENERIC (XDP), TCX, CLSACT; NONE when it
         filters nothing."""
-        now = self.health()
+        return self._placed(self.health(), chain=False)[0]
+
+    def _placed(self, now: Health, *, chain: bool) -> tuple[Mode, tuple[int, ...]]:
+        """Its mode now, and with ``chain`` the programs its hook runs in order."""
         if now.info is None or now.state.stale or not now.state.here:
-            return Mode.NONE
+            return Mode.NONE, ()
         try:
-            return self.strategy.mode_at(now.info.ifindex)
+            mode = self.strategy.mode_at(now.info.ifindex)
+            running = self.strategy.running(self.point, now.info.ifindex) if chain else ()
         except BpfError:
-            return Mode.NONE
+            return Mode.NONE, ()  # the interface went away meanwhile
+        return mode, tuple(running) if self.strategy.chained else ()
 
     @property
     def policy(self) -> Policy:
@@ -212,13 +187,7 @@ class AttachmentView:
         reason) since the one before, until the caller stops iterating (or closes it), or
         the attachment ends (:class:`~pingkiller.AttachmentEnded`). The kernel's BPF
         run-time stats are switched on meanwhile, where it allows."""
-        with run_time_stats():
-            earlier = self.stats(per_cpu=per_cpu)
-            while True:
-                time.sleep(interval)
-                current = self.stats(per_cpu=per_cpu)
-                yield current, current.rates(earlier)
-                earlier = current
+        return watch(functools.partial(self.stats, per_cpu=per_cpu), interval)
 
     def events(self, *, backlog: bool = False) -> EventStream:
         """A stream of its events (the policy says which packets send one), from now on:
@@ -272,21 +241,11 @@ class AttachmentView:
         rules = tuple(self._rules().rules()) if with_rules and readable else ()
         if rule_count is None:
             rule_count = len(rules) if with_rules or not readable else self._rules().count()
-        identity = self.identity or (UNRECORDED if self.pinned else Identity(
-            now.info.id if now.info else 0, now.info.ifindex if now.info else 0,
-            abi.ABI_VERSION, 0, program_digest()))
+        identity = self.identity or identity_of(now, pinned=self.pinned)
         problem = now.problem
         if self.unreadable is not None:
             problem = f"{self.unreadable}; {problem}" if problem else str(self.unreadable)
-        here = now.info is not None and now.state.here
-        chain: tuple[int, ...] = ()
-        mode = Mode.NONE
-        if here and now.info is not None:
-            try:
-                mode = self.strategy.mode_at(now.info.ifindex)
-                chain = tuple(self.strategy.running(self.point, now.info.ifindex))
-            except BpfError:
-                pass  # the interface went away meanwhile
+        mode, chain = self._placed(now, chain=True)
         return AttachmentInfo(
             point=self.point, ifindex=now.info.ifindex if now.info else 0,
             program_id=now.info.prog_id if now.info else 0,
@@ -296,7 +255,7 @@ class AttachmentView:
             stats=self._stats() if readable else None, problem=problem,
             pin_dir=str(self.directory or ""), state=now.state,
             abi_version=identity.abi_version, program=identity.program.hex(),
-            outdated=outdated(identity), chain=chain if self.strategy.chained else (),
+            outdated=outdated(identity), chain=chain,
         )
 
     # -- lifetime
@@ -313,15 +272,7 @@ class AttachmentView:
         (CURRENT), another after a replace that carried counters and events over
         (REPLACED), another attachment (SUPERSEDED), or none (DETACHED). An attachment
         that pins nothing (``persist=False``) is always CURRENT."""
-        if self.store is None or self._pinned is None:
-            return PinState.CURRENT
-        now = self.store.read(self.point, lambda base, _pending: pinned_in(base))
-        if now is None:
-            return PinState.DETACHED
-        if now.directory == self._pinned.directory or now.program_id in (
-                0, self._pinned.program_id):
-            return PinState.CURRENT
-        return PinState.REPLACED if now.carried == self._pinned.carried else PinState.SUPERSEDED
+        return pin_state(self.store, self.point, self._pinned)
 
     def check(self) -> None:
         """Raise :class:`~pingkiller.AttachmentClosed` after :meth:`close`,
@@ -342,24 +293,15 @@ class AttachmentView:
     def _check_pins(self) -> AttachmentEnded | None:
         state = self.pin_state()
         if state is PinState.REPLACED:
+            before = self._pinned.program_id if self._pinned else 0
             self._follow()
-            return None
-        if state is PinState.DETACHED:
-            return AttachmentEnded(f"{self.point.label} was detached", point=self.point)
-        if state is PinState.SUPERSEDED:
-            return AttachmentEnded(f"{self.point.label} was detached and attached again, with "
-                                   "counters and events of its own: open it again to follow "
-                                   "the new attachment", point=self.point)
-        return None
+            _log.warning("%s's program was replaced (id %d, now %d); its counters and event "
+                         "ring carry over, so this carries on", self.point.label, before,
+                         self._pinned.program_id if self._pinned else 0)
+        return ended_by(self.point, state)
 
     def _check_link(self) -> AttachmentEnded | None:
-        if not self._filtering:
-            return None
-        now = self.health()
-        if not now.state.stale:
-            return None
-        return AttachmentEnded(f"{self.point.label} filters nothing any more: {now.problem}",
-                               point=self.point)
+        return stopped_filtering(self.point, self.health()) if self._filtering else None
 
     def _follow(self) -> None:
         """Read the pins a replace put in place of those this handle opened (counters and
@@ -368,9 +310,10 @@ class AttachmentView:
             return
         fresh = self._reopen()
         self._release()
-        fresh._link.close()  # this handle keeps its own link (a writer's may be in use)
-        self.maps, self._program, self.identity = fresh.maps, fresh._program, fresh.identity
-        self._pinned, self._table, self._events_map = fresh._pinned, None, None
+        self._link.close()
+        self._link, self.maps, self._program = fresh._link, fresh.maps, fresh._program
+        self.identity, self._pinned, self._table = fresh.identity, fresh._pinned, None
+        self._events_map = None
         fresh.maps, fresh._program, fresh._closed = {}, None, True
 
     def close(self) -> None:

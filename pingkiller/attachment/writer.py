@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from pingkiller import abi
 from pingkiller.attachment.state import abi_problem
-from pingkiller.attachment.view import CARRIED_MAPS, AttachmentView, Pinned, pinned_in
+from pingkiller.attachment.tracking import CARRIED_MAPS, Pinned, pinned_in
+from pingkiller.attachment.view import AttachmentView
 from pingkiller.bpf import Map, Object, Program
 from pingkiller.datapath.rules import LOOKUP_FLAGS, RuleTable
 from pingkiller.hooks.base import HookLink, Strategy

@@ -3,7 +3,8 @@ processing time, and the kernel's run time of its program."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
 
 from pingkiller import abi
@@ -71,3 +72,16 @@ def run_time_stats(*, required: bool = False) -> Iterator[bool]:
         return
     with switch:
         yield True
+
+
+def watch(read: Callable[[], Stats], interval: float
+          ) -> Generator[tuple[Stats, dict[Reason, float]], None, None]:
+    """``read()`` every ``interval`` seconds, with the rates (packets per second, by
+    reason) since the read before, run-time stats on meanwhile where the kernel allows."""
+    with run_time_stats():
+        earlier = read()
+        while True:
+            time.sleep(interval)
+            current = read()
+            yield current, current.rates(earlier)
+            earlier = current

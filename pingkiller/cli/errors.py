@@ -57,6 +57,11 @@ def describe(err: PingkillerError) -> str:
     return f"{err.message}{separator}{text}" if text else err.message
 
 
+def stopped(ended: PingkillerError) -> NoReturn:
+    """A watcher (stats --watch, events) ends: the attachment it read has ended."""
+    fail(f"{describe(ended)}; stopping", ended.exit_code)
+
+
 def fail(message: str, code: int) -> NoReturn:
     sys.stderr.write(f"pingkiller: {one_line(message)}\n")
     raise SystemExit(code)

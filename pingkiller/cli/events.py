@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pingkiller.cli import schemas
 from pingkiller.cli.command import verb
+from pingkiller.cli.errors import stopped
 from pingkiller.cli.options import direction_filter, hook_filter, interface, json_flag, opt
 from pingkiller.cli.output import json_line
 
@@ -69,7 +70,7 @@ def events(
         sys.stderr.write(f"{summary.received} events received; {summary.suppressed} suppressed "
                          f"by the rate limit, {summary.lost} lost (ring full) meanwhile\n")
     if ended is not None:
-        raise ended
+        stopped(ended)
 
 
 def _start(ifname: str, skipped: int, buffered: int, as_json: bool) -> None:

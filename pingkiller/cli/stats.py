@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pingkiller.cli import schemas
 from pingkiller.cli.command import verb
+from pingkiller.cli.errors import stopped
 from pingkiller.cli.options import direction_filter, hook_filter, interface, json_flag, opt
 from pingkiller.cli.output import json_line
 
@@ -54,6 +55,8 @@ def stats(
                 _show(ifname, current, rates, as_json)
         except KeyboardInterrupt:
             pass
+        except pingkiller.AttachmentEnded as ended:
+            stopped(ended)
         finally:
             samples.close()
 

@@ -24,6 +24,7 @@ from pingkiller import abi
 from pingkiller.bpf import BatchError, BpfError, Map
 from pingkiller.model.enums import RuleAction
 from pingkiller.model.errors import RuleTableFull
+from pingkiller.model.network import Network
 from pingkiller.model.rules import Rule, RuleSet
 from pingkiller.store.records import read_settings, write_settings
 
@@ -74,6 +75,10 @@ _DESCRIPTION = {
     abi.PREFIXES_V4_MAP: "IPv4 prefix",
     abi.PREFIXES_V6_MAP: "IPv6 prefix",
 }
+
+
+def _rule_set(rules: RuleSet | Iterable[Network]) -> RuleSet:
+    return rules if isinstance(rules, RuleSet) else RuleSet.of(rules)
 
 
 def keys_by_map(rules: RuleSet) -> dict[str, list[bytes]]:
@@ -195,16 +200,17 @@ class RuleTable:
     def __init__(self, maps: Mapping[str, Map]) -> None:
         self.maps = {name: maps[name] for name in RULE_MAPS}
         self.tries = {name: maps[trie] for name, trie in PREFIX_TRIES.items()}
-        self.settings = {abi.SETTINGS_MAP: maps[abi.SETTINGS_MAP]}
+        self.settings = maps[abi.SETTINGS_MAP]
+        self._settings = {abi.SETTINGS_MAP: self.settings}  # what the settings record reads
 
-    def set(self, rules: RuleSet, action: RuleAction, *,
+    def set(self, rules: RuleSet | Iterable[Network], action: RuleAction, *,
             undo: list[Callable[[], None]] | None = None) -> int:
         """Make every network of ``rules`` a rule with ``action``; returns how many rules
         changed. A rule that already has the action keeps its hit count. All or nothing:
         if a map would overflow, nothing changes and RuleTableFull names the capacity.
         With ``undo``, a call that puts the rules back as they were is appended to it
         (for a change made to several tables, all or nothing)."""
-        return self.set_keys(keys_by_map(rules), action, undo=undo)
+        return self.set_keys(keys_by_map(_rule_set(rules)), action, undo=undo)
 
     def set_keys(self, by_map: Mapping[str, Sequence[bytes]], action: RuleAction, *,
                  undo: list[Callable[[], None]] | None = None) -> int:
@@ -337,11 +343,12 @@ class RuleTable:
             "(remove rules with `pingkiller unblock`, or cover addresses with prefixes)"
         )
 
-    def remove(self, rules: RuleSet, *, undo: list[Callable[[], None]] | None = None) -> int:
+    def remove(self, rules: RuleSet | Iterable[Network], *,
+               undo: list[Callable[[], None]] | None = None) -> int:
         """Remove any rule for the networks of ``rules``; returns how many existed. With
         ``undo``, the rules removed are read first, and a call that puts them back (hits
         and all) is appended to it."""
-        return self.remove_keys(keys_by_map(rules), undo=undo)
+        return self.remove_keys(keys_by_map(_rule_set(rules)), undo=undo)
 
     def remove_keys(self, by_map: Mapping[str, Sequence[bytes]], *,
                     undo: list[Callable[[], None]] | None = None) -> int:
@@ -409,7 +416,7 @@ class RuleTable:
         """Tell the program which of the rule maps ``names`` to look in: those that hold
         rules (it skips the others). Each map named costs a walk to its first entry: an
         empty hash map's walk visits every bucket (~1 ms for 2^20)."""
-        config = read_settings(self.settings)
+        config = read_settings(self._settings)
         flags = config.flags
         for name in set(names):
             flag = LOOKUP_FLAG_OF[name]
@@ -418,7 +425,7 @@ class RuleTable:
 
     def _look_up(self, names: Iterable[str]) -> None:
         """Switch the lookups of maps ``names`` on (about to get rules: no walk needed)."""
-        config = read_settings(self.settings)
+        config = read_settings(self._settings)
         flags = config.flags
         for name in names:
             flags |= LOOKUP_FLAG_OF[name]
@@ -426,4 +433,4 @@ class RuleTable:
 
     def _write_flags(self, config: abi.Config, flags: abi.ConfigFlag) -> None:
         if flags != config.flags:
-            write_settings(self.settings, replace(config, flags=flags))
+            write_settings(self._settings, replace(config, flags=flags))

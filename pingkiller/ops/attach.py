@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pingkiller import hooks
 from pingkiller.attachment import Attachment
 from pingkiller.attachment.opening import open_writer
-from pingkiller.attachment.view import pinned_in
+from pingkiller.attachment.tracking import pinned_in
 from pingkiller.hooks import Strategy
 from pingkiller.model.enums import Direction, Hook, LinkState, Mode
 from pingkiller.model.errors import AlreadyAttached, InvalidInput, Remedy

@@ -40,21 +40,23 @@ def selected(store: Store, ifname: str, hook: Hook | str | None = None,
 
 
 def chosen(store: Store, ifname: str, hook: Hook | str | None,
-           direction: Direction | str | None) -> list[Point]:
-    """The selected attachments of ``ifname``; NotAttached when there is none."""
+           direction: Direction | str | None, verb: str | None = None) -> list[Point]:
+    """The selected attachments of ``ifname``; NotAttached when there is none (with
+    ``verb``, e.g. "detach": "nothing to detach", else the remedy is to attach one)."""
     found = selected(store, ifname, hook, direction)
     if found:
         return found
     wanted = Point(ifname, HOOKS.coerce(hook) if hook is not None else Hook.TC
                    if direction is not None else Hook.XDP,
                    DIRECTIONS.coerce(direction) if direction is not None else Direction.IN)
+    nothing = f": nothing to {verb}" if verb else ""
     others = selected(store, ifname)
     if others:
         held = ", ".join(point.hook_text for point in others)
         raise NotAttached(f"{ifname} has no pingkiller attachment at {_asked(hook, direction)} "
-                          f"(it has: {held})", point=wanted)
-    raise NotAttached(f"{ifname} has no pingkiller attachment", point=wanted,
-                      remedy=Remedy.ATTACH)
+                          f"(it has: {held}){nothing}", point=wanted)
+    raise NotAttached(f"{ifname} has no pingkiller attachment{nothing}", point=wanted,
+                      remedy=None if verb else Remedy.ATTACH)
 
 
 def _asked(hook: Hook | str | None, direction: Direction | str | None) -> str:

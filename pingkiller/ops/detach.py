@@ -27,7 +27,7 @@ def detach(ifname: str, *, hook: Hook | str | None = None,
     store.check_access(write=True)
     with store.writer() as recovered:
         done = []
-        for point in chosen(store, ifname, hook, direction):
+        for point in chosen(store, ifname, hook, direction, "detach"):
             stale = _filters_nothing(store, point)
             store.detach(point)
             done.append(Detached(point, stale, tuple(recovered)))

@@ -41,7 +41,7 @@ def upgrade(ifname: str, *, hook: Hook | str | None = None,
     store.check_access(write=True)
     with store.writer() as recovered:
         done = []
-        for point in chosen(store, ifname, hook, direction):
+        for point in chosen(store, ifname, hook, direction, "upgrade"):
             done.append(_upgrade(store, point, tuple(recovered)))
             recovered = []
     return done

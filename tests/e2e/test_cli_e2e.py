@@ -47,11 +47,6 @@ REASONS = {"pass_not_ping", "pass_allow", "pass_default", "drop_block", "drop_de
            "pass_fragment", "pass_unparsed"}
 
 
-@pytest.fixture
-def peer(sandbox: Sandbox, pin_root: Path) -> Peer:
-    return sandbox.add_peer()
-
-
 def test_block_outlives_cli_then_unblock_and_detach_restore(peer: Peer, pin_root: Path) -> None:
     ifname = peer.host_ifname
     assert peer.ping(peer.host_v4) == 1
@@ -311,7 +306,7 @@ def test_replace_cannot_change_the_mode_and_says_so_in_one_line(peer: Peer) -> N
     result = pk("attach", peer.host_ifname, "--replace", "--mode", "generic")
     assert result.returncode == 2, result.stderr
     assert result.stderr == (
-        "pingkiller: --replace keeps the attach mode (native); to change it to generic, "
+        "pingkiller: replace keeps the attach mode (native); to change it to generic, "
         "detach first\n"
     )
     after = status(peer.host_ifname)

@@ -13,12 +13,11 @@ import select
 import subprocess
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from helpers import CLI, pk, pk_ok
+from helpers import CLI, pk
 
-from pingkiller.demo.sandbox import Peer, Sandbox
+from pingkiller.demo.sandbox import Peer
 
 pytestmark = pytest.mark.root
 
@@ -26,16 +25,10 @@ TIME = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{6}) ")
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
-@pytest.fixture
-def peer(sandbox: Sandbox, pin_root: Path) -> Peer:
-    peer = sandbox.add_peer()
-    pk_ok("attach", peer.host_ifname, "--block", peer.peer_v4)
-    return peer
 
-
-def drops(peer: Peer, count: int) -> None:
-    """``count`` blocked pings from the peer, sent quickly: ``count`` drop events."""
-    assert peer.ping(peer.host_v4, count=count, wait=0.1, interval=0.01) == 0
+def drops(blocked_peer: Peer, count: int) -> None:
+    """``count`` pings from the blocked peer, sent quickly: ``count`` drop events."""
+    assert blocked_peer.ping(blocked_peer.host_v4, count=count, wait=0.1, interval=0.01) == 0
 
 
 def events(*args: str) -> tuple[list[str], list[str]]:
@@ -62,29 +55,30 @@ def seconds_from_now(line: str) -> float:
     return min(abs((now - then).total_seconds() + day) for day in (-86400, 0, 86400))
 
 
-def test_buffered_events_are_skipped_or_shown_first_as_backlog(peer: Peer) -> None:
-    ifname = peer.host_ifname
-    drops(peer, 3)  # nobody reads: they wait in the ring
+def test_buffered_events_are_skipped_or_shown_first_as_backlog(blocked_peer: Peer) -> None:
+    ifname = blocked_peer.host_ifname
+    drops(blocked_peer, 3)  # nobody reads: they wait in the ring
     out, err = events(ifname, "--timeout", "0.5")
     assert out == []
     assert err[0] == (f"Events on {ifname} from now on: 3 buffered before now were skipped "
                       "(--backlog shows them)")
     assert err[1].startswith("0 events received;")
 
-    drops(peer, 2)
+    drops(blocked_peer, 2)
     out, err = events(ifname, "--backlog", "--count", "2", "--timeout", "5")
     assert err[0] == (f"Events on {ifname}: first the 2 buffered before now (marked backlog), "
                       "then as they happen")
     assert len(out) == 2 and [seq(line) for line in out] == [1, 2], out
     for line in out:
         assert seconds_from_now(line) < 30, line
-        assert line[16:].startswith(f"backlog {peer.peer_v4} > {peer.host_v4} echo-request"), line
+        sent = f"backlog {blocked_peer.peer_v4} > {blocked_peer.host_v4} echo-request"
+        assert line[16:].startswith(sent), line
 
-    drops(peer, 1)
+    drops(blocked_peer, 1)
     out, err = events(ifname, "--backlog", "--json", "--timeout", "0.5")
     assert json.loads(err[0]) == {"start": {"interface": ifname, "skipped": 0, "backlog": 1}}
     (event,) = [json.loads(line) for line in out]
-    assert event["backlog"] is True and event["src"] == peer.peer_v4
+    assert event["backlog"] is True and event["src"] == blocked_peer.peer_v4
     when = datetime.strptime(event["time"], ISO).replace(tzinfo=UTC)
     assert abs(time.time() - when.timestamp()) < 30
     # time is timestamp_ns (CLOCK_MONOTONIC) on the wall clock
@@ -95,9 +89,9 @@ def test_buffered_events_are_skipped_or_shown_first_as_backlog(peer: Peer) -> No
     assert (out, err[0]) == ([], f"Events on {ifname} from now on")
 
 
-def test_count_takes_exactly_n_and_leaves_the_rest_for_the_next_reader(peer: Peer) -> None:
-    ifname = peer.host_ifname
-    drops(peer, 1)  # from before: skipped
+def test_count_takes_exactly_n_and_leaves_the_rest_for_the_next_reader(blocked_peer: Peer) -> None:
+    ifname = blocked_peer.host_ifname
+    drops(blocked_peer, 1)  # from before: skipped
     reader = subprocess.Popen([*CLI, "events", ifname, "--count", "2", "--timeout", "20"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -105,7 +99,7 @@ def test_count_takes_exactly_n_and_leaves_the_rest_for_the_next_reader(peer: Pee
         ready, _, _ = select.select([reader.stderr], [], [], 10.0)
         assert ready, "events said nothing on stderr"
         assert "from now on: 1 buffered before now were skipped" in reader.stderr.readline()
-        drops(peer, 5)
+        drops(blocked_peer, 5)
         out, err = reader.communicate(timeout=20)
     finally:
         reader.kill()
@@ -114,7 +108,7 @@ def test_count_takes_exactly_n_and_leaves_the_rest_for_the_next_reader(peer: Pee
     assert [seq(line) for line in lines] == [1, 2], lines
     for line in lines:
         assert seconds_from_now(line) < 30, line
-        assert line[16:].startswith(f"{peer.peer_v4} > {peer.host_v4} echo-request"), line
+        assert line[16:].startswith(f"{blocked_peer.peer_v4} > {blocked_peer.host_v4} echo-request"), line
     assert err.startswith("2 events received;"), err
 
     out, err_lines = events(ifname, "--backlog", "--count", "3", "--json", "--timeout", "5")

@@ -264,6 +264,16 @@ def test_library_doc_examples_run_as_written(pin_root: Path) -> None:
     assert made and not any(peer.netns in namespaces for peer in made)
 
 
+def test_library_doc_examples_type_check(tmp_path: Path) -> None:
+    """The blocks, as the one script they are, pass `mypy --strict`: the API documented is
+    the API declared."""
+    script = tmp_path / "library_md.py"
+    script.write_text("\n".join(_python_blocks((ROOT / "docs" / "library.md").read_text())))
+    checked = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                              str(script)], capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout
+
+
 def test_troubleshooting_verifier_example(
     built_examples: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

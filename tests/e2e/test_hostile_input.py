@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import pingkiller
+from pingkiller.cli import schemas
 from pingkiller.demo.sandbox import Sandbox
 from pingkiller.model.enums import Direction, Hook
 from pingkiller.model.errors import InvalidInterfaceName
@@ -181,7 +182,7 @@ def as_nobody(args: list[str], view: Path, caps: str = "") -> list[str]:
 
 def state() -> list[dict[str, object]]:
     """What `status --json` shows, minus the live packet counters (traffic may move them)."""
-    return [{k: v for k, v in info.to_json().items() if k != "stats"}
+    return [{k: v for k, v in schemas.attachment(info).items() if k != "stats"}
             for info in pingkiller.attachments()]
 
 

@@ -97,9 +97,9 @@ def flock_holder(attached: Peer, pin_root: Path) -> Iterator[subprocess.Popen[by
 # pingkiller, so it is described as one (`pingkiller hold-lock`).
 HOLDER_SCRIPT = """\
 import sys, time
-from pingkiller.store import lock
+from pingkiller.store import lock, layout
 
-with lock.locked(timeout=10):
+with lock.locked(layout.default_root(), timeout=10):
     print("held", flush=True)
     time.sleep(120)
 """

@@ -8,24 +8,17 @@ import pty
 import select
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from helpers import CLI, pk_ok
+from helpers import CLI
 
-from pingkiller.demo.sandbox import Peer, Sandbox
+from pingkiller.demo.sandbox import Peer
 
 pytestmark = pytest.mark.root
 
 CLEAR_SCREEN = "\x1b[2J"
 CURSOR_UP = "\x1b[1A"  # rich Live moves back over the block it drew, line by line
 
-
-@pytest.fixture
-def peer(sandbox: Sandbox, pin_root: Path) -> Peer:
-    peer = sandbox.add_peer()
-    pk_ok("attach", peer.host_ifname, "--block", peer.peer_v4)
-    return peer
 
 
 def watch_on_a_terminal(ifname: str, seconds: float) -> str:
@@ -52,15 +45,15 @@ def watch_on_a_terminal(ifname: str, seconds: float) -> str:
     return out.decode(errors="replace")
 
 
-def test_watch_redraws_in_place_on_a_terminal(peer: Peer) -> None:
-    out = watch_on_a_terminal(peer.host_ifname, 2.5)
+def test_watch_redraws_in_place_on_a_terminal(blocked_peer: Peer) -> None:
+    out = watch_on_a_terminal(blocked_peer.host_ifname, 2.5)
     assert "drop_block" in out and "pps" in out, out
     assert CLEAR_SCREEN not in out
     assert out.count(CURSOR_UP) >= 10, out  # redrawn several times over its own lines
 
 
-def test_watch_prints_a_block_per_interval_when_piped(peer: Peer) -> None:
-    ifname = peer.host_ifname
+def test_watch_prints_a_block_per_interval_when_piped(blocked_peer: Peer) -> None:
+    ifname = blocked_peer.host_ifname
     proc = subprocess.Popen([*CLI, "stats", ifname, "--watch", "--interval", "0.2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -199,7 +199,7 @@ def test_tc_attach_errors_are_one_line(pin_root: Path, sandbox: Sandbox) -> None
     ifname = sandbox.add_peer().host_ifname
     cases = {
         ("attach", ifname, "--direction", "out"): "--hook tc",
-        ("attach", ifname, "--hook", "tc", "--mode", "native"): "XDP mode",
+        ("attach", ifname, "--hook", "tc", "--mode", "native"): "is a mode of the XDP hook",
         ("attach", "pkmissing0", "--hook", "tc"): "not found",
         ("detach", ifname, "--hook", "tc"): "no pingkiller attachment",
     }

@@ -62,9 +62,9 @@ def test_bpffs_is_mounted_root_only_by_mount2_not_by_a_program_on_path(
     env, marks = trap_path
     env = {k: v for k, v in env.items() if k != "PINGKILLER_PIN_ROOT"}
     writer = textwrap.dedent("""
-        from pingkiller.store import bpffs, pins
+        from pingkiller.store import bpffs, layout, root
         bpffs.this_mount_namespace = lambda: bpffs.MountNamespace(True, "forced by the test")
-        print(pins.ensure_root())
+        print(root.ensure_root(layout.default_root()))
     """)
     result = in_private_mounts(
         f"{UNMOUNT_BPFFS} && {sys.executable} -c '{writer}' && stat -f -c %T /sys/fs/bpf "

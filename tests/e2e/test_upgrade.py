@@ -55,7 +55,7 @@ def make_variant(where: Path, *, abi_version: int | None = None) -> list[str]:
          "-c", str(ROOT / "kern" / "pingkiller.bpf.c"), "-o", str(elf)],
         cwd=ROOT, check=True, capture_output=True,
     )
-    data = where / "pingkiller" / "datapath.py"
+    data = where / "pingkiller" / "datapath" / "program.py"
     text = data.read_text()
     text = text.replace('def elf_bytes() -> bytes:\n',
                         f'def elf_bytes() -> bytes:\n    return open({str(elf)!r}, "rb").read()\n', 1)

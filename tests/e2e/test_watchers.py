@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import pins_left, pk_ok, xdp_ids
 
-from pingkiller.demo.sandbox import Peer, Sandbox, run
+from pingkiller.demo.sandbox import Peer, run
 
 pytestmark = pytest.mark.root
 
@@ -87,34 +87,29 @@ def paused(*watchers: Watcher) -> Iterator[None]:
             watcher.proc.send_signal(signal.SIGCONT)
 
 
-def dropped_event(events: Watcher, peer: Peer) -> str:
-    """Ping from the peer (blocked) and return the event line it makes."""
-    assert peer.ping(peer.host_v4, count=1, wait=0.5) == 0
+def dropped_event(events: Watcher, blocked_peer: Peer) -> str:
+    """Ping from the blocked peer and return the event line it makes."""
+    assert blocked_peer.ping(blocked_peer.host_v4, count=1, wait=0.5) == 0
     line = events.line()
-    assert f"{peer.peer_v4} > {peer.host_v4} echo-request" in line and "drop" in line, line
+    sent = f"{blocked_peer.peer_v4} > {blocked_peer.host_v4} echo-request"
+    assert sent in line and "drop" in line, line
     return line
 
 
-def started(peer: Peer) -> tuple[Watcher, Watcher]:
-    """`stats --watch` and `events` on the peer's attachment, both seen running."""
-    ifname = peer.host_ifname
+def started(blocked_peer: Peer) -> tuple[Watcher, Watcher]:
+    """`stats --watch` and `events` on the blocked peer's attachment, both seen running."""
+    ifname = blocked_peer.host_ifname
     stats = Watcher("stats", ifname, "--watch", "--interval", "0.2", "--json")
     events = Watcher("events", ifname)
     json.loads(stats.line())
-    dropped_event(events, peer)
+    dropped_event(events, blocked_peer)
     return stats, events
 
 
-@pytest.fixture
-def peer(pin_root: Path, sandbox: Sandbox) -> Peer:
-    peer = sandbox.add_peer()
-    pk_ok("attach", peer.host_ifname, "--block", peer.peer_v4)
-    return peer
 
-
-def test_watchers_stop_when_detached(peer: Peer, pin_root: Path) -> None:
-    ifname = peer.host_ifname
-    stats, events = started(peer)
+def test_watchers_stop_when_detached(blocked_peer: Peer, pin_root: Path) -> None:
+    ifname = blocked_peer.host_ifname
+    stats, events = started(blocked_peer)
     try:
         pk_ok("detach", ifname)
         code, lines = stats.ends()
@@ -129,12 +124,13 @@ def test_watchers_stop_when_detached(peer: Peer, pin_root: Path) -> None:
     assert pins_left(pin_root) == [] and xdp_ids(ifname) == []
 
 
-def test_events_left_in_the_ring_are_shown_before_stopping(peer: Peer) -> None:
-    ifname = peer.host_ifname
+def test_events_left_in_the_ring_are_shown_before_stopping(blocked_peer: Peer) -> None:
+    ifname = blocked_peer.host_ifname
     with watching("events", ifname) as events:
-        dropped_event(events, peer)
+        dropped_event(events, blocked_peer)
         with paused(events):
-            assert peer.ping(peer.host_v4, count=2, wait=0.5) == 0  # events wait in the ring
+            # the events wait in the ring
+            assert blocked_peer.ping(blocked_peer.host_v4, count=2, wait=0.5) == 0
             pk_ok("detach", ifname)
         assert "echo-request" in events.line() and "echo-request" in events.line()
         code, lines = events.ends()
@@ -142,14 +138,14 @@ def test_events_left_in_the_ring_are_shown_before_stopping(peer: Peer) -> None:
         assert lines[-1] == f"pingkiller: {ifname} was detached; stopping"
 
 
-def test_watchers_carry_on_across_a_replace(peer: Peer) -> None:
+def test_watchers_carry_on_across_a_replace(blocked_peer: Peer) -> None:
     """The counters and the event ring carry over a --replace: so do the watchers."""
-    ifname = peer.host_ifname
-    stats, events = started(peer)
+    ifname = blocked_peer.host_ifname
+    stats, events = started(blocked_peer)
     try:
         before = json.loads(stats.line())["packets"]["drop_block"]
-        pk_ok("attach", ifname, "--replace", "--block", peer.peer_v4)
-        dropped_event(events, peer)  # the new program's event, through the same ring
+        pk_ok("attach", ifname, "--replace", "--block", blocked_peer.peer_v4)
+        dropped_event(events, blocked_peer)  # the new program's event, through the same ring
         deadline = time.monotonic() + STOPS_WITHIN
         while json.loads(stats.line())["packets"]["drop_block"] <= before:
             assert time.monotonic() < deadline, "stats --watch shows no new drop"
@@ -166,40 +162,40 @@ def test_watchers_carry_on_across_a_replace(peer: Peer) -> None:
         events.stop()
 
 
-def test_watchers_stop_when_another_attachment_takes_the_place(peer: Peer) -> None:
+def test_watchers_stop_when_another_attachment_takes_the_place(blocked_peer: Peer) -> None:
     """Detached and attached again: new maps, so the old ones are frozen."""
-    ifname = peer.host_ifname
-    stats, events = started(peer)
+    ifname = blocked_peer.host_ifname
+    stats, events = started(blocked_peer)
     try:
         with paused(stats, events):
             pk_ok("detach", ifname)
-            pk_ok("attach", ifname, "--block", peer.peer_v4)
-        for watcher, verb in ((stats, "stats"), (events, "events")):
+            pk_ok("attach", ifname, "--block", blocked_peer.peer_v4)
+        for watcher in (stats, events):
             code, lines = watcher.ends()
             assert code == 1, lines
             assert lines[-1] == (
                 f"pingkiller: {ifname} was detached and attached again, with counters and events "
-                f"of its own (`pingkiller {verb} {ifname}` follows the new attachment); stopping")
+                "of its own: open it again to follow the new attachment; stopping")
     finally:
         stats.stop()
         events.stop()
 
 
 def test_pins_removed_by_hand_under_watchers_leave_nothing_attached(
-    peer: Peer, pin_root: Path
+    blocked_peer: Peer, pin_root: Path
 ) -> None:
     """Watchers hold no link: with the pins removed (`rm -r`) the program goes, the
     watchers stop, and attaching again is not refused as another tool's program."""
-    ifname = peer.host_ifname
-    stats, events = started(peer)
+    ifname = blocked_peer.host_ifname
+    stats, events = started(blocked_peer)
     try:
         run(["rm", "-r", str(pin_root / ifname)])
         assert xdp_ids(ifname) == []
         for watcher in (stats, events):
             code, lines = watcher.ends()
             assert code == 1 and lines[-1] == f"pingkiller: {ifname} was detached; stopping"
-        pk_ok("attach", ifname, "--block", peer.peer_v4)
-        assert peer.ping(peer.host_v4, count=1) == 0
+        pk_ok("attach", ifname, "--block", blocked_peer.peer_v4)
+        assert blocked_peer.ping(blocked_peer.host_v4, count=1) == 0
     finally:
         stats.stop()
         events.stop()

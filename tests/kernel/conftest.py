@@ -31,6 +31,7 @@ from pingkiller import bpf as bpflib
 from pingkiller.datapath import program as datapath
 from pingkiller.datapath.events import decode
 from pingkiller.datapath.rules import LOOKUP_FLAG_OF, PREFIX_TRIES, RULE_MAPS
+from pingkiller.demo.sandbox import Peer, Sandbox
 from pingkiller.model import enums
 from pingkiller.model.events import Event
 
@@ -263,3 +264,21 @@ def path(_fuzz_path: fuzz.DataPath, entry: fuzz.Entry) -> fuzz.DataPath:
     running frames through ``entry``; every example resets what it uses."""
     _fuzz_path.select(entry)
     return _fuzz_path
+
+
+@pytest.fixture
+def peer(sandbox: Sandbox) -> Peer:
+    """A sandbox peer whose pings the host answers (nothing attached yet)."""
+    made = sandbox.add_peer()
+    assert made.ping(made.host_v4) == 1, "the sandbox itself does not answer pings"
+    return made
+
+
+@pytest.fixture
+def loaded(elf: Path) -> Iterator[tuple[bpflib.Object, bpflib.Object]]:
+    """Two loaded copies of the module's toy object (its ``elf`` fixture): each program
+    twice, counters apart."""
+    from tests.kernel.toys import loaded_twice
+
+    with loaded_twice(elf) as pair:
+        yield pair

@@ -12,7 +12,6 @@ import errno
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,9 +29,9 @@ from pingkiller.bpf import (
     tcx_query,
     tcx_supported,
 )
-from pingkiller.demo.sandbox import Peer, Sandbox
+from pingkiller.demo.sandbox import Peer
 from pingkiller.system.interfaces import interface_index
-from tests.kernel.toys import PREAMBLE, compile_toy, loaded_twice, seen
+from tests.kernel.toys import PREAMBLE, compile_toy, seen
 
 pytestmark = [
     pytest.mark.root,
@@ -84,17 +83,6 @@ def elf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return compile_toy(SOURCE, tmp_path_factory.mktemp("tcfilter"), "tc_filter_test")
 
 
-@pytest.fixture
-def loaded(elf: Path) -> Iterator[tuple[Object, Object]]:
-    """Two loaded copies of the test object: each program twice, counters apart."""
-    with loaded_twice(elf) as pair:
-        yield pair
-
-
-@pytest.fixture
-def peer() -> Iterator[Peer]:
-    with Sandbox(tag=f"tf{os.getpid() % 10000}") as box:
-        yield box.add_peer()
 
 
 def answered(peer: Peer) -> int:

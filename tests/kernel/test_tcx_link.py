@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,9 +24,9 @@ from pingkiller.bpf import (
     tcx_query,
     tcx_supported,
 )
-from pingkiller.demo.sandbox import Peer, Sandbox
+from pingkiller.demo.sandbox import Peer
 from pingkiller.system.interfaces import interface_index
-from tests.kernel.toys import PREAMBLE, compile_toy, loaded_twice, seen
+from tests.kernel.toys import PREAMBLE, compile_toy, seen
 
 pytestmark = [
     pytest.mark.root,
@@ -77,17 +76,6 @@ def elf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _compile(tmp_path_factory.mktemp("tcx"))
 
 
-@pytest.fixture
-def loaded(elf: Path) -> Iterator[tuple[Object, Object]]:
-    """Two loaded copies of the test object: two programs of each kind, counters apart."""
-    with loaded_twice(elf) as pair:
-        yield pair
-
-
-@pytest.fixture
-def peer() -> Iterator[Peer]:
-    with Sandbox(tag=f"tx{os.getpid() % 10000}") as box:
-        yield box.add_peer()
 
 
 def test_two_programs_run_in_the_order_asked_and_both_see_the_traffic(

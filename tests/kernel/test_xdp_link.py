@@ -57,13 +57,6 @@ def tcp_works(peer: Peer, host: str) -> bool:
 
 
 @pytest.fixture
-def peer(sandbox) -> Peer:
-    peer = sandbox.add_peer()
-    assert peer.ping(peer.host_v4) == 1, "the sandbox itself does not answer pings"
-    return peer
-
-
-@pytest.fixture
 def dropper() -> Iterator[Object]:
     with datapath.load(DROP_PINGS) as obj:
         yield obj

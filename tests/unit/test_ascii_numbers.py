@@ -18,10 +18,8 @@ from pingkiller.cli import app
 ROOT = typer.main.get_command(app)
 NUMBER_TYPES = (click.types.IntParamType, click.types.FloatParamType)
 
+pytestmark = pytest.mark.usefixtures("private_pin_root")
 
-@pytest.fixture(autouse=True)
-def private_pin_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PINGKILLER_PIN_ROOT", str(tmp_path / "pins"))
 
 
 def _commands() -> list[tuple[list[str], click.Command]]:

@@ -18,12 +18,8 @@ from pingkiller.cli import app
 
 COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
 
+pytestmark = pytest.mark.usefixtures("private_pin_root")
 
-@pytest.fixture(autouse=True)
-def private_pin_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "pins"
-    monkeypatch.setenv("PINGKILLER_PIN_ROOT", str(root))
-    return root
 
 
 

@@ -47,10 +47,8 @@ from pingkiller.system import capabilities
 
 REPO = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.usefixtures("private_pin_root")
 
-@pytest.fixture(autouse=True)
-def private_pin_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PINGKILLER_PIN_ROOT", str(tmp_path / "pins"))
 
 
 def rejected(text: str, base: Path | None = None) -> str:

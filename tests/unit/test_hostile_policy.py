@@ -18,10 +18,8 @@ SECRET = "SECRETSALT"
 SHADOW = f"root:$6${SECRET}$Jb3xv4Fq0uT9mZ1c2d3e4f5g6h7i8j9k0l:20228:0:99999:7:::\n" \
          "daemon:*:20228:0:99999:7:::\n"
 
+pytestmark = pytest.mark.usefixtures("private_pin_root")
 
-@pytest.fixture(autouse=True)
-def private_pin_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PINGKILLER_PIN_ROOT", str(tmp_path / "pins"))
 
 
 def refused(text: str, base: Path | None = None) -> str:

@@ -19,13 +19,8 @@ from pingkiller.store.layout import Work, entry, point_of
 ALL_HOOKS = [Point("eth0"), Point("eth0", Hook.TC, Direction.IN),
              Point("eth0", Hook.TC, Direction.OUT)]
 
+pytestmark = pytest.mark.usefixtures("private_pin_root")
 
-@pytest.fixture(autouse=True)
-def private_pin_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "pins"
-    root.mkdir()
-    monkeypatch.setenv("PINGKILLER_PIN_ROOT", str(root))
-    return root
 
 
 @pytest.mark.parametrize("name", ["eth0", "eth0.100", "a@b", "x+y", "a" * 15])
@@ -52,6 +47,7 @@ def test_xdp_sees_only_what_arrives() -> None:
 
 
 def test_listing_sorts_by_interface_then_xdp_then_tc_in_and_out(private_pin_root: Path) -> None:
+    private_pin_root.mkdir()
     for point in reversed([*ALL_HOOKS, Point("dummy0", Hook.TC, Direction.OUT)]):
         Store().directory(point).mkdir()
     (private_pin_root / "=tmp-77-eth0,tc-out").mkdir()

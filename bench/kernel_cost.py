@@ -132,7 +132,7 @@ def configure(obj: Object, policy: Policy) -> None:
     settings = obj.maps[abi.SETTINGS_MAP]
     current = abi.Config.decode(settings[abi.u32_key(0)])
     policy_flags = abi.ConfigFlag.ALL_PROTOCOLS | abi.ConfigFlag.TIMING
-    settings[abi.u32_key(0)] = policy.to_config(current.flags & ~policy_flags).encode()
+    settings[abi.u32_key(0)] = abi.Config.of(policy, current.flags & ~policy_flags).encode()
 
 
 def policy_of(mode: str) -> Policy:

@@ -12,7 +12,10 @@ rate is the drops counted on that CPU (the dropper's own per-CPU counters) per s
 generator's BPF_PROG_RUN timer, which leaves out time the thread was preempted; the 2-CPU
 rate is the sum of both CPUs' rates, the 1-CPU rate the mean of the two single runs, and
 the scaling of a round their quotient. Rounds alternate between droppers; figures are
-medians over rounds. Run alone as root: ``python3 bench/multi_cpu.py``.
+medians over rounds. Where the kernel refuses live frames, each CPU's thread sends from its
+own AF_PACKET socket instead (bench/packet_flood.py: a packet socket transmits on its CPU's
+queue, so each CPU runs its own queue's NAPI poll), and a CPU's rate is its drops per second
+of its NET_RX softirq time. Run alone as root: ``python3 bench/multi_cpu.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from common import BUILD, Row, run
 from drop_rate import BATCH, Counter, frame_for, held, xdp_filter
+from packet_flood import NetRxClock, Sender, live_frames_refused, since
 
 from pingkiller import abi
 from pingkiller.bpf import LIVE_FRAMES, Map, Object, Program, XdpLink, XdpMode
@@ -95,6 +99,9 @@ def ksoftirqd_seconds() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+Work = Callable[[int, float], tuple[int, float]]  # (CPU, deadline) -> frames sent, seconds timed
+
+
 @dataclass
 class Run:
     """One run on a set of CPUs: per CPU, drops counted there and its rate."""
@@ -106,6 +113,7 @@ class Run:
     wall_rate: float  # all drops / wall time from the first start to the last end
     ksoftirqd: float  # seconds ksoftirqd ran during the run (softirq work outside the timer)
     timed: float  # the generators' timers / their wall time (below 1: they were preempted)
+    net_rx_ns: float = 0.0  # AF_PACKET flood: NET_RX time of all its CPUs / all drops
 
     @property
     def rate(self) -> float:
@@ -127,10 +135,11 @@ class Target:
         self.frame = frame_for(self.peer)
         self.ifindex = interface_index(self.peer.host_ifname)
 
-    def once(self, generator: Program, target_map: Map, cpus: tuple[int, ...]) -> Run:
-        """One generator thread per CPU of ``cpus``, released together, each calling
-        BPF_PROG_RUN a chunk at a time until the same deadline, so the runs overlap."""
-        target_map[abi.u32_key(0)] = self.ifindex.to_bytes(4, "little")
+    def once(self, work: Work, cpus: tuple[int, ...], clock: NetRxClock | None = None) -> Run:
+        """One thread per CPU of ``cpus``, pinned there and released together, each running
+        ``work`` until the same deadline, so the runs overlap. A CPU's rate is its drops per
+        second of the work's own timer, or of its NET_RX softirq time when ``clock`` is given
+        (the AF_PACKET flood)."""
         deadline = [0.0]
         start = threading.Barrier(
             len(cpus), action=lambda: deadline.__setitem__(0, time.perf_counter() + RUN_SECONDS))
@@ -141,18 +150,15 @@ class Target:
             try:
                 os.sched_setaffinity(0, {cpu})  # this thread only
                 start.wait()
-                began, frames, seconds = time.perf_counter(), 0, 0.0
-                while time.perf_counter() < deadline[0]:
-                    result = generator.test_run(self.frame, flags=LIVE_FRAMES, repeat=CHUNK,
-                                                batch_size=BATCH)
-                    frames += CHUNK
-                    seconds += result.duration_ns * CHUNK * 1e-9  # the run's own timer
+                began = time.perf_counter()
+                frames, seconds = work(cpu, deadline[0])
                 results[cpu] = (frames, seconds, began, time.perf_counter())
             except BaseException as err:  # re-raised in the caller
                 errors.append(err)
                 start.abort()
 
         before, softirq_before = self.count(), ksoftirqd_seconds()
+        ticks = clock.read() if clock is not None else []
         threads = [threading.Thread(target=generate, args=(cpu,)) for cpu in cpus]
         for thread in threads:
             thread.start()
@@ -161,22 +167,28 @@ class Target:
         if errors:
             raise errors[0]
         drops = [a - b for a, b in zip(self.count(), before, strict=True)]
+        net_rx = since(ticks, clock.read()) if clock is not None else []
+        if net_rx and not all(drops[cpu] and net_rx[cpu].ns for cpu in cpus):
+            raise RuntimeError(f"{self.name}: no drops or no NET_RX time on a sending CPU "
+                               f"(drops {drops}, NET_RX {net_rx})")
         first = min(r[2] for r in results.values())
         last = max(r[3] for r in results.values())
         together = min(r[3] for r in results.values()) - max(r[2] for r in results.values())
         return Run(
-            rates={cpu: drops[cpu] / results[cpu][1] for cpu in cpus},
+            rates={cpu: drops[cpu] / (net_rx[cpu].ns * 1e-9 if net_rx else results[cpu][1])
+                   for cpu in cpus},
             on_cpus=sum(drops[cpu] for cpu in cpus) / max(1, sum(drops)),
             delivered=sum(drops) / sum(r[0] for r in results.values()),
             overlap=max(0.0, together) / (last - first),
             wall_rate=sum(drops) / (last - first),
             ksoftirqd=ksoftirqd_seconds() - softirq_before,
             timed=sum(r[1] for r in results.values()) / sum(r[3] - r[2] for r in results.values()),
+            net_rx_ns=sum(c.ns for c in net_rx) / max(1, sum(drops)),
         )
 
-    def round(self, generator: Program, target_map: Map) -> None:
+    def round(self, work: Work, clock: NetRxClock | None = None) -> None:
         """CPU 0 alone, both, CPU 1 alone: the 1-CPU mean brackets the 2-CPU run in time."""
-        first, both, second = (self.once(generator, target_map, cpus)
+        first, both, second = (self.once(work, cpus, clock)
                                for cpus in ((CPUS[0],), CPUS, (CPUS[1],)))
         self.rounds.append((first, second, both))
 
@@ -197,6 +209,33 @@ def droppers(have_xdp_filter: bool) -> list[tuple[str, Callable[[Peer], Abstract
     return found
 
 
+def live_work(target: Target, generator: Program, target_map: Map) -> Work:
+    """Section 2's generator into ``target``, a chunk (CHUNK frames) a BPF_PROG_RUN call;
+    the seconds are the calls' own timer."""
+    def work(cpu: int, deadline: float) -> tuple[int, float]:
+        frames, seconds = 0, 0.0
+        while time.perf_counter() < deadline:
+            result = generator.test_run(target.frame, flags=LIVE_FRAMES, repeat=CHUNK,
+                                        batch_size=BATCH)
+            frames += CHUNK
+            seconds += result.duration_ns * CHUNK * 1e-9  # the run's own timer
+        return frames, seconds
+
+    target_map[abi.u32_key(0)] = target.ifindex.to_bytes(4, "little")
+    return work
+
+
+def packet_work(senders: dict[int, Sender]) -> Work:
+    """The AF_PACKET flood: each CPU's thread sends on its own socket (so on its own veth
+    queue); the seconds are the thread's CPU time, its softirqs included."""
+    def work(cpu: int, deadline: float) -> tuple[int, float]:
+        began = time.thread_time()
+        sent = senders[cpu].send_until(deadline)
+        return sent, time.thread_time() - began
+
+    return work
+
+
 def measure(have_xdp_filter: bool) -> list[Row]:
     if len(os.sched_getaffinity(0) & set(CPUS)) < len(CPUS):
         return [Row(SECTION, "2-CPU flood", 0.0, "", note=f"not measured: needs CPUs {CPUS}")]
@@ -206,22 +245,35 @@ def measure(have_xdp_filter: bool) -> list[Row]:
         for name, make in droppers(have_xdp_filter):
             peer = multiqueue_peer(box, len(CPUS))
             targets.append(Target(name, peer, stack.enter_context(make(peer))))
-        gen = stack.enter_context(Object.from_file(BUILD / "gen.bpf.o"))
-        gen.load()
-        generator, target_map = gen.programs["gen_redirect"], gen.maps["target"]
-        # Every BPF_PROG_RUN call adds its program to the kernel's XDP dispatcher and removes
-        # it after, each change waiting for an RCU grace period (~10-20 ms) under a mutex:
-        # the second generator would start that much later. Attached (natively, to an idle
-        # sandbox veth) the program stays in the dispatcher and the calls change nothing.
-        idle = box.add_peer()
-        stack.enter_context(XdpLink.attach(generator, interface_index(idle.host_ifname),
-                                           XdpMode.NATIVE))
+        one_round: Callable[[Target], None]
+        if live_frames_refused():
+            clock = stack.enter_context(NetRxClock())
+            works = {t.name: packet_work({cpu: stack.enter_context(Sender(t.peer, t.frame))
+                                          for cpu in CPUS}) for t in targets}
+
+            def one_round(t: Target) -> None:
+                t.round(works[t.name], clock)
+        else:
+            gen = stack.enter_context(Object.from_file(BUILD / "gen.bpf.o"))
+            gen.load()
+            generator, target_map = gen.programs["gen_redirect"], gen.maps["target"]
+            # Every BPF_PROG_RUN call adds its program to the kernel's XDP dispatcher and
+            # removes it after, each change waiting for an RCU grace period (~10-20 ms) under
+            # a mutex: the second generator would start that much later. Attached (natively,
+            # to an idle sandbox veth) the program stays in the dispatcher and the calls
+            # change nothing.
+            idle = box.add_peer()
+            stack.enter_context(XdpLink.attach(generator, interface_index(idle.host_ifname),
+                                               XdpMode.NATIVE))
+
+            def one_round(t: Target) -> None:
+                t.round(live_work(t, generator, target_map))
         for target in targets:  # warm-up and calibration, not recorded
-            target.round(generator, target_map)
+            one_round(target)
             target.rounds.clear()
         for _ in range(ROUNDS):
             for target in targets:
-                target.round(generator, target_map)
+                one_round(target)
     rows = rows_of(targets)
     if not have_xdp_filter:
         rows.append(Row(SECTION, "xdp-filter", 0.0, "x",
@@ -240,20 +292,27 @@ def rows_of(targets: list[Target]) -> list[Row]:
         per_cpu = {cpu: statistics.median(r[i].rate for r in t.rounds) for i, cpu in enumerate(CPUS)}
         to_null = statistics.median(
             a[2].rate / b[2].rate for a, b in zip(t.rounds, null.rounds, strict=True))
-        rows.append(Row(
-            SECTION, f"{t.name}, 2 CPUs", two / 1e6, "Mpps", "null, 2 CPUs", to_null,
-            note=(f"1 CPU {one / 1e6:.2f} Mpps (CPU {CPUS[0]} {per_cpu[CPUS[0]] / 1e6:.2f}, "
-                  f"CPU {CPUS[1]} {per_cpu[CPUS[1]] / 1e6:.2f}); wall clock on 2 CPUs "
-                  f"{statistics.median(r[2].wall_rate for r in t.rounds) / 1e6:.2f} Mpps (the "
-                  f"generators' timers ran {statistics.median(r[2].timed for r in t.rounds):.0%} "
-                  f"of their wall time on 2 CPUs, "
-                  f"{statistics.median(x.timed for r in t.rounds for x in r[:2]):.0%} on 1)"),
-        ))
+        packets = runs[0].net_rx_ns > 0  # the AF_PACKET flood
+        who = "senders ran" if packets else "generators' timers ran"
+        note = (f"1 CPU {one / 1e6:.2f} Mpps (CPU {CPUS[0]} {per_cpu[CPUS[0]] / 1e6:.2f}, "
+                f"CPU {CPUS[1]} {per_cpu[CPUS[1]] / 1e6:.2f}); wall clock on 2 CPUs "
+                f"{statistics.median(r[2].wall_rate for r in t.rounds) / 1e6:.2f} Mpps (the "
+                f"{who} "
+                f"{statistics.median(r[2].timed for r in t.rounds):.0%} "
+                f"of their wall time on 2 CPUs, "
+                f"{statistics.median(x.timed for r in t.rounds for x in r[:2]):.0%} on 1)")
+        if packets:
+            note = (f"NET_RX {statistics.median(x.net_rx_ns for r in t.rounds for x in r[:2]):.0f}"
+                    f" ns a frame on 1 CPU, {statistics.median(r[2].net_rx_ns for r in t.rounds):.0f}"
+                    f" on 2; " + note)
+        rows.append(Row(SECTION, f"{t.name}, 2 CPUs", two / 1e6, "Mpps", "null, 2 CPUs", to_null,
+                        note=note))
         scaling = t.scaling()
         row = Row(
             SECTION, f"{t.name}, scaling 2 CPUs / 1 CPU", scaling, "x", "its 1 CPU", scaling,
             note=(f"per-round {min(r[2].rate / t.one_cpu(r) for r in t.rounds):.2f}-"
-                  f"{max(r[2].rate / t.one_cpu(r) for r in t.rounds):.2f}; generators overlapped "
+                  f"{max(r[2].rate / t.one_cpu(r) for r in t.rounds):.2f}; "
+                  f"{'senders' if packets else 'generators'} overlapped "
                   f"{statistics.median(r[2].overlap for r in t.rounds):.0%} of a 2-CPU run; "
                   f"{min(run.on_cpus for run in runs):.1%}+ of drops on the generating CPUs; "
                   f"ksoftirqd ran {sum(run.ksoftirqd for run in runs) * 1e3:.0f} ms in all runs; "

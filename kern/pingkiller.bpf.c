@@ -91,35 +91,31 @@ _Static_assert(sizeof(struct __sk_buff) == 192, "__sk_buff is not 192 bytes");
 #define PK_ICMPV6_NDP_LAST	137	/* redirect */
 
 /*
- * Tags past the first PK_MAX_VLAN_TAGS are walked by bpf_loop, up to this many:
- * Linux strips any number of priority (VID 0) tags and delivers what they
- * carry, so a ping hidden behind a deep stack must be found.  4-byte tags in a
- * frame the program sees whole (no XDP frags) end well before this limit.
+ * A stack of more than PK_MAX_VLAN_TAGS tags is walked by bpf_loop, as far as
+ * PK_MAX_VLAN_TAGS + this many: Linux strips stacked priority (VID 0) tags and
+ * delivers what they carry, so a ping hidden behind a deep stack must be
+ * found.  That is 4 KiB of 4-byte tags; a deeper stack, which only a bigger
+ * frame holds, is passed unparsed.
  */
 #define PK_VLAN_WALK_MAX	1024
 #define PK_VLAN_HLEN		4
 /*
- * The same for IPv6 extension headers past the first PK_MAX_IPV6_EXT_HDRS:
- * Linux walks a chain of any length and delivers what ends it (neighbour
- * discovery included), so it is walked to its end; each header is at least 8
- * bytes, so this reaches past the end of any frame XDP gets whole.
+ * The same for a chain of more than PK_MAX_IPV6_EXT_HDRS extension headers:
+ * Linux walks a chain and delivers what ends it (neighbour discovery included;
+ * since IP6_MAX_EXT_HDRS_CNT, in 6.18.x and 7.1, only up to 12 headers), so it
+ * is walked to its end.  Each header is at least 8 bytes: the walk reaches past
+ * 4 KiB of them, and a longer chain, which only a bigger frame holds, is
+ * judged as a ping.
  */
 #define PK_IPV6_WALK_MAX	512
-/* Bounds an offset for the verifier (its packet range stops at 64 KiB). */
-#define PK_OFFSET_MASK	0x1fff
 /*
- * tc: how far a non-linear sk_buff is pulled into its linear part when the
- * parse stopped at the linear part's end (bpf_skb_pull_data(min(len, this))).
- * The parse reads headers only, and 1 KiB holds Ethernet, two tags, IPv4 with
- * any options or IPv6 with a chain of several extension headers, and the ICMP
- * header.  Only a packet whose headers the parse did not find in the linear
- * part pays for the pull (a TCP segment with its payload in pages does not:
- * its IP header tells the parse all it needs).  The deep tag and extension
- * header walks read the whole sk_buff (bpf_skb_load_bytes), this bound or
- * not; a header cut at the bound of a longer sk_buff is unseen, so judged as
- * a ping (as a chain longer than the walk is).
+ * How far into a frame the in-place parse goes on after a walk: the offset a
+ * walk ends at, which the verifier cannot bound, moves the packet pointer only
+ * once checked against this, never masked into range.  A walk that ends
+ * further in (behind a kilobyte of tags or extension headers) hands the frame
+ * to the copied parse (enum pk_read).
  */
-#define PK_TC_PULL_BYTES	1024
+#define PK_IN_PLACE_BYTES	1024
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -212,6 +208,7 @@ enum pk_l4_class {
 	PK_L4_NDP,		/* ICMPv6 neighbour discovery: always passes */
 	PK_L4_FRAGMENT,		/* non-first fragment */
 	PK_L4_UNPARSED,		/* malformed or not understood */
+	PK_L4_ELSEWHERE,	/* not judged yet: parse again, copying (enum pk_read) */
 };
 
 struct pk_vlan_hdr {
@@ -263,12 +260,125 @@ static __always_inline long load_bytes(void *ctx, const int hook, __u32 offset, 
 	return bpf_xdp_load_bytes(ctx, offset, to, len);
 }
 
+/*
+ * A frame as the parse reads it.  The part the program addresses directly
+ * runs from data to data_end: the whole of an XDP frame (the program is no
+ * xdp.frags program, so a driver hands it every frame whole), the linear part
+ * of an sk_buff.  length counts the whole frame or sk_buff from data; what
+ * lies past data_end is read with load_bytes.
+ */
+struct pk_frame {
+	void *ctx;		/* struct xdp_md or struct __sk_buff */
+	void *data;
+	void *data_end;
+	__u32 length;
+};
+
+/*
+ * How a parse reads headers.  The first parse of every frame reads them in
+ * place, each behind a check against data_end: Ethernet, PK_MAX_VLAN_TAGS
+ * tags, IPv4 with its options or IPv6 with PK_MAX_IPV6_EXT_HDRS extension
+ * headers, the ICMP header; a deeper stack or a longer chain is walked with
+ * load_bytes, and the parse goes on in place where the walk ended, within
+ * PK_IN_PLACE_BYTES.  Where a header lies out of its reach (past that, or past
+ * the end of an sk_buff's linear part, with more frame behind), it ends with
+ * PK_L4_ELSEWHERE and the frame is parsed again from its start, every header
+ * copied out with load_bytes and any stack or chain walked whole.  Frames reach
+ * 64 KiB under generic XDP, at tc and on jumbo NICs, and no offset is ever
+ * masked into the packet: the in-place parse moves its pointer by steps the
+ * verifier bounds, the copied one never makes a pointer of an offset.  Both
+ * see the same bytes, so a verdict does not depend on how the frame is laid
+ * out.
+ */
+enum pk_read {
+	PK_READ_IN_PLACE,
+	PK_READ_COPIED,
+};
+
+/* Where a parse stands: in place, a pointer into the packet; copied, an offset. */
+struct pk_place {
+	void *at;		/* PK_READ_IN_PLACE */
+	__u32 off;		/* PK_READ_COPIED: from data */
+};
+
+static __always_inline void advance(const int read, struct pk_place *place, __u32 len)
+{
+	if (read == PK_READ_IN_PLACE)
+		place->at += len;
+	else
+		place->off += len;
+}
+
+static __always_inline __u32 offset_of(const struct pk_frame *frame, const int read,
+				       const struct pk_place *place)
+{
+	if (read == PK_READ_IN_PLACE)
+		return place->at - frame->data;
+	return place->off;
+}
+
+/* Move place to offset off, where a walk ended; in place, false past PK_IN_PLACE_BYTES. */
+static __always_inline bool move_to(const struct pk_frame *frame, const int read,
+				    struct pk_place *place, __u32 off)
+{
+	if (read == PK_READ_COPIED) {
+		place->off = off;
+		return true;
+	}
+	if (off > PK_IN_PLACE_BYTES)
+		return false;
+	place->at = frame->data + off;
+	return true;
+}
+
+/* Whether the n bytes at place lie in the frame (in place: before data_end). */
+static __always_inline bool fits(const struct pk_frame *frame, const int read,
+				 const struct pk_place *place, __u32 n)
+{
+	if (read == PK_READ_IN_PLACE)
+		return place->at + n <= frame->data_end;
+	return place->off + n <= frame->length;
+}
+
+/*
+ * The n-byte header at place: *hdr points at it in the packet, or at buf, into
+ * which it was copied.  False when it cannot be read (then see missing()).
+ */
+static __always_inline bool header_at(const struct pk_frame *frame, const int hook,
+				      const int read, const struct pk_place *place, void *buf,
+				      const __u32 n, void **hdr)
+{
+	if (read == PK_READ_COPIED) {
+		*hdr = buf;
+		return load_bytes(frame->ctx, hook, place->off, buf, n) == 0;
+	}
+	if (!fits(frame, read, place, n))
+		return false;
+	*hdr = place->at;
+	return true;
+}
+
+/*
+ * What a header that does not fit makes of the frame.  Read in place, in an
+ * sk_buff that goes on past data_end, nothing yet: PK_L4_ELSEWHERE, and the
+ * copied parse decides.  Else the frame ends inside the header, and class says
+ * what that makes it (an XDP frame is whole: data_end - data is its length).
+ */
+static __always_inline int missing(const struct pk_frame *frame, const int hook, const int read,
+				   int class)
+{
+	if (hook == PK_HOOK_TC && read == PK_READ_IN_PLACE &&
+	    frame->data_end - frame->data < frame->length)
+		return PK_L4_ELSEWHERE;
+	return class;
+}
+
 static __always_inline bool is_vlan(__be16 proto)
 {
 	return proto == bpf_htons(PK_ETH_P_8021Q) || proto == bpf_htons(PK_ETH_P_8021AD);
 }
 
-/* The deep part of a tag stack, walked with bpf_loop: where it ends and what follows. */
+/* A tag stack, walked with bpf_loop: where it ends and what follows. */
 struct pk_vlan_walk {
 	void *ctx;		/* struct xdp_md or struct __sk_buff, by the callback */
 	__u32 offset;		/* of the next tag, or of what follows the stack */
@@ -339,13 +449,14 @@ static __always_inline int truncated(bool fragment)
 	return fragment ? PK_L4_SUSPECT : PK_L4_UNPARSED;
 }
 
-static __always_inline int parse_icmp(void *l4, void *data_end, struct pk_packet *pkt,
-				      bool first_fragment, __u32 icmp_set)
+static __always_inline int parse_icmp(const struct pk_frame *frame, const int hook,
+				      const int read, const struct pk_place *place,
+				      struct pk_packet *pkt, bool first_fragment, __u32 icmp_set)
 {
-	struct pk_icmp_hdr *icmp = l4;
+	struct pk_icmp_hdr buf, *icmp;
 
-	if ((void *)(icmp + 1) > data_end)
-		return truncated(first_fragment);
+	if (!header_at(frame, hook, read, place, &buf, sizeof(buf), (void **)&icmp))
+		return missing(frame, hook, read, truncated(first_fragment));
 	pkt->icmp_type = icmp->type;
 	pkt->icmp_code = icmp->code;
 	pkt->icmp_id = bpf_ntohs(icmp->id);
@@ -355,22 +466,23 @@ static __always_inline int parse_icmp(void *l4, void *data_end, struct pk_packet
 	return is_ping(pkt->family, icmp->type, icmp_set) ? PK_L4_PING : PK_L4_OTHER;
 }
 
-static __always_inline int parse_ipv4(void *cursor, void *data_end, struct pk_packet *pkt,
-				      __u32 icmp_set)
+static __always_inline int parse_ipv4(const struct pk_frame *frame, const int hook,
+				      const int read, struct pk_place *place,
+				      struct pk_packet *pkt, __u32 icmp_set)
 {
-	struct iphdr *iph = cursor;
+	struct iphdr buf, *iph;
 	__u32 hdr_len;
 	__u8 version_ihl;
 	__u16 frag_off;
 
-	if ((void *)(iph + 1) > data_end)
-		return PK_L4_UNPARSED;
+	if (!header_at(frame, hook, read, place, &buf, sizeof(buf), (void **)&iph))
+		return missing(frame, hook, read, PK_L4_UNPARSED);
 	version_ihl = *(__u8 *)iph;
 	hdr_len = (version_ihl & 0x0f) * 4;
 	if ((version_ihl >> 4) != 4 || hdr_len < sizeof(*iph))
 		return PK_L4_UNPARSED;
-	if (cursor + hdr_len > data_end)
-		return PK_L4_UNPARSED;
+	if (!fits(frame, read, place, hdr_len))
+		return missing(frame, hook, read, PK_L4_UNPARSED);
 
 	pkt->family = 4;
 	pkt->protocol = iph->protocol;
@@ -382,7 +494,8 @@ static __always_inline int parse_ipv4(void *cursor, void *data_end, struct pk_pa
 		return PK_L4_FRAGMENT;
 	if (iph->protocol != PK_IPPROTO_ICMP)
 		return PK_L4_OTHER;
-	return parse_icmp(cursor + hdr_len, data_end, pkt, frag_off & PK_IP_MF, icmp_set);
+	advance(read, place, hdr_len);
+	return parse_icmp(frame, hook, read, place, pkt, frag_off & PK_IP_MF, icmp_set);
 }
 
 /* IPv6 extension headers shaped (next header, length, ...): options, routing and AH. */
@@ -392,7 +505,7 @@ static __always_inline bool is_ext_header(__u8 nexthdr)
 	       nexthdr == PK_IPPROTO_DSTOPTS || nexthdr == PK_IPPROTO_AH;
 }
 
-/* The rest of a long extension-header chain, walked with bpf_loop. */
+/* An extension-header chain, walked with bpf_loop. */
 struct pk_ipv6_walk {
 	void *ctx;		/* struct xdp_md or struct __sk_buff, by the callback */
 	__u32 offset;		/* of the header nexthdr names */
@@ -447,16 +560,21 @@ static long walk_ipv6_header_tc(__u32 index, void *data)
 	return walk_ipv6_header(data, PK_HOOK_TC);
 }
 
-static __always_inline int parse_ipv6(void *ctx, const int hook, void *data, void *cursor,
-				      void *data_end, __u32 length, struct pk_packet *pkt,
-				      __u32 icmp_set)
+/*
+ * An IPv6 header and its chain of extension headers.  In place, the first
+ * PK_MAX_IPV6_EXT_HDRS are read inline and the rest walked (bpf_loop); copied,
+ * the whole chain is walked: PK_MAX_IPV6_EXT_HDRS + PK_IPV6_WALK_MAX at most.
+ */
+static __always_inline int parse_ipv6(const struct pk_frame *frame, const int hook,
+				      const int read, struct pk_place *place,
+				      struct pk_packet *pkt, __u32 icmp_set)
 {
-	struct ipv6hdr *ip6 = cursor;
+	struct ipv6hdr buf, *ip6;
 	bool fragmented = false;
 	__u8 nexthdr;
 
-	if ((void *)(ip6 + 1) > data_end)
-		return PK_L4_UNPARSED;
+	if (!header_at(frame, hook, read, place, &buf, sizeof(buf), (void **)&ip6))
+		return missing(frame, hook, read, PK_L4_UNPARSED);
 	if ((*(__u8 *)ip6 >> 4) != 6)
 		return PK_L4_UNPARSED;
 
@@ -464,60 +582,67 @@ static __always_inline int parse_ipv6(void *ctx, const int hook, void *data, voi
 	__builtin_memcpy(pkt->src, &ip6->saddr, 16);
 	__builtin_memcpy(pkt->dst, &ip6->daddr, 16);
 	nexthdr = ip6->nexthdr;
-	cursor = ip6 + 1;
+	advance(read, place, sizeof(*ip6));
 
-	for (int i = 0; i < PK_MAX_IPV6_EXT_HDRS; i++) {
-		if (is_ext_header(nexthdr)) {
-			struct pk_ipv6_opt_hdr *opt = cursor;
-			__u32 len;
+	if (read == PK_READ_IN_PLACE) {
+		for (int i = 0; i < PK_MAX_IPV6_EXT_HDRS; i++) {
+			if (is_ext_header(nexthdr)) {
+				struct pk_ipv6_opt_hdr *opt;
+				__u32 len;
 
-			if ((void *)(opt + 1) > data_end)
-				return truncated(fragmented);
-			if (nexthdr == PK_IPPROTO_AH)	/* in 4-byte units, less 2 */
-				len = ((__u32)opt->hdrlen + 2) * 4;
-			else
-				len = ((__u32)opt->hdrlen + 1) * 8;
-			nexthdr = opt->nexthdr;
-			if (cursor + len > data_end)
-				return truncated(fragmented);
-			cursor += len;
-		} else if (nexthdr == PK_IPPROTO_FRAGMENT) {
-			struct pk_ipv6_frag_hdr *frag = cursor;
+				if (!header_at(frame, hook, read, place, NULL, sizeof(*opt),
+					       (void **)&opt))
+					return missing(frame, hook, read, truncated(fragmented));
+				if (nexthdr == PK_IPPROTO_AH)	/* in 4-byte units, less 2 */
+					len = ((__u32)opt->hdrlen + 2) * 4;
+				else
+					len = ((__u32)opt->hdrlen + 1) * 8;
+				nexthdr = opt->nexthdr;
+				if (!fits(frame, read, place, len))
+					return missing(frame, hook, read, truncated(fragmented));
+				advance(read, place, len);
+			} else if (nexthdr == PK_IPPROTO_FRAGMENT) {
+				struct pk_ipv6_frag_hdr *frag;
 
-			if ((void *)(frag + 1) > data_end)
-				return truncated(fragmented);
-			nexthdr = frag->nexthdr;
-			if (frag->frag_off & bpf_htons(PK_IP6_OFFSET))
-				return PK_L4_FRAGMENT;
-			fragmented = true;
-			cursor = frag + 1;
-		} else {
-			break;
+				if (!header_at(frame, hook, read, place, NULL, sizeof(*frag),
+					       (void **)&frag))
+					return missing(frame, hook, read, truncated(fragmented));
+				nexthdr = frag->nexthdr;
+				if (frag->frag_off & bpf_htons(PK_IP6_OFFSET))
+					return PK_L4_FRAGMENT;
+				fragmented = true;
+				advance(read, place, sizeof(*frag));
+			} else {
+				break;
+			}
 		}
 	}
 	if (is_ext_header(nexthdr) || nexthdr == PK_IPPROTO_FRAGMENT) {
-		/* Rare: a longer chain.  The stack would follow it, so must we. */
+		/* Rare: a longer chain.  The stack would follow it to its end, so must we. */
 		struct pk_ipv6_walk walk = {
-			.ctx = ctx, .offset = cursor - data, .length = length,
-			.nexthdr = nexthdr, .fragmented = fragmented, .result = -1,
+			.ctx = frame->ctx, .offset = offset_of(frame, read, place),
+			.length = frame->length, .nexthdr = nexthdr, .fragmented = fragmented,
+			.result = -1,
 		};
 
-		bpf_loop(PK_IPV6_WALK_MAX,
+		bpf_loop(read == PK_READ_IN_PLACE ? PK_IPV6_WALK_MAX :
+			 PK_MAX_IPV6_EXT_HDRS + PK_IPV6_WALK_MAX,
 			 hook == PK_HOOK_TC ? walk_ipv6_header_tc : walk_ipv6_header_xdp, &walk, 0);
 		if (walk.result >= 0)
 			return walk.result;
-		/* Longer than any frame: unseen, so judged as a ping. */
+		/* Longer than the walk: unseen, so judged as a ping. */
 		if (is_ext_header(walk.nexthdr) || walk.nexthdr == PK_IPPROTO_FRAGMENT)
 			return PK_L4_SUSPECT;
 		nexthdr = walk.nexthdr;
 		fragmented = walk.fragmented;
-		/* Within the frame: every header walked was checked to fit. */
-		cursor = data + (walk.offset & PK_OFFSET_MASK);
+		/* Every header walked was checked to fit: what ends the chain starts there. */
+		if (!move_to(frame, read, place, walk.offset))
+			return PK_L4_ELSEWHERE;
 	}
 	pkt->protocol = nexthdr;
 	if (nexthdr != PK_IPPROTO_ICMPV6)
 		return PK_L4_OTHER;
-	return parse_icmp(cursor, data_end, pkt, fragmented, icmp_set);
+	return parse_icmp(frame, hook, read, place, pkt, fragmented, icmp_set);
 }
 
 static __always_inline bool is_v4_mapped(const __u8 *addr)
@@ -745,55 +870,59 @@ static __always_inline void add_timing(__u32 verdict, __u64 start)
 }
 
 /*
- * Parse a frame from its Ethernet header: what it is (a PK_L4_* class) and,
- * in pkt, what it carries.  Headers are read in place between data and
- * data_end; a tag stack or extension-header chain past the inline walks is
- * read with load_bytes up to length, the whole frame or sk_buff.
+ * Parse a frame from its Ethernet header, reading it as read says: what it is
+ * (a PK_L4_* class) and, in pkt, what it carries.  In place, the first
+ * PK_MAX_VLAN_TAGS tags are read inline and the rest walked (bpf_loop);
+ * copied, the whole stack is walked: PK_MAX_VLAN_TAGS + PK_VLAN_WALK_MAX at
+ * most.
  */
-static __always_inline int parse_frame(void *ctx, const int hook, void *data, void *data_end,
-				       __u32 length, struct pk_packet *pkt, __u32 icmp_set)
+static __always_inline int parse_frame(const struct pk_frame *frame, const int hook,
+				       const int read, struct pk_packet *pkt, __u32 icmp_set)
 {
-	struct ethhdr *eth = data;
-	void *cursor;
+	struct pk_place place = { .at = frame->data, .off = 0 };
+	struct ethhdr buf, *eth;
 	__be16 proto;
 
-	if ((void *)(eth + 1) > data_end)
-		return PK_L4_UNPARSED;
+	if (!header_at(frame, hook, read, &place, &buf, sizeof(buf), (void **)&eth))
+		return missing(frame, hook, read, PK_L4_UNPARSED);
 	/*
 	 * In tc, a tag the driver or the stack moved into the sk_buff's metadata
 	 * (vlan_present) is no longer in the frame: h_proto already names what
 	 * it carried, which is judged as any untagged packet.
 	 */
 	proto = eth->h_proto;
-	cursor = eth + 1;
-	for (int i = 0; i < PK_MAX_VLAN_TAGS; i++) {
-		struct pk_vlan_hdr *vlan = cursor;
+	advance(read, &place, sizeof(*eth));
+	if (read == PK_READ_IN_PLACE) {
+		for (int i = 0; i < PK_MAX_VLAN_TAGS && is_vlan(proto); i++) {
+			struct pk_vlan_hdr *vlan;
 
-		if (!is_vlan(proto))
-			break;
-		if ((void *)(vlan + 1) > data_end)
-			return PK_L4_UNPARSED;
-		proto = vlan->encapsulated_proto;
-		cursor = vlan + 1;
+			if (!header_at(frame, hook, read, &place, NULL, sizeof(*vlan),
+				       (void **)&vlan))
+				return missing(frame, hook, read, PK_L4_UNPARSED);
+			proto = vlan->encapsulated_proto;
+			advance(read, &place, sizeof(*vlan));
+		}
 	}
 	if (is_vlan(proto)) {
 		/* Rare: a deeper stack (e.g. stacked priority tags).  Walk it to its end. */
 		struct pk_vlan_walk walk = {
-			.ctx = ctx, .offset = cursor - data, .proto = proto,
+			.ctx = frame->ctx, .offset = offset_of(frame, read, &place), .proto = proto,
 		};
 
-		bpf_loop(PK_VLAN_WALK_MAX, hook == PK_HOOK_TC ? walk_vlan_tag_tc : walk_vlan_tag_xdp,
-			 &walk, 0);
+		bpf_loop(read == PK_READ_IN_PLACE ? PK_VLAN_WALK_MAX :
+			 PK_MAX_VLAN_TAGS + PK_VLAN_WALK_MAX,
+			 hook == PK_HOOK_TC ? walk_vlan_tag_tc : walk_vlan_tag_xdp, &walk, 0);
 		if (is_vlan(walk.proto) || walk.cut)
-			return PK_L4_UNPARSED;	/* longer than any frame, or cut short: malformed */
+			return PK_L4_UNPARSED;	/* longer than the walk, or cut short: malformed */
 		proto = walk.proto;
-		cursor = data + (walk.offset & PK_OFFSET_MASK);
+		if (!move_to(frame, read, &place, walk.offset))
+			return PK_L4_ELSEWHERE;
 	}
 
 	if (proto == bpf_htons(PK_ETH_P_IP))
-		return parse_ipv4(cursor, data_end, pkt, icmp_set);
+		return parse_ipv4(frame, hook, read, &place, pkt, icmp_set);
 	if (proto == bpf_htons(PK_ETH_P_IPV6))
-		return parse_ipv6(ctx, hook, data, cursor, data_end, length, pkt, icmp_set);
+		return parse_ipv6(frame, hook, read, &place, pkt, icmp_set);
 	return PK_L4_OTHER;
 }
 
@@ -808,49 +937,28 @@ static __always_inline void clear_packet(struct pk_packet *pkt)
 }
 
 /*
- * tc's parse, of the sk_buff as it is now: a global function, so the verifier
- * checks it once, not once per path into each of its two calls (before and
- * after a pull).  pkt is the caller's, zeroed; it is never NULL.
+ * The copied parse (PK_READ_COPIED), one for each hook: global functions, so
+ * the verifier checks each once, apart from the in-place parse of its caller.
+ * pkt is the caller's, zeroed; it is never NULL.
  */
-__attribute__((noinline)) int pk_tc_parse(struct __sk_buff *skb, struct pk_packet *pkt,
-					  __u32 icmp_set)
+__attribute__((noinline)) int pk_parse_copied_xdp(struct xdp_md *ctx, struct pk_packet *pkt,
+						  __u32 icmp_set)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
+	struct pk_frame frame = { .ctx = ctx, .length = ctx->data_end - ctx->data };
 
 	if (!pkt)
 		return PK_L4_UNPARSED;
-	return parse_frame(skb, PK_HOOK_TC, data, data_end, skb->len, pkt, icmp_set);
+	return parse_frame(&frame, PK_HOOK_XDP, PK_READ_COPIED, pkt, icmp_set);
 }
 
-/*
- * tc: a parse that ended unparsed or suspect may only have run out of the
- * sk_buff's linear part.  Pull up to PK_TC_PULL_BYTES into it, once, and parse
- * again; what still lies past the linear part of a longer sk_buff is unseen.
- */
-static __always_inline int tc_parse(struct __sk_buff *skb, struct pk_packet *pkt,
-				    __u32 icmp_set)
+__attribute__((noinline)) int pk_parse_copied_tc(struct __sk_buff *skb, struct pk_packet *pkt,
+						 __u32 icmp_set)
 {
-	__u32 length = skb->len, linear, want;
-	int l4_class;
+	struct pk_frame frame = { .ctx = skb, .length = skb->len };
 
-	l4_class = pk_tc_parse(skb, pkt, icmp_set);
-	if (l4_class != PK_L4_UNPARSED && l4_class != PK_L4_SUSPECT)
-		return l4_class;
-	linear = skb->data_end - skb->data;
-	if (linear >= length)
-		return l4_class;	/* linear: the parse saw the whole packet */
-	want = length < PK_TC_PULL_BYTES ? length : PK_TC_PULL_BYTES;
-	if (linear < want && bpf_skb_pull_data(skb, want) == 0) {
-		__builtin_memset(pkt, 0, sizeof(*pkt));
-		l4_class = pk_tc_parse(skb, pkt, icmp_set);
-		if (l4_class != PK_L4_UNPARSED && l4_class != PK_L4_SUSPECT)
-			return l4_class;
-		if (skb->data_end - skb->data >= length)
-			return l4_class;
-	}
-	/* Headers cut at the end of the linear part, with more packet behind it. */
-	return pkt->family ? PK_L4_SUSPECT : l4_class;
+	if (!pkt)
+		return PK_L4_UNPARSED;
+	return parse_frame(&frame, PK_HOOK_TC, PK_READ_COPIED, pkt, icmp_set);
 }
 
 /*
@@ -859,8 +967,7 @@ static __always_inline int tc_parse(struct __sk_buff *skb, struct pk_packet *pkt
  */
 static __always_inline __u32 pk_process(void *ctx, const int hook, const int direction)
 {
-	void *data = NULL, *data_end = NULL;
-	__u32 length;
+	struct pk_frame frame = { .ctx = ctx };
 	struct pk_packet pkt;	/* addresses: only what the parse wrote is read */
 	struct pk_config *cfg;
 	__u32 zero = 0, reason, verdict;
@@ -868,26 +975,34 @@ static __always_inline __u32 pk_process(void *ctx, const int hook, const int dir
 	int l4_class;
 
 	if (hook == PK_HOOK_TC) {
-		length = ((struct __sk_buff *)ctx)->len;
-		__builtin_memset(&pkt, 0, sizeof(pkt));	/* all of it: pk_tc_parse reads it */
+		struct __sk_buff *skb = ctx;
+
+		frame.data = (void *)(long)skb->data;
+		frame.data_end = (void *)(long)skb->data_end;
+		frame.length = skb->len;
 	} else {
 		struct xdp_md *xdp = ctx;
 
-		data = (void *)(long)xdp->data;
-		data_end = (void *)(long)xdp->data_end;
-		length = data_end - data;
-		clear_packet(&pkt);
+		frame.data = (void *)(long)xdp->data;
+		frame.data_end = (void *)(long)xdp->data_end;
+		frame.length = frame.data_end - frame.data;
 	}
+	clear_packet(&pkt);
 	cfg = bpf_map_lookup_elem(&settings, &zero);
 	if (!cfg)
 		return XDP_PASS;
 	if (cfg->flags & PK_F_TIMING)
 		start = bpf_ktime_get_ns();
 
-	if (hook == PK_HOOK_TC)
-		l4_class = tc_parse(ctx, &pkt, cfg->icmp_set);
-	else
-		l4_class = parse_frame(ctx, hook, data, data_end, length, &pkt, cfg->icmp_set);
+	l4_class = parse_frame(&frame, hook, PK_READ_IN_PLACE, &pkt, cfg->icmp_set);
+	if (l4_class == PK_L4_ELSEWHERE) {
+		/* Rare: kilobytes of tags or headers, or headers in an sk_buff's pages. */
+		__builtin_memset(&pkt, 0, sizeof(pkt));	/* all of it: the callee may read it */
+		if (hook == PK_HOOK_TC)
+			l4_class = pk_parse_copied_tc(ctx, &pkt, cfg->icmp_set);
+		else
+			l4_class = pk_parse_copied_xdp(ctx, &pkt, cfg->icmp_set);
+	}
 
 	if (pkt.family)
 		reason = judge(cfg, l4_class, &pkt);
@@ -900,9 +1015,9 @@ static __always_inline __u32 pk_process(void *ctx, const int hook, const int dir
 
 	if (cfg->flags & PK_F_TIMING)
 		add_timing(verdict, start);
-	count(reason, length);
+	count(reason, frame.length);
 	if (wants_event(cfg, l4_class, verdict))
-		send_event(ctx, hook, direction, cfg, &pkt, reason, verdict, length);
+		send_event(ctx, hook, direction, cfg, &pkt, reason, verdict, frame.length);
 	return verdict;
 }
 

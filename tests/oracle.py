@@ -34,8 +34,8 @@ ETH_HLEN = 14
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 VLAN_TPIDS = frozenset({0x8100, 0x88A8})
-# The program walks 2 tags inline and up to 1024 more with bpf_loop (kern/pingkiller.bpf.c):
-# Linux strips any number of priority tags, so the whole stack of any real frame is walked.
+# The program reads 2 tags in place and walks a deeper stack with bpf_loop, as far as 2 + 1024
+# tags (kern/pingkiller.bpf.c): Linux strips stacked priority tags, so the stack is walked.
 MAX_VLAN_TAGS = 2 + 1024
 VLAN_HLEN = 4
 
@@ -44,7 +44,8 @@ IPV4_MF = 0x2000
 IPV4_OFFSET = 0x1FFF
 IPV6_HLEN = 40
 IPV6_OFFSET = 0xFFF8
-# 8 walked inline, up to 512 more with bpf_loop: past the end of any frame XDP gets whole.
+# 8 read in place, a longer chain walked with bpf_loop as far as 8 + 512 headers: past 4 KiB
+# of 8-byte headers, more than any frame BPF_PROG_RUN takes holds.
 MAX_IPV6_EXT_HDRS = 8 + 512
 
 IPPROTO_HOPOPTS = 0

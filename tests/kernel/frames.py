@@ -281,8 +281,8 @@ def ipv6(
     l4_class: str | None = None,
 ) -> Frame:
     """An IPv6 frame: header, the extension headers ``ext`` in order, then ``l4`` (protocol
-    ``nh``). The expected parse follows the data path's walk: 8 headers inline, 512
-    more with bpf_loop (past the end of any frame)."""
+    ``nh``). The expected parse follows the data path's walk: 8 headers in place, a
+    longer chain with bpf_loop as far as 8 + 512 (more than a page of headers)."""
     chain = [e.proto for e in ext] + [nh]
     raw_ext = [e.raw(chain[i + 1]) for i, e in enumerate(ext)]
     ip = bytes(IPv6(src=src, dst=dst, nh=chain[0]) / Raw(b"".join(raw_ext) + l4))

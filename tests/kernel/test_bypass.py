@@ -245,6 +245,92 @@ def test_neighbour_discovery_behind_a_long_chain_passes(path, count):
                   R.PASS_NOT_PING)
 
 
+# --- Kilobytes of headers (issue #21) ------------------------------------------------------
+# Headers are read in place; a deeper tag stack or a longer chain than is read inline is
+# walked with load_bytes, and where the walk ends past the first KiB (PK_IN_PLACE_BYTES) the
+# frame is parsed again from its start, every header copied out (bpf_xdp_load_bytes /
+# bpf_skb_load_bytes). Before, the offset a walk ended at was masked into the frame
+# (& 0x1fff), which wrapped past 8 KiB: these frames are as big as BPF_PROG_RUN takes (about
+# a page) and go through the same code; tests/e2e/test_big_frames.py sends bigger ones.
+
+
+def _dest_opts(nexthdr: int, size: int) -> bytes:
+    """A destination-options header of ``size`` bytes (a multiple of 8), Pad1 inside."""
+    return bytes([nexthdr, size // 8 - 1]) + bytes(size - 2)
+
+
+def _priority_tags(count: int, ethertype: int) -> bytes:
+    """Ethernet and ``count`` 802.1Q priority tags (built by hand: scapy recurses per layer)."""
+    types = [0x8100] * count + [ethertype]
+    return MAC_DST + MAC_SRC + struct.pack("!H", types[0]) + b"".join(
+        struct.pack("!HH", 0, inner) for inner in types[1:])
+
+
+def _behind_headers(tags: int, sizes: Sequence[int], protocol: int, upper: bytes) -> bytes:
+    """``upper`` of ``protocol`` behind ``tags`` priority tags and destination-options
+    headers of ``sizes`` bytes."""
+    names = [60] * (len(sizes) - 1) + [protocol]
+    chain = b"".join(_dest_opts(name, size) for name, size in zip(names, sizes, strict=True))
+    ip = IPv6(src=V6_SRC, dst=V6_DST, nh=60, plen=len(chain) + len(upper))
+    return _priority_tags(tags, 0x86DD) + bytes(ip) + chain + upper
+
+
+KILOBYTE_CHAINS = {
+    # name: (priority tags, header sizes)
+    "eight-of-384": (0, [384] * 8),  # all read inline, the last 3 KiB into the frame
+    "nine-past-2k": (0, [8] * 8 + [2048]),  # the walk ends past 1 KiB: parsed copied
+    "2k-then-eight": (0, [2048] + [8] * 8),
+    "nine-within-1k": (0, [8] * 8 + [512]),  # the walk ends within 1 KiB: read in place
+    "tagged-2k": (3, [2048]),  # a tag walked, then the IPv6 header and its chain in place
+    "kilobyte-of-tags": (260, [8]),  # the tag walk ends past 1 KiB: parsed copied
+    "filling-the-frame": (0, [8] * 8 + [2048, 1024]),
+}
+ECHO6 = struct.pack("!BBHHH", 128, 0, 0, 0x77, 1) + b"p" * 56
+
+
+@pytest.mark.parametrize("policy", policy_params())
+@pytest.mark.parametrize(("tags", "sizes"), KILOBYTE_CHAINS.values(), ids=KILOBYTE_CHAINS.keys())
+def test_pings_behind_kilobytes_of_headers_are_dropped(path, tags, sizes, policy):
+    dropped_under(path, _behind_headers(tags, sizes, 58, ECHO6), policy)
+
+
+@pytest.mark.parametrize(("tags", "sizes"), KILOBYTE_CHAINS.values(), ids=KILOBYTE_CHAINS.keys())
+def test_tcp_behind_kilobytes_of_headers_passes(path, tags, sizes):
+    frame = _behind_headers(tags, sizes, 6, bytes(TCP(dport=22, flags="S")))
+    assert_passed(judge(path, frame, default_action=DROP), R.PASS_NOT_PING)
+
+
+@pytest.mark.parametrize("cut", [1, 2, 1000, 2047])
+@pytest.mark.parametrize("fragmented", [False, True], ids=["whole", "first-fragment"])
+def test_a_kilobyte_header_cut_short_is_unparsed_or_suspect(path, cut, fragmented):
+    """Copied, a chain cut by the end of the frame is judged as in place: malformed, or
+    inside a first fragment as a ping."""
+    first = bytes(IPv6ExtHdrFragment(nh=60, m=1, id=5)) if fragmented else b""
+    chain = _dest_opts(60, 8) * 8 + _dest_opts(58, 2048)
+    ip = IPv6(src=V6_SRC, dst=V6_DST, nh=44 if fragmented else 60)
+    frame = bytes(ether() / ip / Raw(first + chain + ECHO6))
+    cut_at = 14 + 40 + len(first) + 64 + cut
+    observed = judge(path, frame[:cut_at], default_action=DROP)
+    if fragmented:
+        assert_dropped(observed, R.DROP_DEFAULT)
+    else:
+        assert_passed(observed, R.PASS_UNPARSED)
+
+
+@pytest.mark.parametrize("transport", ["icmp", "tcp"])
+def test_ipv4_with_options_behind_a_kilobyte_of_tags(path, transport):
+    """Behind a kilobyte of tags the IPv4 header, its options and the ICMP header are
+    read copied."""
+    ip = IP(src=V4_SRC, dst=V4_DST, options=[IPOption_NOP()] * 40)
+    frame = _priority_tags(260, 0x0800) + bytes(
+        ip / (ICMP(type=8, id=7) if transport == "icmp" else TCP(dport=22, flags="S")))
+    observed = judge(path, frame, default_action=DROP)
+    if transport == "icmp":
+        assert_dropped(observed, R.DROP_DEFAULT)
+    else:
+        assert_passed(observed, R.PASS_NOT_PING)
+
+
 # --- IPv4 options and fragments ------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ lying lengths, IPv6 extension-header chains, truncation anywhere), runs the fram
 BPF_PROG_RUN on the real program and demands that verdict, reason counter (packets and
 bytes), event counters, rule hits and ring-buffer event equal what tests/oracle.py says.
 
-21,000 examples through the XDP program and 3,600 through each tc program (the same
+23,000 examples through the XDP program and 4,000 through each tc program (the same
 oracle: the tc programs judge alike and say it with TC_ACT_SHOT / TCX_NEXT), derandomized
 so CI sees the same ones every run. Strategies and the harness live in tests/fuzz.py, which
 also runs the same check standalone at scale (--entry picks the program).
@@ -51,18 +51,21 @@ def scenarios_with(draw: st.DrawFn, frames: st.SearchStrategy[bytes]) -> fuzz.Sc
 
 
 _TAGS = st.integers(0, 2)
+_DEEP_TAGS = st.integers(3, 6)  # more than the 2 read inline: walked, then read in place
+_KILOBYTE_OF_TAGS = st.integers(256, 300)  # the walk ends past 1 KiB: the frame is parsed copied
 _TPIDS = st.sampled_from((b"\x81\x00", b"\x88\xa8"))
 _AROUND_L4 = st.integers(-6, 9)
 
 
 @st.composite
 def _framed(draw: st.DrawFn, packets: st.SearchStrategy[tuple[bytes, int]],
-            ethertype: int) -> bytes:
-    """An IP packet in Ethernet with 0-2 VLAN tags, maybe cut around its L4 header."""
+            ethertype: int, tags: st.SearchStrategy[int] = _TAGS) -> bytes:
+    """An IP packet in Ethernet with 0-2 VLAN tags (or ``tags``), maybe cut around its L4
+    header. A deeper stack repeats its first 6 TPIDs (a draw per tag slows every example)."""
     packet, l4 = draw(packets)
-    l2 = fuzz.MACS
-    for _ in range(draw(_TAGS)):
-        l2 += draw(_TPIDS) + b"\x00\x07"
+    count = draw(tags)
+    tpids = [draw(_TPIDS) for _ in range(min(count, 6))]
+    l2 = fuzz.MACS + b"".join(tpids[i % len(tpids)] + b"\x00\x07" for i in range(count))
     l2 += ethertype.to_bytes(2, "big")
     frame = l2 + packet
     if fuzz.one_in(draw, 3):
@@ -73,6 +76,12 @@ def _framed(draw: st.DrawFn, packets: st.SearchStrategy[tuple[bytes, int]],
 RANDOM = fuzz.scenarios()
 IPV6_CHAINS = scenarios_with(_framed(fuzz.IPV6_PACKETS, 0x86DD))
 IPV4_OPTIONS = scenarios_with(_framed(fuzz.IPV4_PACKETS, 0x0800))
+# Behind a deep tag stack the headers are read in place where the walk ended; behind a
+# kilobyte of tags (PK_IN_PLACE_BYTES), every header is read copied (load_bytes).
+DEEP = scenarios_with(st.one_of(_framed(fuzz.IPV4_PACKETS, 0x0800, _DEEP_TAGS),
+                                _framed(fuzz.IPV6_PACKETS, 0x86DD, _DEEP_TAGS)))
+COPIED = scenarios_with(st.one_of(_framed(fuzz.IPV4_PACKETS, 0x0800, _KILOBYTE_OF_TAGS),
+                                  _framed(fuzz.IPV6_PACKETS, 0x86DD, _KILOBYTE_OF_TAGS)))
 
 
 @settings(DIFFERENTIAL, max_examples=10_000)
@@ -90,6 +99,20 @@ def test_ipv6_extension_header_chains(path: fuzz.DataPath, scenario: fuzz.Scenar
 @settings(DIFFERENTIAL, max_examples=5_500)
 @given(IPV4_OPTIONS)
 def test_ipv4_options_and_fragments(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:
+    agree(path, scenario)
+
+
+@settings(DIFFERENTIAL, max_examples=1_000)
+@given(DEEP)
+def test_frames_behind_deep_tag_stacks(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:
+    agree(path, scenario)
+
+
+@settings(DIFFERENTIAL, max_examples=1_000)
+@given(COPIED)
+def test_frames_parsed_copied(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:
+    """IPv4 with options and fragments, IPv6 with chains, cut anywhere around the L4 header,
+    every header read with load_bytes: judged as the headers read in place are."""
     agree(path, scenario)
 
 
@@ -112,6 +135,21 @@ def test_tc_ipv6_extension_header_chains(path: fuzz.DataPath, scenario: fuzz.Sce
 @settings(DIFFERENTIAL, max_examples=900)
 @given(IPV4_OPTIONS)
 def test_tc_ipv4_options_and_fragments(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:
+    agree(path, scenario)
+
+
+@TC
+@settings(DIFFERENTIAL, max_examples=200)
+@given(DEEP)
+def test_tc_frames_behind_deep_tag_stacks(path: fuzz.DataPath,
+                                          scenario: fuzz.Scenario) -> None:
+    agree(path, scenario)
+
+
+@TC
+@settings(DIFFERENTIAL, max_examples=200)
+@given(COPIED)
+def test_tc_frames_parsed_copied(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:
     agree(path, scenario)
 
 

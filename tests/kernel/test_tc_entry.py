@@ -2,9 +2,12 @@
 every entry point; see their modules): one policy and one set of counters for all three
 programs, and sk_buffs as large as BPF_PROG_RUN builds them.
 
-BPF_PROG_RUN builds a linear sk_buff of at most a page (less its head and tail room), so the
-pull of a non-linear one (kern/pingkiller.bpf.c, PK_TC_PULL_BYTES) is not reached from here
-unless the kernel takes a linear size in the context (``data_end``), which this one refuses.
+BPF_PROG_RUN builds a linear sk_buff of at most a page (less its head and tail room), so
+headers in the pages of a non-linear one (read copied, with bpf_skb_load_bytes: see enum
+pk_read in kern/pingkiller.bpf.c) are not reached from here unless the kernel takes a linear
+size in the context (``data_end``), which this one refuses; tests/e2e/test_big_frames.py
+sends such sk_buffs through a veth. Frames behind a deep tag stack or a long chain are read
+copied here as well: the bypass and differential tables run them.
 Nor can it set a VLAN tag in the sk_buff's metadata (``vlan_present``): a frame whose tag
 the stack moved there reaches the program untagged, which every table here runs.
 """
@@ -77,7 +80,7 @@ def test_the_largest_sk_buff_prog_run_builds_is_judged(dp, family):
 @TC
 def test_a_non_linear_sk_buff_is_judged(dp):
     """Where the kernel builds a non-linear sk_buff from a linear size in the context
-    (``data_end``), the ping is judged all the same: pulled, or read by the walks."""
+    (``data_end``), the ping is judged all the same: its headers are read copied."""
     frame = echo4(payload=b"p" * 1400)
     context = bytearray(SKB_CONTEXT)
     struct.pack_into("=I", context, SKB_DATA_END, 14 + 8)  # Ethernet, half the IP header

@@ -1,10 +1,11 @@
-"""Human output: an attachment's state, counters and rates, with rich tables."""
+"""Human output: an attachment's state, counters and rates, as lines of text."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pingkiller.cli.errors import options
+from pingkiller.cli.table import table
 from pingkiller.model.enums import Hook, LinkState, Mode, Reason
 from pingkiller.model.words import RULE_ACTIONS, TIMING_SLOTS
 
@@ -46,17 +47,17 @@ def status_lines(info: AttachmentInfo) -> list[str]:
     """The head lines status prints of one attachment (rich markup)."""
     point, lines = info.point, []
     if info.stale:
-        lines.append(f"[bold]{point.label}[/]: STALE - {info.problem}; "
+        lines.append(f"{point.label}: STALE - {info.problem}; "
                      f"`pingkiller detach {options(point)}` cleans it")
     elif point.hook is Hook.XDP:
-        lines.append(f"[bold]{info.ifname}[/] (ifindex {info.ifindex}): xdp, program "
+        lines.append(f"{info.ifname} (ifindex {info.ifindex}): xdp, program "
                      f"{info.program_id}, link {info.link_id}, {info.mode.value} mode")
     elif info.mode is Mode.CLSACT:
-        lines.append(f"[bold]{info.ifname}[/] (ifindex {info.ifindex}): tc (clsact, not "
+        lines.append(f"{info.ifname} (ifindex {info.ifindex}): tc (clsact, not "
                      f"link-based) {point.direction.label}, program {info.program_id}, "
                      f"priority {CLSACT_PRIORITY}, {position(info)}")
     else:
-        lines.append(f"[bold]{info.ifname}[/] (ifindex {info.ifindex}): tc "
+        lines.append(f"{info.ifname} (ifindex {info.ifindex}): tc "
                      f"{point.direction.label}, program {info.program_id}, link "
                      f"{info.link_id}, tcx link, {position(info)}")
     if not info.stale:
@@ -78,47 +79,34 @@ def status_lines(info: AttachmentInfo) -> list[str]:
     return lines
 
 
-def render_status(info: AttachmentInfo, rules: list[Rule]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False, soft_wrap=True)  # a pipe must not split commands
-    for line in status_lines(info):
-        console.print(line)
+def status_text(info: AttachmentInfo, rules: list[Rule]) -> list[str]:
+    """What status shows of one attachment and the ``rules`` it lists."""
+    lines = status_lines(info)
     if info.stats is not None:
-        for item in counter_renderables(info.stats, None):
-            console.print(item)
+        lines += counter_lines(info.stats, None)
     if rules:
-        table = Table(title=None, show_edge=False, pad_edge=False)
-        table.add_column("rule")
-        table.add_column("action")
-        table.add_column("hits", justify="right")
-        for rule in rules:
-            table.add_row(rule.address, RULE_ACTIONS.word(rule.action), str(rule.hits))
-        console.print(table)
+        lines += table([("rule", False), ("action", False), ("hits", True)],
+                       ([rule.address, RULE_ACTIONS.word(rule.action), str(rule.hits)]
+                        for rule in rules))
     if info.rule_count > len(rules):
-        console.print(f"  ... and {info.rule_count - len(rules)} more rules (--max-rules N lists "
-                      "more, --json all)")
+        lines.append(f"  ... and {info.rule_count - len(rules)} more rules (--max-rules N lists "
+                     "more, --json all)")
+    return lines
 
 
-def counter_renderables(stats: Stats, rates: dict[Reason, float] | None) -> list[Any]:
-    """The counters table and its summary line, for a console to print or a Live to show."""
-    from rich.table import Table
-
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("reason")
-    table.add_column("packets", justify="right")
-    table.add_column("bytes", justify="right")
+def counter_lines(stats: Stats, rates: dict[Reason, float] | None) -> list[str]:
+    """The counters table (with packets per second when ``rates``) and its summary line."""
+    columns = [("reason", False), ("packets", True), ("bytes", True)]
+    rows = [[reason.label, str(counter.packets), str(counter.bytes)]
+            for reason, counter in stats.reasons.items()]
     if rates is not None:
-        table.add_column("pps", justify="right")
-    for reason, counter in stats.reasons.items():
-        row = [reason.label, str(counter.packets), str(counter.bytes)]
-        if rates is not None:
+        columns.append(("pps", True))
+        for row, reason in zip(rows, stats.reasons, strict=True):
             row.append(f"{rates[reason]:.1f}")
-        table.add_row(*row)
-    return [table, f"  dropped {stats.dropped}, passed {stats.passed}; events sent "
-                   f"{stats.events_sent}, suppressed {stats.events_suppressed}, lost "
-                   f"{stats.events_lost}"]
+    return [*table(columns, rows),
+            f"  dropped {stats.dropped}, passed {stats.passed}; events sent "
+            f"{stats.events_sent}, suppressed {stats.events_suppressed}, lost "
+            f"{stats.events_lost}"]
 
 
 def timing_lines(stats: Stats) -> list[str]:
@@ -136,12 +124,11 @@ def timing_lines(stats: Stats) -> list[str]:
     return lines
 
 
-def stats_renderables(ifname: str, current: Stats, rates: dict[Reason, float] | None) -> list[Any]:
-    """What `stats` shows of one snapshot, line by line (rich markup and tables)."""
-    items: list[Any] = [f"[bold]{ifname}[/]", *counter_renderables(current, rates),
-                        *timing_lines(current)]
+def stats_lines(ifname: str, current: Stats, rates: dict[Reason, float] | None) -> list[str]:
+    """What `stats` shows of one snapshot."""
+    lines = [ifname, *counter_lines(current, rates), *timing_lines(current)]
     if current.per_cpu is not None:
         for cpu, counters in enumerate(current.per_cpu):
             busy = ", ".join(f"{r.label} {c.packets}" for r, c in counters.items() if c.packets)
-            items.append(f"  cpu {cpu}: {busy or 'no packets'}")
-    return items
+            lines.append(f"  cpu {cpu}: {busy or 'no packets'}")
+    return lines

@@ -64,15 +64,16 @@ def stats(
 def _watch_live(ifname: str, samples: Iterator[tuple[Stats, dict[Reason, float]]]) -> None:
     """`stats --watch` on a terminal: rich Live redraws the block in place; notices on
     stderr (e.g. the program was replaced) print above it."""
-    from rich.console import Console, Group
+    from rich.console import Console
     from rich.live import Live
+    from rich.text import Text
 
-    from pingkiller.cli.render import stats_renderables
+    from pingkiller.cli.render import stats_lines
 
     console = Console(highlight=False)
     with Live(console=console, auto_refresh=False, redirect_stderr=True) as live:
         for current, rates in samples:
-            live.update(Group(*stats_renderables(ifname, current, rates)), refresh=True)
+            live.update(Text("\n".join(stats_lines(ifname, current, rates))), refresh=True)
 
 
 def _show(ifname: str, current: Stats, rates: dict[Reason, float] | None, as_json: bool) -> None:
@@ -83,11 +84,7 @@ def _show(ifname: str, current: Stats, rates: dict[Reason, float] | None, as_jso
             data["pps"] = {reason.label: rate for reason, rate in rates.items()}
         json_line(data)
         return
-    from rich.console import Console
+    from pingkiller.cli import table
+    from pingkiller.cli.render import stats_lines
 
-    from pingkiller.cli.render import stats_renderables
-
-    console = Console(highlight=False, soft_wrap=True)
-    for item in stats_renderables(ifname, current, rates):
-        console.print(item)
-    sys.stdout.flush()
+    table.write(stats_lines(ifname, current, rates))

@@ -54,11 +54,12 @@ def status(
     if as_json:
         _write_json(views)
         return
-    from pingkiller.cli.render import render_status
+    from pingkiller.cli import table
+    from pingkiller.cli.render import status_text
 
     shown = False
     for info, rules in views:
-        render_status(info, list(itertools.chain.from_iterable(rules)))
+        table.write(status_text(info, list(itertools.chain.from_iterable(rules))))
         shown = True
     if not shown:
         echo("No pingkiller attachments. Attach one with `pingkiller attach IFACE`.")

@@ -4,7 +4,6 @@ and opening it."""
 from __future__ import annotations
 
 import functools
-import hashlib
 
 from pingkiller import abi
 from pingkiller._datapath import ffi, lib
@@ -23,6 +22,8 @@ def elf_bytes() -> bytes:
 def program_digest() -> bytes:
     """The SHA-256 of :func:`elf_bytes`: the installed program's identity, as recorded
     beside the pins (pingkiller.store.records.Identity) to tell an outdated attachment."""
+    import hashlib  # only where a record is written or compared: ~3 ms of start-up
+
     return hashlib.sha256(elf_bytes()).digest()
 
 

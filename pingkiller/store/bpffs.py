@@ -5,7 +5,6 @@ mount(2), never through a `mount` binary found on PATH.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
 from dataclasses import dataclass
@@ -123,6 +122,8 @@ def _sysfs_source(mountinfo: str | None) -> str | None:
 
 def mount(where: Path = BPFFS) -> None:
     """Mount bpffs at ``where``, root-only (mode=0700), with mount(2); OSError on failure."""
+    import ctypes  # only where bpffs is absent or in question: ~3 ms of start-up
+
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                            ctypes.c_char_p]
@@ -139,6 +140,8 @@ def filesystem_type(path: Path) -> int | None:
     first field: a long on most ABIs, an unsigned int on s390x; the magic numbers fit in
     32 bits, so both readings are tried.
     """
+    import ctypes
+
     libc = ctypes.CDLL(None, use_errno=True)
     buffer = ctypes.create_string_buffer(512)  # struct statfs is 120 bytes on 64-bit ABIs
     if libc.statfs(os.fsencode(path), buffer) != 0:

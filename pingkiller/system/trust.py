@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -108,6 +107,8 @@ def write_private(path: Path, write: Callable[[IO[str]], None]) -> None:
             else 0o600
     except OSError:
         mode = 0o600
+    import tempfile  # only writers of files: ~2 ms of start-up
+
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         os.fchmod(fd, mode)

@@ -78,7 +78,7 @@ setup: venv
 build: venv
 	$(PYTHON) build.py
 
-# The .pyi of both extensions, from the built extensions (tests/unit/test_extensions.py fails
+# The .pyi of both extensions, from the built extensions (tests/unit/bpf/test_extensions.py fails
 # while they are stale): after a cdef change, `make build stubs` and commit them.
 stubs:
 	$(PYTHON) -m cffi_src.stubs pingkiller.bpf._libbpf pingkiller/bpf/_libbpf.pyi \
@@ -172,7 +172,7 @@ clean:
 
 # --- man pages ---
 # docs/man/pingkiller*.1 from the CLI's own help (after `make setup`); commit them with the
-# help-text change: tests/unit/test_manpages.py fails while they are stale.
+# help-text change: tests/unit/cli/test_manpages.py fails while they are stale.
 .PHONY: man
 man:
 	$(PYTHON) tools/manpages.py --output docs/man

@@ -31,7 +31,7 @@ from pingkiller.model.policy import DEFAULT_EVENT_RATE, Policy
 # The version of the pinned state's ABI: the layouts and meanings of kern/pingkiller.h's
 # structs, enums and maps. A writer records it beside the pins (pingkiller.pins.Identity);
 # every verb compares it before it reads a map. Bump it with any change to the header
-# that changes what a map holds (tests/unit/test_abi_layouts.py fails until you do).
+# that changes what a map holds (tests/unit/datapath/test_abi_layouts.py fails until you do).
 # 4: struct pk_event names two bytes of its padding (hook, direction) and the object has
 # the tc programs (TC_PROGRAM_NAMES) beside the XDP one.
 ABI_VERSION = 4

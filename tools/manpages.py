@@ -5,7 +5,7 @@ help text, arguments and options with their help, defaults and ranges, the examp
 help text (or epilog), the exit codes of ``cli.EXIT_STATUS``. What ``--help`` cannot hold, the
 ``--json`` schemas, the policy file format and the exporter's metrics, is taken from the
 sections of docs/ that define them (``DOC_SECTIONS``), so a page drifts from neither.
-tests/unit/test_manpages.py fails when docs/man/ differs from what this module makes::
+tests/unit/cli/test_manpages.py fails when docs/man/ differs from what this module makes::
 
     python tools/manpages.py --output docs/man     # `make man`: write (and prune) pages
     python tools/manpages.py --check docs/man      # exit 1 if a page is stale

@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pingkiller.bpf import TcDirection, tc_filters, tcx_query
 from pingkiller.demo.sandbox import IP, PING, Peer, run
+from pingkiller.hooks.clsact import CLSACT_PRIORITY
+from pingkiller.system.interfaces import interface_index
 
 CLI = [sys.executable, "-m", "pingkiller"]
 
@@ -173,3 +176,13 @@ def limited(caps: list[str], command: list[str]) -> list[str]:
     bounding = "".join(f",+{cap}" for cap in caps)
     return ["setpriv", f"--bounding-set=-all{bounding}", "--inh-caps=-all", "--no-new-privs",
             *command]
+
+
+def tc_ids(ifname: str, direction: TcDirection) -> list[int]:
+    return tcx_query(interface_index(ifname), direction)
+
+
+def our_filters(ifname: str) -> list[int]:
+    """Program ids of the filters at pingkiller's place on ``ifname``'s clsact ingress."""
+    return [f.prog_id for f in tc_filters(interface_index(ifname), TcDirection.INGRESS)
+            if f.priority == CLSACT_PRIORITY]

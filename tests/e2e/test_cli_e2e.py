@@ -265,7 +265,7 @@ def _status_without_counters() -> object:
 
 BAD_INPUTS = [
     # (arguments, exit code, words the one stderr line must hold); IF = attached, FREE = not.
-    # Pure usage errors are covered in-process by tests/unit/test_cli_unit.py; these need
+    # Pure usage errors are covered in-process by tests/unit/cli/test_cli_unit.py; these need
     # the kernel's and the pins' state.
     (["attach", "IF", "--block", "198.18.0.300"], 2, "not an IPv4/IPv6 address"),
     (["attach", "pknosuch0"], 2, "not found"),

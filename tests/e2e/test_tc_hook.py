@@ -7,7 +7,6 @@ status explains and detach cleans."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -18,19 +17,20 @@ from helpers import (
     attach_foreign_program,
     limited,
     one_line,
+    our_filters,
     pins_left,
     pk,
     pk_json,
     pk_ok,
+    tc_ids,
     xdp_ids,
 )
 
 import pingkiller
-from pingkiller.bpf import Object, TcDirection, TcxLink, tc_filters, tcx_query, tcx_supported
+from pingkiller.bpf import Object, TcDirection, TcxLink, tcx_supported
 from pingkiller.demo.sandbox import PING, Peer, Sandbox
 from pingkiller.hooks.clsact import CLSACT_PRIORITY
 from pingkiller.system.interfaces import interface_index
-from tests.e2e.test_faults import kill_at, state_changing_steps
 from tests.kernel.test_tcx_link import _compile
 from tests.kernel.toys import seen
 
@@ -72,10 +72,6 @@ def tcp_works(peer: Peer) -> bool:
     finally:
         server.kill()
         server.wait()
-
-
-def tc_ids(ifname: str, direction: TcDirection) -> list[int]:
-    return tcx_query(interface_index(ifname), direction)
 
 
 @pytest.fixture(scope="module")
@@ -213,40 +209,11 @@ def test_tc_attach_errors_are_one_line(pin_root: Path, sandbox: Sandbox) -> None
     assert len(pingkiller.points(ifname)) == 2  # the refused attach changed nothing
 
 
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (make setup installs it)")
-def test_kill_9_at_every_step_of_a_tc_attach(
-    pin_root: Path, sandbox: Sandbox, tmp_path: Path
-) -> None:
-    """SIGKILL `attach --hook tc` at each call that changes state: status shows what runs
-    (never a stale attachment), the tc chain holds what status shows and nothing else,
-    and `detach` cleans it all."""
-    ifname = sandbox.add_peer().host_ifname
-    args = ["attach", ifname, "--hook", "tc", "--block", "198.19.7.0/24"]
-    steps = state_changing_steps(args, tmp_path / "trace")
-    pk_ok("detach", ifname)
-    assert len(steps) >= 3, steps
-    for call, n in steps:
-        kill_at(args, call, n)
-        shown = [i for i in pingkiller.attachments() if not i.stale]
-        assert all(i.hook is pingkiller.Hook.TC for i in shown)
-        running = tc_ids(ifname, TcDirection.INGRESS)
-        assert [i.program_id for i in shown] in ([], running), (call, n, shown, running)
-        if pk("detach", ifname).returncode not in (0, 2):
-            pytest.fail(f"detach after a kill at {call} #{n} failed")
-        assert tc_ids(ifname, TcDirection.INGRESS) == [] and pins_left(pin_root) == [], (call, n)
-
-
 # -- the clsact fallback (kernels before 6.6), asked for with --mode clsact
 
 
 def tc_text(*args: str) -> str:
     return subprocess.run(["tc", *args], capture_output=True, text=True, check=True).stdout
-
-
-def our_filters(ifname: str) -> list[int]:
-    """Program ids of the filters at pingkiller's place on ``ifname``'s clsact ingress."""
-    return [f.prog_id for f in tc_filters(interface_index(ifname), TcDirection.INGRESS)
-            if f.priority == CLSACT_PRIORITY]
 
 
 def test_clsact_fallback_filters_and_leaves_other_filters_alone(
@@ -295,30 +262,6 @@ def test_a_foreign_filter_in_pingkiller_s_place_is_refused_and_kept(
     assert f"prio {CLSACT_PRIORITY}" in one_line(refused)
     assert "u32" in tc_text("filter", "show", "dev", ifname, "ingress")
     assert pins_left(pin_root) == []
-
-
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (make setup installs it)")
-def test_kill_9_at_every_step_of_a_clsact_attach(
-    pin_root: Path, sandbox: Sandbox, tmp_path: Path
-) -> None:
-    """A clsact filter outlives a killed writer (it holds no fd): wherever the writer dies,
-    status shows it or nothing runs, and the next writer (detach) removes it."""
-    ifname = sandbox.add_peer().host_ifname
-    args = ["attach", ifname, "--hook", "tc", "--mode", "clsact", "--block", "198.19.7.0/24"]
-    steps = state_changing_steps(args, tmp_path / "trace")
-    pk_ok("detach", ifname)
-    # Up to the pin directory's mkdir the steps are the tcx attach's (the rules written
-    # into the loaded maps), which the test above kills at: from there on they differ.
-    steps = steps[steps.index(("mkdir", 2)):]
-    assert len(steps) >= 3, steps
-    for call, n in steps:
-        kill_at(args, call, n)
-        running = our_filters(ifname)
-        shown = [i.program_id for i in pingkiller.attachments() if not i.stale]
-        assert running in ([], shown), (call, n, shown, running)
-        if pk("detach", ifname).returncode not in (0, 2):
-            pytest.fail(f"detach after a kill at {call} #{n} failed")
-        assert our_filters(ifname) == [] and pins_left(pin_root) == [], (call, n)
 
 
 def test_a_change_one_attachment_refuses_is_made_to_none(

@@ -12,13 +12,14 @@ import ipaddress
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from faults import assert_clean
+from helpers import pk, pk_json, pk_ok, xdp_ids
+from variants import hits_by_rule, run_cli
 
 import pingkiller
 from pingkiller import abi
@@ -28,121 +29,8 @@ from pingkiller.model.point import Point
 from pingkiller.store import Store
 from pingkiller.store.layout import IDENTITY_PIN
 from pingkiller.store.records import Identity
-from tests.e2e.helpers import pk, pk_json, pk_ok, xdp_ids
-from tests.e2e.test_faults import assert_clean, kill_at, kill_at_every_step, state_changing_steps
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: loads XDP programs")
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bpf_cflags() -> list[str]:
-    printed = subprocess.run(
-        ["make", "-s", "--no-print-directory", "-C", str(ROOT), "--eval",
-         "print-bpf-cflags: ; @echo $(BPF_CFLAGS)", "print-bpf-cflags"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()
-    return [flag for flag in printed if not flag.startswith("-ffile-prefix-map")]
-
-
-def make_variant(where: Path, *, abi_version: int | None = None) -> list[str]:
-    """Build a variant of this pingkiller in ``where``; returns its CLI command."""
-    shutil.copytree(ROOT / "pingkiller", where / "pingkiller",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.o", "*.c"))
-    elf = where / "variant.bpf.o"
-    subprocess.run(
-        ["clang", *_bpf_cflags(), f"-ffile-prefix-map={ROOT}=variant-{where.name}",
-         "-c", str(ROOT / "kern" / "pingkiller.bpf.c"), "-o", str(elf)],
-        cwd=ROOT, check=True, capture_output=True,
-    )
-    data = where / "pingkiller" / "datapath" / "program.py"
-    text = data.read_text()
-    text = text.replace('def elf_bytes() -> bytes:\n',
-                        f'def elf_bytes() -> bytes:\n    return open({str(elf)!r}, "rb").read()\n', 1)
-    data.write_text(text)
-    if abi_version is not None:
-        module = where / "pingkiller" / "abi.py"
-        text = re.sub(r"^ABI_VERSION = \d+$", f"ABI_VERSION = {abi_version}",
-                      module.read_text(), count=1, flags=re.M)
-        text = re.sub(r"^ADOPTABLE_ABI_VERSIONS = .*$",
-                      f"ADOPTABLE_ABI_VERSIONS = frozenset({{{abi.ABI_VERSION}, {abi_version}}})",
-                      text, count=1, flags=re.M)
-        module.write_text(text)
-    return ["env", f"PYTHONPATH={where}", sys.executable, "-P", "-m", "pingkiller"]
-
-
-# The last commit of ABI 2 (shared rule maps, hits counted with atomic adds): the
-# release before the per-CPU rule maps, whose pins `upgrade` converts.
-ABI_2_RELEASE = "b5d411aba89c9775707c61f49243ce7c94e394cb"
-
-_DATAPATH_OF_A_RELEASE = """\
-# The release's ABI from its own kern/pingkiller.h, in cffi's ABI mode (nothing compiled).
-from pathlib import Path
-
-import cffi
-
-from cffi_src import datapath as _cdefs
-
-ffi = cffi.FFI()
-ffi.cdef(_cdefs.TYPES_CDEF + _cdefs.abi_cdef(Path(__file__).parents[1] / "kern" / "pingkiller.h"))
-lib = ffi.dlopen(None)
-"""
-
-
-def make_release(where: Path, commit: str) -> list[str]:
-    """Build the pingkiller of ``commit`` (this repository's history) in ``where``, as
-    it was released: its BPF object from its kern/, its libbpf extension from its
-    cffi_src/ (its build.py), its Python package and its ABI (the one extension not
-    compiled: its ABI is read from its header in cffi's ABI mode). Returns its CLI."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "pingkiller", "kern",
-                              "cffi_src", "build.py"], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
-    subprocess.run([sys.executable, "-P", "-c", "import build; build.compile_in_place(build.libbpf_ffi)"],
-                   cwd=where, env={**os.environ, "PYTHONPATH": str(where)}, check=True,
-                   capture_output=True)
-    (where / "pingkiller" / "_datapath.py").write_text(_DATAPATH_OF_A_RELEASE)
-    elf = where / "release.bpf.o"
-    subprocess.run(
-        ["clang", *_bpf_cflags(), f"-I{where / 'kern'}", f"-ffile-prefix-map={where}=release",
-         "-c", str(where / "kern" / "pingkiller.bpf.c"), "-o", str(elf)],
-        check=True, capture_output=True,
-    )
-    data = where / "pingkiller" / "datapath.py"
-    text = data.read_text()
-    text = text.replace('def elf_bytes() -> bytes:\n',
-                        f'def elf_bytes() -> bytes:\n    return open({str(elf)!r}, "rb").read()\n', 1)
-    data.write_text(text)
-    return ["env", f"PYTHONPATH={where}", sys.executable, "-P", "-m", "pingkiller"]
-
-
-@pytest.fixture(scope="module")
-def abi_2(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """The ABI 2 release, built from this repository's history."""
-    known = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{ABI_2_RELEASE}^{{commit}}"],
-                           capture_output=True)
-    if known.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"needs the repository's history (commit {ABI_2_RELEASE[:7]}): "
-                        "clone without --depth")
-        pytest.skip(f"needs the repository's history (commit {ABI_2_RELEASE[:7]}, the ABI 2 "
-                    "release): not a git clone, or a shallow one")
-    return make_release(tmp_path_factory.mktemp("abi2"), ABI_2_RELEASE)
-
-
-@pytest.fixture(scope="module")
-def older(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """A build of another program with this ABI: what ran before a package upgrade."""
-    return make_variant(tmp_path_factory.mktemp("older"))
-
-
-@pytest.fixture(scope="module")
-def newer_abi(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """A build whose ABI version is one past this one's (it adopts this one's maps)."""
-    return make_variant(tmp_path_factory.mktemp("newer"), abi_version=abi.ABI_VERSION + 1)
-
-
-def run_cli(command: list[str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60)
 
 
 def outdated_gauge(ifname: str) -> float:
@@ -278,10 +166,6 @@ def test_pins_of_abi_1_are_converted(pin_root: Path, sandbox: Sandbox, abi_2: li
     pk_ok("detach", ifname)
 
 
-def _hits(shown: dict[str, object]) -> dict[str, int]:
-    return {rule["address"]: rule["hits"] for rule in shown["rules"]}  # type: ignore[attr-defined, index]
-
-
 def test_pins_of_abi_2_are_converted_by_upgrade(
     pin_root: Path, sandbox: Sandbox, abi_2: list[str]
 ) -> None:
@@ -296,8 +180,8 @@ def test_pins_of_abi_2_are_converted_by_upgrade(
     assert run_cli(abi_2, "attach", ifname, *blocks, "--events", "drops").returncode == 0
     assert peer.ping(peer.host_v4, count=3) == 0 and peer.ping(peer.host_v6, count=3) == 0
     before = json.loads(run_cli(abi_2, "status", ifname, "--json").stdout)[0]
-    assert before["abi_version"] == 2 and _hits(before)[v4_prefix] >= 3
-    assert _hits(before)[peer.peer_v6] >= 3
+    assert before["abi_version"] == 2 and hits_by_rule(before)[v4_prefix] >= 3
+    assert hits_by_rule(before)[peer.peer_v6] >= 3
 
     (shown,) = json.loads(pk("status", "--json").stdout)
     assert shown["abi_version"] == 2 and shown["outdated"] is True
@@ -310,109 +194,22 @@ def test_pins_of_abi_2_are_converted_by_upgrade(
     assert (upgraded["from_abi"], upgraded["to_abi"]) == (2, abi.ABI_VERSION)
     after = pk_json("status", ifname)[0]
     assert after["abi_version"] == abi.ABI_VERSION and after["outdated"] is False
-    assert set(_hits(after)) == set(rules)
-    assert all(_hits(after)[rule] >= hits for rule, hits in _hits(before).items())
+    assert set(hits_by_rule(after)) == set(rules)
+    assert all(hits_by_rule(after)[rule] >= hits for rule, hits in hits_by_rule(before).items())
     assert after["policy"] == before["policy"]
     dropped_before = before["stats"]["packets"]["drop_block"]
     assert after["stats"]["packets"]["drop_block"] >= dropped_before >= 6
     assert (pin_root / ifname / abi.PREFIX_TRIE_V4_MAP).exists()
     # The converted rules are the ones the program runs on.
     assert peer.ping(peer.host_v4, count=2) == 0 and peer.ping(peer.host_v6, count=2) == 0
-    again = _hits(pk_json("status", ifname)[0])
-    assert again[v4_prefix] >= _hits(after)[v4_prefix] + 2
-    assert again[peer.peer_v6] >= _hits(after)[peer.peer_v6] + 2
+    again = hits_by_rule(pk_json("status", ifname)[0])
+    assert again[v4_prefix] >= hits_by_rule(after)[v4_prefix] + 2
+    assert again[peer.peer_v6] >= hits_by_rule(after)[peer.peer_v6] + 2
     pk_ok("block", ifname, "198.51.100.8")  # and this build writes to them
     # ... which the ABI 2 release now refuses, naming the newer version.
     one_line_failure(run_cli(abi_2, "stats", ifname))
     pk_ok("detach", ifname)
     assert_clean(pin_root, ifname)
-
-
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (make setup installs it)")
-def test_kill_9_at_every_step_of_a_conversion(
-    pin_root: Path, sandbox: Sandbox, abi_2: list[str], tmp_path: Path
-) -> None:
-    """Killed anywhere in converting ABI 2 pins, the next writer finds the old release's
-    attachment (every rule, as that release reads it) or the converted one (every rule),
-    never a stale or half-converted one; upgrade then finishes from either."""
-    ifname = sandbox.add_peer().host_ifname
-    rules = frozenset({"198.19.200.0/24", "198.19.201.7", "fd00:beef::/64", "fd00:beef::9"})
-
-    def prepare() -> None:
-        blocks = [word for rule in sorted(rules) for word in ("--block", rule)]
-        assert run_cli(abi_2, "attach", ifname, *blocks).returncode == 0
-
-    prepare()
-    steps = state_changing_steps(["upgrade", ifname], tmp_path / "trace")
-    assert len(steps) >= 3, steps
-    for call, n in steps:
-        pk_ok("detach", ifname)
-        prepare()
-        kill_at(["upgrade", ifname], call, n)
-        (shown,) = json.loads(pk("status", "--json").stdout)  # before a writer recovers
-        assert not shown["stale"], (call, n, shown["problem"])
-        pingkiller.recover_interrupted()
-        (shown,) = json.loads(pk("status", "--json").stdout)
-        assert shown["state"] == "filtering" and xdp_ids(ifname) == [shown["program_id"]]
-        if shown["abi_version"] == 2:
-            old = json.loads(run_cli(abi_2, "status", ifname, "--json").stdout)[0]
-            assert set(_hits(old)) == rules, (call, n)
-        else:
-            assert shown["abi_version"] == abi.ABI_VERSION, (call, n)
-            assert set(_hits(shown)) == rules, (call, n)
-        pk_ok("upgrade", ifname)
-        assert set(_hits(pk_json("status", ifname)[0])) == rules, (call, n)
-    pk_ok("detach", ifname)
-    assert_clean(pin_root, ifname)
-
-
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (make setup installs it)")
-def test_kill_9_at_every_step_of_upgrade(
-    pin_root: Path, sandbox: Sandbox, older: list[str], tmp_path: Path
-) -> None:
-    """Each kill leaves the old or the new program running, with every rule."""
-    ifname = sandbox.add_peer().host_ifname
-    rules = frozenset({"198.19.200.0/24", "198.19.201.7"})
-
-    def prepare() -> None:
-        blocks = [word for rule in sorted(rules) for word in ("--block", rule)]
-        assert run_cli(older, "attach", ifname, *blocks).returncode == 0
-
-    kill_at_every_step(pin_root, ifname, ["upgrade", ifname], prepare, [rules],
-                       tmp_path / "trace")
-
-
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace (make setup installs it)")
-def test_kill_9_at_every_step_of_a_rule_file(
-    pin_root: Path, sandbox: Sandbox, tmp_path: Path
-) -> None:
-    """`block -f` is all or nothing: each kill leaves none or all of the file's rules."""
-    ifname = sandbox.add_peer().host_ifname
-    listed = [f"10.77.{i // 250}.{i % 250 + 1}" for i in range(600)]
-    rule_file = tmp_path / "list.txt"
-    rule_file.write_text("\n".join(listed) + "\n")
-    before = frozenset({"198.19.200.0/24"})
-    outcomes = [before, before | frozenset(listed)]
-
-    def prepare() -> None:
-        pingkiller.attach(ifname, block=sorted(before)).close()
-
-    kill_at_every_step(pin_root, ifname, ["block", ifname, "-f", str(rule_file)], prepare,
-                       outcomes, tmp_path / "trace")
-
-
-def test_recovery_is_reported_by_the_next_writer(pin_root: Path, sandbox: Sandbox) -> None:
-    """A killed writer's leftovers are finished by the next writer, which says so."""
-    ifname = sandbox.add_peer().host_ifname
-    pk_ok("attach", ifname, "--block", "198.19.9.9")
-    # A detach killed after it moved the pins away and detached, as it unpins them.
-    kill_at(["detach", ifname], "unlinkat", 1)
-    assert next(p.name for p in pin_root.iterdir()).startswith("=del-")
-    result = pk("detach", "--all", "--json")
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.strip() == f"pingkiller: recovered: {ifname}: cleaned up after an interrupted detach"
-    assert xdp_ids(ifname) == []
-    assert pingkiller.recover_interrupted() == []
 
 
 def test_apply_upgrades_outdated_attachments_as_it_reconciles(

@@ -45,7 +45,7 @@ from pingkiller.model.results import AttachmentInfo
 from pingkiller.model.rules import Rule
 from pingkiller.system import capabilities
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.usefixtures("private_pin_root")
 

@@ -16,13 +16,13 @@ import click
 import pytest
 import typer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 import manpages
 
 from pingkiller.cli import app, main
 from pingkiller.cli.command import doc_path
 
-MAN_DIR = Path(__file__).resolve().parents[2] / "docs" / "man"
+MAN_DIR = Path(__file__).resolve().parents[3] / "docs" / "man"
 PAGES = manpages.pages()
 
 

@@ -144,7 +144,7 @@ def _abi_text() -> str:
     import re
     from pathlib import Path
 
-    kern = Path(__file__).resolve().parents[2] / "kern"
+    kern = Path(__file__).resolve().parents[3] / "kern"
     header = (kern / "pingkiller.h").read_text()
     maps = re.findall(r"struct \{[^}]*\} \w+ SEC\(\"\.maps\"\);",
                       (kern / "pingkiller.bpf.c").read_text())

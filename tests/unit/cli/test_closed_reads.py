@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "pingkiller"
+PACKAGE = Path(__file__).resolve().parents[3] / "pingkiller"
 
 
 def _closed_name(statement: ast.stmt) -> list[str]:

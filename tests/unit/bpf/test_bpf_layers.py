@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "pingkiller" / "bpf"
+PACKAGE = Path(__file__).resolve().parents[3] / "pingkiller" / "bpf"
 MODULES = sorted(f"pingkiller.bpf.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,15 @@ from pingkiller.store.layout import DEFAULT_ROOT
 IS_ROOT = os.geteuid() == 0
 IN_CI = os.environ.get("CI") == "true"
 _sandbox_numbers = itertools.count(1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests stop watchers and example scripts with SIGINT, as Ctrl-C does. A suite started
+    as a background job of a non-interactive shell (``(make test &)``) inherits SIGINT
+    ignored, and would hand that on to every process it starts, which then cannot be
+    interrupted: the suite catches it again, so what it starts gets the default."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -84,8 +84,12 @@ stubs:
 	$(PYTHON) -m cffi_src.stubs pingkiller.bpf._libbpf pingkiller/bpf/_libbpf.pyi \
 		pingkiller._datapath pingkiller/_datapath.pyi
 
+# Most of the suite's time is waiting (pings, kernel round trips, CLI processes), so it
+# runs in 3 workers, a test file each at a time (module fixtures are built once a worker;
+# every test makes its own namespaces, veths and pin root). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
 test: setup
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 # dist/: the sdist, and from it an abi3 manylinux wheel with libbpf and libelf bundled
 # (auditwheel repair). `python -m build` in this directory would import ./build.py, so

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 import socket
-import tempfile
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -243,13 +242,19 @@ def one_cpu() -> Iterator[int]:
 
 
 @pytest.fixture
-def bpffs_dir() -> Iterator[Path]:
-    """A unique directory on bpffs, removed afterwards with whatever was pinned in it."""
-    path = tempfile.mkdtemp(prefix="pktest-", dir="/sys/fs/bpf")
+def bpffs_dir(tmp_path: Path) -> Iterator[Path]:
+    """A bpffs instance of the test's own (mount(2) on a temporary directory), unmounted
+    afterwards with whatever was pinned in it: whether and how the machine mounted
+    /sys/fs/bpf does not matter."""
+    from pingkiller.store.bpffs import mount
+
+    path = tmp_path / "bpffs"
+    path.mkdir()
+    mount(path)
     try:
-        yield Path(path)
+        yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        subprocess.run(["/usr/bin/umount", str(path)], check=True)
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ class PingkillerCollector(Collector):
     them; ``pingkiller_rule_series_skipped`` says how many were skipped).
     """
 
-    def __init__(self, *, rule_metrics: bool = True,
+    def __init__(self, *, rule_metrics: bool = False,
                  max_rule_series: int = DEFAULT_MAX_RULE_SERIES) -> None:
         self.rule_metrics = rule_metrics
         self.max_rule_series = max_rule_series

@@ -91,8 +91,10 @@ class Limits:
     ``workers`` threads run /metrics and /readyz (the app's own scrape cap stops scrapes
     from taking all of them); a request that finds them all busy is answered 503 at once,
     never queued. A client has ``request_timeout`` seconds to send its request head (at
-    most ``max_head`` bytes) and ``write_timeout`` to take the answer; past
-    ``max_connections`` open connections a new one is answered 503 and closed."""
+    most ``max_head`` bytes) and ``write_timeout`` to take the answer. Past
+    ``max_connections`` open connections a new one closes the oldest that has not sent
+    its request yet, so a flood of idle connections cannot keep a probe or a scrape out;
+    when every open connection is being answered, the new one gets 503."""
 
     workers: int = DEFAULT_MAX_SCRAPES + 2
     max_connections: int = 512
@@ -126,6 +128,7 @@ class MetricsServer:
         self._busy = 0  # requests in the pool
         self._connections = 0
         self._handlers: set[asyncio.Task[None]] = set()
+        self._waiting: dict[asyncio.Task[None], asyncio.StreamWriter] = {}  # oldest first
         self._stopped = asyncio.Event()
         self._thread = threading.Thread(target=self._run, name="pingkiller-exporter", daemon=True)
 
@@ -162,9 +165,10 @@ class MetricsServer:
         self._handlers.add(task)
         self._connections += 1
         try:
-            if self._connections > self.limits.max_connections:
+            if self._connections > self.limits.max_connections and not self._evict_oldest():
                 await self._answer(writer, 503, "too many connections", head_only=False)
                 return
+            self._waiting[task] = writer
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
                                               self.limits.request_timeout)
@@ -174,13 +178,26 @@ class MetricsServer:
                 await self._answer(writer, 431, f"request head longer than {self.limits.max_head} "
                                                 "bytes", head_only=False)
                 return
+            finally:
+                self._waiting.pop(task, None)
             await self._request(head, writer)
         except (ConnectionError, TimeoutError):
             pass
+        except asyncio.CancelledError:
+            pass  # shutdown drops it; a cancelled handler would make Python 3.11 log a traceback
         finally:
             self._connections -= 1
             self._handlers.discard(task)
             await self._close(writer)
+
+    def _evict_oldest(self) -> bool:
+        """Drop the connection that has waited longest without sending its request; False
+        when every connection has sent one (it is being answered)."""
+        for task, writer in self._waiting.items():
+            del self._waiting[task]
+            writer.transport.abort()  # its handler ends with a ConnectionError, or at EOF
+            return True
+        return False
 
     async def _close(self, writer: asyncio.StreamWriter) -> None:
         """Close once what was written is sent, or drop the client if it does not take it."""

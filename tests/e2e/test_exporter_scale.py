@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import resource
 import socket
 import subprocess
 import sys
@@ -115,7 +116,7 @@ def test_exporter_scrapes_200k_rules_fast_and_skips_their_series(pin_root: Path,
     big, small = sandbox.add_peer(), sandbox.add_peer()
     attach_big(big.host_ifname, big.peer_v4)
     pingkiller.attach(small.host_ifname, block=[small.peer_v4, "198.18.254.0/24"]).close()
-    with exporter() as (address, _):
+    with exporter("--rule-metrics") as (address, _):
         for _ in range(3):
             start = time.monotonic()
             samples = scrape(address)
@@ -179,6 +180,31 @@ def test_exporter_serves_while_200_idle_connections_are_held(pin_root: Path,
         finally:
             for client in held:
                 client.close()
+
+
+def test_probes_and_scrapes_are_answered_during_a_flood_of_10000_idle_connections(
+        pin_root: Path, sandbox: Sandbox) -> None:
+    """Past its cap (512) a new connection closes the oldest idle one: the flood costs the
+    exporter no more descriptors than the cap, and the kubelet's probe still gets in."""
+    peer = sandbox.add_peer()
+    pingkiller.attach(peer.host_ifname, block=[peer.peer_v4]).close()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
+    held: list[socket.socket] = []
+    try:
+        with exporter() as (address, server):
+            for _ in range(10000):
+                held.append(socket.create_connection(address, timeout=15))
+            for _ in range(5):
+                assert get(address, "/livez") == (200, "ok\n")
+            assert ("pingkiller_up", ()) in scrape(address)
+            descriptors = len(list(Path(f"/proc/{server.pid}/fd").iterdir()))
+            assert descriptors < 512 + 64, descriptors
+            assert held[0].recv(100) == b""  # among the first to be closed
+    finally:
+        for client in held:
+            client.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 MEASURED = ("import resource, subprocess, sys\n"

@@ -387,7 +387,7 @@ def test_exporter_counts_dropped_pings(pin_root: Path, sandbox: Sandbox) -> None
         program_id = attachment.info().program_id
     iface = peer.host_ifname
     xdp = at(iface)
-    with exporter() as url:
+    with exporter("--rule-metrics") as url:
         assert value(scrape(url), "pingkiller_packets_total", **xdp, reason="drop_block") == 0
         assert peer.ping(peer.host_v4, count=3, wait=DROP_WAIT) == 0
         samples = scrape(url)
@@ -407,10 +407,30 @@ def test_exporter_counts_dropped_pings(pin_root: Path, sandbox: Sandbox) -> None
         assert all(dict(labels).keys() >= {"interface", "hook", "direction"}
                    for name, labels in samples if name != "pingkiller_up")
 
-    with exporter("--no-rule-metrics") as url:
+    with exporter() as url:  # by default no series names an address
         samples = scrape(url)
         assert not any(name == "pingkiller_rule_hits_total" for name, _ in samples)
         assert value(samples, "pingkiller_rules", **xdp) == 2
+
+
+SCRAPE_AS_NOBODY = ("import sys, urllib.request\n"
+                    "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())")
+
+
+def test_a_local_user_without_root_scrapes_no_rule_address(pin_root: Path,
+                                                          sandbox: Sandbox) -> None:
+    """The exporter listens on loopback, where any local user can scrape it; that user's
+    `pingkiller status` says "needs root", and by default the scrape names no address."""
+    peer = sandbox.add_peer()
+    pingkiller.attach(peer.host_ifname, block=[peer.peer_v4, "198.18.254.0/24"]).close()
+    with exporter() as url:
+        result = subprocess.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                                 "--clear-groups", "/usr/bin/python3", "-c", SCRAPE_AS_NOBODY, url],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert "pingkiller_packets_total" in result.stdout  # the counters stay public
+        assert peer.peer_v4 not in result.stdout and "198.18.254" not in result.stdout
+        assert "rule=" not in result.stdout
 
 
 @tc_only
@@ -424,7 +444,7 @@ def test_exporter_labels_each_attachment_of_an_interface(pin_root: Path, sandbox
         attachment.close()
     programs = {(i.hook.label, i.direction.label): i.program_id
                 for i in pingkiller.attachments(with_rules=False)}
-    with exporter() as url:
+    with exporter("--rule-metrics") as url:
         assert host_ping(peer.peer_v4, count=2, wait=DROP_WAIT) == 0
         samples = scrape(url)
         for hook, direction in (("xdp", "in"), ("tc", "in"), ("tc", "out")):

@@ -200,8 +200,8 @@ def test_pod_applies_the_policy_and_its_edit_and_the_exporter_reports_it(
     assert peer.ping(peer.host_v4, count=2, wait=DROP_WAIT) == 0  # now dropped
     samples = scrape(f"http://127.0.0.1:{port}/metrics")
     assert samples[("pingkiller_rules", tuple(sorted(xdp.items())))] == 3
-    assert samples[("pingkiller_rule_hits_total", tuple(sorted(
-        {**xdp, "action": "block", "rule": peer.peer_v4}.items())))] == 2
+    assert not any(name == "pingkiller_rule_hits_total" for name, _ in samples)  # on the
+    # cluster network no series names an address
     assert samples[("pingkiller_packets_total", tuple(sorted(
         {**xdp, "reason": "drop_block"}.items())))] == 2
 

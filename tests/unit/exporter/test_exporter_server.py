@@ -198,15 +198,32 @@ def test_server_answers_503_at_once_when_every_worker_is_busy() -> None:
         assert answers == [(200, b"/metrics ok text/plain\n")]
 
 
-def test_server_refuses_connections_over_its_cap() -> None:
+def test_a_connection_over_the_cap_closes_the_oldest_idle_one() -> None:
+    """A flood of idle connections cannot keep a probe out: the newcomer is served and the
+    connection that waited longest without a request is closed."""
     with server(wsgi_app(), Limits(max_connections=3)) as address:
         held = [socket.create_connection(address, timeout=5) for _ in range(3)]
         try:
-            assert request(address, b"").startswith(b"HTTP/1.1 503 ")  # the fourth
+            time.sleep(0.2)  # the server has accepted all three
+            assert get(address, "/livez")[0] == 200
+            assert held[0].recv(100) == b""  # the oldest idle one was closed
+            held[1].sendall(b"GET /livez HTTP/1.1\r\n\r\n")  # the others still are served
+            assert held[1].recv(100).startswith(b"HTTP/1.1 200 ")
         finally:
             for client in held:
                 client.close()
-        deadline = time.monotonic() + 5
-        while get(address, "/metrics")[0] != 200:  # until the server saw them go
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+
+
+def test_over_the_cap_with_every_connection_answered_a_new_one_gets_503() -> None:
+    release, entered = threading.Event(), threading.Event()
+    with server(wsgi_app(release, entered), Limits(max_connections=1, workers=2)) as address:
+        answers: list[tuple[int, bytes]] = []
+        waiting = threading.Thread(target=lambda: answers.append(get(address, "/metrics")))
+        waiting.start()
+        try:
+            assert entered.wait(10)  # one connection, being answered: nothing to close
+            assert request(address, b"").startswith(b"HTTP/1.1 503 ")
+        finally:
+            release.set()
+            waiting.join(10)
+        assert answers == [(200, b"/metrics ok text/plain\n")]

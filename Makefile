@@ -13,7 +13,7 @@ ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) -Ikern -ffile-prefix-map=$(CURDIR)=.
 
 APT_PACKAGES := clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config make gcc libc6-dev \
-	iproute2 iputils-ping tcpdump strace util-linux libcap2-bin systemd groff-base man-db mandoc
+	iproute2 iputils-ping tcpdump strace util-linux libcap2-bin systemd groff-base man-db mandoc openssl
 export PIP_ROOT_USER_ACTION := ignore
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 

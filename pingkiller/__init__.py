@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # the public API, listed once
     from pingkiller.model.errors import RuleTableFull as RuleTableFull
     from pingkiller.model.errors import SandboxError as SandboxError
     from pingkiller.model.errors import StaleAttachment as StaleAttachment
+    from pingkiller.model.errors import WebConfigError as WebConfigError
     from pingkiller.model.events import Event as Event
     from pingkiller.model.events import EventSummary as EventSummary
     from pingkiller.model.network import Network as Network

@@ -32,6 +32,14 @@ def exporter(
         int, opt(help="Answer at most N scrapes at once; one more gets 503 at once.", min=1,
                  max=64, metavar="N")
     ] = 4,
+    web_config_file: Annotated[
+        str | None, opt("--web.config.file",
+                        help="Serve HTTPS and ask for a user and password as this web "
+                             "configuration file says: Prometheus exporter-toolkit's YAML "
+                             "(tls_server_config, basic_auth_users with bcrypt hashes), as "
+                             "node_exporter reads it. /livez and /readyz need no credentials.",
+                        metavar="PATH", show_default=False)
+    ] = None,
 ) -> None:
     """Serve Prometheus metrics of every attachment until stopped.
 
@@ -41,22 +49,28 @@ def exporter(
     series it exports. A client has 5 s to send its request; idle connections cost no
     thread, and past 512 connections a new one closes the oldest idle one.
 
-    Example:
+    Examples:
 
       pingkiller exporter --listen 127.0.0.1:9477
+
+      pingkiller exporter --listen 0.0.0.0:9477 --web.config.file /etc/pingkiller/web.yml
     """
     from contextlib import nullcontext
 
     import pingkiller
     from pingkiller import exporter as metrics
+    from pingkiller.exporter import webconfig
+
+    web = webconfig.load(web_config_file) if web_config_file is not None else webconfig.PLAIN_HTTP
 
     collector = metrics.PingkillerCollector(rule_metrics=rule_metrics,
                                             max_rule_series=max_rule_series)
-    server, _ = metrics.serve(listen, collector, max_scrapes=max_scrapes)
+    server, _ = metrics.serve(listen, collector, max_scrapes=max_scrapes, web=web)
     switch = pingkiller.run_time_stats(required=True) if run_time_stats else nullcontext(False)
     with switch:
         exit_cleanly_on_sigterm()
-        log_stderr(f"serving metrics on http://{listen}/metrics")
+        log_stderr(f"serving metrics on {web.scheme}://{listen}/metrics"
+                   + (" (basic authentication)" if web.auth is not None else ""))
         try:
             while True:
                 time.sleep(3600)

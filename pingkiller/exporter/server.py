@@ -21,6 +21,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from pingkiller.exporter.collector import PingkillerCollector, readiness, require_read_access
+from pingkiller.exporter.webconfig import PLAIN_HTTP, WebConfig
 from pingkiller.model.errors import InvalidInput, PingkillerError
 from pingkiller.model.untrusted import quote
 
@@ -103,7 +104,7 @@ class Limits:
     max_head: int = 8192
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
             408: "Request Timeout", 431: "Request Header Fields Too Large",
             503: "Service Unavailable"}
 
@@ -115,13 +116,17 @@ class MetricsServer:
     (idle or slow clients cost a coroutine, not a thread, and are dropped after
     ``limits.request_timeout``); a fixed pool of ``limits.workers`` threads runs the
     app for the paths that read the pins. Start with :meth:`start`, stop with
-    :meth:`shutdown`.
+    :meth:`shutdown`. ``web`` (from ``--web.config.file``) adds TLS, client certificate
+    checks and basic authentication; the probes need no credentials, as the kubelet has
+    none, and tell nothing of the policy.
     """
 
-    def __init__(self, sock: socket.socket, app: WSGIApplication, limits: Limits = Limits()) -> None:
+    def __init__(self, sock: socket.socket, app: WSGIApplication, limits: Limits = Limits(),
+                 web: WebConfig = PLAIN_HTTP) -> None:
         self.socket = sock
         self.app = app
         self.limits = limits
+        self.web = web
         self.server_address: tuple[str, int] = sock.getsockname()[:2]
         self._pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="pingkiller-scrape")
         self._loop = asyncio.new_event_loop()
@@ -151,8 +156,10 @@ class MetricsServer:
             self._loop.close()
 
     async def _serve(self) -> None:
-        server = await asyncio.start_server(self._connection, sock=self.socket,
-                                            limit=self.limits.max_head)
+        tls = self.web.tls
+        server = await asyncio.start_server(
+            self._connection, sock=self.socket, limit=self.limits.max_head, ssl=tls,
+            ssl_handshake_timeout=self.limits.request_timeout if tls is not None else None)
         await self._stopped.wait()
         server.close()
         for task in list(self._handlers):  # what is still connected is dropped
@@ -168,6 +175,8 @@ class MetricsServer:
             if self._connections > self.limits.max_connections and not self._evict_oldest():
                 await self._answer(writer, 503, "too many connections", head_only=False)
                 return
+            if not self.web.peer_allowed(writer.get_extra_info("peercert")):
+                return  # a verified certificate naming none of client_allowed_sans
             self._waiting[task] = writer
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
@@ -221,8 +230,11 @@ class MetricsServer:
         if target.startswith(("http://", "https://")):  # absolute form: keep the path
             target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
         path, _, query = target.partition("?")
-        environ = _environ(method, unquote(path, "latin-1"), query, lines[1:], self.server_address)
-        if environ["PATH_INFO"] not in (METRICS_PATH, READY_PATH):
+        environ = _environ(method, unquote(path, "latin-1"), query, lines[1:], self.server_address,
+                           self.web.scheme)
+        guarded = self.web.auth is not None and environ["PATH_INFO"] not in (LIVE_PATH, READY_PATH)
+        authorization = _header(lines[1:], "authorization") if guarded else None
+        if environ["PATH_INFO"] not in (METRICS_PATH, READY_PATH) and not guarded:
             status, headers, body = _call(self.app, environ)  # no pins read: answered here
         elif self._busy >= self.limits.workers:
             await self._answer(writer, 503, "busy: every worker is answering a request",
@@ -232,10 +244,21 @@ class MetricsServer:
             self._busy += 1
             try:
                 loop = asyncio.get_running_loop()
-                status, headers, body = await loop.run_in_executor(self._pool, _call, self.app, environ)
+                status, headers, body = await loop.run_in_executor(
+                    self._pool, self._guarded_call, guarded, authorization, environ)
             finally:
                 self._busy -= 1
         await self._send(writer, status, headers, body, head_only=method == "HEAD")
+
+    def _guarded_call(self, guarded: bool, authorization: str | None, environ: WSGIEnvironment,
+                      ) -> tuple[str, list[tuple[str, str]], bytes]:
+        """The app's answer, once the request's credentials pass (a bcrypt check takes a
+        worker's time, so it runs in the pool)."""
+        if guarded and not (self.web.auth is not None and self.web.auth.check(authorization)):
+            return "401 Unauthorized", [("Content-Type", "text/plain; charset=utf-8"),
+                                        ("WWW-Authenticate", 'Basic realm="pingkiller"')], \
+                b"unauthorized: give the user and password of the exporter's web config\n"
+        return _call(self.app, environ)
 
     async def _answer(self, writer: asyncio.StreamWriter, code: int, text: str, *, head_only: bool,
                       headers: Iterable[tuple[str, str]] = ()) -> None:
@@ -246,7 +269,7 @@ class MetricsServer:
     async def _send(self, writer: asyncio.StreamWriter, status: str, headers: list[tuple[str, str]],
                     body: bytes, *, head_only: bool) -> None:
         fields = [(k, v) for k, v in headers if k.lower() not in ("content-length", "connection")]
-        fields += [("Content-Length", str(len(body))), ("Connection", "close")]
+        fields += [*self.web.headers, ("Content-Length", str(len(body))), ("Connection", "close")]
         lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in fields), "", ""]
         writer.write("\r\n".join(lines).encode("latin-1"))
         if not head_only:
@@ -254,12 +277,21 @@ class MetricsServer:
         await asyncio.wait_for(writer.drain(), self.limits.write_timeout)
 
 
+def _header(header_lines: list[str], wanted: str) -> str | None:
+    """The value of the first header named ``wanted`` (lower case)."""
+    for line in header_lines:
+        name, sep, value = line.partition(":")
+        if sep and name.strip().lower() == wanted:
+            return value.strip()
+    return None
+
+
 def _environ(method: str, path: str, query: str, header_lines: list[str],
-             address: tuple[str, int]) -> WSGIEnvironment:
+             address: tuple[str, int], scheme: str = "http") -> WSGIEnvironment:
     environ: WSGIEnvironment = {
         "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
         "SCRIPT_NAME": "", "SERVER_NAME": str(address[0]), "SERVER_PORT": str(address[1]),
-        "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.version": (1, 0),
+        "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": scheme, "wsgi.version": (1, 0),
         "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
     }
     for line in header_lines:
@@ -296,11 +328,12 @@ def _call(app: WSGIApplication, environ: WSGIEnvironment) -> tuple[str, list[tup
 
 def serve(
     listen: str = DEFAULT_LISTEN, collector: PingkillerCollector | None = None, *,
-    max_scrapes: int = DEFAULT_MAX_SCRAPES,
+    max_scrapes: int = DEFAULT_MAX_SCRAPES, web: WebConfig = PLAIN_HTTP,
 ) -> tuple[MetricsServer, threading.Thread]:
     """Serve /metrics, /livez and /readyz on ``listen`` in background threads; shut the
     server down to stop. Needs only read access to the pins (and CAP_BPF). At most
-    ``max_scrapes`` scrapes run at once (one more gets 503)."""
+    ``max_scrapes`` scrapes run at once (one more gets 503). ``web``: TLS and basic
+    authentication (:func:`pingkiller.exporter.webconfig.load`)."""
     require_read_access()
     host, port = parse_listen(listen)
     registry = CollectorRegistry()
@@ -321,7 +354,7 @@ def serve(
     with contextlib.ExitStack() as undo:
         undo.callback(sock.close)
         server = MetricsServer(sock, make_app(registry, max_scrapes=max_scrapes),
-                               Limits(workers=max_scrapes + 2))
+                               Limits(workers=max_scrapes + 2), web)
         thread = server.start()
         undo.pop_all()
     return server, thread

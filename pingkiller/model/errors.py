@@ -106,6 +106,10 @@ class PolicyFileError(InvalidInput):
     """A policy file cannot be read or is invalid."""
 
 
+class WebConfigError(InvalidInput):
+    """The exporter's web configuration file cannot be read or is invalid."""
+
+
 class AlreadyAttached(PingkillerError):
     """pingkiller already holds that hook."""
 

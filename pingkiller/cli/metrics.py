@@ -12,8 +12,16 @@ from pingkiller.cli.policy_files import exit_cleanly_on_sigterm, log_stderr
 
 @verb()
 def exporter(
-    listen: Annotated[str, opt(help="Serve /metrics on HOST:PORT.", metavar="HOST:PORT")
-                      ] = "127.0.0.1:9477",
+    listen: Annotated[str, opt(
+        help="Serve /metrics on HOST:PORT, or on a unix socket: unix:PATH (its file's mode "
+             "and group decide who may scrape).", metavar="HOST:PORT|unix:PATH")
+    ] = "127.0.0.1:9477",
+    socket_mode: Annotated[str | None, opt(
+        help="With unix:PATH: the socket's file mode, octal (default 0660: root and the "
+             "group may scrape).", metavar="MODE", show_default=False)] = None,
+    socket_group: Annotated[str | None, opt(
+        help="With unix:PATH: the socket's group, a name or number (default: this "
+             "process's group).", metavar="GROUP", show_default=False)] = None,
     rule_metrics: Annotated[
         bool, opt("--rule-metrics/--no-rule-metrics",
                   help="Export per-rule hit counters. Their rule label is the address or "
@@ -54,6 +62,8 @@ def exporter(
       pingkiller exporter --listen 127.0.0.1:9477
 
       pingkiller exporter --listen 0.0.0.0:9477 --web.config.file /etc/pingkiller/web.yml
+
+      pingkiller exporter --listen unix:/run/pingkiller-metrics/sock --socket-group prometheus
     """
     from contextlib import nullcontext
 
@@ -62,14 +72,21 @@ def exporter(
     from pingkiller.exporter import webconfig
 
     web = webconfig.load(web_config_file) if web_config_file is not None else webconfig.PLAIN_HTTP
+    mode = metrics.parse_socket_mode(socket_mode) if socket_mode is not None else None
+    if not listen.startswith(metrics.UNIX_PREFIX):
+        metrics.parse_listen(listen)  # a bad address is told before anything else
+    metrics.require_read_access()
+    listener = metrics.open_listener(listen, socket_mode=mode, socket_group=socket_group)
 
     collector = metrics.PingkillerCollector(rule_metrics=rule_metrics,
                                             max_rule_series=max_rule_series)
-    server, _ = metrics.serve(listen, collector, max_scrapes=max_scrapes, web=web)
+    server, _ = metrics.serve(listener, collector, max_scrapes=max_scrapes, web=web)
     switch = pingkiller.run_time_stats(required=True) if run_time_stats else nullcontext(False)
     with switch:
         exit_cleanly_on_sigterm()
-        log_stderr(f"serving metrics on {web.scheme}://{listen}/metrics"
+        where = f"{listen} ({web.scheme})" if listener.path is not None \
+            else f"{web.scheme}://{listen}/metrics"
+        log_stderr(f"serving metrics on {where}"
                    + (" (basic authentication)" if web.auth is not None else ""))
         try:
             while True:

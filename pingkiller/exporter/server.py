@@ -21,26 +21,12 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from pingkiller.exporter.collector import PingkillerCollector, readiness, require_read_access
+from pingkiller.exporter.listener import Listener, open_listener
 from pingkiller.exporter.webconfig import PLAIN_HTTP, WebConfig
-from pingkiller.model.errors import InvalidInput, PingkillerError
-from pingkiller.model.untrusted import quote
 
 DEFAULT_LISTEN = "127.0.0.1:9477"
 DEFAULT_MAX_SCRAPES = 4
 log = logging.getLogger(__name__)
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:9477`` for IPv6) as (host, port)."""
-    host, sep, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not (sep and host and port.isascii() and port.isdigit() and len(port) <= 5
-            and 0 < int(port) < 65536):
-        raise InvalidInput(
-            f"listen address {quote(text)} is not HOST:PORT: e.g. 127.0.0.1:9477 or [::1]:9477 "
-            "(0.0.0.0:9477 for every address)"
-        )
-    return host, int(port)
 
 
 def _text(start_response: StartResponse, status: str, body: str,
@@ -122,12 +108,14 @@ class MetricsServer:
     """
 
     def __init__(self, sock: socket.socket, app: WSGIApplication, limits: Limits = Limits(),
-                 web: WebConfig = PLAIN_HTTP) -> None:
+                 web: WebConfig = PLAIN_HTTP, listener: Listener | None = None) -> None:
         self.socket = sock
+        self.listener = listener
         self.app = app
         self.limits = limits
         self.web = web
-        self.server_address: tuple[str, int] = sock.getsockname()[:2]
+        name = sock.getsockname()
+        self.server_address: tuple[str, int] = name[:2] if isinstance(name, tuple) else ("localhost", 0)
         self._pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="pingkiller-scrape")
         self._loop = asyncio.new_event_loop()
         self._busy = 0  # requests in the pool
@@ -147,7 +135,10 @@ class MetricsServer:
             self._loop.call_soon_threadsafe(self._stopped.set)
             self._thread.join()
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self.socket.close()
+        if self.listener is not None:
+            self.listener.close()
+        else:
+            self.socket.close()
 
     def _run(self) -> None:
         try:
@@ -157,7 +148,9 @@ class MetricsServer:
 
     async def _serve(self) -> None:
         tls = self.web.tls
-        server = await asyncio.start_server(
+        start = asyncio.start_unix_server if self.socket.family == socket.AF_UNIX \
+            else asyncio.start_server
+        server = await start(
             self._connection, sock=self.socket, limit=self.limits.max_head, ssl=tls,
             ssl_handshake_timeout=self.limits.request_timeout if tls is not None else None)
         await self._stopped.wait()
@@ -327,34 +320,24 @@ def _call(app: WSGIApplication, environ: WSGIEnvironment) -> tuple[str, list[tup
 
 
 def serve(
-    listen: str = DEFAULT_LISTEN, collector: PingkillerCollector | None = None, *,
+    listen: str | Listener = DEFAULT_LISTEN, collector: PingkillerCollector | None = None, *,
     max_scrapes: int = DEFAULT_MAX_SCRAPES, web: WebConfig = PLAIN_HTTP,
 ) -> tuple[MetricsServer, threading.Thread]:
-    """Serve /metrics, /livez and /readyz on ``listen`` in background threads; shut the
-    server down to stop. Needs only read access to the pins (and CAP_BPF). At most
+    """Serve /metrics, /livez and /readyz on ``listen`` (``HOST:PORT``, ``unix:PATH`` or a
+    :class:`Listener`, which the server then owns) in background threads; shut the server
+    down to stop. Needs only read access to the pins (and CAP_BPF). At most
     ``max_scrapes`` scrapes run at once (one more gets 503). ``web``: TLS and basic
     authentication (:func:`pingkiller.exporter.webconfig.load`)."""
-    require_read_access()
-    host, port = parse_listen(listen)
+    if isinstance(listen, str):
+        require_read_access()  # before a socket file is made
     registry = CollectorRegistry()
     registry.register(collector or PingkillerCollector())
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(128)
-        except BaseException:
-            sock.close()
-            raise
-    except OSError as err:
-        raise PingkillerError(f"cannot listen on {listen}: {err.strerror or err}: pick another "
-                              "address or port") from None
+    listener = open_listener(listen) if isinstance(listen, str) else listen
     with contextlib.ExitStack() as undo:
-        undo.callback(sock.close)
-        server = MetricsServer(sock, make_app(registry, max_scrapes=max_scrapes),
-                               Limits(workers=max_scrapes + 2), web)
+        undo.callback(listener.close)
+        require_read_access()
+        server = MetricsServer(listener.sock, make_app(registry, max_scrapes=max_scrapes),
+                               Limits(workers=max_scrapes + 2), web, listener)
         thread = server.start()
         undo.pop_all()
     return server, thread

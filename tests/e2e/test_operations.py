@@ -6,7 +6,10 @@ call is a new process working through the pins of a private pin root.
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import stat
 import subprocess
 import time
 import urllib.request
@@ -431,6 +434,81 @@ def test_a_local_user_without_root_scrapes_no_rule_address(pin_root: Path,
         assert "pingkiller_packets_total" in result.stdout  # the counters stay public
         assert peer.peer_v4 not in result.stdout and "198.18.254" not in result.stdout
         assert "rule=" not in result.stdout
+
+
+SCRAPE_UNIX_AS = ("import socket, sys\n"
+                  "client = socket.socket(socket.AF_UNIX)\n"
+                  "client.settimeout(10)\n"
+                  "try:\n"
+                  "    client.connect(sys.argv[1])\n"
+                  "except PermissionError:\n"
+                  "    sys.exit('refused')\n"
+                  "client.sendall(b'GET /metrics HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n')\n"
+                  "answer = b''\n"
+                  "while chunk := client.recv(65536):\n"
+                  "    answer += chunk\n"
+                  "sys.stdout.write(answer.decode())\n")
+
+
+@pytest.fixture
+def socket_directory() -> Iterator[Path]:
+    """A directory only root can write that every user can enter (not under /tmp)."""
+    directory = Path(f"/run/pktest-metrics-{os.getpid()}")
+    directory.mkdir(mode=0o755)
+    os.chmod(directory, 0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_exporter_on_a_unix_socket_serves_its_group_only(pin_root: Path, sandbox: Sandbox,
+                                                         socket_directory: Path) -> None:
+    peer = sandbox.add_peer()
+    pingkiller.attach(peer.host_ifname, block=[peer.peer_v4]).close()
+    path = socket_directory / "metrics.sock"
+    server = subprocess.Popen([*CLI, "exporter", "--listen", f"unix:{path}", "--socket-mode",
+                               "0660", "--socket-group", "65534"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: path.exists() or server.poll() is not None, "the socket")
+        assert server.poll() is None, server.communicate()[1]
+        info = path.stat()
+        assert stat.S_ISSOCK(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o660
+        assert (info.st_uid, info.st_gid) == (0, 65534)
+
+        def scrape_as(*ids: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["/usr/bin/setpriv", *ids, "--clear-groups", "/usr/bin/python3",
+                                   "-c", SCRAPE_UNIX_AS, str(path)],
+                                  capture_output=True, text=True, timeout=30)
+
+        member = scrape_as("--reuid=65534", "--regid=65534")
+        assert member.returncode == 0, member.stderr
+        assert "HTTP/1.1 200" in member.stdout and "pingkiller_packets_total" in member.stdout
+        outsider = scrape_as("--reuid=1000", "--regid=1000")
+        assert outsider.returncode == 1 and "refused" in outsider.stderr
+        result = pk("exporter", "--listen", f"unix:{path}")  # the socket is taken
+        assert result.returncode == 1 and "another exporter listens" in result.stderr
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=10)
+    assert server.returncode == 0 and "Traceback" not in err, err
+    assert not path.exists()  # removed on the way out
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--listen", "unix:relative.sock"], "must be absolute"),
+    (["--listen", "unix:/tmp/pingkiller-metrics.sock"], "is writable by others"),
+    (["--listen", "unix:/nonexistent-dir/sock"], "does not exist"),
+    (["--listen", "127.0.0.1:9477", "--socket-group", "nogroup"], "are for a unix socket"),
+    (["--listen", "unix:/run/x.sock", "--socket-mode", "rw"], "not an octal file mode"),
+    (["--listen", "unix:/run/x.sock", "--socket-group", "no-such-group-here"], "no group"),
+])
+def test_exporter_refuses_a_bad_unix_socket_in_one_line(pin_root: Path, args: list[str],
+                                                        says: str) -> None:
+    result = pk("exporter", *args)
+    assert result.returncode in (1, 2) and says in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not Path("/run/x.sock").exists()
 
 
 @tc_only

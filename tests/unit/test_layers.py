@@ -22,7 +22,7 @@ TABLE: dict[str, set[str]] = {
     "cli": {"api", "declarative", "exporter", "demo", "doctor", "ops", "model", "system"},
     "api": {"declarative", "ops", "attachment", "datapath", "store", "model", "bpf"},  # __init__
     "declarative": {"api", "ops", "attachment", "model"},
-    "exporter": {"api", "ops", "model"},
+    "exporter": {"api", "ops", "model", "system"},
     "demo": {"api", "ops", "model", "system"},
     "doctor": {"datapath", "store", "system", "abi", "model", "bpf"},
     "ops": {"attachment", "publish", "hooks", "datapath", "store", "system", "abi", "model", "bpf"},

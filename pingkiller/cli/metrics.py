@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from pingkiller.cli.command import verb
 from pingkiller.cli.options import opt
-from pingkiller.cli.policy_files import exit_cleanly_on_sigterm, log_stderr
+from pingkiller.cli.policy_files import log_stderr
 
 
 @verb()
@@ -40,6 +39,9 @@ def exporter(
         int, opt(help="Answer at most N scrapes at once; one more gets 503 at once.", min=1,
                  max=64, metavar="N")
     ] = 4,
+    user: Annotated[str, opt(
+        help="Serve HTTP as this user (name or uid), with no capability; the part that "
+             "reads the pins stays root.", metavar="USER")] = "nobody",
     web_config_file: Annotated[
         str | None, opt("--web.config.file",
                         help="Serve HTTPS and ask for a user and password as this web "
@@ -57,6 +59,10 @@ def exporter(
     series it exports. A client has 5 s to send its request; idle connections cost no
     thread, and past 512 connections a new one closes the oldest idle one.
 
+    Two processes: the one that serves HTTP runs as --user with no capability and a
+    seccomp filter that refuses bpf(2); only the other, which answers it with the
+    metrics, reads the pins (keeping CAP_BPF and CAP_NET_ADMIN alone).
+
     Examples:
 
       pingkiller exporter --listen 127.0.0.1:9477
@@ -69,7 +75,7 @@ def exporter(
 
     import pingkiller
     from pingkiller import exporter as metrics
-    from pingkiller.exporter import webconfig
+    from pingkiller.exporter import separated, webconfig
 
     web = webconfig.load(web_config_file) if web_config_file is not None else webconfig.PLAIN_HTTP
     mode = metrics.parse_socket_mode(socket_mode) if socket_mode is not None else None
@@ -80,18 +86,12 @@ def exporter(
 
     collector = metrics.PingkillerCollector(rule_metrics=rule_metrics,
                                             max_rule_series=max_rule_series)
-    server, _ = metrics.serve(listener, collector, max_scrapes=max_scrapes, web=web)
     switch = pingkiller.run_time_stats(required=True) if run_time_stats else nullcontext(False)
-    with switch:
-        exit_cleanly_on_sigterm()
-        where = f"{listen} ({web.scheme})" if listener.path is not None \
-            else f"{web.scheme}://{listen}/metrics"
-        log_stderr(f"serving metrics on {where}"
-                   + (" (basic authentication)" if web.auth is not None else ""))
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.shutdown()
+    try:
+        with switch:
+            code = separated.run(listener, web, collector, max_scrapes=max_scrapes, user=user,
+                                 log=log_stderr)
+    finally:
+        listener.close()
+    if code != 0:
+        raise SystemExit(code)

@@ -44,7 +44,13 @@ def make_app(registry: CollectorRegistry,
              max_scrapes: int = DEFAULT_MAX_SCRAPES) -> WSGIApplication:
     """/metrics of ``registry``, plus /livez and /readyz; every other path is 404. At
     most ``max_scrapes`` scrapes run at once: one more is answered 503 straight away."""
-    metrics = make_wsgi_app(registry)
+    return route(make_wsgi_app(registry), ready, max_scrapes=max_scrapes)
+
+
+def route(metrics: WSGIApplication, ready: Callable[[], tuple[bool, str]], *,
+          max_scrapes: int = DEFAULT_MAX_SCRAPES) -> WSGIApplication:
+    """/metrics answered by the WSGI app ``metrics``, /livez and /readyz (``ready``);
+    404 elsewhere; at most ``max_scrapes`` scrapes at once."""
     scrapes = threading.BoundedSemaphore(max_scrapes)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import yaml
 
 from pingkiller.model.errors import WebConfigError
@@ -108,8 +109,6 @@ class BasicAuth:
         with self._lock:
             if stored is not None and token in self._good:
                 return True
-        import bcrypt
-
         try:
             ok = bcrypt.checkpw(password, stored or _DUMMY) and stored is not None
         except ValueError:  # a password past bcrypt's 72 bytes

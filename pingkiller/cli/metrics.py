@@ -7,6 +7,7 @@ from typing import Annotated
 from pingkiller.cli.command import verb
 from pingkiller.cli.options import opt
 from pingkiller.cli.policy_files import log_stderr
+from pingkiller.model.errors import InvalidInput
 
 
 @verb()
@@ -28,9 +29,9 @@ def exporter(
                        "asked for.")
     ] = False,
     max_rule_series: Annotated[
-        int, opt(help="Skip rule hit series of attachments with more than N rules.", min=0,
-                 metavar="N")
-    ] = 1000,
+        int | None, opt(help="Skip rule hit series of attachments with more than N rules "
+                             "(default: 1000).", min=0, metavar="N", show_default=False)
+    ] = None,
     run_time_stats: Annotated[
         bool, opt("--run-time-stats", help="Switch on the kernel's BPF run-time stats while "
                                            "serving (costs a little per packet).")
@@ -39,6 +40,11 @@ def exporter(
         int, opt(help="Answer at most N scrapes at once; one more gets 503 at once.", min=1,
                  max=64, metavar="N")
     ] = 4,
+    broker: Annotated[str | None, opt(
+        help="Only serve HTTP: take the metrics from `pingkiller exporter-broker` on this "
+             "unix socket instead of reading the pins (needs no privilege: for a container "
+             "of its own). --rule-metrics, --max-rule-series and --run-time-stats are then "
+             "the broker's.", metavar="PATH", show_default=False)] = None,
     user: Annotated[str, opt(
         help="Serve HTTP as this user (name or uid), with no capability; the part that "
              "reads the pins stays root.", metavar="USER")] = "nobody",
@@ -81,11 +87,29 @@ def exporter(
     mode = metrics.parse_socket_mode(socket_mode) if socket_mode is not None else None
     if not listen.startswith(metrics.UNIX_PREFIX):
         metrics.parse_listen(listen)  # a bad address is told before anything else
+    if broker is not None:
+        given = [flag for flag, value in (("--rule-metrics", rule_metrics),
+                                          ("--max-rule-series", max_rule_series is not None),
+                                          ("--run-time-stats", run_time_stats)) if value]
+        if given:
+            raise InvalidInput(f"{given[0]} is the broker's with --broker: give it to "
+                               "`pingkiller exporter-broker`")
+        channels = separated.connect_broker(broker, max_scrapes + 1)
+        listener = metrics.open_listener(listen, socket_mode=mode, socket_group=socket_group)
+        try:
+            code = separated.run_server(listener, web, channels, max_scrapes=max_scrapes,
+                                        user=user, log=log_stderr)
+        finally:
+            listener.close()
+        if code != 0:
+            raise SystemExit(code)
+        return
     metrics.require_read_access()
     listener = metrics.open_listener(listen, socket_mode=mode, socket_group=socket_group)
 
-    collector = metrics.PingkillerCollector(rule_metrics=rule_metrics,
-                                            max_rule_series=max_rule_series)
+    collector = metrics.PingkillerCollector(
+        rule_metrics=rule_metrics,
+        max_rule_series=metrics.DEFAULT_MAX_RULE_SERIES if max_rule_series is None else max_rule_series)
     switch = pingkiller.run_time_stats(required=True) if run_time_stats else nullcontext(False)
     try:
         with switch:
@@ -95,3 +119,63 @@ def exporter(
         listener.close()
     if code != 0:
         raise SystemExit(code)
+
+
+@verb("exporter-broker")
+def exporter_broker(
+    socket_path: Annotated[str, opt(
+        "--socket", help="Listen for the exporter's server on this unix socket (in a "
+                         "directory both containers mount, e.g. an emptyDir).",
+        metavar="PATH")],
+    client_uid: Annotated[int, opt(
+        help="Answer only processes of this uid (the server container's runAsUser).",
+        min=1, metavar="UID")] = 65534,
+    socket_group: Annotated[str | None, opt(
+        help="The socket's group, a name or number (default: the directory's or this "
+             "process's); the socket is 0660.", metavar="GROUP", show_default=False)] = None,
+    rule_metrics: Annotated[
+        bool, opt("--rule-metrics/--no-rule-metrics",
+                  help="Export per-rule hit counters, whose rule label is the address or "
+                       "prefix (off unless asked for).")
+    ] = False,
+    max_rule_series: Annotated[
+        int, opt(help="Skip rule hit series of attachments with more than N rules.", min=0,
+                 metavar="N")
+    ] = 1000,
+    run_time_stats: Annotated[
+        bool, opt("--run-time-stats", help="Switch on the kernel's BPF run-time stats while "
+                                           "serving (costs a little per packet).")
+    ] = False,
+) -> None:
+    """Read the pins for an exporter that serves HTTP in another container.
+
+    The exporter's two halves, split: this one keeps CAP_BPF (and CAP_NET_ADMIN, when it
+    has it), opens every pin read-only per request and answers `pingkiller exporter
+    --broker PATH`, which serves HTTP with no privilege at all. It reads one request byte
+    at a time from the server and answers only processes of --client-uid.
+
+    Example:
+
+      pingkiller exporter-broker --socket /run/pingkiller-exporter/broker.sock
+    """
+    from contextlib import nullcontext
+    from pathlib import Path
+
+    import pingkiller
+    from pingkiller import exporter as metrics
+    from pingkiller.exporter import listener as listening
+    from pingkiller.exporter import separated
+
+    if not socket_path.startswith("/"):
+        raise InvalidInput(f"--socket {socket_path!r} must be an absolute path")
+    metrics.require_read_access()
+    gid = listening.group_id(socket_group) if socket_group is not None else None
+    listener = listening.bind_unix(Path(socket_path), 0o660, gid)
+    collector = metrics.PingkillerCollector(rule_metrics=rule_metrics,
+                                            max_rule_series=max_rule_series)
+    switch = pingkiller.run_time_stats(required=True) if run_time_stats else nullcontext(False)
+    try:
+        with switch:
+            separated.run_broker(listener, collector, client_uid=client_uid, log=log_stderr)
+    finally:
+        listener.close()

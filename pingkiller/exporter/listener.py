@@ -102,22 +102,29 @@ def _unix(text: str, mode: int | None, group: str | None) -> Listener:
         raise InvalidInput(f"unix socket path {quote(text)} must be absolute (an abstract name "
                            "would carry no permissions): e.g. unix:/run/pingkiller-metrics/sock")
     path = Path(text)
-    gid = group_id(group) if group is not None else os.getegid()
-    _check_directory(path.parent)
+    _check_directory(path.parent)  # scrapers must not meet a socket someone else swapped in
+    return bind_unix(path, DEFAULT_SOCKET_MODE if mode is None else mode,
+                     group_id(group) if group is not None else None)
+
+
+def bind_unix(path: Path, mode: int, gid: int | None) -> Listener:
+    """A listening unix socket at ``path``, born with ``mode`` (through the umask) and,
+    when given, group ``gid`` (set without following a symlink), so nothing in the
+    directory can redirect either to another file."""
     _remove_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)  # born 0600: nobody connects before mode and group are set
+    old = os.umask(0o777 & ~mode | 0o111)
     try:
-        sock.bind(text)
+        sock.bind(str(path))
     except OSError as err:
         sock.close()
         raise PingkillerError(f"cannot listen on {quote_path(path)}: {err.strerror or err}") from None
     finally:
         os.umask(old)
-    listener = Listener(sock, f"unix:{text}", path, path.lstat().st_ino)
+    listener = Listener(sock, f"unix:{path}", path, path.lstat().st_ino)
     try:
-        os.chown(path, -1, gid)
-        os.chmod(path, DEFAULT_SOCKET_MODE if mode is None else mode)
+        if gid is not None:
+            os.chown(path, -1, gid, follow_symlinks=False)
         sock.listen(128)
     except OSError as err:
         listener.close()

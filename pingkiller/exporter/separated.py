@@ -17,6 +17,9 @@ import os
 import select
 import signal
 import socket
+import struct
+import threading
+import time
 from collections.abc import Callable, Iterable
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -29,6 +32,7 @@ from pingkiller.exporter.collector import PingkillerCollector, readiness
 from pingkiller.exporter.listener import Listener
 from pingkiller.exporter.server import Limits, MetricsServer, route
 from pingkiller.exporter.webconfig import WebConfig
+from pingkiller.model.errors import PingkillerError
 from pingkiller.system import privileges, seccomp
 
 CAP_NET_ADMIN, CAP_BPF = 12, 39
@@ -74,6 +78,91 @@ def run(listener: Listener, web: WebConfig, collector: PingkillerCollector, *,
         listener.close()
 
 
+MAX_CLIENT_CHANNELS = 16  # a split broker serves one server: its scrape channels and probe
+
+
+def run_broker(listener: Listener, collector: PingkillerCollector, *, client_uid: int,
+               log: Log) -> int:
+    """The broker alone (``exporter-broker``), for a server in another container: answer
+    connections on ``listener`` (a unix socket) from processes of ``client_uid`` only,
+    until SIGTERM or SIGINT."""
+    _narrow_broker()
+    registry = CollectorRegistry()
+    registry.register(collector)
+    broker = Broker(registry, readiness)
+    signalled = _stop_on_signals()
+    open_channels: list[threading.Thread] = []
+    listener.sock.settimeout(0.2)
+    log(f"lending metrics on {listener.shown} to uid {client_uid}")
+    try:
+        while not signalled:
+            try:
+                channel, _ = listener.sock.accept()
+            except (TimeoutError, InterruptedError):
+                continue
+            channel.settimeout(None)
+            uid = peer_uid(channel)
+            open_channels = [thread for thread in open_channels if thread.is_alive()]
+            if uid != client_uid or len(open_channels) >= MAX_CLIENT_CHANNELS:
+                log(f"refused a connection from uid {uid}" if uid != client_uid else
+                    f"refused a connection past {MAX_CLIENT_CHANNELS} channels")
+                channel.close()
+                continue
+            open_channels += broker.serve([channel])
+    finally:
+        listener.close()
+    return 0
+
+
+def peer_uid(channel: socket.socket) -> int:
+    """The uid of the process at the other end of a unix socket (SO_PEERCRED)."""
+    _, uid, _ = struct.unpack("3i", channel.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                       struct.calcsize("3i")))
+    return int(uid)
+
+
+def connect_broker(path: str, count: int, *, wait: float = 30) -> list[socket.socket]:
+    """``count`` channels to the broker at ``path``, waiting up to ``wait`` seconds for it
+    to listen (the containers of a pod start in any order). The broker must be root's."""
+    deadline = time.monotonic() + wait
+    channels: list[socket.socket] = []
+    try:
+        while len(channels) < count:
+            channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                channel.connect(path)
+            except (FileNotFoundError, ConnectionRefusedError) as err:
+                channel.close()
+                if time.monotonic() > deadline or not os.path.isdir(os.path.dirname(path)):
+                    raise PingkillerError(f"no exporter-broker listens on {path} ({err.strerror}): "
+                                          "start `pingkiller exporter-broker --socket "
+                                          f"{path}` first") from None
+                time.sleep(0.2)
+                continue
+            except OSError as err:
+                channel.close()
+                raise PingkillerError(f"cannot reach the exporter-broker at {path}: "
+                                      f"{err.strerror}") from None
+            channels.append(channel)
+            if peer_uid(channel) != 0:
+                raise PingkillerError(f"the process listening on {path} is not root's: not a "
+                                      "pingkiller exporter-broker; check who made the socket")
+    except BaseException:
+        for channel in channels:
+            channel.close()
+        raise
+    return channels
+
+
+def run_server(listener: Listener, web: WebConfig, channels: list[socket.socket], *,
+               max_scrapes: int, user: str = DEFAULT_USER, log: Log) -> int:
+    """The server alone (``exporter --broker``): serve from a broker in another
+    container, giving up whatever privilege this process has first."""
+    uid, gid = privileges.user_ids(user) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+    return _serve(listener, web, channels, None, uid=uid, gid=gid, parent=os.getppid(),
+                  max_scrapes=max_scrapes, log=log, parent_death=False)
+
+
 def _narrow_broker() -> None:
     """Keep only CAP_BPF and CAP_NET_ADMIN (of those held), for good."""
     held = privileges.status().permitted
@@ -100,10 +189,11 @@ def _wait(pid: int, stop: int) -> int:
     return code if code >= 0 else 1  # killed by a signal
 
 
-def _serve(listener: Listener, web: WebConfig, channels: list[socket.socket], stop: int, *,
-           uid: int, gid: int, parent: int, max_scrapes: int, log: Log) -> int:
+def _serve(listener: Listener, web: WebConfig, channels: list[socket.socket], stop: int | None,
+           *, uid: int, gid: int, parent: int, max_scrapes: int, log: Log,
+           parent_death: bool = True) -> int:
     _close_bpf_descriptors()
-    notes = _give_up_privileges(uid, gid)
+    notes = _give_up_privileges(uid, gid, parent_death=parent_death)
     if os.getppid() != parent:  # the broker died before the death signal was set
         return 1
     why = seccomp.install()
@@ -121,7 +211,9 @@ def _serve(listener: Listener, web: WebConfig, channels: list[socket.socket], st
         + f" as uid {me.uid[1]} with no capabilities" + "".join(f"; {note}" for note in notes))
     try:
         while client.broken is None and not signalled:
-            if select.select([stop], [], [], 0.2)[0]:  # closed: the broker stops, or died
+            if stop is None:
+                time.sleep(0.2)
+            elif select.select([stop], [], [], 0.2)[0]:  # closed: the broker stops, or died
                 break
     finally:
         server.shutdown()
@@ -140,7 +232,7 @@ def _stop_on_signals() -> list[int]:
     return received
 
 
-def _give_up_privileges(uid: int, gid: int) -> list[str]:
+def _give_up_privileges(uid: int, gid: int, *, parent_death: bool = True) -> list[str]:
     """Become ``uid``/``gid`` with no capability, for good; what could not be done."""
     notes = []
     if os.geteuid() != uid:
@@ -150,7 +242,7 @@ def _give_up_privileges(uid: int, gid: int) -> list[str]:
         except PermissionError:
             notes.append(f"could not switch to uid {uid} (needs CAP_SETUID and CAP_SETGID)")
     privileges.set_capabilities(())
-    privileges.lock_down(parent_death=signal.SIGTERM)
+    privileges.lock_down(parent_death=signal.SIGTERM if parent_death else None)
     return notes
 
 

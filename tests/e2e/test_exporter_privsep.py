@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -160,3 +161,74 @@ def test_giving_up_privileges_as_the_server_does_leaves_no_way_to_change_the_fil
     with pingkiller.open(peer.host_ifname, read_only=True) as view:
         assert f"{peer.peer_v4}/32" in [str(rule.network) for rule in view.rules()]
     assert peer.ping(peer.host_v4, count=2, wait=1.0) == 0
+
+
+@pytest.fixture
+def broker_dir() -> Iterator[Path]:
+    directory = Path(f"/run/pktest-broker-{os.getpid()}")
+    directory.mkdir(mode=0o755)
+    try:
+        yield directory
+    finally:
+        subprocess.run(["rm", "-rf", str(directory)], check=False)
+
+
+def test_split_halves_serve_together_and_the_broker_answers_only_its_uid(
+        pin_root: Path, sandbox: Sandbox, broker_dir: Path) -> None:
+    """exporter-broker and `exporter --broker` as two processes (two containers in the
+    DaemonSet): the server, started as nobody, serves what the broker reads; the broker
+    drops a connection from any other uid without answering."""
+    peer = sandbox.add_peer()
+    pingkiller.attach(peer.host_ifname, block=[peer.peer_v4]).close()
+    os.chmod(broker_dir, 0o777)  # as an emptyDir is
+    path = broker_dir / "broker.sock"
+    broker = subprocess.Popen([*CLI, "exporter-broker", "--socket", str(path), "--socket-group",
+                               "65534"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    port = free_port()
+    server = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               *CLI, "exporter", "--broker", str(path), "--listen",
+                               f"127.0.0.1:{port}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None and broker.poll() is None, \
+                server.communicate()[1] + broker.communicate()[1]
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) \
+                    .read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the split exporter does not answer"
+                time.sleep(0.1)
+        assert f'interface="{peer.host_ifname}"' in text and "pingkiller_up 1.0" in text
+        assert privileges.status(server.pid).effective == 0
+        assert privileges.status(broker.pid).effective == 1 << CAP_BPF | 1 << CAP_NET_ADMIN
+        with socket.socket(socket.AF_UNIX) as intruder:  # root, not uid 65534
+            intruder.settimeout(10)
+            intruder.connect(str(path))
+            try:
+                intruder.sendall(b"M")
+                answer = intruder.recv(100)
+            except OSError:  # closed before the request
+                answer = b""
+            assert answer == b""
+    finally:
+        for process in (server, broker):
+            process.send_signal(signal.SIGTERM)
+        _, server_err = server.communicate(timeout=10)
+        _, broker_err = broker.communicate(timeout=10)
+    assert server.returncode == 0 and broker.returncode == 0, server_err + broker_err
+    assert "refused a connection from uid 0" in broker_err
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--broker", "/run/pktest-nowhere/broker.sock"], "no exporter-broker listens"),
+    (["--broker", "/run/x.sock", "--rule-metrics"], "--rule-metrics is the broker's"),
+    (["--broker", "/run/x.sock", "--run-time-stats"], "--run-time-stats is the broker's"),
+])
+def test_a_server_without_its_broker_says_so_in_one_line(args: list[str], says: str) -> None:
+    result = subprocess.run([*CLI, "exporter", *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode in (1, 2) and says in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1

@@ -98,40 +98,69 @@ def test_namespace_comes_first_and_holds_everything() -> None:
 
 def test_daemonset_names_the_capabilities_and_paths_of_the_code() -> None:
     kinds = documents()
-    assert set(kinds) == {"Namespace", "ConfigMap", "DaemonSet"}
+    assert set(kinds) == {"Namespace", "ConfigMap", "DaemonSet", "NetworkPolicy"}
     policy_text = kinds["ConfigMap"]["data"]["policy.toml"]
     assert pingkiller.parse_policy_file(policy_text).interfaces  # the example policy is valid
     pod = pod_spec()
     assert pod["hostNetwork"] is True
-    applier, exporter = containers()["pingkiller"], containers()["exporter"]
+    applier, broker, server = (containers()[name] for name in
+                               ("pingkiller", "exporter-broker", "exporter"))
     assert applier["command"] == ["pingkiller", "apply", "--watch", "-f",
                                   "/etc/pingkiller/policy.toml"]
-    assert exporter["command"][:2] == ["pingkiller", "exporter"]
-    # the applier loads, attaches and changes (all three); the exporter only reads
+    assert server["command"][:2] == ["pingkiller", "exporter"]
+    assert broker["command"][:2] == ["pingkiller", "exporter-broker"]
+    # the applier loads, attaches and changes (all three); the broker only reads; the
+    # server that listens on the node's address has no capability and is not root
     writes = {f"CAP_{c}" for c in applier["securityContext"]["capabilities"]["add"]}
-    reads = {f"CAP_{c}" for c in exporter["securityContext"]["capabilities"]["add"]}
+    reads = {f"CAP_{c}" for c in broker["securityContext"]["capabilities"]["add"]}
     assert writes == set(capabilities.missing(0, load=True)) == {"CAP_BPF", "CAP_NET_ADMIN",
                                                                  "CAP_PERFMON"}
     assert reads == set(capabilities.missing(0, load=False, write=False)) == {"CAP_BPF"}
+    assert "add" not in server["securityContext"]["capabilities"]
+    assert server["securityContext"]["runAsUser"] == 65534
+    assert server["securityContext"]["runAsNonRoot"] is True
     text = (REPO / "docs" / "security.md").read_text()
     assert all(cap in text for cap in writes | reads)
-    for container in (applier, exporter):
+    for container in (applier, broker, server):
         security = container["securityContext"]
         assert security["capabilities"]["drop"] == ["ALL"]
         assert security["privileged"] is False
         assert security["allowPrivilegeEscalation"] is False
         assert security["readOnlyRootFilesystem"] is True
     volumes = {v["name"]: v for v in pod["volumes"]}
-    bpffs = {}
-    for container in (applier, exporter):
-        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-        mount = mounts[str(BPFFS)]
-        assert volumes[mount["name"]]["hostPath"]["path"] == str(BPFFS)
-        bpffs[container["name"]] = mount.get("readOnly", False)
-    assert bpffs == {"pingkiller": False, "exporter": True}  # only the applier writes pins
+
+    def host_mounts(container: dict[str, Any]) -> dict[str, bool]:
+        return {m["mountPath"]: m.get("readOnly", False) for m in container["volumeMounts"]
+                if "hostPath" in volumes[m["name"]]
+                and volumes[m["name"]]["hostPath"]["path"] == m["mountPath"]}
+
+    assert host_mounts(applier) == {str(BPFFS): False}  # only the applier writes pins
+    assert host_mounts(broker) == {str(DEFAULT_ROOT): True}  # the pin root, read-only
+    assert host_mounts(server) == {}  # no bpffs at all
     assert DEFAULT_ROOT.parent == BPFFS  # the pin root lives on that mount
     config = {m["mountPath"]: m["name"] for m in applier["volumeMounts"]}["/etc/pingkiller"]
     assert volumes[config]["configMap"]["name"] == kinds["ConfigMap"]["metadata"]["name"]
+    # the two halves meet on a socket in a volume of the pod's own, group 65534
+    socket = broker["command"][broker["command"].index("--socket") + 1]
+    assert server["command"][server["command"].index("--broker") + 1] == socket
+    broker_mounts = {m["name"]: m["mountPath"] for m in broker["volumeMounts"]}
+    server_mounts = {m["name"]: m["mountPath"] for m in server["volumeMounts"]}
+    ((name, path),) = broker_mounts.items() & server_mounts.items()
+    assert "emptyDir" in volumes[name] and socket.startswith(path + "/")
+    assert broker["command"][broker["command"].index("--client-uid") + 1] == "65534"
+    assert pod["securityContext"]["fsGroup"] == 65534
+
+
+def test_network_policy_admits_only_prometheus_to_the_metrics_port() -> None:
+    policy = documents()["NetworkPolicy"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == \
+        documents()["DaemonSet"]["spec"]["selector"]["matchLabels"]
+    (rule,) = policy["ingress"]
+    (source,) = rule["from"]
+    assert source["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert source["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    ports = {p["name"]: p["containerPort"] for p in containers()["exporter"]["ports"]}
+    assert rule["ports"] == [{"port": ports["metrics"], "protocol": "TCP"}]
 
 
 def test_every_container_has_requests_and_limits() -> None:

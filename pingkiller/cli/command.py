@@ -37,7 +37,8 @@ HELP = (
 
 # Where a verb is documented at length in the source tree (docs/cli.md unless named here).
 _DOCS = {"demo": "README.md", "doctor": "docs/troubleshooting.md", "apply": "docs/operations.md",
-         "export": "docs/operations.md", "exporter": "docs/operations.md"}
+         "export": "docs/operations.md", "exporter": "docs/operations.md",
+         "exporter-broker": "docs/operations.md"}
 # The modules that register verbs, in --help order; help imports typer, the others do
 # not at import. The fast path imports only those with Fast verbs.
 VERB_MODULES = ("attach", "lifetime", "rules", "status", "stats", "events", "machine", "help",

@@ -9,6 +9,15 @@ from pingkiller.cli.options import opt
 from pingkiller.cli.policy_files import log_stderr
 from pingkiller.model.errors import InvalidInput
 
+# Options of the part that reads the pins: the exporter's, or exporter-broker's when split.
+RuleMetrics = Annotated[bool, opt(
+    "--rule-metrics/--no-rule-metrics",
+    help="Export per-rule hit counters. Their rule label is the address or prefix: whoever "
+         "can scrape learns the policy, so they are off unless asked for.")]
+RunTimeStats = Annotated[bool, opt(
+    "--run-time-stats",
+    help="Switch on the kernel's BPF run-time stats while serving (costs a little per packet).")]
+
 
 @verb()
 def exporter(
@@ -22,20 +31,12 @@ def exporter(
     socket_group: Annotated[str | None, opt(
         help="With unix:PATH: the socket's group, a name or number (default: this "
              "process's group).", metavar="GROUP", show_default=False)] = None,
-    rule_metrics: Annotated[
-        bool, opt("--rule-metrics/--no-rule-metrics",
-                  help="Export per-rule hit counters. Their rule label is the address or "
-                       "prefix: whoever can scrape learns the policy, so they are off unless "
-                       "asked for.")
-    ] = False,
+    rule_metrics: RuleMetrics = False,
     max_rule_series: Annotated[
         int | None, opt(help="Skip rule hit series of attachments with more than N rules "
                              "(default: 1000).", min=0, metavar="N", show_default=False)
     ] = None,
-    run_time_stats: Annotated[
-        bool, opt("--run-time-stats", help="Switch on the kernel's BPF run-time stats while "
-                                           "serving (costs a little per packet).")
-    ] = False,
+    run_time_stats: RunTimeStats = False,
     max_scrapes: Annotated[
         int, opt(help="Answer at most N scrapes at once; one more gets 503 at once.", min=1,
                  max=64, metavar="N")
@@ -133,19 +134,12 @@ def exporter_broker(
     socket_group: Annotated[str | None, opt(
         help="The socket's group, a name or number (default: the directory's or this "
              "process's); the socket is 0660.", metavar="GROUP", show_default=False)] = None,
-    rule_metrics: Annotated[
-        bool, opt("--rule-metrics/--no-rule-metrics",
-                  help="Export per-rule hit counters, whose rule label is the address or "
-                       "prefix (off unless asked for).")
-    ] = False,
+    rule_metrics: RuleMetrics = False,
     max_rule_series: Annotated[
         int, opt(help="Skip rule hit series of attachments with more than N rules.", min=0,
                  metavar="N")
     ] = 1000,
-    run_time_stats: Annotated[
-        bool, opt("--run-time-stats", help="Switch on the kernel's BPF run-time stats while "
-                                           "serving (costs a little per packet).")
-    ] = False,
+    run_time_stats: RunTimeStats = False,
 ) -> None:
     """Read the pins for an exporter that serves HTTP in another container.
 

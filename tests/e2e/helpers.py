@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,21 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     return lines[0]
+
+
+def wait_until_answers(process: subprocess.Popen[str], ask: Callable[[], object],
+                       what: str = "the exporter", timeout: float = 15) -> None:
+    """Call ``ask`` until it raises no OSError (a server started by ``process`` answers);
+    fail with the process's stderr if it exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, process.communicate()[1]
+        try:
+            ask()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"{what} does not answer"
+            time.sleep(0.05)
 
 
 def free_port() -> int:

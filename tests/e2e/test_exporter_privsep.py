@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import CLI, free_port
+from helpers import CLI, free_port, wait_until_answers
 
 import pingkiller
 from pingkiller.demo.sandbox import Sandbox
@@ -52,15 +52,8 @@ def exporter(*args: str) -> Iterator[tuple[str, subprocess.Popen[str], int]]:
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/metrics"
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert broker.poll() is None, broker.communicate()[1]
-            try:
-                urllib.request.urlopen(url.replace("/metrics", "/livez"), timeout=5).read()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the exporter does not answer"
-                time.sleep(0.05)
+        wait_until_answers(broker, lambda: urllib.request.urlopen(
+            url.replace("/metrics", "/livez"), timeout=5).read())
         (server,) = _children(broker.pid)
         yield url, broker, server
     finally:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import CLI, free_port
+from helpers import CLI, free_port, wait_until_answers
 from prometheus_client.parser import text_string_to_metric_families
 
 import pingkiller
@@ -58,15 +58,7 @@ def exporter(*args: str) -> Iterator[tuple[tuple[str, int], subprocess.Popen[str
     server = subprocess.Popen([*CLI, "exporter", "--listen", f"{address[0]}:{address[1]}", *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert server.poll() is None, server.communicate()[1]
-            try:
-                get(address, "/livez")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the exporter does not answer"
-                time.sleep(0.05)
+        wait_until_answers(server, lambda: get(address, "/livez"))
         yield address, server
     finally:
         server.terminate()

@@ -8,7 +8,6 @@ import base64
 import shutil
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-from helpers import CLI, free_port, pk
+from helpers import CLI, free_port, pk, wait_until_answers
 
 import pingkiller
 from pingkiller.demo.sandbox import Sandbox
@@ -59,15 +58,7 @@ def exporter(web_config: Path, context: ssl.SSLContext) -> Iterator[str]:
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"https://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert server.poll() is None, server.communicate()[1]
-            try:
-                fetch(f"{base}/livez", context)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the exporter does not answer"
-                time.sleep(0.05)
+        wait_until_answers(server, lambda: fetch(f"{base}/livez", context))
         yield base
     finally:
         server.terminate()

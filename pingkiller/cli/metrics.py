@@ -25,6 +25,11 @@ def exporter(
         help="Serve /metrics on HOST:PORT, or on a unix socket: unix:PATH (its file's mode "
              "and group decide who may scrape).", metavar="HOST:PORT|unix:PATH")
     ] = "127.0.0.1:9477",
+    probe_listen: Annotated[str | None, opt(
+        help="Also answer /livez and /readyz, and nothing else, on HOST:PORT (plain HTTP, "
+             "no credentials), e.g. 127.0.0.1:9478 for the kubelet: probes then never "
+             "queue behind a flood of the main port.", metavar="HOST:PORT",
+        show_default=False)] = None,
     socket_mode: Annotated[str | None, opt(
         help="With unix:PATH: the socket's file mode, octal (default 0660: root and the "
              "group may scrape).", metavar="MODE", show_default=False)] = None,
@@ -88,6 +93,8 @@ def exporter(
     mode = metrics.parse_socket_mode(socket_mode) if socket_mode is not None else None
     if not listen.startswith(metrics.UNIX_PREFIX):
         metrics.parse_listen(listen)  # a bad address is told before anything else
+    if probe_listen is not None:
+        metrics.parse_listen(probe_listen)
     if broker is not None:
         given = [flag for flag, value in (("--rule-metrics", rule_metrics),
                                           ("--max-rule-series", max_rule_series is not None),
@@ -97,16 +104,24 @@ def exporter(
                                "`pingkiller exporter-broker`")
         channels = separated.connect_broker(broker, max_scrapes + 1)
         listener = metrics.open_listener(listen, socket_mode=mode, socket_group=socket_group)
+        probes = metrics.open_listener(probe_listen) if probe_listen is not None else None
         try:
             code = separated.run_server(listener, web, channels, max_scrapes=max_scrapes,
-                                        user=user, log=log_stderr)
+                                        user=user, log=log_stderr, probes=probes)
         finally:
             listener.close()
+            if probes is not None:
+                probes.close()
         if code != 0:
             raise SystemExit(code)
         return
     metrics.require_read_access()
     listener = metrics.open_listener(listen, socket_mode=mode, socket_group=socket_group)
+    try:
+        probes = metrics.open_listener(probe_listen) if probe_listen is not None else None
+    except BaseException:
+        listener.close()
+        raise
 
     collector = metrics.PingkillerCollector(
         rule_metrics=rule_metrics,
@@ -115,9 +130,11 @@ def exporter(
     try:
         with switch:
             code = separated.run(listener, web, collector, max_scrapes=max_scrapes, user=user,
-                                 log=log_stderr)
+                                 log=log_stderr, probes=probes)
     finally:
         listener.close()
+        if probes is not None:
+            probes.close()
     if code != 0:
         raise SystemExit(code)
 

@@ -30,7 +30,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from pingkiller.exporter.channel import Broker, BrokerClient, BrokerFailed, BrokerGone
 from pingkiller.exporter.collector import PingkillerCollector, readiness
 from pingkiller.exporter.listener import Listener
-from pingkiller.exporter.server import Limits, MetricsServer, route
+from pingkiller.exporter.server import PROBE_LIMITS, Limits, MetricsServer, probes_only, route
 from pingkiller.exporter.webconfig import WebConfig
 from pingkiller.model.errors import PingkillerError
 from pingkiller.system import privileges, seccomp
@@ -42,7 +42,8 @@ Log = Callable[[str], None]
 
 
 def run(listener: Listener, web: WebConfig, collector: PingkillerCollector, *,
-        max_scrapes: int, user: str = DEFAULT_USER, log: Log) -> int:
+        max_scrapes: int, user: str = DEFAULT_USER, log: Log,
+        probes: Listener | None = None) -> int:
     """Serve until SIGTERM or SIGINT; the exit code (0 on a clean stop, 1 when a
     process failed)."""
     uid, gid = privileges.user_ids(user)
@@ -59,7 +60,7 @@ def run(listener: Listener, web: WebConfig, collector: PingkillerCollector, *,
                 end.close()
             os.close(stop_write)
             code = _serve(listener, web, server_ends, stop_read, uid=uid, gid=gid,
-                          parent=parent, max_scrapes=max_scrapes, log=log)
+                          parent=parent, max_scrapes=max_scrapes, log=log, probes=probes)
         except BaseException as err:  # whatever it was, this process ends here
             log(f"the exporter's server stopped: {err!r}")
         finally:
@@ -68,6 +69,8 @@ def run(listener: Listener, web: WebConfig, collector: PingkillerCollector, *,
         end.close()
     os.close(stop_read)
     listener.sock.close()  # the server's now; its file (a unix socket) is removed at the end
+    if probes is not None:
+        probes.sock.close()
     try:
         _narrow_broker()
         registry = CollectorRegistry()
@@ -155,12 +158,13 @@ def connect_broker(path: str, count: int, *, wait: float = 30) -> list[socket.so
 
 
 def run_server(listener: Listener, web: WebConfig, channels: list[socket.socket], *,
-               max_scrapes: int, user: str = DEFAULT_USER, log: Log) -> int:
+               max_scrapes: int, user: str = DEFAULT_USER, log: Log,
+               probes: Listener | None = None) -> int:
     """The server alone (``exporter --broker``): serve from a broker in another
     container, giving up whatever privilege this process has first."""
     uid, gid = privileges.user_ids(user) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
     return _serve(listener, web, channels, None, uid=uid, gid=gid, parent=os.getppid(),
-                  max_scrapes=max_scrapes, log=log, parent_death=False)
+                  max_scrapes=max_scrapes, log=log, parent_death=False, probes=probes)
 
 
 def _narrow_broker() -> None:
@@ -191,7 +195,7 @@ def _wait(pid: int, stop: int) -> int:
 
 def _serve(listener: Listener, web: WebConfig, channels: list[socket.socket], stop: int | None,
            *, uid: int, gid: int, parent: int, max_scrapes: int, log: Log,
-           parent_death: bool = True) -> int:
+           parent_death: bool = True, probes: Listener | None = None) -> int:
     _close_bpf_descriptors()
     notes = _give_up_privileges(uid, gid, parent_death=parent_death)
     if os.getppid() != parent:  # the broker died before the death signal was set
@@ -201,13 +205,17 @@ def _serve(listener: Listener, web: WebConfig, channels: list[socket.socket], st
         notes.append(f"no seccomp filter: {why}")
     client = BrokerClient(channels[:-1], channels[-1])
     app = route(metrics_app(client), client.ready, max_scrapes=max_scrapes)
-    server = MetricsServer(listener.sock, app, Limits(workers=max_scrapes + 2), web)
+    servers = [MetricsServer(listener.sock, app, Limits(workers=max_scrapes + 2), web)]
+    if probes is not None:  # the kubelet's own port: a flood of the main one cannot reach it
+        servers.append(MetricsServer(probes.sock, probes_only(client.ready), PROBE_LIMITS))
     signalled = _stop_on_signals()
-    server.start()
+    for server in servers:
+        server.start()
     me = privileges.status()
     where = f"{listener.shown} ({web.scheme})" if listener.path is not None \
         else f"{web.scheme}://{listener.shown}/metrics"
     log(f"serving metrics on {where}" + (" (basic authentication)" if web.auth else "")
+        + (f", probes on http://{probes.shown}" if probes is not None else "")
         + f" as uid {me.uid[1]} with no capabilities" + "".join(f"; {note}" for note in notes))
     try:
         while client.broken is None and not signalled:
@@ -216,7 +224,8 @@ def _serve(listener: Listener, web: WebConfig, channels: list[socket.socket], st
             elif select.select([stop], [], [], 0.2)[0]:  # closed: the broker stops, or died
                 break
     finally:
-        server.shutdown()
+        for server in servers:
+            server.shutdown()
         client.close()
     if client.broken is not None:
         log(f"the exporter's broker is gone ({client.broken}): stopping")

@@ -77,6 +77,21 @@ def route(metrics: WSGIApplication, ready: Callable[[], tuple[bool, str]], *,
     return app
 
 
+def probes_only(ready: Callable[[], tuple[bool, str]]) -> WSGIApplication:
+    """/livez and /readyz, and 404 elsewhere (/metrics included): a probe port's app."""
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == LIVE_PATH:
+            return _text(start_response, "200 OK", "ok")
+        if path == READY_PATH:
+            ok, why = ready()
+            return _text(start_response, "200 OK" if ok else "503 Service Unavailable", why)
+        return _text(start_response, "404 Not Found",
+                     f"not found: this probe port serves only {READY_PATH} and {LIVE_PATH}")
+
+    return app
+
+
 @dataclass(frozen=True)
 class Limits:
     """What the server holds at most, and how long it waits for a client.
@@ -95,6 +110,9 @@ class Limits:
     write_timeout: float = 10.0
     max_head: int = 8192
 
+
+# A probe port holds a few connections and waits briefly: only the kubelet comes.
+PROBE_LIMITS = Limits(workers=2, max_connections=16, request_timeout=1.0, write_timeout=2.0)
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
             408: "Request Timeout", 431: "Request Header Fields Too Large",

@@ -5,7 +5,9 @@ stops it before it listens, in one line."""
 from __future__ import annotations
 
 import base64
+import resource
 import shutil
+import socket
 import ssl
 import subprocess
 import urllib.error
@@ -50,11 +52,11 @@ def fetch(url: str, context: ssl.SSLContext, user: str | None = None,
 
 
 @contextmanager
-def exporter(web_config: Path, context: ssl.SSLContext) -> Iterator[str]:
+def exporter(web_config: Path, context: ssl.SSLContext, *args: str) -> Iterator[str]:
     """The exporter with ``web_config`` on a free loopback port: its https base URL."""
     port = free_port()
     server = subprocess.Popen([*CLI, "exporter", "--listen", f"127.0.0.1:{port}",
-                               "--web.config.file", str(web_config)],
+                               "--web.config.file", str(web_config), *args],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"https://127.0.0.1:{port}"
     try:
@@ -108,3 +110,42 @@ def test_a_bad_web_config_stops_the_exporter_in_one_line(
     result = pk("exporter", "--listen", f"127.0.0.1:{port}", "--web.config.file",
                 str(tls_files / "nothere.yml"))
     assert result.returncode == 2 and "web config file" in result.stderr
+
+
+def test_probes_answer_on_their_own_port_while_the_tls_port_is_flooded(
+        pin_root: Path, sandbox: Sandbox, tls_files: Path) -> None:
+    """--probe-listen: a flood of silent connections on the TLS port (each may hold its
+    handshake for 5 s) never reaches the kubelet's port, which serves the probes only."""
+    peer = sandbox.add_peer()
+    pingkiller.attach(peer.host_ifname, block=[peer.peer_v4]).close()
+    hashed = bcrypt.hashpw(b"scrape-me", bcrypt.gensalt(4)).decode()
+    web = tls_files / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n"
+                   f"basic_auth_users:\n  prometheus: {hashed}\n")
+    context = ssl.create_default_context(cafile=str(tls_files / "cert.pem"))
+    probes = free_port()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))
+    held: list[socket.socket] = []
+    try:
+        with exporter(web, context, "--probe-listen", f"127.0.0.1:{probes}") as base:
+            host, port = "127.0.0.1", int(base.rsplit(":", 1)[1])
+            for _ in range(5000):
+                held.append(socket.create_connection((host, port), timeout=15))
+            for _ in range(5):
+                with urllib.request.urlopen(f"http://127.0.0.1:{probes}/livez", timeout=5) as answer:
+                    assert answer.status == 200 and answer.read() == b"ok\n"
+            assert _status(f"http://127.0.0.1:{probes}/readyz") == 200
+            assert _status(f"http://127.0.0.1:{probes}/metrics") == 404  # probes only
+    finally:
+        for client in held:
+            client.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)

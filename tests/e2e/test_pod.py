@@ -88,7 +88,8 @@ def mount_script(container: dict[str, Any], pin_root: Path, stage: Path, scratch
     return " && ".join(steps)
 
 
-def command(container: dict[str, Any], config_dir: Path, broker_dir: Path, port: int) -> list[str]:
+def command(container: dict[str, Any], config_dir: Path, broker_dir: Path,
+            ports: dict[int, int]) -> list[str]:
     """The manifest's command, with the substitutions the module docstring lists."""
     words = container["command"]
     assert words[0] == "pingkiller"
@@ -100,8 +101,9 @@ def command(container: dict[str, Any], config_dir: Path, broker_dir: Path, port:
         for path, there in moved.items():
             word = word.replace(path, str(there))
         for port_spec in container.get("ports", []):
-            word = re.sub(rf"^\$\(NODE_IP\):{port_spec['containerPort']}$", f"127.0.0.1:{port}",
-                          word)
+            number = port_spec["containerPort"]
+            word = re.sub(rf"^(\$\(NODE_IP\)|127\.0\.0\.1):{number}$",
+                          f"127.0.0.1:{ports[number]}", word)
         assert "$(" not in word, word
         out.append(word)
     return [*CLI, *out]
@@ -127,11 +129,11 @@ def as_user(container: dict[str, Any], command: list[str]) -> list[str]:
 class Container:
     """One container of the pod, running."""
 
-    def __init__(self, name: str, pod: dict[str, Path], port: int) -> None:
+    def __init__(self, name: str, pod: dict[str, Path], ports: dict[int, int]) -> None:
         self.spec = CONTAINERS[name]
         self.namespace = MountNamespace()
         self.namespace.sh(mount_script(self.spec, pod["pin_root"], pod["stage"], pod["broker"]))
-        run = command(self.spec, pod["config"], pod["broker"], port)
+        run = command(self.spec, pod["config"], pod["broker"], ports)
         run = as_user(self.spec, run) if self.spec["securityContext"]["runAsUser"] else \
             limited(granted(self.spec), run)
         self.process = subprocess.Popen(self.namespace.args(run), stdout=subprocess.PIPE,
@@ -177,13 +179,13 @@ def pod(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> Iterator[dict[str, 
     stage.mkdir()
     os.chown(broker_dir, 0, POD["securityContext"]["fsGroup"])
     os.chmod(broker_dir, 0o2777)  # an emptyDir with fsGroup
-    port = free_port()
+    ports = {spec["containerPort"]: free_port() for spec in CONTAINERS["exporter"]["ports"]}
     started = []
     paths = {"pin_root": pin_root, "stage": stage, "config": config_dir, "broker": broker_dir}
     try:
         for name in ("pingkiller", "exporter-broker", "exporter"):
-            started.append(Container(name, paths, port))
-        yield {"peer": peer, "config": config_dir / "policy.toml", "port": port,
+            started.append(Container(name, paths, ports))
+        yield {"peer": peer, "config": config_dir / "policy.toml", "ports": ports,
                "applier": started[0], "broker": started[1], "exporter": started[2]}
     finally:
         for container in started:
@@ -195,12 +197,14 @@ def pod(pin_root: Path, sandbox: Sandbox, tmp_path: Path) -> Iterator[dict[str, 
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def probe(port: int, container: dict[str, Any], kind: str) -> int:
+def probe(ports: dict[int, int], container: dict[str, Any], kind: str) -> int:
+    """What the kubelet's probe gets: the manifest's host, port (by name) and path."""
     get = container[kind]["httpGet"]
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert get["port"] in ports
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert get["host"] == "127.0.0.1"
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{get['path']}", timeout=5) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[named[get['port']]]}{get['path']}",
+                                    timeout=5) as response:
             return int(response.status)
     except urllib.error.HTTPError as err:
         return int(err.code)
@@ -216,7 +220,8 @@ def rules_of(ifname: str) -> set[str]:
 def test_pod_applies_the_policy_and_its_edit_and_the_exporter_reports_it(
     pod: dict[str, Any]
 ) -> None:
-    peer, port = pod["peer"], pod["port"]
+    peer, ports = pod["peer"], pod["ports"]
+    port = ports[9477]  # metrics
     ifname = peer.host_ifname
     applier, broker, exporter = pod["applier"], pod["broker"], pod["exporter"]
     exporter_spec = exporter.spec
@@ -224,8 +229,8 @@ def test_pod_applies_the_policy_and_its_edit_and_the_exporter_reports_it(
     wait_for(lambda: any(i.ifname == ifname for i in pingkiller.attachments()), "the apply",
              timeout=30)
     assert rules_of(ifname) == {"198.51.100.0/24", "2001:db8:bad::/48"}  # the ConfigMap's
-    wait_for(lambda: probe(port, exporter_spec, "readinessProbe") == 200, "the readiness probe")
-    assert probe(port, exporter_spec, "livenessProbe") == 200
+    wait_for(lambda: probe(ports, exporter_spec, "readinessProbe") == 200, "the readiness probe")
+    assert probe(ports, exporter_spec, "livenessProbe") == 200
     # exactly what the manifest grants, and nothing else
     assert applier.effective_capabilities() == {f"CAP_{c.upper()}" for c in granted(applier.spec)}
     assert broker.effective_capabilities() == {"CAP_BPF"} == \

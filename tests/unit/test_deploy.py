@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 import pingkiller
 from pingkiller.bpf import BpfError
-from pingkiller.exporter.server import make_app
+from pingkiller.exporter.server import make_app, probes_only
 from pingkiller.store.bpffs import BPFFS
 from pingkiller.store.layout import DEFAULT_ROOT
 from pingkiller.system import capabilities
@@ -183,17 +183,21 @@ def test_exporter_probes_ask_what_the_exporter_serves() -> None:
     ports = {p["name"]: p["containerPort"] for p in exporter["ports"]}
     listen = exporter["command"][exporter["command"].index("--listen") + 1]
     assert listen.endswith(f":{ports['metrics']}")
+    probe_listen = exporter["command"][exporter["command"].index("--probe-listen") + 1]
+    assert probe_listen == f"127.0.0.1:{ports['probes']}"  # the node's loopback: the kubelet's
     states = {"ready": (True, "ok")}
-    app = make_app(CollectorRegistry(), lambda: states["ready"])
+    app = probes_only(lambda: states["ready"])
     for probe in ("readinessProbe", "livenessProbe"):
         get = exporter[probe]["httpGet"]
-        assert get["port"] in ports
+        assert get["port"] == "probes" and get["host"] == "127.0.0.1"
         assert serve(app, get["path"])[0] == "200 OK", probe
     states["ready"] = (False, "the pins in /x are root's")
     status, body = serve(app, exporter["readinessProbe"]["httpGet"]["path"])
     assert status.startswith("503") and "root's" in body
     assert serve(app, exporter["livenessProbe"]["httpGet"]["path"])[0] == "200 OK"
-    assert "pingkiller_" not in serve(app, "/metrics")[1]  # an empty registry, but /metrics
+    assert serve(app, "/metrics")[0].startswith("404")  # the probe port serves probes only
+    main = make_app(CollectorRegistry(), lambda: states["ready"])
+    assert "pingkiller_" not in serve(main, "/metrics")[1]  # an empty registry, but /metrics
     assert "readinessProbe" not in containers()["pingkiller"]  # the manifest says why
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -42,7 +43,7 @@ def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
 
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             run(["hyperfine", "-N", "--warmup", str(WARMUP), "--runs", str(RUNS), "--export-json",
-                 out.name, " ".join(args)], env=env)
+                 out.name, shlex.join(args)], env=env)
             result = json.loads(Path(out.name).read_text())["results"][0]
             return float(result["median"]), float(result["user"]) + float(result["system"])
     walls, cpus = [], []
@@ -83,6 +84,12 @@ def measure() -> list[Row]:
                                 target=f"<= {TARGET:g}x python -c pass",
                                 met=value <= TARGET * floor,
                                 note=f"CPU time {cpu / floor_cpu:.1f}x the floor's"))
+            for label, module in (("python -c 'import typing' (for scale)", "typing"),
+                                  ("python -c 'import dataclasses' (for scale)", "dataclasses")):
+                value, _ = timed([python, "-c", f"import {module}"], env)
+                rows.append(Row("5 cli", label, value * 1e3, "ms", "python -c pass",
+                                value / floor, note="what the typed library's imports cost "
+                                "before it does anything"))
             rules = pin_root / ifname / "rules_v4"
             bpftool, _ = timed([
                 "bpftool", "map", "update", "pinned", str(rules),

@@ -83,7 +83,7 @@ def exporter(
 
       pingkiller exporter --listen unix:/run/pingkiller-metrics/sock --socket-group prometheus
     """
-    from contextlib import nullcontext
+    import contextlib
 
     import pingkiller
     from pingkiller import exporter as metrics
@@ -103,38 +103,26 @@ def exporter(
             raise InvalidInput(f"{given[0]} is the broker's with --broker: give it to "
                                "`pingkiller exporter-broker`")
         channels = separated.connect_broker(broker, max_scrapes + 1)
+    else:
+        metrics.require_read_access()
+    with contextlib.ExitStack() as listening:
         listener = metrics.open_listener(listen, socket_mode=mode, socket_group=socket_group)
+        listening.callback(listener.close)
         probes = metrics.open_listener(probe_listen) if probe_listen is not None else None
-        try:
+        if probes is not None:
+            listening.callback(probes.close)
+        if broker is not None:
             code = separated.run_server(listener, web, channels, max_scrapes=max_scrapes,
                                         user=user, log=log_stderr, probes=probes)
-        finally:
-            listener.close()
-            if probes is not None:
-                probes.close()
-        if code != 0:
-            raise SystemExit(code)
-        return
-    metrics.require_read_access()
-    listener = metrics.open_listener(listen, socket_mode=mode, socket_group=socket_group)
-    try:
-        probes = metrics.open_listener(probe_listen) if probe_listen is not None else None
-    except BaseException:
-        listener.close()
-        raise
-
-    collector = metrics.PingkillerCollector(
-        rule_metrics=rule_metrics,
-        max_rule_series=metrics.DEFAULT_MAX_RULE_SERIES if max_rule_series is None else max_rule_series)
-    switch = pingkiller.run_time_stats(required=True) if run_time_stats else nullcontext(False)
-    try:
-        with switch:
-            code = separated.run(listener, web, collector, max_scrapes=max_scrapes, user=user,
-                                 log=log_stderr, probes=probes)
-    finally:
-        listener.close()
-        if probes is not None:
-            probes.close()
+        else:
+            collector = metrics.PingkillerCollector(
+                rule_metrics=rule_metrics, max_rule_series=metrics.DEFAULT_MAX_RULE_SERIES
+                if max_rule_series is None else max_rule_series)
+            switch = pingkiller.run_time_stats(required=True) if run_time_stats \
+                else contextlib.nullcontext(False)
+            with switch:
+                code = separated.run(listener, web, collector, max_scrapes=max_scrapes,
+                                     user=user, log=log_stderr, probes=probes)
     if code != 0:
         raise SystemExit(code)
 

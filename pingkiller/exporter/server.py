@@ -53,13 +53,12 @@ def route(metrics: WSGIApplication, ready: Callable[[], tuple[bool, str]], *,
     404 elsewhere; at most ``max_scrapes`` scrapes at once."""
     scrapes = threading.BoundedSemaphore(max_scrapes)
 
+    probes = probes_only(ready)
+
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path == LIVE_PATH:
-            return _text(start_response, "200 OK", "ok")
-        if path == READY_PATH:
-            ok, why = ready()
-            return _text(start_response, "200 OK" if ok else "503 Service Unavailable", why)
+        if path in (LIVE_PATH, READY_PATH):
+            return probes(environ, start_response)
         if path != METRICS_PATH:
             return _text(start_response, "404 Not Found",
                          f"not found: pingkiller's exporter serves {METRICS_PATH}, "

@@ -38,6 +38,16 @@ def tls_files(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def tls_and_password(directory: Path) -> tuple[Path, ssl.SSLContext]:
+    """A web config in ``directory`` (TLS with its certificate, user prometheus with
+    password scrape-me) and a client context that trusts the certificate."""
+    hashed = bcrypt.hashpw(b"scrape-me", bcrypt.gensalt(4)).decode()
+    web = directory / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n"
+                   f"basic_auth_users:\n  prometheus: {hashed}\n")
+    return web, ssl.create_default_context(cafile=str(directory / "cert.pem"))
+
+
 def fetch(url: str, context: ssl.SSLContext, user: str | None = None,
           password: str = "") -> tuple[int, str]:
     request = urllib.request.Request(url)
@@ -73,11 +83,7 @@ def test_a_web_config_serves_metrics_over_tls_to_its_users_only(
         pin_root: Path, sandbox: Sandbox, tls_files: Path) -> None:
     peer = sandbox.add_peer()
     pingkiller.attach(peer.host_ifname, block=[peer.peer_v4]).close()
-    hashed = bcrypt.hashpw(b"scrape-me", bcrypt.gensalt(4)).decode()
-    web = tls_files / "web.yml"
-    web.write_text("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n"
-                   f"basic_auth_users:\n  prometheus: {hashed}\n")
-    context = ssl.create_default_context(cafile=str(tls_files / "cert.pem"))
+    web, context = tls_and_password(tls_files)
     with exporter(web, context) as base:
         status, body = fetch(f"{base}/metrics", context, "prometheus", "scrape-me")
         assert status == 200
@@ -118,11 +124,7 @@ def test_probes_answer_on_their_own_port_while_the_tls_port_is_flooded(
     handshake for 5 s) never reaches the kubelet's port, which serves the probes only."""
     peer = sandbox.add_peer()
     pingkiller.attach(peer.host_ifname, block=[peer.peer_v4]).close()
-    hashed = bcrypt.hashpw(b"scrape-me", bcrypt.gensalt(4)).decode()
-    web = tls_files / "web.yml"
-    web.write_text("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\n"
-                   f"basic_auth_users:\n  prometheus: {hashed}\n")
-    context = ssl.create_default_context(cafile=str(tls_files / "cert.pem"))
+    web, context = tls_and_password(tls_files)
     probes = free_port()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 20000), hard))

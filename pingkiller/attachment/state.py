@@ -8,12 +8,11 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from pingkiller import abi, hooks
 from pingkiller.bpf import BpfError, LinkInfo, Program
 from pingkiller.datapath.program import program_digest
-from pingkiller.hooks.base import HookLink
+from pingkiller.hooks.base import ClosedOnExit, HookLink
 from pingkiller.model.enums import LinkState
 from pingkiller.model.errors import IncompatiblePins, Remedy
 from pingkiller.model.point import Point
@@ -27,7 +26,7 @@ UNVERIFIED = ("not verified: seeing which programs run at a tc hook needs CAP_NE
               "(or root); shown as its pins record it")
 
 
-class RecordedLink:
+class RecordedLink(ClosedOnExit):
     """A pinned attachment's link as a reader knows it without opening it.
 
     The kernel opens link pins only read-write, so a reader takes the link's id and
@@ -83,12 +82,6 @@ class RecordedLink:
     def close(self) -> None:
         self.program.close()
 
-    def __enter__(self) -> RecordedLink:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.close()
 
 
 def replacing_programs(store: Store | None, point: Point) -> set[int]:
@@ -173,7 +166,7 @@ def outdated(identity: Identity) -> bool:
     return identity.abi_version != abi.ABI_VERSION or identity.program != program_digest()
 
 
-class NoLink:
+class NoLink(ClosedOnExit):
     """The link of pins that name none any more (incomplete pins): it holds nothing."""
 
     def info(self) -> LinkInfo:
@@ -191,12 +184,6 @@ class NoLink:
     def close(self) -> None:
         """Nothing to release."""
 
-    def __enter__(self) -> NoLink:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.close()
 
 
 def abi_problem(point: Point, pins_abi: int) -> IncompatiblePins:

@@ -12,10 +12,9 @@ import contextlib
 import errno
 import socket
 from pathlib import Path
-from types import TracebackType
 
 from pingkiller.bpf import BpfError, LinkInfo, Program, TcFilter, remove_clsact_if_empty, tc_filters
-from pingkiller.hooks.base import HookLink
+from pingkiller.hooks.base import ClosedOnExit, HookLink
 from pingkiller.hooks.tcx import TC_DIRECTIONS, TcxHook
 from pingkiller.model.enums import Direction, Mode
 from pingkiller.model.errors import AttachFailed, IncompatiblePins
@@ -29,7 +28,7 @@ CLSACT_PRIORITY = 0x504B
 CLSACT_HANDLE = 1
 
 
-class ClsactLink:
+class ClsactLink(ClosedOnExit):
     """pingkiller's filter on an interface's clsact qdisc, standing for the filter that
     runs ``program_id``: detach leaves a filter in its place that runs another program
     (someone else's) alone."""
@@ -66,12 +65,6 @@ class ClsactLink:
     def close(self) -> None:
         """Nothing to release: the filter holds no fd."""
 
-    def __enter__(self) -> ClsactLink:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.close()
 
 
 class ClsactHook(TcxHook):

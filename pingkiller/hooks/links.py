@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import TracebackType
 
 from pingkiller.bpf import LinkInfo, Program, TcxLink, XdpLink, XdpMode
+from pingkiller.hooks.base import ClosedOnExit
 from pingkiller.model.enums import Mode
 
 MODES = {XdpMode.NATIVE: Mode.NATIVE, XdpMode.GENERIC: Mode.GENERIC,
          XdpMode.OFFLOAD: Mode.OFFLOAD, XdpMode.NONE: Mode.NONE, XdpMode.AUTO: Mode.AUTO}
 
 
-class BpfLink:
+class BpfLink(ClosedOnExit):
     """An XDP or tcx link, held by its fd."""
 
     def __init__(self, link: XdpLink | TcxLink) -> None:
@@ -33,12 +33,6 @@ class BpfLink:
     def close(self) -> None:
         self.link.close()
 
-    def __enter__(self) -> BpfLink:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
-        self.close()
 
 
 def xdp_mode(mode: Mode) -> XdpMode:

@@ -159,25 +159,26 @@ def _safe_type(kind: click.ParamType[Any]) -> click.ParamType[Any]:
     """The type an option gets: numbers in ASCII digits only, bad choices quoted short."""
     import click
 
-    class AsciiInt(click.types.IntParamType):
-        def convert(self, value: Any, param: click.Parameter | None,
-                    ctx: click.Context | None) -> int:
-            return super().convert(_ascii_number(value, True, self, param, ctx), param, ctx)
+    class Ascii(click.ParamType[Any]):
+        """A number type that first refuses digits other than ASCII ones."""
 
-    class AsciiIntRange(click.IntRange):
-        def convert(self, value: Any, param: click.Parameter | None,
-                    ctx: click.Context | None) -> int:
-            return super().convert(_ascii_number(value, True, self, param, ctx), param, ctx)
+        integer = True
 
-    class AsciiFloat(click.types.FloatParamType):
         def convert(self, value: Any, param: click.Parameter | None,
-                    ctx: click.Context | None) -> float:
-            return super().convert(_ascii_number(value, False, self, param, ctx), param, ctx)
+                    ctx: click.Context | None) -> Any:
+            return super().convert(_ascii_number(value, self.integer, self, param, ctx), param, ctx)
 
-    class AsciiFloatRange(click.FloatRange):
-        def convert(self, value: Any, param: click.Parameter | None,
-                    ctx: click.Context | None) -> float:
-            return super().convert(_ascii_number(value, False, self, param, ctx), param, ctx)
+    class AsciiInt(Ascii, click.types.IntParamType):
+        pass
+
+    class AsciiIntRange(Ascii, click.IntRange):
+        pass
+
+    class AsciiFloat(Ascii, click.types.FloatParamType):
+        integer = False
+
+    class AsciiFloatRange(Ascii, click.FloatRange):
+        integer = False
 
     class QuotingChoice(click.Choice[str]):
         def get_invalid_choice_message(self, value: Any, ctx: click.Context | None) -> str:

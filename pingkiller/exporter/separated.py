@@ -33,10 +33,9 @@ from pingkiller.exporter.listener import Listener
 from pingkiller.exporter.server import PROBE_LIMITS, Limits, MetricsServer, probes_only, route
 from pingkiller.exporter.webconfig import WebConfig
 from pingkiller.model.errors import PingkillerError
-from pingkiller.system import privileges, seccomp
+from pingkiller.system import capabilities, privileges, seccomp
 
-CAP_NET_ADMIN, CAP_BPF = 12, 39
-BROKER_CAPABILITIES = (CAP_BPF, CAP_NET_ADMIN)
+BROKER_CAPABILITIES = tuple(capabilities.CAPABILITIES[name] for name in ("CAP_BPF", "CAP_NET_ADMIN"))
 DEFAULT_USER = "nobody"
 Log = Callable[[str], None]
 

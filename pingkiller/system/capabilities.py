@@ -14,12 +14,18 @@ from pingkiller.model.errors import PermissionDenied
 CAPABILITIES = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
 
 
+def proc_status(pid: int | str = "self") -> dict[str, list[str]]:
+    """The fields of /proc/PID/status, each split into words."""
+    fields: dict[str, list[str]] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.split()
+    return fields
+
+
 def effective() -> int:
     """CapEff of this process (a bit per capability)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("CapEff:"):
-            return int(line.split()[1], 16)
-    return 0
+    return int(proc_status().get("CapEff", ["0"])[0], 16)
 
 
 def held(caps: int) -> list[str]:
@@ -49,10 +55,7 @@ def missing(caps: int, *, load: bool, write: bool = True) -> list[str]:
 def seccomp_filtered() -> bool:
     """Whether a seccomp filter applies to this process (as in most containers): one may
     refuse bpf() with EPERM whatever the capabilities."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("Seccomp:"):
-            return line.split()[1] == "2"
-    return False
+    return proc_status().get("Seccomp", ["0"])[0] == "2"
 
 
 NEEDS_ROOT = "needs root (CAP_BPF + CAP_NET_ADMIN): run it with sudo"

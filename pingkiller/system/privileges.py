@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pingkiller.model.errors import InvalidInput
 from pingkiller.model.untrusted import quote
+from pingkiller.system.capabilities import proc_status
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -24,7 +25,6 @@ PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 _CAPABILITY_VERSION_3 = 0x20080522
-CAP_SETPCAP = 8
 
 
 class _Header(ctypes.Structure):
@@ -121,10 +121,7 @@ class Status:
 
 def status(pid: int | str = "self") -> Status:
     """The privileges of process ``pid``, from /proc/PID/status."""
-    fields: dict[str, list[str]] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        fields[name] = value.split()
+    fields = proc_status(pid)
     caps = {name: int(fields.get(name, ["0"])[0], 16)
             for name in ("CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd")}
     return Status(uid=tuple(int(v) for v in fields["Uid"]), gid=tuple(int(v) for v in fields["Gid"]),

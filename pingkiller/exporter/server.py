@@ -347,18 +347,16 @@ def serve(
     max_scrapes: int = DEFAULT_MAX_SCRAPES, web: WebConfig = PLAIN_HTTP,
 ) -> tuple[MetricsServer, threading.Thread]:
     """Serve /metrics, /livez and /readyz on ``listen`` (``HOST:PORT``, ``unix:PATH`` or a
-    :class:`Listener`, which the server then owns) in background threads; shut the server
+    :class:`Listener`, which the server owns once this returns) in background threads; shut the server
     down to stop. Needs only read access to the pins (and CAP_BPF). At most
     ``max_scrapes`` scrapes run at once (one more gets 503). ``web``: TLS and basic
     authentication (:func:`pingkiller.exporter.webconfig.load`)."""
-    if isinstance(listen, str):
-        require_read_access()  # before a socket file is made
+    require_read_access()  # before a socket file is made
     registry = CollectorRegistry()
     registry.register(collector or PingkillerCollector())
     listener = open_listener(listen) if isinstance(listen, str) else listen
     with contextlib.ExitStack() as undo:
         undo.callback(listener.close)
-        require_read_access()
         server = MetricsServer(listener.sock, make_app(registry, max_scrapes=max_scrapes),
                                Limits(workers=max_scrapes + 2), web, listener)
         thread = server.start()

@@ -359,7 +359,7 @@ def _users(value: object) -> BasicAuth | None:
         if not isinstance(hashed, str) or not _BCRYPT.fullmatch(hashed):
             raise WebConfigError(f"basic_auth_users: the password of {quote(user)} is not a "
                                  "bcrypt hash ($2y$..., 60 characters): make one with "
-                                 "`htpasswd -nBC 10 \"\" | tr -d ':\\n'`")
+                                 "`htpasswd -nBC 10 \"\" | tr -d ':\\n'` (apache2-utils)")
         users[user] = hashed.encode()
     return BasicAuth(users) if users else None
 

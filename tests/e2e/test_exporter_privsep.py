@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -183,17 +182,11 @@ def test_split_halves_serve_together_and_the_broker_answers_only_its_uid(
                                f"127.0.0.1:{port}"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None and broker.poll() is None, \
-                server.communicate()[1] + broker.communicate()[1]
-            try:
-                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) \
-                    .read().decode()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the split exporter does not answer"
-                time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/metrics"
+        wait_until_answers(server, lambda: urllib.request.urlopen(url, timeout=5).read(),
+                           "the split exporter", timeout=30)
+        assert broker.poll() is None, broker.communicate()[1]
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
         assert f'interface="{peer.host_ifname}"' in text and "pingkiller_up 1.0" in text
         assert privileges.status(server.pid).effective == 0
         assert privileges.status(broker.pid).effective == 1 << CAP_BPF | 1 << CAP_NET_ADMIN

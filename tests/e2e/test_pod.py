@@ -15,6 +15,7 @@ the node's address and 9477.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -109,6 +110,7 @@ def command(container: dict[str, Any], config_dir: Path, broker_dir: Path,
     return [*CLI, *out]
 
 
+@functools.cache
 def readable_by(uid: int) -> bool:
     """Whether ``uid`` can run this checkout's pingkiller (not if it lies in a home only
     root may enter: then the server runs as root with no capability instead)."""

@@ -15,11 +15,15 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from pingkiller.system import capabilities
+
+if TYPE_CHECKING:
+    from pingkiller.store.bpffs import MountNamespace
 
 
 class Status(enum.StrEnum):
@@ -154,8 +158,11 @@ def check_btf(core_relocations: int, path: Path = VMLINUX_BTF) -> Check:
                  "use a kernel built with CONFIG_DEBUG_INFO_BTF=y")
 
 
-def check_bpffs(mounts: str | None = None, pin_root: Path | None = None) -> Check:
-    """bpffs must be mounted where pingkiller pins (PINGKILLER_PIN_ROOT or /sys/fs/bpf)."""
+def check_bpffs(mounts: str | None = None, pin_root: Path | None = None,
+                namespace: MountNamespace | None = None) -> Check:
+    """bpffs must be mounted where pingkiller pins (PINGKILLER_PIN_ROOT or /sys/fs/bpf),
+    or mountable there by the first attach: /sys/fs/bpf in the host's mount namespace,
+    as the writers decide it (``namespace``: their answer, asked when not given)."""
     from pingkiller.store import bpffs
     from pingkiller.store.layout import default_root
 
@@ -164,10 +171,20 @@ def check_bpffs(mounts: str | None = None, pin_root: Path | None = None) -> Chec
     covering = [p for p in points if pin_root == Path(p) or Path(p) in pin_root.parents]
     if covering:
         return Check("bpffs", OK, f"mounted at {max(covering, key=len)} (pins under {pin_root})")
-    if points:
+    if bpffs.BPFFS not in pin_root.parents:
+        return Check("bpffs", FAIL, f"pins go to {pin_root}, which is on no bpffs mount",
+                     "point PINGKILLER_PIN_ROOT into a bpffs mount")
+    if points:  # bpffs elsewhere; /sys/fs/bpf is not one
         return Check("bpffs", FAIL, f"mounted at {', '.join(points)} but pins go to {pin_root}",
                      "point PINGKILLER_PIN_ROOT into a bpffs mount")
-    return Check("bpffs", FAIL, "not mounted", "mount -t bpf -o mode=0700 bpf /sys/fs/bpf")
+    namespace = namespace or bpffs.this_mount_namespace()
+    if namespace.hosts:
+        return Check("bpffs", OK, f"not mounted yet: the first attach mounts it at {bpffs.BPFFS} "
+                                  f"(root only, mode 0700), in this mount namespace, "
+                                  f"{namespace.evidence}")
+    return Check("bpffs", FAIL, f"not mounted, and this mount namespace, {namespace.evidence}, "
+                                "would lose a mount made here",
+                 "run in the host's mount namespace (nsenter --net=/run/netns/NS pingkiller ...)")
 
 
 def check_capabilities(cap_eff: int | None = None) -> Check:

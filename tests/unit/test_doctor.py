@@ -17,6 +17,7 @@ from pingkiller.cli import app
 from pingkiller.datapath import program as datapath
 from pingkiller.demo.sandbox import Sandbox
 from pingkiller.doctor import FAIL, OK, SKIP, WARN, Check
+from pingkiller.store.bpffs import MountNamespace
 from pingkiller.system import capabilities
 
 # The object's programs and their types: XDP, and tc for each direction.
@@ -89,10 +90,16 @@ MOUNTS = "sysfs /sys sysfs rw 0 0\nbpf /sys/fs/bpf bpf rw,nosuid 0 0\n"
 
 def test_bpffs_checks() -> None:
     assert doctor.check_bpffs(MOUNTS, Path("/sys/fs/bpf/pingkiller")).status == OK
-    missing = doctor.check_bpffs("sysfs /sys sysfs rw 0 0\n", Path("/sys/fs/bpf/pingkiller"))
-    assert missing.status == FAIL and missing.fix == "mount -t bpf -o mode=0700 bpf /sys/fs/bpf"
+    no_bpffs = "sysfs /sys sysfs rw 0 0\n"
+    host = MountNamespace(True, "the same as PID 1's")
+    mountable = doctor.check_bpffs(no_bpffs, Path("/sys/fs/bpf/pingkiller"), host)
+    assert mountable.status == OK and "the first attach mounts it" in mountable.detail  # as it does
+    private = MountNamespace(False, "which is not the host's (PID 1 lives in another)")
+    lost = doctor.check_bpffs(no_bpffs, Path("/sys/fs/bpf/pingkiller"), private)
+    assert lost.status == FAIL and "nsenter" in lost.fix
     elsewhere = doctor.check_bpffs(MOUNTS, Path("/tmp/pins"))
     assert elsewhere.status == FAIL and "PINGKILLER_PIN_ROOT" in elsewhere.fix
+    assert doctor.check_bpffs(no_bpffs, Path("/tmp/pins"), host).status == FAIL
 
 
 def _caps(*names: str) -> int:

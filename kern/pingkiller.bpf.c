@@ -30,16 +30,28 @@
 	_Static_assert(__builtin_offsetof(struct type, field) == (offset), \
 		       #type "." #field " is not at " #offset)
 
-PK_ABI_SIZE(pk_config, 24);
+PK_ABI_SIZE(pk_limit, 24);
+PK_ABI_OFFSET(pk_limit, tolerance_ns, 8);
+PK_ABI_OFFSET(pk_limit, burst, 16);
+PK_ABI_SIZE(pk_config, 160);
 PK_ABI_OFFSET(pk_config, flags, 16);
 PK_ABI_OFFSET(pk_config, event_window, 20);
+PK_ABI_OFFSET(pk_config, icmp_v4, 24);
+PK_ABI_OFFSET(pk_config, icmp_v6, 56);
+PK_ABI_OFFSET(pk_config, limit_mask6, 88);
+PK_ABI_OFFSET(pk_config, ns_per_tick, 104);
+PK_ABI_OFFSET(pk_config, limit, 112);
+PK_ABI_OFFSET(pk_config, total, 136);
 PK_ABI_SIZE(pk_rule, 16);
-PK_ABI_OFFSET(pk_rule, pad, 4);
+PK_ABI_OFFSET(pk_rule, limit, 4);
 PK_ABI_OFFSET(pk_rule, hits, 8);
 PK_ABI_SIZE(pk_prefix_v4, 8);
 PK_ABI_OFFSET(pk_prefix_v4, addr, 4);
 PK_ABI_SIZE(pk_prefix_v6, 20);
 PK_ABI_OFFSET(pk_prefix_v6, addr, 4);
+PK_ABI_SIZE(pk_bucket_key, 24);
+PK_ABI_OFFSET(pk_bucket_key, family, 4);
+PK_ABI_OFFSET(pk_bucket_key, addr, 8);
 PK_ABI_SIZE(pk_counter, 16);
 PK_ABI_OFFSET(pk_counter, bytes, 8);
 PK_ABI_SIZE(pk_timing, 16);
@@ -83,10 +95,6 @@ _Static_assert(sizeof(struct __sk_buff) == 192, "__sk_buff is not 192 bytes");
 #define PK_IP_OFFSET		0x1fff
 #define PK_IP6_OFFSET		0xfff8
 
-#define PK_ICMP_ECHO_REPLY	0
-#define PK_ICMP_ECHO_REQ	8
-#define PK_ICMPV6_ECHO_REQ	128
-#define PK_ICMPV6_ECHO_REPLY	129
 #define PK_ICMPV6_NDP_FIRST	133	/* router solicitation */
 #define PK_ICMPV6_NDP_LAST	137	/* redirect */
 
@@ -200,15 +208,44 @@ struct {
 	__uint(max_entries, PK_RINGBUF_BYTES);
 } events SEC(".maps");
 
+/* The rates of limit rules, by the index struct pk_rule.limit holds (0: unused). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PK_MAX_LIMITS);
+	__type(key, __u32);
+	__type(value, struct pk_limit);
+} limits SEC(".maps");
+
+/*
+ * One bucket per rate and peer (struct pk_limit).  Least recently used ones
+ * make room for new peers, so a flood of new sources cannot grow it; user
+ * space may size it before load.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PK_DEFAULT_BUCKETS);
+	__type(key, struct pk_bucket_key);
+	__type(value, __u64);
+} buckets SEC(".maps");
+
+/* The bucket of struct pk_config.total, which every limited ping shares. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} rate_total SEC(".maps");
+
 /* What the transport-layer parse found. */
 enum pk_l4_class {
-	PK_L4_PING,		/* a ping under the configured icmp set */
+	PK_L4_PING,		/* a ping: an ICMP type the settings list */
 	PK_L4_SUSPECT,		/* transport header unseen: judged as a ping */
 	PK_L4_OTHER,		/* any other transport, or ICMP that is no ping */
 	PK_L4_NDP,		/* ICMPv6 neighbour discovery: always passes */
 	PK_L4_FRAGMENT,		/* non-first fragment */
 	PK_L4_UNPARSED,		/* malformed or not understood */
 	PK_L4_ELSEWHERE,	/* not judged yet: parse again, copying (enum pk_read) */
+	PK_L4_ICMP,		/* ICMP but neighbour discovery: a ping if the settings say */
 };
 
 struct pk_vlan_hdr {
@@ -422,22 +459,12 @@ static __always_inline void count(__u32 slot, __u64 bytes)
 	}
 }
 
-static __always_inline bool is_ping(__u8 family, __u8 type, __u32 icmp_set)
+/* Whether the settings count this ICMP (family 4) or ICMPv6 type as a ping. */
+static __always_inline bool is_ping(const struct pk_config *cfg, __u8 family, __u8 type)
 {
-	if (family == 6) {
-		if (type >= PK_ICMPV6_NDP_FIRST && type <= PK_ICMPV6_NDP_LAST)
-			return false;
-		if (icmp_set == PK_ICMP_ALL)
-			return true;
-		if (icmp_set == PK_ICMP_ECHO_REQUEST)
-			return type == PK_ICMPV6_ECHO_REQ;
-		return type == PK_ICMPV6_ECHO_REQ || type == PK_ICMPV6_ECHO_REPLY;
-	}
-	if (icmp_set == PK_ICMP_ALL)
-		return true;
-	if (icmp_set == PK_ICMP_ECHO_REQUEST)
-		return type == PK_ICMP_ECHO_REQ;
-	return type == PK_ICMP_ECHO_REQ || type == PK_ICMP_ECHO_REPLY;
+	const __u32 *set = family == 6 ? cfg->icmp_v6 : cfg->icmp_v4;
+
+	return (set[type >> 5] >> (type & 31)) & 1;
 }
 
 /*
@@ -451,7 +478,7 @@ static __always_inline int truncated(bool fragment)
 
 static __always_inline int parse_icmp(const struct pk_frame *frame, const int hook,
 				      const int read, const struct pk_place *place,
-				      struct pk_packet *pkt, bool first_fragment, __u32 icmp_set)
+				      struct pk_packet *pkt, bool first_fragment)
 {
 	struct pk_icmp_hdr buf, *icmp;
 
@@ -463,12 +490,12 @@ static __always_inline int parse_icmp(const struct pk_frame *frame, const int ho
 	pkt->icmp_seq = bpf_ntohs(icmp->sequence);
 	if (pkt->family == 6 && icmp->type >= PK_ICMPV6_NDP_FIRST && icmp->type <= PK_ICMPV6_NDP_LAST)
 		return PK_L4_NDP;
-	return is_ping(pkt->family, icmp->type, icmp_set) ? PK_L4_PING : PK_L4_OTHER;
+	return PK_L4_ICMP;
 }
 
 static __always_inline int parse_ipv4(const struct pk_frame *frame, const int hook,
 				      const int read, struct pk_place *place,
-				      struct pk_packet *pkt, __u32 icmp_set)
+				      struct pk_packet *pkt)
 {
 	struct iphdr buf, *iph;
 	__u32 hdr_len;
@@ -495,7 +522,7 @@ static __always_inline int parse_ipv4(const struct pk_frame *frame, const int ho
 	if (iph->protocol != PK_IPPROTO_ICMP)
 		return PK_L4_OTHER;
 	advance(read, place, hdr_len);
-	return parse_icmp(frame, hook, read, place, pkt, frag_off & PK_IP_MF, icmp_set);
+	return parse_icmp(frame, hook, read, place, pkt, frag_off & PK_IP_MF);
 }
 
 /* IPv6 extension headers shaped (next header, length, ...): options, routing and AH. */
@@ -567,7 +594,7 @@ static long walk_ipv6_header_tc(__u32 index, void *data)
  */
 static __always_inline int parse_ipv6(const struct pk_frame *frame, const int hook,
 				      const int read, struct pk_place *place,
-				      struct pk_packet *pkt, __u32 icmp_set)
+				      struct pk_packet *pkt)
 {
 	struct ipv6hdr buf, *ip6;
 	bool fragmented = false;
@@ -642,7 +669,7 @@ static __always_inline int parse_ipv6(const struct pk_frame *frame, const int ho
 	pkt->protocol = nexthdr;
 	if (nexthdr != PK_IPPROTO_ICMPV6)
 		return PK_L4_OTHER;
-	return parse_icmp(frame, hook, read, place, pkt, fragmented, icmp_set);
+	return parse_icmp(frame, hook, read, place, pkt, fragmented);
 }
 
 static __always_inline bool is_v4_mapped(const __u8 *addr)
@@ -723,6 +750,108 @@ static __always_inline bool has_action(const struct pk_rule *rule, __u32 action)
 	return rule && rule->action == action;
 }
 
+/*
+ * The limiter's clock: jiffies, which the verifier turns into one load, in ns.
+ * A tick (1 / HZ) at a time; a limit's tolerance is at least one tick, so its
+ * long-run rate holds exactly.
+ */
+static __always_inline __u64 limiter_now(const struct pk_config *cfg)
+{
+	return bpf_jiffies64() * cfg->ns_per_tick;
+}
+
+/*
+ * Take a ping's worth from a bucket (struct pk_limit): true if it passes.  A
+ * bucket over its rate is only read, so CPUs flooding one peer share its cache
+ * line; a pass moves it on with one compare-and-swap, retried when another CPU
+ * moved it first.  Past PK_BUCKET_TRIES lost races, each another CPU's pass,
+ * the ping is dropped.
+ */
+static __always_inline bool take(__u64 *tat, const struct pk_limit *limit, __u64 now)
+{
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < PK_BUCKET_TRIES; i++) {
+		__u64 old = *(volatile __u64 *)tat;
+		__u64 base = old > now ? old : now;
+
+		if (base - now > limit->tolerance_ns)
+			return false;
+		if (__sync_val_compare_and_swap(tat, old, base + limit->interval_ns) == old)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool take_total(const struct pk_config *cfg, __u64 now)
+{
+	__u32 zero = 0;
+	__u64 *tat;
+
+	if (!(cfg->flags & PK_F_LIMIT_TOTAL))
+		return true;
+	tat = bpf_map_lookup_elem(&rate_total, &zero);
+	return tat && take(tat, &cfg->total, now);
+}
+
+/* A limited ping from (or, at tc egress, to) peer: its bucket's verdict. */
+static __always_inline __u32 limit_ping(const struct pk_config *cfg, __u32 index,
+					 __u8 family, const __u8 *peer)
+{
+	const struct pk_limit *limit;
+	struct pk_bucket_key key;
+	__u64 *tat, now, first;
+
+	limit = index ? bpf_map_lookup_elem(&limits, &index) : &cfg->limit;
+	if (!limit || !limit->interval_ns)
+		return PK_REASON_PASS_RATE;
+	__builtin_memset(&key, 0, sizeof(key));
+	key.limit = index;
+	if (family == 4) {
+		key.family = 4;
+		__builtin_memcpy(key.addr, peer, 4);
+	} else if (is_v4_mapped(peer)) {
+		key.family = 4;
+		__builtin_memcpy(key.addr, peer + 12, 4);
+	} else {
+		const __u32 *mask = (const __u32 *)cfg->limit_mask6;
+		const __u32 *from = (const __u32 *)peer;
+		__u32 *to = (__u32 *)key.addr;
+
+		key.family = 6;
+		to[0] = from[0] & mask[0];
+		to[1] = from[1] & mask[1];
+		to[2] = from[2] & mask[2];
+		to[3] = from[3] & mask[3];
+	}
+	now = limiter_now(cfg);
+	tat = bpf_map_lookup_elem(&buckets, &key);
+	if (!tat) {
+		/* A new peer: the total first, so a flood of new sources makes no more buckets. */
+		if (!take_total(cfg, now))
+			return PK_REASON_DROP_RATE_TOTAL;
+		first = now + limit->interval_ns;	/* the first ping takes its share */
+		if (bpf_map_update_elem(&buckets, &key, &first, BPF_NOEXIST) == 0) {
+			count(PK_COUNTER_BUCKETS_NEW, 0);
+			return PK_REASON_PASS_RATE;
+		}
+		tat = bpf_map_lookup_elem(&buckets, &key);	/* another CPU made it meanwhile */
+		if (!tat) {
+			count(PK_COUNTER_BUCKETS_FAILED, 0);
+			return PK_REASON_PASS_RATE;	/* the total admitted it */
+		}
+		return take(tat, limit, now) ? PK_REASON_PASS_RATE : PK_REASON_DROP_RATE;
+	}
+	if (!take(tat, limit, now))
+		return PK_REASON_DROP_RATE;
+	return take_total(cfg, now) ? PK_REASON_PASS_RATE : PK_REASON_DROP_RATE_TOTAL;
+}
+
+static __always_inline bool dropped(__u32 reason)
+{
+	return reason == PK_REASON_DROP_BLOCK || reason == PK_REASON_DROP_DEFAULT ||
+	       reason == PK_REASON_DROP_RATE || reason == PK_REASON_DROP_RATE_TOTAL;
+}
+
 /* Reason for a packet whose IP header parsed; the verdict follows from it. */
 static __always_inline __u32 pass_reason(int l4_class)
 {
@@ -733,11 +862,17 @@ static __always_inline __u32 pass_reason(int l4_class)
 	return PK_REASON_PASS_NOT_PING;
 }
 
+/*
+ * Per address the most specific rule; then block on either address, limit on
+ * either (the peer's first), allow on either, and last the default.
+ */
 static __always_inline __u32 judge(const struct pk_config *cfg, int l4_class,
-				   struct pk_packet *pkt)
+				   struct pk_packet *pkt, const int direction)
 {
 	bool ping = l4_class == PK_L4_PING || l4_class == PK_L4_SUSPECT;
-	struct pk_rule *src_rule, *dst_rule;
+	struct pk_rule *src_rule, *dst_rule, *limited, *other;
+	const __u8 *peer = direction == PK_DIRECTION_OUT ? pkt->dst : pkt->src;
+	__u32 index = 0;
 
 	/* Without neighbour discovery IPv6 stops working: no rule or option drops it. */
 	if (l4_class == PK_L4_NDP)
@@ -760,13 +895,25 @@ static __always_inline __u32 judge(const struct pk_config *cfg, int l4_class,
 	}
 	if (!ping)
 		return pass_reason(l4_class);
+	limited = direction == PK_DIRECTION_OUT ? dst_rule : src_rule;
+	other = direction == PK_DIRECTION_OUT ? src_rule : dst_rule;
+	if (!has_action(limited, PK_RULE_LIMIT))
+		limited = has_action(other, PK_RULE_LIMIT) ? other : NULL;
+	if (limited) {
+		limited->hits++;
+		index = limited->limit;
+		goto limit;
+	}
 	if (has_action(src_rule, PK_RULE_ALLOW) || has_action(dst_rule, PK_RULE_ALLOW)) {
 		hit_rules(src_rule, dst_rule, PK_RULE_ALLOW);
 		return PK_REASON_PASS_ALLOW;
 	}
 	if (cfg->default_action == PK_ACTION_DROP)
 		return PK_REASON_DROP_DEFAULT;
-	return PK_REASON_PASS_DEFAULT;
+	if (cfg->default_action != PK_ACTION_LIMIT)
+		return PK_REASON_PASS_DEFAULT;
+limit:
+	return limit_ping(cfg, index, pkt->family, peer);
 }
 
 static __always_inline bool wants_event(const struct pk_config *cfg, int l4_class, __u32 verdict)
@@ -877,7 +1024,7 @@ static __always_inline void add_timing(__u32 verdict, __u64 start)
  * most.
  */
 static __always_inline int parse_frame(const struct pk_frame *frame, const int hook,
-				       const int read, struct pk_packet *pkt, __u32 icmp_set)
+				       const int read, struct pk_packet *pkt)
 {
 	struct pk_place place = { .at = frame->data, .off = 0 };
 	struct ethhdr buf, *eth;
@@ -920,9 +1067,9 @@ static __always_inline int parse_frame(const struct pk_frame *frame, const int h
 	}
 
 	if (proto == bpf_htons(PK_ETH_P_IP))
-		return parse_ipv4(frame, hook, read, &place, pkt, icmp_set);
+		return parse_ipv4(frame, hook, read, &place, pkt);
 	if (proto == bpf_htons(PK_ETH_P_IPV6))
-		return parse_ipv6(frame, hook, read, &place, pkt, icmp_set);
+		return parse_ipv6(frame, hook, read, &place, pkt);
 	return PK_L4_OTHER;
 }
 
@@ -941,24 +1088,22 @@ static __always_inline void clear_packet(struct pk_packet *pkt)
  * the verifier checks each once, apart from the in-place parse of its caller.
  * pkt is the caller's, zeroed; it is never NULL.
  */
-__attribute__((noinline)) int pk_parse_copied_xdp(struct xdp_md *ctx, struct pk_packet *pkt,
-						  __u32 icmp_set)
+__attribute__((noinline)) int pk_parse_copied_xdp(struct xdp_md *ctx, struct pk_packet *pkt)
 {
 	struct pk_frame frame = { .ctx = ctx, .length = ctx->data_end - ctx->data };
 
 	if (!pkt)
 		return PK_L4_UNPARSED;
-	return parse_frame(&frame, PK_HOOK_XDP, PK_READ_COPIED, pkt, icmp_set);
+	return parse_frame(&frame, PK_HOOK_XDP, PK_READ_COPIED, pkt);
 }
 
-__attribute__((noinline)) int pk_parse_copied_tc(struct __sk_buff *skb, struct pk_packet *pkt,
-						 __u32 icmp_set)
+__attribute__((noinline)) int pk_parse_copied_tc(struct __sk_buff *skb, struct pk_packet *pkt)
 {
 	struct pk_frame frame = { .ctx = skb, .length = skb->len };
 
 	if (!pkt)
 		return PK_L4_UNPARSED;
-	return parse_frame(&frame, PK_HOOK_TC, PK_READ_COPIED, pkt, icmp_set);
+	return parse_frame(&frame, PK_HOOK_TC, PK_READ_COPIED, pkt);
 }
 
 /*
@@ -994,24 +1139,25 @@ static __always_inline __u32 pk_process(void *ctx, const int hook, const int dir
 	if (cfg->flags & PK_F_TIMING)
 		start = bpf_ktime_get_ns();
 
-	l4_class = parse_frame(&frame, hook, PK_READ_IN_PLACE, &pkt, cfg->icmp_set);
+	l4_class = parse_frame(&frame, hook, PK_READ_IN_PLACE, &pkt);
 	if (l4_class == PK_L4_ELSEWHERE) {
 		/* Rare: kilobytes of tags or headers, or headers in an sk_buff's pages. */
 		__builtin_memset(&pkt, 0, sizeof(pkt));	/* all of it: the callee may read it */
 		if (hook == PK_HOOK_TC)
-			l4_class = pk_parse_copied_tc(ctx, &pkt, cfg->icmp_set);
+			l4_class = pk_parse_copied_tc(ctx, &pkt);
 		else
-			l4_class = pk_parse_copied_xdp(ctx, &pkt, cfg->icmp_set);
+			l4_class = pk_parse_copied_xdp(ctx, &pkt);
 	}
 
+	if (l4_class == PK_L4_ICMP)
+		l4_class = is_ping(cfg, pkt.family, pkt.icmp_type) ? PK_L4_PING : PK_L4_OTHER;
 	if (pkt.family)
-		reason = judge(cfg, l4_class, &pkt);
+		reason = judge(cfg, l4_class, &pkt, direction);
 	else if (l4_class == PK_L4_OTHER)
 		reason = PK_REASON_PASS_NOT_PING;
 	else
 		reason = PK_REASON_PASS_UNPARSED;
-	verdict = (reason == PK_REASON_DROP_BLOCK || reason == PK_REASON_DROP_DEFAULT) ?
-		  XDP_DROP : XDP_PASS;
+	verdict = dropped(reason) ? XDP_DROP : XDP_PASS;
 
 	if (cfg->flags & PK_F_TIMING)
 		add_timing(verdict, start);

@@ -60,6 +60,9 @@ if TYPE_CHECKING:  # the public API, listed once
     from pingkiller.model.errors import WebConfigError as WebConfigError
     from pingkiller.model.events import Event as Event
     from pingkiller.model.events import EventSummary as EventSummary
+    from pingkiller.model.icmp import IcmpTypes as IcmpTypes
+    from pingkiller.model.limits import Limit as Limit
+    from pingkiller.model.limits import Rate as Rate
     from pingkiller.model.network import Network as Network
     from pingkiller.model.network import format_network as format_network
     from pingkiller.model.network import parse_network as parse_network

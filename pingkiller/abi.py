@@ -25,8 +25,10 @@ from pingkiller.model.enums import (
     RuleAction,
     TimingSlot,
 )
+from pingkiller.model.icmp import IcmpTypes
+from pingkiller.model.limits import NS_PER_S, UNIT_SECONDS, Limit, Rate
 from pingkiller.model.network import Network, is_exact
-from pingkiller.model.policy import DEFAULT_EVENT_RATE, Policy
+from pingkiller.model.policy import DEFAULT_BUCKETS, DEFAULT_EVENT_RATE, Policy
 
 # The version of the pinned state's ABI: the layouts and meanings of kern/pingkiller.h's
 # structs, enums and maps. A writer records it beside the pins (pingkiller.pins.Identity);
@@ -34,19 +36,21 @@ from pingkiller.model.policy import DEFAULT_EVENT_RATE, Policy
 # that changes what a map holds (tests/unit/datapath/test_abi_layouts.py fails until you do).
 # 4: struct pk_event names two bytes of its padding (hook, direction) and the object has
 # the tc programs (TC_PROGRAM_NAMES) beside the XDP one.
-ABI_VERSION = 4
+# 5: the limit action (rates in the settings and the limits map, buckets, three more
+# reasons, two more counter slots) and ICMP types as a set (bitmaps in the settings).
+ABI_VERSION = 5
 # ABI versions whose maps this build's program runs on unchanged, so `pingkiller upgrade`
 # adopts them in place. A layout change resets this to {ABI_VERSION}.
-# 3: the maps are those of 4, and its program wrote zeros where an event's hook and
-# direction now are: xdp and in, which is what it was.
-ADOPTABLE_ABI_VERSIONS = frozenset({3, ABI_VERSION})
+ADOPTABLE_ABI_VERSIONS = frozenset({ABI_VERSION})
 # ABI versions whose maps `pingkiller upgrade` converts into this one's (pingkiller.migrate).
 # 1: pins made before versions were recorded; 1 and 2 share their layouts: shared rule
-# maps (hash and LPM trie, hits counted with atomic adds) and no event window.
-MIGRATABLE_ABI_VERSIONS = frozenset({1, 2})
+# maps (hash and LPM trie, hits counted with atomic adds) and no event window. 3 and 4
+# (whose maps are the same): settings of 24 bytes and counters of 10 slots.
+MIGRATABLE_ABI_VERSIONS = frozenset({1, 2, 3, 4})
 
 MAX_EXACT_RULES: int = lib.PK_MAX_EXACT_RULES
 MAX_PREFIX_RULES: int = lib.PK_MAX_PREFIX_RULES
+MAX_LIMITS: int = lib.PK_MAX_LIMITS  # rate classes of limit rules, 0 (the default's) included
 
 # Names of the maps in the object, as pinned.
 SETTINGS_MAP = "settings"
@@ -59,6 +63,9 @@ PREFIXES_V4_MAP = "prefixes_v4"
 PREFIXES_V6_MAP = "prefixes_v6"
 PREFIX_TRIE_V4_MAP = "prefix_trie_v4"
 PREFIX_TRIE_V6_MAP = "prefix_trie_v6"
+LIMITS_MAP = "limits"
+BUCKETS_MAP = "buckets"
+RATE_TOTAL_MAP = "rate_total"
 PROGRAM_NAME = "pingkiller"  # SEC("xdp")
 # The tc programs (SEC("tc")), one per direction: a tc program cannot tell ingress from
 # egress by itself. Each drops with TC_ACT_SHOT and passes with TCX_NEXT (-1: the next
@@ -86,6 +93,8 @@ class CounterSlot(enum.IntEnum):
     EVENTS_SENT = lib.PK_COUNTER_EVENTS_SENT
     EVENTS_SUPPRESSED = lib.PK_COUNTER_EVENTS_SUPPRESSED
     EVENTS_LOST = lib.PK_COUNTER_EVENTS_LOST
+    BUCKETS_NEW = lib.PK_COUNTER_BUCKETS_NEW
+    BUCKETS_FAILED = lib.PK_COUNTER_BUCKETS_FAILED
 
 
 class ConfigFlag(enum.IntFlag):
@@ -95,6 +104,7 @@ class ConfigFlag(enum.IntFlag):
     PREFIXES_V6 = lib.PK_F_PREFIXES_V6
     EXACT_V4 = lib.PK_F_EXACT_V4
     EXACT_V6 = lib.PK_F_EXACT_V6
+    LIMIT_TOTAL = lib.PK_F_LIMIT_TOTAL
 
 
 NO_FLAGS = ConfigFlag(0)
@@ -142,6 +152,10 @@ class Layout:
     def struct(self) -> struct.Struct:
         return struct.Struct(self.format)
 
+    def size_of(self, name: str) -> int:
+        """The size of field ``name`` in bytes."""
+        return self.offsets()[name][1]
+
     def offsets(self) -> dict[str, tuple[int, int]]:
         """Field name -> (offset, size), as this layout places them."""
         placed: dict[str, tuple[int, int]] = {}
@@ -153,11 +167,21 @@ class Layout:
         return placed
 
 
+LIMIT_LAYOUT = Layout("struct pk_limit", (
+    ("interval_ns", "Q"), ("tolerance_ns", "Q"), ("burst", "I"), ("count", "I"),
+))
 CONFIG_LAYOUT = Layout("struct pk_config", (
     ("default_action", "I"), ("icmp_set", "I"), ("events", "I"), ("event_rate", "I"),
-    ("flags", "I"), ("event_window", "I"),
+    ("flags", "I"), ("event_window", "I"), ("icmp_v4", "8I"), ("icmp_v6", "8I"),
+    ("limit_mask6", "16s"), ("ns_per_tick", "I"), ("limit_prefix6", "I"),
+    ("limit", "QQII"), ("total", "QQII"),
 ))
-RULE_LAYOUT = Layout("struct pk_rule", (("action", "I"), ("pad", "4x"), ("hits", "Q")))
+# The settings of ABI 1 to 4: the first six fields, which keep their meaning in 5.
+CONFIG_V4 = struct.Struct("=IIIIII")
+RULE_LAYOUT = Layout("struct pk_rule", (("action", "I"), ("limit", "I"), ("hits", "Q")))
+BUCKET_KEY_LAYOUT = Layout("struct pk_bucket_key", (
+    ("limit", "I"), ("family", "B"), ("pad", "3x"), ("addr", "16s"),
+))
 PREFIX_V4_LAYOUT = Layout("struct pk_prefix_v4", (("prefixlen", "I"), ("addr", "4s")))
 PREFIX_V6_LAYOUT = Layout("struct pk_prefix_v6", (("prefixlen", "I"), ("addr", "16s")))
 COUNTER_LAYOUT = Layout("struct pk_counter", (("packets", "Q"), ("bytes", "Q")))
@@ -171,12 +195,14 @@ EVENT_LAYOUT = Layout("struct pk_event", (
 ))
 # Every struct the program and user space share.
 LAYOUTS = (
-    CONFIG_LAYOUT, RULE_LAYOUT, PREFIX_V4_LAYOUT, PREFIX_V6_LAYOUT, COUNTER_LAYOUT,
-    TIMING_LAYOUT, EVENT_BUDGET_LAYOUT, EVENT_LAYOUT,
+    LIMIT_LAYOUT, CONFIG_LAYOUT, RULE_LAYOUT, BUCKET_KEY_LAYOUT, PREFIX_V4_LAYOUT,
+    PREFIX_V6_LAYOUT, COUNTER_LAYOUT, TIMING_LAYOUT, EVENT_BUDGET_LAYOUT, EVENT_LAYOUT,
 )
 
-CONFIG = CONFIG_LAYOUT.struct  # default_action icmp_set events event_rate flags event_window
-RULE = RULE_LAYOUT.struct  # action hits
+CONFIG = CONFIG_LAYOUT.struct  # every field, arrays and nested limits flattened
+LIMIT = LIMIT_LAYOUT.struct  # interval_ns tolerance_ns burst count
+RULE = RULE_LAYOUT.struct  # action limit hits
+BUCKET_KEY = BUCKET_KEY_LAYOUT.struct  # limit family addr
 PREFIX_V4 = PREFIX_V4_LAYOUT.struct  # prefixlen addr
 PREFIX_V6 = PREFIX_V6_LAYOUT.struct
 COUNTER = COUNTER_LAYOUT.struct  # packets bytes
@@ -193,7 +219,7 @@ class AbiMismatchError(ImportError):
 class CLayouts(Protocol):
     """What :func:`check_layouts` asks of a cffi ``FFI``."""
 
-    def typeof(self, cdecl: str) -> Any: ...
+    def typeof(self, cdecl: Any) -> Any: ...
     def sizeof(self, cdecl: Any) -> int: ...
     def offsetof(self, cdecl: str, *fields: str) -> int: ...
 
@@ -201,6 +227,8 @@ class CLayouts(Protocol):
 def layout_problems(layout: Layout, c: CLayouts) -> list[str]:
     """How ``layout`` differs from the C struct it names: fields, offsets, sizes."""
     ctype = layout.ctype
+    # A nested struct or an array is one field of its whole size (its own layout, if it
+    # has one, is checked apart: LIMIT_LAYOUT).
     c_fields = [(name, c.sizeof(field.type)) for name, field in c.typeof(ctype).fields]
     names = [name for name, _ in layout.fields]
     if names != [name for name, _ in c_fields]:
@@ -225,6 +253,9 @@ def check_layouts(layouts: tuple[Layout, ...] = LAYOUTS, c: CLayouts = ffi) -> N
     if DEFAULT_EVENT_RATE != lib.PK_DEFAULT_EVENT_RATE:
         problems.append(f"the default event rate is {DEFAULT_EVENT_RATE}, pingkiller.h "
                         f"{lib.PK_DEFAULT_EVENT_RATE}")
+    if DEFAULT_BUCKETS != lib.PK_DEFAULT_BUCKETS:
+        problems.append(f"the default bucket count is {DEFAULT_BUCKETS}, pingkiller.h "
+                        f"{lib.PK_DEFAULT_BUCKETS}")
     if problems:
         raise AbiMismatchError("pingkiller ABI mismatch (rebuild: `make build`): "
                                + "; ".join(problems))
@@ -243,27 +274,85 @@ def jiffies_per_second() -> int:
     return max(1, round(1 / time.clock_getres(_CLOCK_MONOTONIC_COARSE)))
 
 
+def ns_per_tick() -> int:
+    """The length of a jiffy in ns: the limiter's clock unit."""
+    return round(NS_PER_S / jiffies_per_second())
+
+
+def prefix_mask(length: int, size: int = 16) -> bytes:
+    """The netmask of a prefix ``length`` bits long, ``size`` bytes."""
+    return ((1 << size * 8) - (1 << (size * 8 - length))).to_bytes(size, "big")
+
+
+def encode_limit(limit: Limit | None) -> tuple[int, int, int, int]:
+    """``struct pk_limit``'s fields for ``limit`` (None: zeros, no limit)."""
+    if limit is None:
+        return (0, 0, 0, 0)
+    return (limit.rate.interval_ns, limit.tolerance_ns(ns_per_tick()), limit.burst,
+            limit.rate.count)
+
+
+def decode_limit(interval_ns: int, tolerance_ns: int, burst: int, count: int) -> Limit | None:
+    """Inverse of :func:`encode_limit`: the unit is the one ``count`` intervals make."""
+    del tolerance_ns  # made from the rest, and from the clock
+    if not interval_ns:
+        return None
+    unit = min(UNIT_SECONDS, key=lambda u: abs(UNIT_SECONDS[u] * NS_PER_S - interval_ns * count))
+    return Limit(Rate(count, unit), burst)
+
+
 @dataclass(frozen=True)
 class Config:
     """The settings map's single entry. Its event window (a second, in the kernel's
-    jiffies) is not a setting: :meth:`encode` writes this kernel's."""
+    jiffies) and its clock unit are not settings: :meth:`encode` writes this kernel's."""
 
     default_action: DefaultAction = DefaultAction.PASS
-    icmp_set: IcmpSet = IcmpSet.ECHO
+    icmp: IcmpTypes | IcmpSet = IcmpSet.ECHO
     events: EventsMode = EventsMode.OFF
     event_rate: int = DEFAULT_EVENT_RATE
     flags: ConfigFlag = NO_FLAGS
+    limit: Limit | None = None
+    total: Limit | None = None
+    limit_prefix6: int = 64
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "icmp", IcmpTypes.coerce(self.icmp))
+        flags = self.flags & ~ConfigFlag.LIMIT_TOTAL
+        if self.total is not None:
+            flags |= ConfigFlag.LIMIT_TOTAL
+        object.__setattr__(self, "flags", ConfigFlag(flags))
+
+    @property
+    def icmp_types(self) -> IcmpTypes:
+        assert isinstance(self.icmp, IcmpTypes)
+        return self.icmp
 
     def encode(self) -> bytes:
+        icmp = self.icmp_types
         return CONFIG.pack(
-            self.default_action, self.icmp_set, self.events, self.event_rate, self.flags,
-            jiffies_per_second(),
+            self.default_action, icmp.shorthand, self.events, self.event_rate, self.flags,
+            jiffies_per_second(), *icmp.bitmap(4), *icmp.bitmap(6),
+            prefix_mask(self.limit_prefix6), ns_per_tick(), self.limit_prefix6,
+            *encode_limit(self.limit), *encode_limit(self.total),
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> Config:
-        default, icmp, events, rate, flags, _ = CONFIG.unpack(raw[: CONFIG.size])
-        return cls(DefaultAction(default), IcmpSet(icmp), EventsMode(events), rate, ConfigFlag(flags))
+        fields = CONFIG.unpack(raw[: CONFIG.size])
+        default, _, events, rate, flags, _ = fields[:6]
+        icmp = IcmpTypes.from_bitmaps(fields[6:14], fields[14:22])
+        prefix6 = fields[24]
+        limit, total = decode_limit(*fields[25:29]), decode_limit(*fields[29:33])
+        flags = ConfigFlag(flags)
+        return cls(DefaultAction(default), icmp, EventsMode(events), rate, flags,
+                   limit, total if flags & ConfigFlag.LIMIT_TOTAL else None, prefix6)
+
+    @classmethod
+    def decode_v4(cls, raw: bytes) -> Config:
+        """The settings of pins of ABI 1 to 4 (24 bytes; ABI 1 and 2 had no event window)."""
+        default, icmp, events, rate, flags, _ = CONFIG_V4.unpack(raw[: CONFIG_V4.size])
+        return cls(DefaultAction(default), IcmpSet(icmp), EventsMode(events), rate,
+                   ConfigFlag(flags))
 
     @classmethod
     def of(cls, policy: Policy, lookups: ConfigFlag = NO_FLAGS) -> Config:
@@ -273,14 +362,17 @@ class Config:
             flags |= ConfigFlag.ALL_PROTOCOLS
         if policy.timing:
             flags |= ConfigFlag.TIMING
-        return cls(policy.default, policy.icmp, policy.events, policy.event_rate, flags)
+        return cls(policy.default, policy.icmp_types, policy.events, policy.event_rate, flags,
+                   policy.limit, policy.limit_total, policy.limit_prefix6)
 
-    @property
-    def policy(self) -> Policy:
-        return Policy(default=self.default_action, icmp=self.icmp_set,
+    def policy(self, limit_buckets: int = DEFAULT_BUCKETS) -> Policy:
+        """The policy these settings are (the bucket count is the buckets map's size)."""
+        return Policy(default=self.default_action, icmp=self.icmp_types,
                       all_protocols=bool(self.flags & ConfigFlag.ALL_PROTOCOLS),
                       events=self.events, event_rate=self.event_rate,
-                      timing=bool(self.flags & ConfigFlag.TIMING))
+                      timing=bool(self.flags & ConfigFlag.TIMING), limit=self.limit,
+                      limit_total=self.total, limit_prefix6=self.limit_prefix6,
+                      limit_buckets=limit_buckets)
 
 
 def u32_key(index: int) -> bytes:
@@ -288,16 +380,22 @@ def u32_key(index: int) -> bytes:
     return U32_KEY.pack(index)
 
 
-def encode_rule(action: RuleAction, hits: int = 0, *, cpus: int = 1) -> bytes:
+def encode_rule(action: RuleAction, hits: int = 0, *, limit: int = 0, cpus: int = 1) -> bytes:
     """A rule map value: ``cpus`` copies of the rule (a per-CPU map's value holds one
-    per possible CPU: pingkiller.bpf.Map.cpus), the first with ``hits``."""
-    return RULE.pack(action, hits) + RULE.pack(action, 0) * (cpus - 1)
+    per possible CPU: pingkiller.bpf.Map.cpus), the first with ``hits``; ``limit``: a
+    limit rule's index in the limits map."""
+    return RULE.pack(action, limit, hits) + RULE.pack(action, limit, 0) * (cpus - 1)
 
 
 def decode_rule(raw: bytes) -> tuple[RuleAction, int]:
     """The action and total hits of a rule map value (one copy or one per CPU)."""
     copies = list(RULE.iter_unpack(raw))
-    return RuleAction(copies[0][0]), sum(hits for _, hits in copies)
+    return RuleAction(copies[0][0]), sum(hits for _, _, hits in copies)
+
+
+def rule_limit(raw: bytes) -> int:
+    """A rule map value's index in the limits map (0 unless a limit rule)."""
+    return int(RULE.unpack_from(raw)[1])
 
 
 def rule_map_name(network: Network) -> str:

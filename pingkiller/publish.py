@@ -36,9 +36,15 @@ PINNED_MAPS = (
     abi.PREFIXES_V6_MAP,
     abi.PREFIX_TRIE_V4_MAP,
     abi.PREFIX_TRIE_V6_MAP,
+    abi.LIMITS_MAP,
+    abi.BUCKETS_MAP,
+    abi.RATE_TOTAL_MAP,
 )
 # Kept across a replace, so counters and event readers carry on.
 CARRIED_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, abi.EVENTS_MAP)
+# Kept also when a big rule change swaps a rebuilt copy of the rules in: what each
+# limited source has spent.
+KEPT_BY_REBUILDS = (abi.BUCKETS_MAP, abi.RATE_TOTAL_MAP)
 
 
 def object_for(strategy: Strategy, point: Point) -> Object:
@@ -62,11 +68,13 @@ def load_object(obj: Object) -> None:
 def load(strategy: Strategy, point: Point, policy: Policy, block: RuleSet, allow: RuleSet,
          carried: dict[str, Map]) -> Object:
     """The object for ``point``, loaded on the ``carried`` maps, with ``policy`` and
-    rules: configured before anything runs it."""
+    rules: configured before anything runs it. Its buckets start full: a replace
+    forgets how much each source has spent."""
     obj = object_for(strategy, point)
     try:
         for name, existing in carried.items():
             obj.reuse_map(name, existing)
+        obj.set_max_entries(abi.BUCKETS_MAP, policy.limit_buckets)
         load_object(obj)
         write_settings(obj.maps, abi.Config.of(policy))
         table = RuleTable(obj.maps)

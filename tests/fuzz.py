@@ -42,19 +42,28 @@ if str(_TESTS.parent) not in sys.path:
     sys.path.append(str(_TESTS.parent))
 
 import oracle  # noqa: E402
-from oracle import Network, Policy  # noqa: E402
+from oracle import Network, Policy, normalize  # noqa: E402
 
 from pingkiller import abi, bpf  # noqa: E402
 from pingkiller.datapath import program as datapath  # noqa: E402
 from pingkiller.datapath.rules import LOOKUP_FLAG_OF, LOOKUP_FLAGS, PREFIX_TRIES, RULE_MAPS  # noqa: E402
 from pingkiller.model import enums  # noqa: E402
+from pingkiller.model.icmp import IcmpTypes  # noqa: E402
+from pingkiller.model.limits import Limit  # noqa: E402
+
+# The rate of every limit the harness writes: a fresh bucket passes one ping, and then
+# none for an hour. Buckets are seeded empty with a time far ahead of any clock.
+HOURLY = Limit.of("1/h", 1)
+EMPTY_BUCKET = 1 << 62
 
 
-def put_rule(maps: dict[str, bpf.Map], network: Network, action: enums.RuleAction) -> None:
-    """Write one rule straight into the maps, as the ABI lays it out: the action in every
-    CPU's copy, hits zero, and a prefix also in its trie (whose value is the key)."""
+def put_rule(maps: dict[str, bpf.Map], network: Network, action: enums.RuleAction,
+             limit_class: int = 0) -> None:
+    """Write one rule straight into the maps, as the ABI lays it out: the action (and a
+    limit rule's class) in every CPU's copy, hits zero, and a prefix also in its trie
+    (whose value is the key)."""
     name, key = abi.rule_map_name(network), abi.rule_key(network)
-    maps[name][key] = abi.encode_rule(action, cpus=maps[name].cpus)
+    maps[name][key] = abi.encode_rule(action, limit=limit_class, cpus=maps[name].cpus)
     if name in PREFIX_TRIES:
         maps[PREFIX_TRIES[name]][key] = key
 
@@ -171,31 +180,46 @@ RULE_POOL: tuple[tuple[Network, enums.RuleAction], ...] = tuple(
 
 @st.composite
 def _random_rules(draw: st.DrawFn) -> tuple[Network, enums.RuleAction]:
-    action = enums.RuleAction.BLOCK if draw(BOOL) else enums.RuleAction.ALLOW
+    action = draw(st.sampled_from(enums.RuleAction))
     if draw(BOOL):
         return ipaddress.IPv4Network((address(draw, 4), draw(_ints(0, 32))), False), action
     return ipaddress.IPv6Network((address(draw, 6), draw(_ints(0, 128))), False), action
 
 
 RANDOM_RULES = _random_rules()
+SHORTHANDS = (enums.IcmpSet.ECHO, enums.IcmpSet.ECHO_REQUEST, enums.IcmpSet.ALL)
 # (default action, ICMP set, events mode, all-protocols) in one draw.
 CONFIGS = st.sampled_from([
     (default, icmp, events, every)
     for default in enums.DefaultAction
-    for icmp in enums.IcmpSet
+    for icmp in SHORTHANDS
     for events in enums.EventsMode
     for every in (False, True)
 ])
+# Sets of types as --icmp lists make them: a few of the types frames carry, or any.
+_SOME_TYPES = {family: st.frozensets(st.sampled_from(sorted(set(types))), max_size=4)
+               for family, types in ((4, (0, 3, 5, 8, 11, 13)), (6, (1, 3, 128, 129, 130, 143)))}
+ICMP_TYPE_SETS = st.tuples(_SOME_TYPES[4], _SOME_TYPES[6]).filter(lambda t: bool(t[0] or t[1]))
+# The limiter: bucket state, total, IPv6 prefix length, and the classes of limit rules.
+BUCKET_STATES = st.sampled_from(("absent", "absent", "fresh", "empty"))
+TOTALS = st.sampled_from((None, None, True, False))
+PREFIX6 = st.sampled_from((64, 64, 128, 48, 1, 96, 127))
+LIMIT_CLASSES = (1, 2, abi.MAX_LIMITS - 1)
 
 
 @st.composite
 def policies(draw: st.DrawFn) -> Policy:
-    """0-8 rules (exact and prefix, v4 and v6, block and allow) and a random config."""
+    """0-8 rules (exact and prefix, v4 and v6, block, allow and limit), a random config,
+    and the state of the limiter's buckets."""
     count = weighted(draw, (0, 1, 1, 2, 2, 3, 4), _ints(0, 8))
     rules = [weighted(draw, RULE_POOL, RANDOM_RULES, rare_one_in=8) for _ in range(count)]
     default, icmp_set, events, all_protocols = draw(CONFIGS)
-    return Policy.make(rules, default_action=default, icmp_set=icmp_set, events=events,
-                       all_protocols=all_protocols)
+    icmp: oracle.IcmpChoice = draw(ICMP_TYPE_SETS) if draw(_ints(0, 5)) == 0 else icmp_set
+    classes = tuple((normalize(network), draw(st.sampled_from(LIMIT_CLASSES)))
+                    for network, action in rules if action == enums.RuleAction.LIMIT)
+    return Policy.make(rules, default_action=default, icmp_set=icmp, events=events,
+                       all_protocols=all_protocols, limit_classes=classes,
+                       prefix6=draw(PREFIX6), bucket=draw(BUCKET_STATES), total=draw(TOTALS))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,6 +457,7 @@ class Observed:
     hits: dict[Network, int]  # rules whose hits went up
     events: list[tuple[Any, ...]] = field(default_factory=list)  # abi.EVENT rows
     entry: Entry = XDP  # the program that ran
+    buckets: frozenset[bytes] = frozenset()  # the keys the buckets map holds after the run
 
 
 class DataPath:
@@ -465,8 +490,10 @@ class DataPath:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def apply(self, scenario: Scenario) -> None:
-        """Install the scenario's policy: its rules (hits zero) and its config, nothing else."""
+    def apply(self, scenario: Scenario, bucket: bytes | None = None) -> None:
+        """Install the scenario's policy: its rules (hits zero), its config and the
+        limiter's state (``bucket``: the key the oracle says a limited ping is judged by,
+        seeded in the scenario's bucket state), nothing else."""
         for _, _, network in self.installed:
             delete_rule(self.maps, network)
         self.installed = []
@@ -481,13 +508,30 @@ class DataPath:
         for network, action in policy.rules:
             name = abi.rule_map_name(network)
             flags |= LOOKUP_FLAG_OF[name]
-            put_rule(self.maps, network, action)
+            limit_class = policy.limit_class(network) if action == enums.RuleAction.LIMIT else 0
+            put_rule(self.maps, network, action, limit_class)
             self.installed.append((self.maps[name], abi.rule_key(network), network))
+        limiting = policy.default_action == enums.DefaultAction.LIMIT
+        icmp = (IcmpTypes(*policy.icmp_set) if isinstance(policy.icmp_set, tuple)
+                else policy.icmp_set)
         config = abi.Config(
-            default_action=policy.default_action, icmp_set=policy.icmp_set,
-            events=policy.events, event_rate=0, flags=flags,
+            default_action=policy.default_action, icmp=icmp, events=policy.events,
+            event_rate=0, flags=flags, limit=HOURLY if limiting else None,
+            total=None if policy.total is None else HOURLY, limit_prefix6=policy.prefix6,
         )
         self.settings[abi.u32_key(0)] = config.encode()
+        self._seed_limiter(policy, bucket)
+
+    def _seed_limiter(self, policy: Policy, bucket: bytes | None) -> None:
+        limits, buckets = self.maps[abi.LIMITS_MAP], self.maps[abi.BUCKETS_MAP]
+        hourly = abi.LIMIT.pack(*abi.encode_limit(HOURLY))
+        for limit_class in LIMIT_CLASSES:
+            limits[abi.u32_key(limit_class)] = hourly
+        buckets.clear()
+        if bucket is not None and policy.bucket != "absent":
+            buckets[bucket] = struct.pack("=Q", EMPTY_BUCKET if policy.bucket == "empty" else 0)
+        total = EMPTY_BUCKET if policy.total is False else 0
+        self.maps[abi.RATE_TOTAL_MAP][abi.u32_key(0)] = struct.pack("=Q", total)
 
     def _counter_totals(self) -> list[tuple[int, int]]:
         totals = [(0, 0)] * abi.COUNTER_COUNT
@@ -514,7 +558,8 @@ class DataPath:
             if count:
                 hits[network] = count
         events = list(self.ring.consume().unpack(abi.EVENT))
-        return Observed(verdict, counters, hits, events, self.entry)
+        buckets = frozenset(key for key, _ in self.maps[abi.BUCKETS_MAP].items_batch())
+        return Observed(verdict, counters, hits, events, self.entry, buckets)
 
 
 def _slot_name(slot: int) -> str:
@@ -561,6 +606,7 @@ def differences(expected: oracle.Outcome, observed: Observed, length: int) -> li
     want = [(0, 0)] * abi.COUNTER_COUNT
     want[expected.reason] = (1, length)
     want[abi.CounterSlot.EVENTS_SENT] = (1, 0) if expected.event else (0, 0)
+    want[abi.CounterSlot.BUCKETS_NEW] = (1, 0) if expected.bucket_made else (0, 0)
     reasons = [s for s in range(abi.REASON_COUNT) if observed.counters[s] != (0, 0)]
     if reasons != [expected.reason]:
         got = ", ".join(_reason_name(s) for s in reasons) or "none"
@@ -568,6 +614,9 @@ def differences(expected: oracle.Outcome, observed: Observed, length: int) -> li
     for slot, (wanted, got_) in enumerate(zip(want, observed.counters, strict=True)):
         if wanted != got_ and not (slot < abi.REASON_COUNT and reasons != [expected.reason]):
             problems.append(f"counter {_slot_name(slot)}: expected +{wanted}, got +{got_}")
+    if expected.bucket_made and expected.bucket not in observed.buckets:
+        problems.append(f"buckets: expected {expected.bucket.hex() if expected.bucket else None} "
+                        f"made, the map holds {sorted(k.hex() for k in observed.buckets)}")
     if observed.hits != dict(expected.hits):
         problems.append(f"hits: expected {_hits(expected.hits)}, got {_hits(observed.hits)}")
     events = [_event_fields(row) for row in observed.events]
@@ -590,13 +639,13 @@ def _hits(hits: Any) -> str:
 def check_scenario(path: DataPath, scenario: Scenario) -> list[str]:
     """The differential check of one scenario, bytes counter included (see ``runnable``:
     the caller leaves out what BPF_PROG_RUN would refuse)."""
-    path.apply(scenario)
-    expected = oracle.judge(scenario.policy, scenario.frame)
+    expected = oracle.judge(scenario.policy, scenario.frame, path.entry.direction)
+    path.apply(scenario, expected.bucket)
     return differences(expected, path.run(scenario.frame), len(scenario.frame))
 
 
-def report(scenario: Scenario, problems: list[str]) -> str:
-    outcome = oracle.judge(scenario.policy, scenario.frame)
+def report(scenario: Scenario, problems: list[str], entry: Entry = XDP) -> str:
+    outcome = oracle.judge(scenario.policy, scenario.frame, entry.direction)
     return "\n".join([
         f"frame: {scenario.frame.hex()}",
         f"policy: {scenario.describe()}",
@@ -655,14 +704,14 @@ def main(argv: list[str] | None = None) -> int:
     classes: Counter[str] = Counter()
 
     def on_result(scenario: Scenario, problems: list[str]) -> None:
-        outcome = oracle.judge(scenario.policy, scenario.frame)
+        outcome = oracle.judge(scenario.policy, scenario.frame, entry.direction)
         reasons[outcome.reason.name] += 1
         classes[f"{outcome.parsed.l4.value}/v{outcome.parsed.family}"] += 1
         if problems:
             mismatches.append((scenario, problems))
 
-    started = time.monotonic()
     entry = next(e for e in ENTRIES if e.name == args.entry)
+    started = time.monotonic()
     ran = fuzz(args.examples, seed, on_result, entry)
     elapsed = time.monotonic() - started
     print(f"examples: {ran}, mismatches: {len(mismatches)}")
@@ -671,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     print("classes: " + ", ".join(f"{k} {v}" for k, v in classes.most_common()))
     for scenario, problems in mismatches:
         print()
-        print(report(scenario, problems))
+        print(report(scenario, problems, entry))
     return 1 if mismatches else 0
 
 

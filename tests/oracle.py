@@ -106,10 +106,18 @@ class Policy:
     """The policy the data path enforces: config plus rules (normalized, one per network)."""
 
     default_action: DefaultAction = DefaultAction.PASS
-    icmp_set: IcmpSet = IcmpSet.ECHO
+    icmp_set: IcmpChoice = IcmpSet.ECHO
     events: EventsMode = EventsMode.OFF
     all_protocols: bool = False
     rules: tuple[tuple[Network, RuleAction], ...] = ()
+    # The limiter (the default's rate is class 0, a limit rule's its class, 1 unless
+    # listed here), and the state its buckets are in: the bucket a limited ping is judged
+    # by is ABSENT (a new peer), FRESH (it holds a ping) or EMPTY; the total, when on
+    # (not None), holds a ping (True) or not (False).
+    limit_classes: tuple[tuple[Network, int], ...] = ()
+    prefix6: int = 64
+    bucket: str = "absent"
+    total: bool | None = None
 
     @classmethod
     def make(
@@ -124,6 +132,9 @@ class Policy:
             table.pop(key, None)
             table[key] = RuleAction(action)
         return cls(rules=tuple(table.items()), **config)  # type: ignore[arg-type]
+
+    def limit_class(self, rule: Network) -> int:
+        return dict(self.limit_classes).get(rule, 1)
 
     @cached_property
     def table(self) -> Mapping[Network, RuleAction]:
@@ -155,10 +166,13 @@ class Policy:
 
     def describe(self) -> str:
         rules = ", ".join(f"{action.name.lower()} {network}" for network, action in self.rules)
+        icmp = (self.icmp_set.name.lower() if isinstance(self.icmp_set, IcmpSet)
+                else f"v4 {sorted(self.icmp_set[0])} v6 {sorted(self.icmp_set[1])}")
         return (
-            f"default={self.default_action.name.lower()} icmp={self.icmp_set.name.lower()} "
+            f"default={self.default_action.name.lower()} icmp={icmp} "
             f"events={self.events.name.lower()} all_protocols={self.all_protocols} "
-            f"rules=[{rules}]"
+            f"rules=[{rules}] classes={dict(self.limit_classes)} prefix6={self.prefix6} "
+            f"bucket={self.bucket} total={self.total}"
         )
 
 
@@ -192,9 +206,15 @@ def best_rule(policy: Policy, family: int, address: bytes) -> Network | None:
     return rule if rule is not None else _longest(prefix6, value, 128)
 
 
-def is_ping(family: int, icmp_type: int, icmp_set: IcmpSet) -> bool:
+# Which ICMP messages count as pings: a shorthand, or the ICMP and ICMPv6 types themselves.
+IcmpChoice = IcmpSet | tuple[frozenset[int], frozenset[int]]
+
+
+def is_ping(family: int, icmp_type: int, icmp_set: IcmpChoice) -> bool:
     if family == 6 and icmp_type in ICMPV6_NDP:
         return False
+    if isinstance(icmp_set, tuple):
+        return icmp_type in icmp_set[family == 6]
     if icmp_set == IcmpSet.ALL:
         return True
     if family == 6:
@@ -229,7 +249,7 @@ def _truncated(fragmented: bool) -> L4:
 
 
 def _icmp(frame: bytes, at: int, fragmented: bool, family: int,
-          icmp_set: IcmpSet) -> tuple[L4, tuple[int, int, int, int] | None]:
+          icmp_set: IcmpChoice) -> tuple[L4, tuple[int, int, int, int] | None]:
     if at + ICMP_HLEN > len(frame):
         return _truncated(fragmented), None
     icmp_type, code, _, ident, seq = _ICMP.unpack_from(frame, at)
@@ -239,7 +259,7 @@ def _icmp(frame: bytes, at: int, fragmented: bool, family: int,
     return kind, (icmp_type, code, ident, seq)
 
 
-def _parse_ipv4(frame: bytes, at: int, icmp_set: IcmpSet, tags: int) -> Parsed:
+def _parse_ipv4(frame: bytes, at: int, icmp_set: IcmpChoice, tags: int) -> Parsed:
     if at + IPV4_HLEN > len(frame):
         return Parsed(L4.UNPARSED, vlan_tags=tags)
     version_ihl = frame[at]
@@ -260,7 +280,7 @@ def _parse_ipv4(frame: bytes, at: int, icmp_set: IcmpSet, tags: int) -> Parsed:
     return Parsed(kind, 4, protocol, src, dst, icmp, tags)
 
 
-def _parse_ipv6(frame: bytes, at: int, icmp_set: IcmpSet, tags: int) -> Parsed:
+def _parse_ipv6(frame: bytes, at: int, icmp_set: IcmpChoice, tags: int) -> Parsed:
     end = len(frame)
     if at + IPV6_HLEN > end or frame[at] >> 4 != 6:
         return Parsed(L4.UNPARSED, vlan_tags=tags)
@@ -304,7 +324,7 @@ def _parse_ipv6(frame: bytes, at: int, icmp_set: IcmpSet, tags: int) -> Parsed:
     return Parsed(kind, 6, nexthdr, src, dst, icmp, tags, walked)
 
 
-def parse(frame: bytes, icmp_set: IcmpSet) -> Parsed:
+def parse(frame: bytes, icmp_set: IcmpChoice) -> Parsed:
     """Parse Ethernet, its VLAN tag stack, and IPv4/IPv6 down to the ICMP header."""
     if len(frame) < ETH_HLEN:
         return Parsed(L4.UNPARSED)
@@ -352,17 +372,52 @@ class Outcome:
     hits: Mapping[Network, int] = field(default_factory=dict)  # only rules that were hit
     event: Event | None = None
     parsed: Parsed = field(default_factory=lambda: Parsed(L4.UNPARSED))
+    bucket: bytes | None = None  # the key of the bucket a limited ping was judged by
+    bucket_made: bool = False  # that bucket was made for it
 
 
 def _action(policy: Policy, rule: Network | None) -> RuleAction | None:
     return None if rule is None else policy.table[rule]
 
 
-def _reason(policy: Policy, parsed: Parsed) -> tuple[Reason, dict[Network, int]]:
+_BUCKET_KEY = struct.Struct("=IB3x16s")  # struct pk_bucket_key: class, family, address
+
+
+def bucket_key(policy: Policy, family: int, peer: bytes, limit_class: int) -> bytes:
+    """The bucket of ``peer`` (16 bytes; IPv4 in the first 4) under ``limit_class``: an IPv4
+    address, or an IPv4-mapped one as that IPv4 address, or an IPv6 address's first
+    ``policy.prefix6`` bits."""
+    if family == 4:
+        return _BUCKET_KEY.pack(limit_class, 4, peer[:4])
+    value = int.from_bytes(peer, "big")
+    if value >> 32 == 0xFFFF:
+        return _BUCKET_KEY.pack(limit_class, 4, peer[12:])
+    kept = value >> (128 - policy.prefix6) << (128 - policy.prefix6)
+    return _BUCKET_KEY.pack(limit_class, 6, kept.to_bytes(16, "big"))
+
+
+def _limited(policy: Policy, key: bytes) -> tuple[Reason, bytes, bool]:
+    """A limited ping's reason by the bucket ``key`` and the total: (reason, key, made).
+    A new peer gets a bucket only if the total admits it."""
+    if policy.bucket == "empty":
+        return Reason.DROP_RATE, key, False
+    if policy.bucket == "fresh":
+        return (Reason.DROP_RATE_TOTAL if policy.total is False else Reason.PASS_RATE), key, False
+    if policy.total is False:
+        return Reason.DROP_RATE_TOTAL, key, False
+    return Reason.PASS_RATE, key, True
+
+
+Judged = tuple[Reason, dict[Network, int], tuple[bytes, bool] | None]
+
+
+def _judged(policy: Policy, parsed: Parsed, direction: int) -> Judged:
+    """The reason, the rules hit and, for a limited ping, its bucket and whether it was
+    made. ``direction`` 1 (tc egress): the peer a limit counts is the destination."""
     if parsed.family == 0:
-        return (Reason.PASS_NOT_PING if parsed.l4 is L4.OTHER else Reason.PASS_UNPARSED), {}
+        return (Reason.PASS_NOT_PING if parsed.l4 is L4.OTHER else Reason.PASS_UNPARSED), {}, None
     if parsed.l4 is L4.NDP:
-        return Reason.PASS_NOT_PING, {}
+        return Reason.PASS_NOT_PING, {}, None
     src = best_rule(policy, parsed.family, parsed.src)
     dst = best_rule(policy, parsed.family, parsed.dst)
     src_action, dst_action = _action(policy, src), _action(policy, dst)
@@ -380,21 +435,33 @@ def _reason(policy: Policy, parsed: Parsed) -> tuple[Reason, dict[Network, int]]
     # A blocked source decides alone (the program does not look the destination up then).
     block_hits = {src: 1} if src_action == RuleAction.BLOCK and src else hits(RuleAction.BLOCK)
 
+    peer = parsed.dst if direction == 1 else parsed.src
     if parsed.l4 in (L4.PING, L4.SUSPECT):
         if blocked:
-            return Reason.DROP_BLOCK, block_hits
+            return Reason.DROP_BLOCK, block_hits, None
+        # Block before limit before allow; the peer's own rule first.
+        sides = ((dst, dst_action), (src, src_action)) if direction == 1 else \
+            ((src, src_action), (dst, dst_action))
+        for rule, action in sides:
+            if rule is not None and action == RuleAction.LIMIT:
+                reason, key, made = _limited(
+                    policy, bucket_key(policy, parsed.family, peer, policy.limit_class(rule)))
+                return reason, {rule: 1}, (key, made)
         if RuleAction.ALLOW in (src_action, dst_action):
-            return Reason.PASS_ALLOW, hits(RuleAction.ALLOW)
+            return Reason.PASS_ALLOW, hits(RuleAction.ALLOW), None
         if policy.default_action == DefaultAction.DROP:
-            return Reason.DROP_DEFAULT, {}
-        return Reason.PASS_DEFAULT, {}
+            return Reason.DROP_DEFAULT, {}, None
+        if policy.default_action == DefaultAction.LIMIT:
+            reason, key, made = _limited(policy, bucket_key(policy, parsed.family, peer, 0))
+            return reason, {}, (key, made)
+        return Reason.PASS_DEFAULT, {}, None
     if blocked and policy.all_protocols:
-        return Reason.DROP_BLOCK, block_hits
+        return Reason.DROP_BLOCK, block_hits, None
     if parsed.l4 is L4.FRAGMENT:
-        return Reason.PASS_FRAGMENT, {}
+        return Reason.PASS_FRAGMENT, {}, None
     if parsed.l4 is L4.UNPARSED:
-        return Reason.PASS_UNPARSED, {}
-    return Reason.PASS_NOT_PING, {}
+        return Reason.PASS_UNPARSED, {}, None
+    return Reason.PASS_NOT_PING, {}, None
 
 
 def _wants_event(policy: Policy, parsed: Parsed, verdict: int) -> bool:
@@ -405,14 +472,20 @@ def _wants_event(policy: Policy, parsed: Parsed, verdict: int) -> bool:
     return policy.events == EventsMode.ALL
 
 
-def judge(policy: Policy, frame: bytes) -> Outcome:
-    """What the data path must do with ``frame`` under ``policy`` (event rate unlimited)."""
+DROPPED = frozenset({Reason.DROP_BLOCK, Reason.DROP_DEFAULT, Reason.DROP_RATE,
+                     Reason.DROP_RATE_TOTAL})
+
+
+def judge(policy: Policy, frame: bytes, direction: int = 0) -> Outcome:
+    """What the data path must do with ``frame`` under ``policy`` (event rate unlimited),
+    met going ``direction`` (0 in, 1 out: tc egress)."""
     parsed = parse(frame, policy.icmp_set)
-    reason, hits = _reason(policy, parsed)
-    verdict = XDP_DROP if reason in (Reason.DROP_BLOCK, Reason.DROP_DEFAULT) else XDP_PASS
+    reason, hits, bucket = _judged(policy, parsed, direction)
+    verdict = XDP_DROP if reason in DROPPED else XDP_PASS
     event = None
     if _wants_event(policy, parsed, verdict):
         icmp = parsed.icmp or (0, 0, 0, 0)
         event = Event(len(frame), parsed.src, parsed.dst, verdict, reason, parsed.family,
                       parsed.protocol, *icmp)
-    return Outcome(verdict, reason, hits, event, parsed)
+    key, made = bucket if bucket is not None else (None, False)
+    return Outcome(verdict, reason, hits, event, parsed, key, made)

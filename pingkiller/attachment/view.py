@@ -27,7 +27,7 @@ from pingkiller.model.results import AttachmentInfo
 from pingkiller.model.rules import Rule
 from pingkiller.model.stats import Stats
 from pingkiller.store import Store
-from pingkiller.store.records import Identity, read_settings
+from pingkiller.store.records import Identity, read_policy
 
 if TYPE_CHECKING:
     from pingkiller.datapath.events import EventFeed, EventStream
@@ -129,7 +129,7 @@ class AttachmentView:
     @property
     def policy(self) -> Policy:
         self.check()
-        return read_settings(self.maps).policy
+        return read_policy(self.maps)
 
     # -- rules
 
@@ -250,7 +250,7 @@ class AttachmentView:
             point=self.point, ifindex=now.info.ifindex if now.info else 0,
             program_id=now.info.prog_id if now.info else 0,
             link_id=now.info.id if now.info else 0, mode=mode,
-            policy=read_settings(self.maps).policy if readable else None,
+            policy=read_policy(self.maps) if readable else None,
             rule_count=rule_count, rules=rules,
             stats=self._stats() if readable else None, problem=problem,
             pin_dir=str(self.directory or ""), state=now.state,

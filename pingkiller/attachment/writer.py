@@ -17,15 +17,27 @@ from pingkiller.bpf import Map, Object, Program
 from pingkiller.datapath.rules import LOOKUP_FLAGS, RuleTable
 from pingkiller.hooks.base import HookLink, Strategy
 from pingkiller.model.enums import PinState, RuleAction
-from pingkiller.model.errors import AttachmentEnded, PermissionDenied, Remedy, StaleAttachment
+from pingkiller.model.errors import (
+    AttachmentEnded,
+    InvalidInput,
+    PermissionDenied,
+    Remedy,
+    StaleAttachment,
+)
 from pingkiller.model.network import NetworkLike
 from pingkiller.model.point import Point
 from pingkiller.model.policy import Policy
 from pingkiller.model.results import RuleDiff
 from pingkiller.model.rules import Rule, RuleSet, read_rule_file
-from pingkiller.publish import load_object, object_for, publish
+from pingkiller.publish import KEPT_BY_REBUILDS, load_object, object_for, publish
 from pingkiller.store import Store
-from pingkiller.store.records import Identity, read_identity, read_settings, write_settings
+from pingkiller.store.records import (
+    Identity,
+    copy_settings,
+    read_flags,
+    read_identity,
+    write_settings,
+)
 from pingkiller.system import capabilities
 
 if TYPE_CHECKING:
@@ -109,7 +121,12 @@ class Attachment(AttachmentView):
     def set_policy(self, policy: Policy) -> None:
         """Change default action, ICMP set, events, timing... at once, rules untouched."""
         with self._writing():
-            lookups = read_settings(self.maps).flags & LOOKUP_FLAGS
+            size = self.maps[abi.BUCKETS_MAP].info.max_entries
+            if policy.limit_buckets != size:
+                raise InvalidInput(f"{self.point.label} remembers {size} limited sources; "
+                                   "another number of buckets needs a new map: attach with "
+                                   "replace", point=self.point)
+            lookups = read_flags(self.maps) & LOOKUP_FLAGS
             write_settings(self.maps, abi.Config.of(policy, lookups))
 
     # -- rules
@@ -190,10 +207,10 @@ class Attachment(AttachmentView):
             raise abi_problem(self.point, self.identity.abi_version)
         obj = object_for(self.strategy, self.point)
         try:
-            for name in CARRIED_MAPS:
+            for name in (*CARRIED_MAPS, *KEPT_BY_REBUILDS):
                 obj.reuse_map(name, self.maps[name])
             load_object(obj)
-            write_settings(obj.maps, read_settings(self.maps))
+            copy_settings(self.maps, obj.maps)
             table = RuleTable(obj.maps)
             before = table.copy_from(self.maps)
             changed = edit(table, None)

@@ -9,9 +9,18 @@ from pingkiller.cli.command import verb
 from pingkiller.cli.options import choice, complete_interfaces, interface, json_flag, opt
 from pingkiller.cli.output import echo, print_json
 from pingkiller.cli.render import attached_how, position
-from pingkiller.model.enums import RuleAction
-from pingkiller.model.policy import DEFAULT_EVENT_RATE
-from pingkiller.model.words import DEFAULT_ACTIONS, DIRECTIONS, EVENT_MODES, HOOKS, ICMP_SETS, MODES
+from pingkiller.model.enums import DefaultAction, RuleAction
+from pingkiller.model.errors import InvalidInput
+from pingkiller.model.icmp import HELP as ICMP_HELP
+from pingkiller.model.limits import Limit
+from pingkiller.model.policy import (
+    DEFAULT_BUCKETS,
+    DEFAULT_EVENT_RATE,
+    DEFAULT_PREFIX6,
+    MAX_BUCKETS,
+    MIN_BUCKETS,
+)
+from pingkiller.model.words import DEFAULT_ACTIONS, DIRECTIONS, EVENT_MODES, HOOKS, MODES
 
 
 @verb()
@@ -27,12 +36,42 @@ def attach(
     ] = None,
     default: Annotated[
         str | None,
-        opt(help="Pings no rule decides: drop or pass. [default: drop without --block, pass "
-                 "with it]", show_default=False, click_type=choice(DEFAULT_ACTIONS.words)),
+        opt(help="Pings no rule decides: drop, pass, or limit (with --limit). [default: drop "
+                 "without --block, pass with it, limit with --limit]", show_default=False,
+            click_type=choice(DEFAULT_ACTIONS.words)),
     ] = None,
+    limit: Annotated[
+        str | None,
+        opt(help="Pings no rule decides pass at most RATE per source (10/s, 600/min, 1/h; "
+                 "IPv6 sources per /64), the rest are dropped (drop_rate).", metavar="RATE"),
+    ] = None,
+    burst: Annotated[
+        int | None,
+        opt(help="With --limit: bursts of up to N pings pass at once. [default: RATE's "
+                 "per-second figure, at least 1]", min=1, metavar="N", show_default=False),
+    ] = None,
+    limit_total: Annotated[
+        str | None,
+        opt(help="All limited pings together at most RATE (drop_rate_total): what bounds a "
+                 "flood from ever-new, spoofed sources.", metavar="RATE"),
+    ] = None,
+    limit_total_burst: Annotated[
+        int | None,
+        opt(help="With --limit-total: its burst. [default: its per-second figure]", min=1,
+            metavar="N", show_default=False),
+    ] = None,
+    limit_prefix6: Annotated[
+        int, opt(help="IPv6 sources share a limit per /N: one holder has a whole /64.",
+                 min=1, max=128, metavar="N")
+    ] = DEFAULT_PREFIX6,
+    limit_buckets: Annotated[
+        int, opt(help="Limited sources remembered at once; the least recently seen are "
+                      "forgotten first (and start again with a full burst).",
+                 min=MIN_BUCKETS, max=MAX_BUCKETS, metavar="N")
+    ] = DEFAULT_BUCKETS,
     icmp: Annotated[
-        str, opt(help="What counts as a ping: echo (request+reply), echo-request, or all ICMP "
-                      "(IPv6 NDP always passes).", click_type=choice(ICMP_SETS.words))
+        str, opt(help="What counts as a ping: " + ICMP_HELP + ". IPv6 neighbour discovery "
+                      "always passes.", metavar="TYPES")
     ] = "echo",
     all_protocols: Annotated[
         bool, opt("--all-protocols", help="Block rules drop every protocol, not only pings.")
@@ -83,15 +122,21 @@ def attach(
 
       pingkiller attach eth0 --default drop --allow 10.0.0.0/8 --icmp all
 
+      pingkiller attach eth0 --limit 10/s --burst 20 --limit-total 1000/s
+
+      pingkiller attach eth0 --block 192.0.2.9 --icmp echo,timestamp
+
       pingkiller attach eth0 --hook tc --direction both --block 192.0.2.9
     """
     import pingkiller
-    from pingkiller.model.policy import default_action
 
     settings = pingkiller.Policy(
-        default=DEFAULT_ACTIONS.parse(default) if default else default_action(blocking=bool(block)),
-        icmp=ICMP_SETS.parse(icmp), all_protocols=all_protocols, events=EVENT_MODES.parse(events),
-        event_rate=event_rate, timing=timing)
+        default=_default(default, limit, bool(block)), icmp=icmp,
+        all_protocols=all_protocols, events=EVENT_MODES.parse(events), event_rate=event_rate,
+        timing=timing, limit=_limit("--limit", limit, "--burst", burst),
+        limit_total=_limit("--limit-total", limit_total, "--limit-total-burst",
+                           limit_total_burst),
+        limit_prefix6=limit_prefix6, limit_buckets=limit_buckets)
     if direction != "in" and hook != "tc":
         raise pingkiller.InvalidInput(f"--direction {direction} needs --hook tc: XDP sees only "
                                       "packets that arrive")
@@ -119,3 +164,26 @@ def attach(
     echo(f"Policy: {first.policy.describe()}")
     blocked = sum(1 for rule in first.rules if rule.action == RuleAction.BLOCK)
     echo(f"Rules: {blocked} block, {len(first.rules) - blocked} allow")
+
+
+def _default(word: str | None, limit: str | None, blocking: bool) -> DefaultAction:
+    """--default, or what it is when not given."""
+    from pingkiller.model.policy import default_action
+
+    chosen = DEFAULT_ACTIONS.parse(word) if word else None
+    if limit is not None:
+        if chosen not in (None, DefaultAction.LIMIT):
+            raise InvalidInput(f"--limit makes the default action limit: drop --default {word}")
+        return DefaultAction.LIMIT
+    if chosen is DefaultAction.LIMIT:
+        raise InvalidInput("--default limit needs a rate: add --limit RATE (e.g. 10/s)")
+    return chosen if chosen is not None else default_action(blocking=blocking)
+
+
+def _limit(rate_flag: str, rate: str | None, burst_flag: str, burst: int | None) -> Limit | None:
+    """The limit of a rate option and its burst option."""
+    if rate is None:
+        if burst is not None:
+            raise InvalidInput(f"{burst_flag} is the burst of {rate_flag}: add {rate_flag} RATE")
+        return None
+    return Limit.of(rate, burst)

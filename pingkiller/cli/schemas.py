@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from pingkiller.model.enums import Hook
 from pingkiller.model.network import format_network
-from pingkiller.model.words import DEFAULT_ACTIONS, EVENT_MODES, ICMP_SETS, RULE_ACTIONS, TIMING_SLOTS
+from pingkiller.model.words import DEFAULT_ACTIONS, EVENT_MODES, RULE_ACTIONS, TIMING_SLOTS
 
 if TYPE_CHECKING:
     from pingkiller.declarative import Plan, Step
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pingkiller.demo.run import DemoPeer, DemoState
     from pingkiller.doctor import Check, ObjectReport
     from pingkiller.model.events import Event, EventSummary, WallClock
+    from pingkiller.model.limits import Limit
     from pingkiller.model.point import Point
     from pingkiller.model.policy import Policy
     from pingkiller.model.results import AttachmentInfo, Detached, RuleChange, Upgraded
@@ -25,14 +26,24 @@ Json = dict[str, object]
 
 
 def policy(value: Policy) -> Json:
+    icmp = value.icmp_types
     return {
         "default": DEFAULT_ACTIONS.word(value.default),
-        "icmp": ICMP_SETS.word(value.icmp),
+        "icmp": str(icmp),
+        "icmp_types": {"ipv4": sorted(icmp.v4), "ipv6": sorted(icmp.v6)},
         "all_protocols": value.all_protocols,
         "events": EVENT_MODES.word(value.events),
         "event_rate": value.event_rate,
         "timing": value.timing,
+        "limit": limit(value.limit),
+        "limit_total": limit(value.limit_total),
+        "limit_prefix6": value.limit_prefix6,
+        "limit_buckets": value.limit_buckets,
     }
+
+
+def limit(value: Limit | None) -> Json | None:
+    return None if value is None else {"rate": str(value.rate), "burst": value.burst}
 
 
 def rule(value: Rule) -> Json:

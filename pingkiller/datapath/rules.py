@@ -17,7 +17,6 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from typing import NamedTuple
 
 from pingkiller import abi
@@ -26,7 +25,7 @@ from pingkiller.model.enums import RuleAction
 from pingkiller.model.errors import RuleTableFull
 from pingkiller.model.network import Network
 from pingkiller.model.rules import Rule, RuleSet
-from pingkiller.store.records import read_settings, write_settings
+from pingkiller.store.records import read_flags, write_flags
 
 RULE_MAPS = (abi.RULES_V4_MAP, abi.RULES_V6_MAP, abi.PREFIXES_V4_MAP, abi.PREFIXES_V6_MAP)
 # The LPM trie indexing each prefix map.
@@ -117,12 +116,8 @@ def _rows(name: str, keys: bytes, values: bytes, count: int, *,
     unpack = _KEYS.setdefault(len(keys) // count, struct.Struct(f"{len(keys) // count}s"))
     packed = [key for (key,) in unpack.iter_unpack(keys)]
     cpus = len(values) // (count * abi.RULE.size)
-    rows: list[tuple[int, int]]
-    if cpus == 1:
-        rows = list(abi.RULE.iter_unpack(values))
-    else:
-        copies = _PER_CPU_RULES.setdefault(cpus, struct.Struct("=" + "I4xQ" * cpus))
-        rows = [(value[0], sum(value[1::2])) for value in copies.iter_unpack(values)]
+    copies = _PER_CPU_RULES.setdefault(cpus, struct.Struct("=" + "I4xQ" * cpus))
+    rows = [(value[0], sum(value[1::2])) for value in copies.iter_unpack(values)]
     if sort:
         by = packed.__getitem__ if name in _EXACT_MAPS else lambda i: packed[i][4:] + packed[i][:4]
         order = sorted(range(count), key=by)
@@ -416,21 +411,17 @@ class RuleTable:
         """Tell the program which of the rule maps ``names`` to look in: those that hold
         rules (it skips the others). Each map named costs a walk to its first entry: an
         empty hash map's walk visits every bucket (~1 ms for 2^20)."""
-        config = read_settings(self._settings)
-        flags = config.flags
+        before = flags = read_flags(self._settings)
         for name in set(names):
             flag = LOOKUP_FLAG_OF[name]
             flags = flags & ~flag if self.maps[name].is_empty() else flags | flag
-        self._write_flags(config, flags)
+        if flags != before:
+            write_flags(self._settings, flags)
 
     def _look_up(self, names: Iterable[str]) -> None:
         """Switch the lookups of maps ``names`` on (about to get rules: no walk needed)."""
-        config = read_settings(self._settings)
-        flags = config.flags
+        before = flags = read_flags(self._settings)
         for name in names:
             flags |= LOOKUP_FLAG_OF[name]
-        self._write_flags(config, flags)
-
-    def _write_flags(self, config: abi.Config, flags: abi.ConfigFlag) -> None:
-        if flags != config.flags:
-            write_settings(self._settings, replace(config, flags=flags))
+        if flags != before:
+            write_flags(self._settings, flags)

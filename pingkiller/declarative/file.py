@@ -3,8 +3,9 @@
 A policy file is TOML, one table per interface (docs/operations.md has the reference)::
 
     [interfaces.eth0]
-    default = "pass"              # drop | pass (default: drop without block rules)
-    icmp = "echo"                 # echo | echo-request | all
+    default = "pass"              # drop | pass | limit (default: drop without block rules)
+    icmp = "echo"                 # echo | echo-request | all, or a list: ["echo", "timestamp"]
+    limit = "10/s"                # pings no rule decides, per source (default = "limit")
     block = ["198.18.0.7", "2001:db8::/32"]
     allow = ["10.0.0.0/8"]
     rule_files = ["blocklist.txt"]  # more block rules, paths relative to this file
@@ -29,13 +30,25 @@ from pathlib import Path
 from typing import TypeVar
 
 from pingkiller.model import untrusted
-from pingkiller.model.enums import Direction, Hook, Mode, RuleAction
+from pingkiller.model.enums import DefaultAction, Direction, Hook, Mode, RuleAction
 from pingkiller.model.errors import PingkillerError, PolicyFileError
+from pingkiller.model.icmp import HELP as ICMP_HELP
+from pingkiller.model.icmp import IcmpTypes
+from pingkiller.model.limits import Limit
 from pingkiller.model.network import Network, format_network, parse_network
 from pingkiller.model.point import Point, validate_ifname
-from pingkiller.model.policy import DEFAULT_EVENT_RATE, MAX_EVENT_RATE, Policy, default_action
+from pingkiller.model.policy import (
+    DEFAULT_BUCKETS,
+    DEFAULT_EVENT_RATE,
+    DEFAULT_PREFIX6,
+    MAX_BUCKETS,
+    MAX_EVENT_RATE,
+    MIN_BUCKETS,
+    Policy,
+    default_action,
+)
 from pingkiller.model.rules import read_rule_file
-from pingkiller.model.words import DEFAULT_ACTIONS, DIRECTIONS, EVENT_MODES, HOOKS, ICMP_SETS, MODES
+from pingkiller.model.words import DEFAULT_ACTIONS, DIRECTIONS, EVENT_MODES, HOOKS, MODES
 
 # The file's word for both tc directions: two attachments with the same settings.
 BOTH = "both"
@@ -45,13 +58,18 @@ _CHOICES: dict[str, list[str]] = {
     "hook": HOOKS.words,
     "direction": list(_DIRECTIONS),
     "default": DEFAULT_ACTIONS.words,
-    "icmp": ICMP_SETS.words,
     "events": EVENT_MODES.words,
     "mode": MODES.words,
 }
 _BOOLS = ("all_protocols", "timing")
 _LISTS = ("block", "allow", "rule_files")
-KEYS = (*_CHOICES, *_BOOLS, "event_rate", *_LISTS)
+# Rates and their bursts, as attach's options: (rate key, burst key).
+_LIMITS = (("limit", "burst"), ("limit_total", "limit_total_burst"))
+# Whole numbers in a range, with their default.
+_NUMBERS = {"limit_prefix6": (1, 128, DEFAULT_PREFIX6),
+            "limit_buckets": (MIN_BUCKETS, MAX_BUCKETS, DEFAULT_BUCKETS)}
+KEYS = (*_CHOICES, "icmp", *_BOOLS, "event_rate", *(key for pair in _LIMITS for key in pair),
+        *_NUMBERS, *_LISTS)
 _MAX_PROBLEMS = 5
 _LOCATED = 50  # problems located by line (each is a search); the rest are counted
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -102,16 +120,30 @@ def policy_file(specs: Iterable[AttachmentSpec], source: str = "<policy>") -> Po
     return PolicyFile({spec.point: spec for spec in specs}, source)
 
 
-def policy_settings(policy: Policy) -> dict[str, str | int | bool]:
-    """A policy's settings as the file spells them, in the file's order."""
-    return {
+Setting = str | int | bool | list[str] | None
+
+
+def policy_settings(policy: Policy) -> dict[str, Setting]:
+    """A policy's settings as the file spells them, in the file's order (None: not
+    written; limit_prefix6 and limit_buckets only where a limit or their value says)."""
+    icmp = policy.icmp_types
+    limited = policy.limit is not None or policy.limit_total is not None
+    settings: dict[str, Setting] = {
         "default": DEFAULT_ACTIONS.word(policy.default),
-        "icmp": ICMP_SETS.word(policy.icmp),
+        "icmp": str(icmp) if len(icmp.words()) == 1 else icmp.words(),
         "all_protocols": policy.all_protocols,
         "events": EVENT_MODES.word(policy.events),
         "event_rate": policy.event_rate,
         "timing": policy.timing,
     }
+    for (rate_key, burst_key), limit in zip(_LIMITS, (policy.limit, policy.limit_total),
+                                            strict=True):
+        settings[rate_key] = str(limit.rate) if limit else None
+        settings[burst_key] = limit.burst if limit else None
+    for key, value in (("limit_prefix6", policy.limit_prefix6),
+                       ("limit_buckets", policy.limit_buckets)):
+        settings[key] = value if limited or value != _NUMBERS[key][2] else None
+    return settings
 
 
 # -- reading
@@ -139,6 +171,7 @@ class _Problems:
         self.lines = text.splitlines()
         self.source = source
         self.found: list[tuple[int, str]] = []
+        self.listed_keys = False  # an unknown key's problem listed the known ones
 
     @property
     def many(self) -> bool:
@@ -288,7 +321,10 @@ def _parse_attachment(
     for key in table:
         if key not in KEYS:
             hint = "" if problems.many else _suggest(key, KEYS)
-            problems.add(where, key, f"unknown key{hint}; known: {', '.join(KEYS)}")
+            # The keys are listed once: five problems are shown.
+            known = "" if problems.listed_keys else f"; known: {', '.join(KEYS)}"
+            problems.listed_keys = True
+            problems.add(where, key, f"unknown key{hint}{known}")
 
     chosen: dict[str, str] = {}
     for key, choices in _CHOICES.items():
@@ -329,24 +365,86 @@ def _parse_attachment(
     elif not 0 <= event_rate <= MAX_EVENT_RATE:
         problems.add(where, "event_rate", f"{event_rate} is out of range 0..{MAX_EVENT_RATE}")
 
+    icmp = _icmp(where, table.get("icmp", "echo"), problems)
+    limits = [_limit(where, table, rate_key, burst_key, problems) for rate_key, burst_key in _LIMITS]
+    numbers = {key: _number(where, table, key, problems) for key in _NUMBERS}
+    if limits[0] is not None and chosen.get("default", "limit") != "limit":
+        problems.add(where, "limit", f"is the rate of default = \"limit\", not of "
+                                     f"{chosen['default']!r}: remove one")
+    if limits[0] is None and chosen.get("default") == "limit":
+        problems.add(where, "default", "\"limit\" needs a rate: add limit = \"10/s\" (say)")
     rules = _parse_rules(where, table, problems, base)
     if len(problems.found) > before:
         return []
-    assert isinstance(event_rate, int)
+    assert isinstance(event_rate, int) and icmp is not None
     if "default" in chosen:
         default = DEFAULT_ACTIONS.parse(chosen["default"])
+    elif limits[0] is not None:
+        default = DefaultAction.LIMIT
     else:  # as attach does: kill every ping unless block rules say which
         default = default_action(blocking=RuleAction.BLOCK in rules.values())
     policy = Policy(
         default=default,
-        icmp=ICMP_SETS.parse(chosen.get("icmp", "echo")),
+        icmp=icmp,
         all_protocols=flags["all_protocols"],
         events=EVENT_MODES.parse(chosen.get("events", "drops")),
         event_rate=event_rate,
         timing=flags["timing"],
+        limit=limits[0],
+        limit_total=limits[1],
+        limit_prefix6=numbers["limit_prefix6"],
+        limit_buckets=numbers["limit_buckets"],
     )
     return [AttachmentSpec(where.ifname, policy, mode, rules, hook, each)
             for each in _DIRECTIONS[direction]]
+
+
+def _icmp(where: _Where, value: object, problems: _Problems) -> IcmpTypes | None:
+    """``icmp``: a string (one word, or a comma list) or a list of words."""
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        value = ",".join(value)
+    if not isinstance(value, str):
+        problems.add(where, "icmp", f"{untrusted.describe_value(value)} is not a list of ICMP "
+                                    f"types: use {ICMP_HELP}")
+        return None
+    try:
+        return IcmpTypes.parse(value)
+    except PingkillerError as err:
+        problems.add(where, "icmp", str(err))
+        return None
+
+
+def _limit(where: _Where, table: dict[str, object], rate_key: str, burst_key: str,
+           problems: _Problems) -> Limit | None:
+    """A rate key (text such as "10/s") and its burst (a whole number, optional)."""
+    rate, burst = table.get(rate_key), table.get(burst_key)
+    if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int)):
+        problems.add(where, burst_key, f"{untrusted.describe_value(burst)} is not a whole number")
+        return None
+    if rate is None:
+        if burst is not None:
+            problems.add(where, burst_key, f"is the burst of {rate_key}: add {rate_key} = \"10/s\" "
+                                           "(say)")
+        return None
+    if not isinstance(rate, str):
+        problems.add(where, rate_key, f"{untrusted.describe_value(rate)} is not a rate such "
+                                      "as \"10/s\" or \"600/min\"")
+        return None
+    try:
+        return Limit.of(rate, burst)
+    except PingkillerError as err:
+        problems.add(where, rate_key if burst is None or "rate" in str(err) else burst_key, str(err))
+        return None
+
+
+def _number(where: _Where, table: dict[str, object], key: str, problems: _Problems) -> int:
+    low, high, default = _NUMBERS[key]
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        problems.add(where, key, f"{untrusted.describe_value(value)} is not a whole number "
+                                 f"from {low} to {high}")
+        return default
+    return value
 
 
 def _string_list(where: _Where, key: str, table: dict[str, object], problems: _Problems) -> list[str]:
@@ -409,7 +507,8 @@ def settings_lines(spec: AttachmentSpec) -> list[str]:
     every setting spelled out (the mode at the XDP hook, and at tc unless it is auto)."""
     out = [f"hook = {json.dumps(spec.hook.label)}",
            f"direction = {json.dumps(spec.direction.label)}"]
-    out += [f"{key} = {json.dumps(value)}" for key, value in policy_settings(spec.policy).items()]
+    out += [f"{key} = {json.dumps(value)}" for key, value in policy_settings(spec.policy).items()
+            if value is not None]
     if spec.hook is Hook.XDP or spec.mode is not Mode.AUTO:
         out.append(f"mode = {json.dumps(spec.mode.value)}")
     return out

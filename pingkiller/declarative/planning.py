@@ -114,7 +114,14 @@ def _more(count: int) -> str:
 def policy_changes(before: Policy, after: Policy) -> list[str]:
     """The settings that differ, each as ``key old -> new`` in the file's words."""
     old, new = policy_settings(before), policy_settings(after)
-    return [f"{key} {old[key]} -> {new[key]}".lower() for key in new if old[key] != new[key]]
+    return [f"{key} {_setting(old.get(key))} -> {_setting(new.get(key))}".lower()
+            for key in {**old, **new} if old.get(key) != new.get(key)]
+
+
+def _setting(value: object) -> str:
+    if value is None:
+        return "none"
+    return ",".join(value) if isinstance(value, list) else str(value)
 
 
 @dataclass(frozen=True)
@@ -201,6 +208,10 @@ def _step(point: Point, spec: AttachmentSpec, info: AttachmentInfo | None) -> St
         return Step(point, StepAction.REATTACH,
                     f"mode {tc_mode(info).value} -> {spec.mode.value}: a tcx link and a "
                     "clsact filter are attached differently", spec)
+    if info.policy.limit_buckets != spec.policy.limit_buckets:
+        return Step(point, StepAction.REATTACH,
+                    f"limit_buckets {info.policy.limit_buckets} -> "
+                    f"{spec.policy.limit_buckets}: the map is sized when it is made", spec)
     return _update(info, spec)
 
 

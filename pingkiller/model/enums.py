@@ -68,10 +68,14 @@ class Reason(enum.IntEnum):
     DROP_DEFAULT = 4
     PASS_FRAGMENT = 5
     PASS_UNPARSED = 6
+    DROP_RATE = 7  # a limited ping over its source's rate
+    DROP_RATE_TOTAL = 8  # a limited ping over the total rate of all limited pings
+    PASS_RATE = 9  # a limited ping within its rate
 
     @property
     def dropped(self) -> bool:
-        return self in (Reason.DROP_BLOCK, Reason.DROP_DEFAULT)
+        return self in (Reason.DROP_BLOCK, Reason.DROP_DEFAULT, Reason.DROP_RATE,
+                        Reason.DROP_RATE_TOTAL)
 
     @property
     def label(self) -> str:
@@ -84,6 +88,7 @@ class DefaultAction(enum.IntEnum):
 
     PASS = 0
     DROP = 1
+    LIMIT = 2  # pass at most the policy's rate per source (Policy.limit)
 
 
 class RuleAction(enum.IntEnum):
@@ -91,14 +96,17 @@ class RuleAction(enum.IntEnum):
 
     ALLOW = 1
     BLOCK = 2
+    LIMIT = 3  # pass at most the rule's rate per source
 
 
 class IcmpSet(enum.IntEnum):
-    """Which ICMP messages count as a ping (``enum pk_icmp_set``)."""
+    """The shorthands for which ICMP messages count as a ping (``enum pk_icmp_set``);
+    LIST is any other set (:class:`pingkiller.IcmpTypes`)."""
 
     ECHO = 0
     ECHO_REQUEST = 1
     ALL = 2
+    LIST = 3
 
 
 class EventsMode(enum.IntEnum):

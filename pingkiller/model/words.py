@@ -8,7 +8,6 @@ from pingkiller.model.enums import (
     Direction,
     EventsMode,
     Hook,
-    IcmpSet,
     Mode,
     Reason,
     RuleAction,
@@ -22,10 +21,10 @@ DIRECTIONS = Vocabulary({direction.label: direction for direction in Direction})
 MODES = Vocabulary({"auto": Mode.AUTO, "native": Mode.NATIVE, "generic": Mode.GENERIC,
                     "tcx": Mode.TCX, "clsact": Mode.CLSACT})
 REASONS = Vocabulary({reason.label: reason for reason in Reason})
-DEFAULT_ACTIONS = Vocabulary({"drop": DefaultAction.DROP, "pass": DefaultAction.PASS})
-RULE_ACTIONS = Vocabulary({"block": RuleAction.BLOCK, "allow": RuleAction.ALLOW})
-ICMP_SETS = Vocabulary({"echo": IcmpSet.ECHO, "echo-request": IcmpSet.ECHO_REQUEST,
-                        "all": IcmpSet.ALL})
+DEFAULT_ACTIONS = Vocabulary({"drop": DefaultAction.DROP, "pass": DefaultAction.PASS,
+                              "limit": DefaultAction.LIMIT})
+RULE_ACTIONS = Vocabulary({"block": RuleAction.BLOCK, "allow": RuleAction.ALLOW,
+                           "limit": RuleAction.LIMIT})
 EVENT_MODES = Vocabulary({"off": EventsMode.OFF, "drops": EventsMode.DROPS,
                           "pings": EventsMode.PINGS, "all": EventsMode.ALL})
 # The verdicts whose processing time is measured.

@@ -8,7 +8,6 @@ from pingkiller.attachment.opening import open_writer
 from pingkiller.attachment.state import abi_problem, outdated
 from pingkiller.datapath import migrate
 from pingkiller.datapath.program import program_digest
-from pingkiller.datapath.rules import RuleTable
 from pingkiller.model.enums import Direction, Hook
 from pingkiller.model.errors import Remedy, StaleAttachment
 from pingkiller.model.point import Point, validate_ifname
@@ -30,10 +29,11 @@ def upgrade(ifname: str, *, hook: Hook | str | None = None,
     The new program is loaded on the attachment's own maps (policy, rules with their hit
     counts, counters, events), which it adopts unchanged when their ABI version is one it
     runs on (:data:`pingkiller.abi.ADOPTABLE_ABI_VERSIONS`); maps of an older version it
-    converts (:data:`~pingkiller.abi.MIGRATABLE_ABI_VERSIONS`) are copied into fresh ones,
-    hits counted meanwhile carried over. It is swapped in with one atomic update: no
-    packet meets no program. All or nothing under kill -9, like a replace. An attachment
-    that runs the installed program already is left as is.
+    converts (:data:`~pingkiller.abi.MIGRATABLE_ABI_VERSIONS`): those whose layout changed
+    are copied into fresh ones, and what the old program counted meanwhile is carried
+    over. It is swapped in with one atomic update: no packet meets no program. All or
+    nothing under kill -9, like a replace. An attachment that runs the installed program
+    already is left as is.
     """
     validate_ifname(ifname)
     store = store_at(pin_root)
@@ -65,12 +65,13 @@ def _upgrade(store: Store, point: Point, recovered: tuple[str, ...]) -> Upgraded
         obj = object_for(existing.strategy, point)
         try:
             if converted:
-                for name in migrate.CARRIED:
+                step = migrate.step_for(record.abi_version)
+                for name in step.reused:
                     obj.reuse_map(name, existing.maps[name])
                 load_object(obj)
-                read = migrate.convert(existing.maps, obj.maps)
+                carry = step.convert(existing.maps, obj.maps)
                 publish(store, obj, existing.strategy, point, existing.link)
-                RuleTable(obj.maps).carry_hits(read, existing.maps)
+                carry(existing.maps, obj.maps)
             else:
                 for name in PINNED_MAPS:
                     obj.reuse_map(name, existing.maps[name])

@@ -15,6 +15,7 @@ from pathlib import Path
 from pingkiller import abi
 from pingkiller.bpf import MAP_TYPE_ARRAY, BpfError, Map
 from pingkiller.model.errors import IncompatiblePins
+from pingkiller.model.policy import DEFAULT_BUCKETS, Policy
 from pingkiller.store.layout import IDENTITY_PIN
 
 _KEY = abi.u32_key(0)
@@ -104,9 +105,33 @@ def read_settings(maps: Mapping[str, Map]) -> abi.Config:
     return abi.Config.decode(maps[abi.SETTINGS_MAP][_KEY])
 
 
+def read_policy(maps: Mapping[str, Map]) -> Policy:
+    """The policy an attachment runs: its settings, and the size of its buckets map."""
+    buckets = maps.get(abi.BUCKETS_MAP)
+    return read_settings(maps).policy(buckets.info.max_entries if buckets is not None
+                                      else DEFAULT_BUCKETS)
+
+
 def write_settings(maps: Mapping[str, Map], config: abi.Config) -> None:
     """Give an attachment's program these settings (one map update: atomic)."""
     maps[abi.SETTINGS_MAP][_KEY] = config.encode()
+
+
+_FLAGS_AT = abi.CONFIG_LAYOUT.offsets()["flags"][0]
+_FLAGS = struct.Struct("=I")
+
+
+def read_flags(maps: Mapping[str, Map]) -> abi.ConfigFlag:
+    """The flags word of an attachment's settings (readable whatever else the record
+    holds, a record never written included)."""
+    return abi.ConfigFlag(_FLAGS.unpack_from(maps[abi.SETTINGS_MAP][_KEY], _FLAGS_AT)[0])
+
+
+def write_flags(maps: Mapping[str, Map], flags: abi.ConfigFlag) -> None:
+    """Change only the flags word of an attachment's settings (one map update)."""
+    raw = bytearray(maps[abi.SETTINGS_MAP][_KEY])
+    _FLAGS.pack_into(raw, _FLAGS_AT, flags)
+    maps[abi.SETTINGS_MAP][_KEY] = bytes(raw)
 
 
 def copy_settings(source: Mapping[str, Map], target: Mapping[str, Map]) -> None:

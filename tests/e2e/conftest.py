@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers import pk_ok
-from variants import ABI_2_RELEASE, ROOT, make_release, make_variant
+from variants import ABI_2_RELEASE, ABI_4_RELEASE, ROOT, make_release, make_variant
 
 from pingkiller import abi
 from pingkiller.demo.sandbox import Peer, Sandbox
@@ -28,18 +28,29 @@ def blocked_peer(peer: Peer) -> Peer:
     return peer
 
 
-@pytest.fixture(scope="session")
-def abi_2(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """The ABI 2 release, built from this repository's history."""
-    known = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{ABI_2_RELEASE}^{{commit}}"],
+def _release(tmp_path_factory: pytest.TempPathFactory, commit: str, abi_version: int) -> list[str]:
+    """The release of ``commit`` (its ABI ``abi_version``), built from this repository's history."""
+    known = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"],
                            capture_output=True)
     if known.returncode != 0:
         if os.environ.get("CI"):
-            pytest.fail(f"needs the repository's history (commit {ABI_2_RELEASE[:7]}): "
+            pytest.fail(f"needs the repository's history (commit {commit[:7]}): "
                         "clone without --depth")
-        pytest.skip(f"needs the repository's history (commit {ABI_2_RELEASE[:7]}, the ABI 2 "
-                    "release): not a git clone, or a shallow one")
-    return make_release(tmp_path_factory.mktemp("abi2"), ABI_2_RELEASE)
+        pytest.skip(f"needs the repository's history (commit {commit[:7]}, the ABI "
+                    f"{abi_version} release): not a git clone, or a shallow one")
+    return make_release(tmp_path_factory.mktemp(f"abi{abi_version}"), commit)
+
+
+@pytest.fixture(scope="session")
+def abi_2(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The ABI 2 release, built from this repository's history."""
+    return _release(tmp_path_factory, ABI_2_RELEASE, 2)
+
+
+@pytest.fixture(scope="session")
+def abi_4(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The ABI 4 release (the last before the limit action)."""
+    return _release(tmp_path_factory, ABI_4_RELEASE, 4)
 
 
 @pytest.fixture(scope="session")

@@ -37,14 +37,15 @@ pytestmark = pytest.mark.root
 STATUS_FIELDS = {"interface", "ifindex", "program_id", "link_id", "mode", "stale", "problem",
                  "policy", "rule_count", "rules", "stats", "pin_dir", "state", "abi_version",
                  "program", "outdated", "hook", "direction", "chain"}
-POLICY_FIELDS = {"default", "icmp", "all_protocols", "events", "event_rate", "timing"}
+POLICY_FIELDS = {"default", "icmp", "icmp_types", "all_protocols", "events", "event_rate", "timing",
+                 "limit", "limit_total", "limit_prefix6", "limit_buckets"}
 STATS_FIELDS = {"interface", "packets", "bytes", "dropped", "passed", "events", "average_ns",
                 "kernel_run_time"}
 EVENT_FIELDS = {"time", "backlog", "timestamp_ns", "ifindex", "length", "verdict", "reason",
                 "family", "protocol", "src", "dst", "type", "icmp_type", "icmp_code", "icmp_id",
                 "icmp_seq", "hook", "direction"}
 REASONS = {"pass_not_ping", "pass_allow", "pass_default", "drop_block", "drop_default",
-           "pass_fragment", "pass_unparsed"}
+           "pass_fragment", "pass_unparsed", "drop_rate", "drop_rate_total", "pass_rate"}
 
 
 def test_block_outlives_cli_then_unblock_and_detach_restore(peer: Peer, pin_root: Path) -> None:

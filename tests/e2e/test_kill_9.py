@@ -96,18 +96,21 @@ def test_kill_9_at_every_step(
 
 
 @STRACE
+@pytest.mark.parametrize("old_abi", [2, 4])
 def test_kill_9_at_every_step_of_a_conversion(
-    pin_root: Path, sandbox: Sandbox, abi_2: list[str], tmp_path: Path
+    pin_root: Path, sandbox: Sandbox, old_abi: int, request: pytest.FixtureRequest,
+    tmp_path: Path
 ) -> None:
-    """Killed anywhere in converting ABI 2 pins, the next writer finds the old release's
-    attachment (every rule, as that release reads it) or the converted one (every rule),
-    never a stale or half-converted one; upgrade then finishes from either."""
+    """Killed anywhere in converting ABI 2 or 4 pins, the next writer finds the old
+    release's attachment (every rule, as that release reads it) or the converted one
+    (every rule), never a stale or half-converted one; upgrade then finishes from either."""
+    release: list[str] = request.getfixturevalue(f"abi_{old_abi}")
     ifname = sandbox.add_peer().host_ifname
     rules = frozenset({"198.19.200.0/24", "198.19.201.7", "fd00:beef::/64", "fd00:beef::9"})
 
     def prepare() -> None:
         blocks = [word for rule in sorted(rules) for word in ("--block", rule)]
-        assert run_cli(abi_2, "attach", ifname, *blocks).returncode == 0
+        assert run_cli(release, "attach", ifname, *blocks).returncode == 0
 
     prepare()
     steps = state_changing_steps(["upgrade", ifname], tmp_path / "trace")
@@ -121,8 +124,8 @@ def test_kill_9_at_every_step_of_a_conversion(
         pingkiller.recover_interrupted()
         (shown,) = json.loads(pk("status", "--json").stdout)
         assert shown["state"] == "filtering" and xdp_ids(ifname) == [shown["program_id"]]
-        if shown["abi_version"] == 2:
-            old = json.loads(run_cli(abi_2, "status", ifname, "--json").stdout)[0]
+        if shown["abi_version"] == old_abi:
+            old = json.loads(run_cli(release, "status", ifname, "--json").stdout)[0]
             assert set(hits_by_rule(old)) == rules, (call, n)
         else:
             assert shown["abi_version"] == abi.ABI_VERSION, (call, n)

@@ -110,7 +110,7 @@ def test_apply_reconciles_and_touches_nothing_else(
     assert rules_of(kept.host_ifname) == {kept.peer_v4: "allow", "198.18.255.0/24": "block",
                                           "fd00:dead::/32": "block"}
     assert after.policy is not None and after.policy.default == DefaultAction.DROP
-    assert after.policy.icmp == IcmpSet.ECHO_REQUEST
+    assert after.policy.icmp_types.shorthand is IcmpSet.ECHO_REQUEST
     assert kept.ping(kept.host_v4) == 1  # allowed now
     assert kept.ping(kept.host_v6, wait=DROP_WAIT) == 0  # default drop
     assert dropped.ping(dropped.host_v4) == 1  # detached

@@ -49,7 +49,7 @@ def test_pins_are_root_only(pin_root: Path, sandbox: Sandbox) -> None:
         info = directory.stat()
         assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == 0 and info.st_gid == 0
     files = list(directories[1].iterdir())
-    assert len(files) == 13  # the link, the program, the identity record and ten maps
+    assert len(files) == 16  # the link, the program, the identity record and 13 maps
     for pin in files:
         info = pin.stat()
         assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_uid == 0, pin

@@ -196,7 +196,7 @@ def test_pins_of_abi_2_are_converted_by_upgrade(
     assert after["abi_version"] == abi.ABI_VERSION and after["outdated"] is False
     assert set(hits_by_rule(after)) == set(rules)
     assert all(hits_by_rule(after)[rule] >= hits for rule, hits in hits_by_rule(before).items())
-    assert after["policy"] == before["policy"]
+    assert {key: after["policy"][key] for key in before["policy"]} == before["policy"]
     dropped_before = before["stats"]["packets"]["drop_block"]
     assert after["stats"]["packets"]["drop_block"] >= dropped_before >= 6
     assert (pin_root / ifname / abi.PREFIX_TRIE_V4_MAP).exists()
@@ -208,6 +208,51 @@ def test_pins_of_abi_2_are_converted_by_upgrade(
     pk_ok("block", ifname, "198.51.100.8")  # and this build writes to them
     # ... which the ABI 2 release now refuses, naming the newer version.
     one_line_failure(run_cli(abi_2, "stats", ifname))
+    pk_ok("detach", ifname)
+    assert_clean(pin_root, ifname)
+
+
+def test_pins_of_abi_4_are_converted_by_upgrade(
+    pin_root: Path, sandbox: Sandbox, abi_4: list[str]
+) -> None:
+    """The ABI 4 release's settings (24 bytes) and counters (10 slots) are converted: the
+    policy, every rule with its hits (the rule maps are kept), and every counter carry
+    over, and the limiter works on the converted attachment."""
+    peer = sandbox.add_peer()
+    ifname = peer.host_ifname
+    v4_prefix = str(ipaddress.ip_network(f"{peer.peer_v4}/30", strict=False))
+    blocks = [v4_prefix, peer.peer_v6, "198.51.100.7", "2001:db8:77::/48"]
+    args = [word for rule in blocks for word in ("--block", rule)]
+    assert run_cli(abi_4, "attach", ifname, *args, "--allow", "198.51.100.9",
+                   "--icmp", "echo-request", "--events", "drops", "--event-rate", "77").returncode == 0
+    assert peer.ping(peer.host_v4, count=3) == 0 and peer.ping(peer.host_v6, count=3) == 0
+    before = json.loads(run_cli(abi_4, "status", ifname, "--json").stdout)[0]
+    assert before["abi_version"] == 4 and hits_by_rule(before)[v4_prefix] >= 3
+    line = one_line_failure(pk("block", ifname, "198.51.100.8"))
+    assert "ABI 4" in line and f"pingkiller upgrade {ifname}" in line
+
+    (upgraded,) = pk_json("upgrade", ifname)
+    assert (upgraded["from_abi"], upgraded["to_abi"]) == (4, abi.ABI_VERSION)
+    after = pk_json("status", ifname)[0]
+    assert after["abi_version"] == abi.ABI_VERSION and after["outdated"] is False
+    assert hits_by_rule(after).keys() == {*blocks, "198.51.100.9"}
+    assert all(hits_by_rule(after)[rule] >= hits for rule, hits in hits_by_rule(before).items())
+    assert {key: after["policy"][key] for key in before["policy"]} == before["policy"]
+    assert after["policy"]["icmp_types"] == {"ipv4": [8], "ipv6": [128]}
+    assert after["policy"]["limit"] is None
+    for reason, count in before["stats"]["packets"].items():
+        assert after["stats"]["packets"][reason] >= count, reason
+    assert after["stats"]["packets"]["drop_block"] >= 6
+    assert after["stats"]["events"]["sent"] >= before["stats"]["events"]["sent"] >= 6
+    # The program runs on the converted settings and the kept rules ...
+    assert peer.ping(peer.host_v4, count=2) == 0
+    again = pk_json("status", ifname)[0]
+    assert hits_by_rule(again)[v4_prefix] >= hits_by_rule(after)[v4_prefix] + 2
+    # ... and its limiter works there: a replace that limits instead of blocking.
+    pk_ok("attach", ifname, "--replace", "--limit", "1/h", "--burst", "2")
+    assert peer.ping(peer.host_v4, count=4, interval=0.2) == 2
+    shown = pk_json("status", ifname)[0]
+    assert shown["stats"]["packets"]["drop_rate"] == 2
     pk_ok("detach", ifname)
     assert_clean(pin_root, ifname)
 

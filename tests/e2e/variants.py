@@ -54,6 +54,9 @@ def make_variant(where: Path, *, abi_version: int | None = None) -> list[str]:
 # The last commit of ABI 2 (shared rule maps, hits counted with atomic adds): the
 # release before the per-CPU rule maps, whose pins `upgrade` converts.
 ABI_2_RELEASE = "b5d411aba89c9775707c61f49243ce7c94e394cb"
+# The last commit of ABI 4 (settings of 24 bytes, 10 counter slots, no limiter): the
+# release before the limit action, whose pins `upgrade` converts.
+ABI_4_RELEASE = "824d4ca3707214e17dc906c8a6894c986282151a"
 
 
 _DATAPATH_OF_A_RELEASE = """\
@@ -88,7 +91,9 @@ def make_release(where: Path, commit: str) -> list[str]:
          "-c", str(where / "kern" / "pingkiller.bpf.c"), "-o", str(elf)],
         check=True, capture_output=True,
     )
-    data = where / "pingkiller" / "datapath.py"
+    data = where / "pingkiller" / "datapath.py"  # until the product layer's redesign
+    if not data.exists():
+        data = where / "pingkiller" / "datapath" / "program.py"
     text = data.read_text()
     text = text.replace('def elf_bytes() -> bytes:\n',
                         f'def elf_bytes() -> bytes:\n    return open({str(elf)!r}, "rb").read()\n', 1)

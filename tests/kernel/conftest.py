@@ -34,7 +34,8 @@ from pingkiller.demo.sandbox import Peer, Sandbox
 from pingkiller.model import enums
 from pingkiller.model.events import Event
 
-STATE_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, "event_budget")
+STATE_MAPS = (abi.COUNTERS_MAP, abi.TIMING_MAP, "event_budget", abi.LIMITS_MAP, abi.BUCKETS_MAP,
+              abi.RATE_TOTAL_MAP)
 
 # What every test starts from: pings pass, every packet makes an event, no rate limit.
 BASE_CONFIG = abi.Config(events=enums.EventsMode.ALL, event_rate=0)

@@ -223,9 +223,9 @@ def test_ordinary_map_per_cpu_is_one_value(obj):
 
 def test_per_cpu_hash_values(obj):
     rules = obj.maps[abi.RULES_V4_MAP]
-    value = b"".join(abi.RULE.pack(enums.RuleAction.BLOCK, cpu * 10) for cpu in range(CPUS))
+    value = b"".join(abi.RULE.pack(enums.RuleAction.BLOCK, 0, cpu * 10) for cpu in range(CPUS))
     rules[v4_key(7)] = value
-    assert rules.per_cpu(v4_key(7)) == [abi.RULE.pack(enums.RuleAction.BLOCK, cpu * 10)
+    assert rules.per_cpu(v4_key(7)) == [abi.RULE.pack(enums.RuleAction.BLOCK, 0, cpu * 10)
                                          for cpu in range(CPUS)]
     assert rules.sum(v4_key(7), "=IIQ") == (enums.RuleAction.BLOCK * CPUS, 0, 10 * sum(range(CPUS)))
     assert dict(rules.items_batch()) == {v4_key(7): value}

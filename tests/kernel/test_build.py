@@ -19,6 +19,9 @@ EXPECTED_MAPS = {
     abi.COUNTERS_MAP,
     abi.TIMING_MAP,
     "event_budget",
+    abi.LIMITS_MAP,
+    abi.BUCKETS_MAP,
+    abi.RATE_TOTAL_MAP,
     abi.RULES_V4_MAP,
     abi.RULES_V6_MAP,
     abi.PREFIXES_V4_MAP,
@@ -96,6 +99,22 @@ def test_hot_path_has_no_printk(elf):
     }
     assert helpers, "the program calls no helper at all?"
     assert not helpers & PRINTK_HELPERS
+
+
+BPF_ATOMIC_DW = 0xDB  # BPF_STX | BPF_ATOMIC | BPF_DW
+BPF_CMPXCHG = 0xF1  # BPF_CMPXCHG | BPF_FETCH
+
+
+@pytest.mark.parametrize("section", ["xdp", "tc"])
+def test_the_limiter_uses_64_bit_compare_and_swap_only(elf, section):
+    # Built at clang's default CPU (v1): 64-bit atomics are there, 32-bit ones need alu32.
+    # The limiter moves a bucket on with cmpxchg and nothing else: no atomic add, no
+    # exchange, no 32-bit form (those a v1 build cannot even emit).
+    code = elf.get_section_by_name(section).data()
+    atomics = [(opcode, imm) for opcode, _regs, _off, imm in struct.iter_unpack("=BBhi", code)
+               if opcode & 0xE7 == 0xC3]  # BPF_STX | BPF_ATOMIC, any size
+    assert atomics, "no atomic instruction: where is the limiter's compare-and-swap?"
+    assert set(atomics) == {(BPF_ATOMIC_DW, BPF_CMPXCHG)}
 
 
 def test_extension_embeds_the_object_on_disk():

@@ -41,7 +41,7 @@ TC = pytest.mark.parametrize("entry", fuzz.TC_ENTRIES, indirect=True, ids=str)
 def agree(path: fuzz.DataPath, scenario: fuzz.Scenario) -> None:
     assume(fuzz.runnable(path.entry, scenario.frame))  # tc: no sk_buff of a runt IP frame
     problems = fuzz.check_scenario(path, scenario)
-    assert not problems, "program and oracle disagree\n" + fuzz.report(scenario, problems)
+    assert not problems, "program and oracle disagree\n" + fuzz.report(scenario, problems, path.entry)
 
 
 @st.composite

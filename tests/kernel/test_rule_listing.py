@@ -88,7 +88,7 @@ def test_hit_counts_come_with_the_entries(dp: Datapath) -> None:
         cpus = table_map.cpus
         copies = [hits - (cpus - 1)] + [1] * (cpus - 1)
         table_map[abi.rule_key(net)] = b"".join(
-            abi.RULE.pack(RuleAction.BLOCK, part) for part in copies)
+            abi.RULE.pack(RuleAction.BLOCK, 0, part) for part in copies)
     entries = [entry for batch in rules.entries() for entry in batch]
     assert [(e.address, e.hits) for e in entries] == [("198.18.0.1", 7), ("fd00::/8", 2**40)]
 

@@ -13,6 +13,7 @@ from pingkiller import abi
 from pingkiller._datapath import ffi
 from pingkiller.model import enums
 from pingkiller.model.enums import DefaultAction, EventsMode, IcmpSet
+from pingkiller.model.limits import Limit
 from pingkiller.model.policy import Policy
 
 EVENT = abi.EVENT_LAYOUT
@@ -27,7 +28,7 @@ def test_every_shared_struct_has_a_layout():
     # Every struct pingkiller.h declares (cffi lists them from the cdef).
     shared = {layout.ctype for layout in abi.LAYOUTS}
     assert shared == {f"struct {name}" for name in ffi.list_types()[1]}
-    assert len(shared) == 8
+    assert len(shared) == 10
 
 
 @pytest.mark.parametrize("layout", abi.LAYOUTS, ids=lambda layout: layout.ctype)
@@ -137,7 +138,9 @@ def test_counter_slots_follow_the_reasons():
 # older versions no longer fit: then pingkiller.migrate converts them), then record the
 # new fingerprint here. 3: per-CPU rule maps, prefix tries, the event window in jiffies.
 # 4: an event's hook and direction (two bytes of its padding), for the tc programs.
-ABI_FINGERPRINTS = {2: "43e316cae844d073", 3: "6bc5938419173651", 4: "c4c6c71818b4f647"}
+# 5: the limit action and ICMP types as a set.
+ABI_FINGERPRINTS = {2: "43e316cae844d073", 3: "6bc5938419173651", 4: "c4c6c71818b4f647",
+                    5: "83150c279df8dcb1"}
 
 
 def _abi_text() -> str:
@@ -165,11 +168,10 @@ def test_the_abi_version_names_the_abi():
 
 
 def test_older_versions_are_converted_not_adopted():
-    # ABI 3 changed the rule maps' types: older pins are converted by `upgrade`. ABI 4
-    # only named two bytes of an event's padding, which ABI 3's program zeroed: adopted.
-    assert abi.ABI_VERSION == 4
-    assert {3, 4} == abi.ADOPTABLE_ABI_VERSIONS
-    assert {1, 2} == abi.MIGRATABLE_ABI_VERSIONS
+    # ABI 5 grew the settings and the counters: every older version is converted.
+    assert abi.ABI_VERSION == 5
+    assert {5} == abi.ADOPTABLE_ABI_VERSIONS
+    assert {1, 2, 3, 4} == abi.MIGRATABLE_ABI_VERSIONS
     assert not abi.ADOPTABLE_ABI_VERSIONS & abi.MIGRATABLE_ABI_VERSIONS
 
 
@@ -196,7 +198,54 @@ def test_a_policy_round_trips_through_the_settings_record() -> None:
     config = abi.Config.of(policy, abi.ConfigFlag.PREFIXES_V4)
     assert config.flags & abi.ConfigFlag.PREFIXES_V4
     assert abi.Config.decode(config.encode()) == config
-    assert config.policy == policy
+    assert config.policy() == policy
+    limited = Policy(DefaultAction.LIMIT, "echo,timestamp,icmpv6:1", limit=Limit.of("600/min", 3),
+                     limit_total=Limit.of("7/h"), limit_prefix6=48)
+    config = abi.Config.of(limited)
+    assert abi.Config.decode(config.encode()) == config
+    assert config.policy(4096) == dataclasses.replace(limited, limit_buckets=4096)
+
+
+def test_the_settings_are_what_the_program_reads() -> None:
+    # Offsets of kern/pingkiller.h; the first 24 bytes are ABI 4's record, meaning the same.
+    policy = Policy(DefaultAction.LIMIT, "echo-request,timestamp,icmpv6:200",
+                    limit=Limit.of("4/s", 10), limit_total=Limit.of("2/min"), limit_prefix6=60)
+    raw = abi.Config.of(policy).encode()
+    assert len(raw) == ffi.sizeof("struct pk_config") == 160
+    assert struct.unpack_from("=II", raw) == (2, int(IcmpSet.LIST))
+    icmp_v4, icmp_v6 = struct.unpack_from("=8I", raw, 24), struct.unpack_from("=8I", raw, 56)
+    assert icmp_v4 == (1 << 8 | 1 << 13 | 1 << 14, 0, 0, 0, 0, 0, 0, 0)  # timestamp: 13, 14
+    assert icmp_v6 == (0, 0, 0, 0, 1 << 0, 0, 1 << 8, 0)  # 128 and 200
+    assert raw[88:104] == bytes.fromhex("ffffffffffffff f0 0000000000000000".replace(" ", ""))
+    tick = struct.unpack_from("=I", raw, 104)[0]
+    assert tick * abi.jiffies_per_second() == 10**9
+    assert struct.unpack_from("=I", raw, 108) == (60,)
+    # 4/s: a ping each 250 ms, 9 more at once; 2/min: one each 30 s, in bursts of 1 (the
+    # default under 1/s) with a tick of slack.
+    assert struct.unpack_from("=QQII", raw, 112) == (250_000_000, 9 * 250_000_000, 10, 4)
+    assert struct.unpack_from("=QQII", raw, 136) == (30 * 10**9, tick, 1, 2)
+    flags = struct.unpack_from("=I", raw, 16)[0]
+    assert flags & abi.ConfigFlag.LIMIT_TOTAL
+
+
+def test_settings_of_abi_4_convert_to_the_same_policy() -> None:
+    # ABI 1 to 4 pinned 24 bytes: default, icmp set, events, event rate, flags, window.
+    old = struct.pack("=IIIIII", 1, 1, 2, 7, int(abi.ConfigFlag.TIMING | abi.ConfigFlag.EXACT_V4),
+                      250)
+    config = abi.Config.decode_v4(old)
+    assert config.policy() == Policy(DefaultAction.DROP, IcmpSet.ECHO_REQUEST,
+                                      events=EventsMode.PINGS, event_rate=7, timing=True)
+    assert config.flags & abi.ConfigFlag.EXACT_V4
+    assert config.encode()[:16] == old[:16]
+
+
+def test_a_burst_of_one_still_has_a_tick_of_tolerance() -> None:
+    # Pings a tick apart reach the program at the same jiffy: less than a tick of
+    # tolerance would hold any rate to one a tick.
+    raw = abi.Config.of(Policy(DefaultAction.LIMIT, limit=Limit.of("1000/s", 1))).encode()
+    interval, tolerance, burst, count = struct.unpack_from("=QQII", raw, 112)
+    assert (interval, burst, count) == (1_000_000, 1, 1000)
+    assert tolerance == round(10**9 / abi.jiffies_per_second())
 
 
 def test_the_model_enums_are_the_headers() -> None:

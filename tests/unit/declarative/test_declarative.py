@@ -38,6 +38,8 @@ from pingkiller.model.errors import (
     PolicyFileError,
     Remedy,
 )
+from pingkiller.model.icmp import IcmpTypes
+from pingkiller.model.limits import UNIT_SECONDS, Limit, Rate
 from pingkiller.model.network import parse_network
 from pingkiller.model.point import Point
 from pingkiller.model.policy import Policy
@@ -132,7 +134,7 @@ def test_every_field_error_is_reported_with_line_table_and_key() -> None:
         'timing = "yes"\n'  # 8
         "allow = 7\n"  # 9
     )
-    assert "policy.toml:2: [interfaces.eth0] icmp: 'ping' is not one of echo, echo-request, all" in message
+    assert "policy.toml:2: [interfaces.eth0] icmp: 'ping' is not an ICMP type (known: echo," in message
     assert "policy.toml:3: [interfaces.eth0] blok: unknown key (did you mean 'block'?)" in message
     assert "policy.toml:4: [interfaces.eth0] block: '198.18.0.300' is not an IPv4/IPv6" in message
     assert "policy.toml:7: [interfaces.eth1] event_rate: -1 is out of range" in message
@@ -197,6 +199,26 @@ points = st.one_of(
 )
 
 
+rates = st.builds(Rate, st.integers(1, 1000), st.sampled_from(sorted(UNIT_SECONDS)))
+limits = st.builds(Limit.of, rates, st.one_of(st.none(), st.integers(1, 1000)))
+icmp_types = st.one_of(
+    st.sampled_from([IcmpSet.ECHO, IcmpSet.ECHO_REQUEST, IcmpSet.ALL]).map(IcmpTypes.of),
+    st.builds(IcmpTypes, st.frozensets(st.integers(0, 255), min_size=1),
+              st.frozensets(st.integers(0, 255).filter(lambda t: not 133 <= t <= 137))),
+)
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> Policy:
+    default = draw(st.sampled_from(DefaultAction))
+    return Policy(default, draw(icmp_types), draw(st.booleans()), draw(st.sampled_from(EventsMode)),
+                  draw(st.integers(0, 0xFFFFFFFF)), draw(st.booleans()),
+                  limit=draw(limits) if default is DefaultAction.LIMIT else None,
+                  limit_total=draw(st.one_of(st.none(), limits)),
+                  limit_prefix6=draw(st.integers(1, 128)),
+                  limit_buckets=draw(st.sampled_from([256, 65536, 100_000])))
+
+
 @st.composite
 def specs(draw: st.DrawFn) -> AttachmentSpec:
     hook, direction = draw(points)
@@ -204,11 +226,10 @@ def specs(draw: st.DrawFn) -> AttachmentSpec:
              else [Mode.AUTO, Mode.TCX, Mode.CLSACT])
     return AttachmentSpec(
         ifname=draw(st.from_regex(r"[a-z][a-z0-9.@-]{0,14}", fullmatch=True)),
-        policy=draw(st.builds(Policy, st.sampled_from(DefaultAction), st.sampled_from(IcmpSet),
-                              st.booleans(), st.sampled_from(EventsMode),
-                              st.integers(0, 0xFFFFFFFF), st.booleans())),
+        policy=draw(policies()),
         mode=draw(st.sampled_from(modes)),
-        rules=draw(st.dictionaries(networks, st.sampled_from(RuleAction), max_size=6)),
+        rules=draw(st.dictionaries(networks, st.sampled_from([RuleAction.BLOCK, RuleAction.ALLOW]),
+                                   max_size=6)),
         hook=hook,
         direction=direction,
     )
@@ -277,7 +298,7 @@ def test_an_array_of_tables_lists_several_attachments_of_one_interface() -> None
         ("[[interfaces.eth0]]\n[[interfaces.eth0]]\n",
          "policy.toml:2: [[interfaces.eth0]] #2 hook: xdp is listed twice for eth0"),
         ('[[interfaces.eth0]]\n[[interfaces.eth0]]\nhook = "tc"\nicmp = "ping"\n',
-         "policy.toml:4: [[interfaces.eth0]] #2 icmp: 'ping' is not one of"),
+         "policy.toml:4: [[interfaces.eth0]] #2 icmp: 'ping' is not an ICMP type"),
         ("[interfaces]\neth0 = []\n", "[interfaces.eth0]: an empty list of attachments"),
         ("[interfaces]\neth0 = [3]\n", "[[interfaces.eth0]] #1: must be a table of settings"),
     ],
@@ -354,8 +375,10 @@ def test_plan_updates_only_differences_and_detaches_unlisted() -> None:
          "policy_changes": [], "add": [], "remove": []},
         {"interface": "lo", "hook": "xdp", "direction": "in", "action": "update",
          "reason": None,
-         "policy": {"default": "drop", "icmp": "echo", "all_protocols": False,
-                    "events": "drops", "event_rate": 1000, "timing": False},
+         "policy": {"default": "drop", "icmp": "echo",
+                    "icmp_types": {"ipv4": [0, 8], "ipv6": [128, 129]}, "all_protocols": False,
+                    "events": "drops", "event_rate": 1000, "timing": False, "limit": None,
+                    "limit_total": None, "limit_prefix6": 64, "limit_buckets": 65536},
          "mode": "auto", "policy_changes": ["default pass -> drop"],
          "add": [{"address": "198.18.0.2", "action": "block"},
                  {"address": "198.18.0.3", "action": "allow"}],
@@ -529,7 +552,7 @@ def test_cli_rejects_invalid_file_with_exit_2(tmp_path: Path, capsys: pytest.Cap
     out, err = capsys.readouterr()
     assert caught.value.code == 2 and out == ""
     assert err == (f"pingkiller: {policy}:3: [interfaces.eth0] default: 'maybe' is not one of "
-                   "drop, pass (nothing was changed)\n")
+                   "drop, pass, limit (nothing was changed)\n")
     assert not (tmp_path / "pins").exists()
 
 

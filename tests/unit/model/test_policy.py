@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pingkiller.cli import schemas
 from pingkiller.model.enums import DefaultAction, EventsMode, IcmpSet, RuleAction
 from pingkiller.model.errors import InvalidAddress, InvalidInput, RuleFileError
+from pingkiller.model.limits import Limit
 from pingkiller.model.network import format_network, parse_network, parse_networks
 from pingkiller.model.policy import Policy
 from pingkiller.model.rules import Rule, read_rule_file
@@ -121,9 +122,19 @@ def test_rule_json() -> None:
 def test_policy_json() -> None:
     policy = Policy(DefaultAction.DROP, IcmpSet.ALL, True, EventsMode.PINGS, 5, True)
     assert schemas.policy(policy) == {
-        "default": "drop", "icmp": "all", "all_protocols": True, "events": "pings",
-        "event_rate": 5, "timing": True,
+        "default": "drop", "icmp": "all",
+        "icmp_types": {"ipv4": list(range(256)), "ipv6": [*range(133), *range(138, 256)]},
+        "all_protocols": True, "events": "pings", "event_rate": 5, "timing": True,
+        "limit": None, "limit_total": None, "limit_prefix6": 64, "limit_buckets": 65536,
     }
+    limited = Policy(DefaultAction.LIMIT, "echo,timestamp", limit=Limit.of("600/min", 5),
+                     limit_total=Limit.of("1000/s"), limit_prefix6=56, limit_buckets=4096)
+    shown = schemas.policy(limited)
+    assert shown["icmp"] == "echo,timestamp"
+    assert shown["icmp_types"] == {"ipv4": [0, 8, 13, 14], "ipv6": [128, 129]}
+    assert shown["limit"] == {"rate": "600/min", "burst": 5}
+    assert shown["limit_total"] == {"rate": "1000/s", "burst": 1000}
+    assert (shown["limit_prefix6"], shown["limit_buckets"]) == (56, 4096)
 
 
 def test_policy_describe_names_the_default() -> None:

@@ -17,6 +17,7 @@ from pingkiller.hooks.base import HookLink
 from pingkiller.hooks.pinned import pin_link
 from pingkiller.model.enums import RuleAction
 from pingkiller.model.errors import PermissionDenied
+from pingkiller.model.limits import Limit
 from pingkiller.model.point import Point
 from pingkiller.model.policy import Policy
 from pingkiller.model.rules import RuleSet
@@ -65,8 +66,8 @@ def load_object(obj: Object) -> None:
         raise
 
 
-def load(strategy: Strategy, point: Point, policy: Policy, block: RuleSet, allow: RuleSet,
-         carried: dict[str, Map]) -> Object:
+def load(strategy: Strategy, point: Point, policy: Policy,
+         rules: list[tuple[RuleAction, Limit | None, RuleSet]], carried: dict[str, Map]) -> Object:
     """The object for ``point``, loaded on the ``carried`` maps, with ``policy`` and
     rules: configured before anything runs it. Its buckets start full: a replace
     forgets how much each source has spent."""
@@ -78,8 +79,9 @@ def load(strategy: Strategy, point: Point, policy: Policy, block: RuleSet, allow
         load_object(obj)
         write_settings(obj.maps, abi.Config.of(policy))
         table = RuleTable(obj.maps)
-        table.set(block, RuleAction.BLOCK)
-        table.set(allow, RuleAction.ALLOW)
+        for action, limit, networks in rules:
+            if len(networks):
+                table.set(networks, action, limit=limit)
     except BaseException:
         obj.close()
         raise

@@ -61,13 +61,16 @@ def _json_section(heading: str) -> DocSection:
 _REASONS = DocSection("REASONS", "docs/cli.md", "## Concepts", start="**Reasons**")
 
 
+_RULE_VERBS = "## `pingkiller block`, `allow`, `limit`, `unblock`"
+
 # Page name -> the sections of docs/ it carries, after OPTIONS (most pages carry none).
 DOC_SECTIONS: dict[str, tuple[DocSection, ...]] = {
     "pingkiller-detach": (_json_section("## `pingkiller detach`"),),
     "pingkiller-upgrade": (_json_section("## `pingkiller upgrade`"),),
-    "pingkiller-block": (_json_section("## `pingkiller block`, `allow`, `unblock`"),),
-    "pingkiller-allow": (_json_section("## `pingkiller block`, `allow`, `unblock`"),),
-    "pingkiller-unblock": (_json_section("## `pingkiller block`, `allow`, `unblock`"),),
+    "pingkiller-block": (_json_section(_RULE_VERBS),),
+    "pingkiller-allow": (_json_section(_RULE_VERBS),),
+    "pingkiller-limit": (_json_section(_RULE_VERBS),),
+    "pingkiller-unblock": (_json_section(_RULE_VERBS),),
     "pingkiller-status": (_REASONS, _json_section("## `pingkiller status`")),
     "pingkiller-stats": (_REASONS, _json_section("## `pingkiller stats`")),
     "pingkiller-events": (_REASONS, _json_section("## `pingkiller events`")),

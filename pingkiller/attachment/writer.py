@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from pingkiller.model.errors import (
     Remedy,
     StaleAttachment,
 )
+from pingkiller.model.limits import Limit, Rate
 from pingkiller.model.network import NetworkLike
 from pingkiller.model.point import Point
 from pingkiller.model.policy import Policy
@@ -52,8 +53,8 @@ ATOMIC_ABOVE = 256
 Edit = Callable[[RuleTable, "list[Callable[[], None]] | None"], int]
 
 
-def setting(rules: RuleSet, action: RuleAction) -> Edit:
-    return lambda table, undo: table.set(rules, action, undo=undo)
+def setting(rules: RuleSet, action: RuleAction, limit: Limit | None = None) -> Edit:
+    return lambda table, undo: table.set(rules, action, limit=limit, undo=undo)
 
 
 def removing(rules: RuleSet) -> Edit:
@@ -63,6 +64,28 @@ def removing(rules: RuleSet) -> Edit:
 def each(edits: list[Edit]) -> Edit:
     """The ``edits`` one after another, as one."""
     return lambda table, undo: sum(edit(table, undo) for edit in edits)
+
+
+def check_limit(action: RuleAction, limit: Limit | None) -> None:
+    """A limit rule needs its limit; no other rule has one."""
+    if action is RuleAction.LIMIT and limit is None:
+        raise InvalidInput("limit rules need a rate: give limit=Limit.of(\"10/s\") (say)")
+    if action is not RuleAction.LIMIT and limit is not None:
+        raise InvalidInput(f"only limit rules have a rate, not {action.name.lower()} rules")
+
+
+# Rules by what they do: each action (and a limit rule's limit) with its networks.
+Rules = list[tuple[RuleAction, "Limit | None", RuleSet]]
+
+
+def wanted_rules(block: Iterable[NetworkLike] = (), allow: Iterable[NetworkLike] = (),
+                 limit: Mapping[Limit, Iterable[NetworkLike]] | None = None) -> Rules:
+    """``block``, ``allow`` and ``limit`` (each limit's networks) as :data:`Rules`."""
+    wanted: Rules = [
+        (RuleAction.BLOCK, None, RuleSet.of(block)), (RuleAction.ALLOW, None, RuleSet.of(allow))]
+    wanted += [(RuleAction.LIMIT, each_limit, RuleSet.of(networks))
+               for each_limit, networks in (limit or {}).items()]
+    return wanted
 
 
 @dataclass
@@ -139,6 +162,14 @@ class Attachment(AttachmentView):
         """Let pings from/to these addresses or prefixes pass; returns rules changed."""
         return self.set_rules(RuleSet.of(addresses), RuleAction.ALLOW)
 
+    def limit(self, addresses: Iterable[NetworkLike], rate: Rate | str,
+              burst: int | None = None) -> int:
+        """Let pings from/to these addresses or prefixes pass at most ``rate`` per source
+        (``"10/s"``; IPv6 sources per the policy's limit_prefix6), in bursts of up to
+        ``burst`` (default: the rate's per-second figure); returns rules changed."""
+        return self.set_rules(RuleSet.of(addresses), RuleAction.LIMIT,
+                              limit=Limit.of(rate, burst))
+
     def unblock(self, addresses: Iterable[NetworkLike]) -> int:
         """Remove any rule for these addresses or prefixes; returns how many existed."""
         return self.remove_rules(RuleSet.of(addresses))
@@ -147,15 +178,18 @@ class Attachment(AttachmentView):
         """Give every address or prefix of a rule file (one a line, # comments) ``action``."""
         return self.set_rules(read_rule_file(path), action)
 
-    def set_rules(self, rules: RuleSet, action: RuleAction, *, atomic: bool | None = None) -> int:
-        """Give every rule of ``rules`` the ``action``; returns rules changed.
+    def set_rules(self, rules: RuleSet, action: RuleAction, *, limit: Limit | None = None,
+                  atomic: bool | None = None) -> int:
+        """Give every rule of ``rules`` the ``action`` (LIMIT: at ``limit``); returns
+        rules changed.
 
         ``atomic``: all or nothing also if this process is killed meanwhile (a copy of
         the rules is swapped in; it loads a program, so it needs CAP_PERFMON too). None
         (the default) means: for pinned attachments, when more than ATOMIC_ABOVE rules
         change; smaller changes are made in place, a few syscalls."""
+        check_limit(action, limit)
         with self._writing(changing=True):
-            return self.stage(setting(rules, action), len(rules), atomic).commit()
+            return self.stage(setting(rules, action, limit), len(rules), atomic).commit()
 
     def remove_rules(self, rules: RuleSet, *, atomic: bool | None = None) -> int:
         """Remove any rule of ``rules``; returns how many existed (``atomic`` as for
@@ -164,33 +198,36 @@ class Attachment(AttachmentView):
             return self.stage(removing(rules), len(rules), atomic).commit()
 
     def sync_rules(self, *, block: Iterable[NetworkLike] = (), allow: Iterable[NetworkLike] = (),
+                   limit: Mapping[Limit, Iterable[NetworkLike]] | None = None,
                    atomic: bool | None = None) -> RuleDiff:
-        """Make this attachment's rules exactly ``block`` and ``allow``: add or change what
-        differs, remove the rest; rules that stay keep their hits. All or nothing."""
-        wanted_block, wanted_allow = RuleSet.of(block), RuleSet.of(allow)
+        """Make this attachment's rules exactly ``block``, ``allow`` and ``limit`` (each
+        limit's addresses): add or change what differs, remove the rest; rules that stay
+        keep their hits. All or nothing."""
+        wanted = wanted_rules(block, allow, limit)
         with self._writing(changing=True):
-            edits, added, removed = self.differences(wanted_block, wanted_allow)
+            edits, added, removed = self.differences(wanted)
             if edits:
-                size = sum(len(rule_set) for rule_set in (wanted_block, wanted_allow))
+                size = sum(len(rule_set) for _, _, rule_set in wanted)
                 self.stage(each(edits), size + len(removed), atomic).commit()
             return RuleDiff(self.point, tuple(added), tuple(removed), self._rules().count())
 
-    def differences(self, block: RuleSet, allow: RuleSet
-                    ) -> tuple[list[Edit], list[Rule], list[Rule]]:
-        """What makes the rules exactly ``block`` and ``allow``: the edits, the rules
-        they add or change, and the rules they remove."""
+    def differences(self, wanted: Rules) -> tuple[list[Edit], list[Rule], list[Rule]]:
+        """What makes the rules exactly ``wanted`` (:func:`wanted_rules`): the edits, the
+        rules they add or change, and the rules they remove."""
         current = {rule.address: rule for batch in self._rules().entries() for rule in batch}
-        wanted = {Rule.of(network, action).address: action
-                  for rules, action in ((block, RuleAction.BLOCK), (allow, RuleAction.ALLOW))
-                  for network in rules.networks()}
-        added = [Rule(address, action) for address, action in wanted.items()
-                 if address not in current or current[address].action != action]
-        removed = [rule for address, rule in current.items() if address not in wanted]
+        wanted_by_address = {Rule.of(network, action).address: (action, limit)
+                             for action, limit, rules in wanted for network in rules.networks()}
+        added = [Rule(address, action, 0, limit)
+                 for address, (action, limit) in wanted_by_address.items()
+                 if address not in current
+                 or (current[address].action, current[address].limit) != (action, limit)]
+        removed = [rule for address, rule in current.items() if address not in wanted_by_address]
         edits: list[Edit] = []
-        for action in (RuleAction.BLOCK, RuleAction.ALLOW):
-            networks = [rule.network for rule in added if rule.action == action]
+        for action, limit, _ in wanted:
+            networks = [rule.network for rule in added
+                        if (rule.action, rule.limit) == (action, limit)]
             if networks:
-                edits.append(setting(RuleSet.of(networks), action))
+                edits.append(setting(RuleSet.of(networks), action, limit))
         if removed:
             edits.append(removing(RuleSet.of(rule.network for rule in removed)))
         return edits, added, removed

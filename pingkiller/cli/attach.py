@@ -162,8 +162,10 @@ def attach(
     first = infos[0]
     assert first.policy is not None
     echo(f"Policy: {first.policy.describe()}")
-    blocked = sum(1 for rule in first.rules if rule.action == RuleAction.BLOCK)
-    echo(f"Rules: {blocked} block, {len(first.rules) - blocked} allow")
+    counts = {action: sum(1 for rule in first.rules if rule.action == action)
+              for action in RuleAction}
+    limits = f", {counts[RuleAction.LIMIT]} limit" if counts[RuleAction.LIMIT] else ""
+    echo(f"Rules: {counts[RuleAction.BLOCK]} block, {counts[RuleAction.ALLOW]} allow{limits}")
 
 
 def _default(word: str | None, limit: str | None, blocking: bool) -> DefaultAction:

@@ -79,6 +79,12 @@ def status_lines(info: AttachmentInfo) -> list[str]:
     return lines
 
 
+def rule_action_text(rule: Rule) -> str:
+    """``block``, ``allow``, ``limit 10/s burst 10``."""
+    word = RULE_ACTIONS.word(rule.action)
+    return f"{word} {rule.limit}" if rule.limit is not None else word
+
+
 def status_text(info: AttachmentInfo, rules: list[Rule]) -> list[str]:
     """What status shows of one attachment and the ``rules`` it lists."""
     lines = status_lines(info)
@@ -86,7 +92,7 @@ def status_text(info: AttachmentInfo, rules: list[Rule]) -> list[str]:
         lines += counter_lines(info.stats, None)
     if rules:
         lines += table([("rule", False), ("action", False), ("hits", True)],
-                       ([rule.address, RULE_ACTIONS.word(rule.action), str(rule.hits)]
+                       ([rule.address, rule_action_text(rule), str(rule.hits)]
                         for rule in rules))
     if info.rule_count > len(rules):
         lines.append(f"  ... and {info.rule_count - len(rules)} more rules (--max-rules N lists "

@@ -48,7 +48,7 @@ def limit(value: Limit | None) -> Json | None:
 
 def rule(value: Rule) -> Json:
     return {"address": value.address, "action": RULE_ACTIONS.word(value.action),
-            "hits": value.hits}
+            "hits": value.hits, "limit": limit(value.limit)}
 
 
 def attachment(info: AttachmentInfo) -> Json:
@@ -144,9 +144,11 @@ def upgraded(value: Upgraded) -> Json:
             "from_program": value.from_program or None, "to_program": value.to_program}
 
 
-def rule_changes(ifname: str, verb: str, requested: int, done: list[RuleChange]) -> Json:
-    """What ``block``, ``allow`` and ``unblock --json`` print."""
+def rule_changes(ifname: str, verb: str, requested: int, done: list[RuleChange],
+                 limited: Limit | None = None) -> Json:
+    """What ``block``, ``allow``, ``limit`` and ``unblock --json`` print."""
     return {"interface": ifname, "action": verb, "requested": requested,
+            "limit": limit(limited),
             "changed": sum(item.changed for item in done),
             "rule_count": max(item.rule_count for item in done),
             "attachments": [{"hook": item.hook.label, "direction": item.direction.label,
@@ -228,7 +230,8 @@ def step(value: Step) -> Json:
         "policy": policy(value.spec.policy) if value.spec else None,
         "mode": value.spec.mode.value if value.spec else None,
         "policy_changes": value.policy_changes,
-        "add": [{"address": format_network(network), "action": RULE_ACTIONS.word(action)}
+        "add": [{"address": format_network(network), "action": RULE_ACTIONS.word(action),
+                 "limit": limit(value.limit_of(network))}
                 for network, action in value.add.items()],
         "remove": [format_network(network) for network in value.remove],
     }

@@ -14,6 +14,7 @@ from pingkiller.cli.output import echo
 from pingkiller.model.words import RULE_ACTIONS
 
 if TYPE_CHECKING:
+    from pingkiller.model.limits import Limit
     from pingkiller.model.results import AttachmentInfo
     from pingkiller.model.rules import Rule
 
@@ -111,13 +112,21 @@ def _write_json(views: Iterator[tuple[AttachmentInfo, Iterable[list[Rule]]]]) ->
 
 
 def _write_rules(out: Any, rules: Iterable[list[Rule]]) -> None:
+    import json
+
     words = {action: RULE_ACTIONS.word(action) for action in RULE_ACTIONS.members}
+    limits: dict[Limit | None, str] = {None: "null"}
     written = 0
     for batch in rules:
         if not batch:
             continue
+        for rule in batch:
+            if rule.limit not in limits:
+                limits[rule.limit] = json.dumps(schemas.limit(rule.limit), indent=2).replace(
+                    "\n", "\n        ")
         out.write(("[\n" if written == 0 else ",\n") + ",\n".join(
             f'      {{\n        "address": "{rule.address}",\n        "action": '
-            f'"{words[rule.action]}",\n        "hits": {rule.hits}\n      }}' for rule in batch))
+            f'"{words[rule.action]}",\n        "hits": {rule.hits},\n        "limit": '
+            f'{limits[rule.limit]}\n      }}' for rule in batch))
         written += len(batch)
     out.write("\n    ]" if written else "[]")

@@ -21,8 +21,10 @@ from typing import NamedTuple
 
 from pingkiller import abi
 from pingkiller.bpf import BatchError, BpfError, Map
+from pingkiller.datapath.limits import LimitTable
 from pingkiller.model.enums import RuleAction
 from pingkiller.model.errors import RuleTableFull
+from pingkiller.model.limits import Limit
 from pingkiller.model.network import Network
 from pingkiller.model.rules import Rule, RuleSet
 from pingkiller.store.records import read_flags, write_flags
@@ -109,15 +111,15 @@ _ACTIONS = {int(action): action for action in RuleAction}
 
 
 def _rows(name: str, keys: bytes, values: bytes, count: int, *,
-          sort: bool) -> tuple[list[bytes], list[tuple[int, int]]]:
+          sort: bool) -> tuple[list[bytes], list[tuple[int, int, int]]]:
     """One batch of rule map ``name`` (packed keys and per-CPU values) as its keys and
-    their (action, hits summed over the CPUs); ``sort``: by address (a prefix key holds
-    the prefix length first: then by length)."""
+    their (action, limit class, hits summed over the CPUs); ``sort``: by address (a
+    prefix key holds the prefix length first: then by length)."""
     unpack = _KEYS.setdefault(len(keys) // count, struct.Struct(f"{len(keys) // count}s"))
     packed = [key for (key,) in unpack.iter_unpack(keys)]
     cpus = len(values) // (count * abi.RULE.size)
-    copies = _PER_CPU_RULES.setdefault(cpus, struct.Struct("=" + "I4xQ" * cpus))
-    rows = [(value[0], sum(value[1::2])) for value in copies.iter_unpack(values)]
+    copies = _PER_CPU_RULES.setdefault(cpus, struct.Struct("=IIQ" + "8xQ" * (cpus - 1)))
+    rows = [(value[0], value[1], sum(value[2:])) for value in copies.iter_unpack(values)]
     if sort:
         by = packed.__getitem__ if name in _EXACT_MAPS else lambda i: packed[i][4:] + packed[i][:4]
         order = sorted(range(count), key=by)
@@ -153,24 +155,27 @@ def _address_text(family: int, packed: bytes) -> str:
     return text
 
 
-def _decode_entries(name: str, keys: bytes, values: bytes, count: int, sort: bool) -> list[Rule]:
-    """One batch of a rule map as entries (``sort``: by address)."""
+def _decode_entries(name: str, keys: bytes, values: bytes, count: int, sort: bool,
+                    classes: Mapping[int, Limit]) -> list[Rule]:
+    """One batch of a rule map as entries (``sort``: by address; ``classes``: the limit
+    of each class limit rules name)."""
     family, actions, make = _FAMILY[name], _ACTIONS, tuple.__new__
     packed, rows = _rows(name, keys, values, count, sort=sort)
+    limit_of = classes.get
     if name in _EXACT_MAPS:
         # inet_ntop over the whole batch (~1 us a rule all told); IPv6 checks its text
         text = (map(socket.inet_ntop, itertools.repeat(family, count), packed)
                 if family == socket.AF_INET else map(_address_text, itertools.repeat(family), packed))
-        return [make(Rule, (address, actions[action], hits))
-                for address, (action, hits) in zip(text, rows, strict=True)]
+        return [make(Rule, (address, actions[action], hits, limit_of(limit_class)))
+                for address, (action, limit_class, hits) in zip(text, rows, strict=True)]
     prefix = abi.PREFIX_V4 if family == socket.AF_INET else abi.PREFIX_V6
     maximum = 32 if family == socket.AF_INET else 128
     entries = []
-    for key, (action, hits) in zip(packed, rows, strict=True):
+    for key, (action, limit_class, hits) in zip(packed, rows, strict=True):
         prefixlen, address = prefix.unpack(key)
         shown = _address_text(family, address)
         entries.append(make(Rule, (shown if prefixlen == maximum else f"{shown}/{prefixlen}",
-                                        actions[action], hits)))
+                                        actions[action], hits, limit_of(limit_class))))
     return entries
 
 
@@ -197,19 +202,37 @@ class RuleTable:
         self.tries = {name: maps[trie] for name, trie in PREFIX_TRIES.items()}
         self.settings = maps[abi.SETTINGS_MAP]
         self._settings = {abi.SETTINGS_MAP: self.settings}  # what the settings record reads
+        # Absent in the maps of ABI 1 to 4, which only ever had block and allow rules.
+        self.limits = LimitTable(maps[abi.LIMITS_MAP], maps.get(abi.BUCKETS_MAP)) \
+            if abi.LIMITS_MAP in maps else None
 
     def set(self, rules: RuleSet | Iterable[Network], action: RuleAction, *,
-            undo: list[Callable[[], None]] | None = None) -> int:
-        """Make every network of ``rules`` a rule with ``action``; returns how many rules
-        changed. A rule that already has the action keeps its hit count. All or nothing:
-        if a map would overflow, nothing changes and RuleTableFull names the capacity.
-        With ``undo``, a call that puts the rules back as they were is appended to it
-        (for a change made to several tables, all or nothing)."""
-        return self.set_keys(keys_by_map(_rule_set(rules)), action, undo=undo)
+            limit: Limit | None = None, undo: list[Callable[[], None]] | None = None) -> int:
+        """Make every network of ``rules`` a rule with ``action`` (LIMIT: at ``limit``);
+        returns how many rules changed. A rule that already has the action (and limit)
+        keeps its hit count. All or nothing: if a map would overflow, nothing changes and
+        RuleTableFull names the capacity. With ``undo``, a call that puts the rules back
+        as they were is appended to it (for a change made to several tables, all or
+        nothing)."""
+        if (action is RuleAction.LIMIT) != (limit is not None):
+            raise ValueError("a limit rule needs its limit, and only a limit rule has one")
+        limit_class = 0
+        if limit is not None:
+            assert self.limits is not None
+            limit_class = self.limits.index_of(limit, self.limit_classes, undo=undo)
+        return self.set_keys(keys_by_map(_rule_set(rules)), action, limit_class=limit_class,
+                             undo=undo)
+
+    def limit_classes(self) -> frozenset[int]:
+        """The classes limit rules name: a walk of every rule map."""
+        return frozenset(abi.rule_limit(value) for name in RULE_MAPS
+                         for _, values in rule_batches(self.maps[name]) for value in values
+                         if abi.RULE.unpack_from(value)[0] == RuleAction.LIMIT)
 
     def set_keys(self, by_map: Mapping[str, Sequence[bytes]], action: RuleAction, *,
-                 undo: list[Callable[[], None]] | None = None) -> int:
-        """:meth:`set` for rule map keys, per map (:func:`keys_by_map`)."""
+                 limit_class: int = 0, undo: list[Callable[[], None]] | None = None) -> int:
+        """:meth:`set` for rule map keys, per map (:func:`keys_by_map`), a limit rule's
+        rate given by its class."""
         plan: list[tuple[Map, list[bytes], list[tuple[bytes, bytes]]]] = []
         for name, keys in by_map.items():
             table = self.maps[name]
@@ -226,7 +249,7 @@ class RuleTable:
             changed = [
                 (key, existing[key])
                 for key in keys
-                if key in existing and abi.decode_rule(existing[key])[0] != action
+                if key in existing and abi.RULE.unpack_from(existing[key])[:2] != (action, limit_class)
             ]
             if not few and len(existing) + len(new) > table.info.max_entries:
                 raise self._full_error(table, len(existing), len(new))
@@ -239,7 +262,7 @@ class RuleTable:
         added: list[tuple[Map, list[bytes]]] = []
         replaced: list[tuple[Map, bytes, bytes]] = []
         for table, new, changed in plan:
-            value = abi.encode_rule(action, cpus=table.cpus)
+            value = abi.encode_rule(action, limit=limit_class, cpus=table.cpus)
             try:
                 try:
                     insert(table, new, value * len(new))
@@ -268,20 +291,23 @@ class RuleTable:
 
     def copy_from(self, old: Mapping[str, Map]) -> dict[str, dict[bytes, int]]:
         """Put every rule of the rule maps ``old`` (empty here; of this ABI or of ABI 1
-        and 2, whose values are one struct pk_rule) into this table with its action and
-        hits, prefixes into the tries too, and switch the lookups on. One walk of each old
-        map; returns the hits it read per rule, for :meth:`carry_hits` once the program
-        that counts in ``old`` is swapped out."""
+        and 2, whose values are one struct pk_rule) into this table with its action,
+        limit and hits, prefixes into the tries too, and switch the lookups on. One walk
+        of each old map; returns the hits it read per rule, for :meth:`carry_hits` once
+        the program that counts in ``old`` is swapped out."""
+        if self.limits is not None and abi.LIMITS_MAP in old:
+            self.limits.copy_from(old[abi.LIMITS_MAP])
         read: dict[str, dict[bytes, int]] = {}
         for name in RULE_MAPS:
             read[name] = seen = dict[bytes, int]()
             cpus = self.maps[name].cpus
             for keys, values in rule_batches(old[name]):
-                rules = list(map(abi.decode_rule, values))
+                rules = [(*abi.decode_rule(value), abi.rule_limit(value)) for value in values]
                 insert(self.maps[name], keys, b"".join(
-                    abi.encode_rule(action, hits, cpus=cpus) for action, hits in rules))
+                    abi.encode_rule(action, hits, limit=limit_class, cpus=cpus)
+                    for action, hits, limit_class in rules))
                 self._index(name, keys)
-                seen.update(zip(keys, (hits for _, hits in rules), strict=True))
+                seen.update(zip(keys, (hits for _, hits, _ in rules), strict=True))
         self.refresh_lookup_flags()
         return read
 
@@ -291,7 +317,8 @@ class RuleTable:
         current = table.get_raw(key)
         if current is not None:
             action, counted = abi.decode_rule(current)
-            table.put(key, abi.encode_rule(action, counted + gained, cpus=table.cpus))
+            table.put(key, abi.encode_rule(action, counted + gained,
+                                           limit=abi.rule_limit(current), cpus=table.cpus))
 
     def carry_hits(self, since: Mapping[str, Mapping[bytes, int]],
                    old: Mapping[str, Map]) -> None:
@@ -385,9 +412,10 @@ class RuleTable:
         order (a hash map's follows its random hash seed), since sorting it would hold
         it whole.
         """
+        classes = self.limits.classes() if self.limits is not None else {}
         for name in LISTING_ORDER:
             for keys, values, count, sort in _map_batches(self.maps[name]):
-                yield _decode_entries(name, keys, values, count, sort)
+                yield _decode_entries(name, keys, values, count, sort, classes)
 
     def count(self) -> int:
         """How many rules there are: a batch walk of each map (see Map.__len__), no
@@ -400,11 +428,12 @@ class RuleTable:
         :meth:`entries` order, from one walk of the maps: batches past the first
         ``keep`` rules are counted, not decoded. Memory: one batch beyond ``keep``."""
         count, kept = 0, list[Rule]()
+        classes = self.limits.classes() if self.limits is not None else {}
         for name in LISTING_ORDER:
             for keys, values, found, sort in _map_batches(self.maps[name]):
                 count += found
                 if keep is None or len(kept) < keep:
-                    kept += _decode_entries(name, keys, values, found, sort)
+                    kept += _decode_entries(name, keys, values, found, sort, classes)
         return RuleScan(count, kept if keep is None else kept[:keep])
 
     def refresh_lookup_flags(self, names: Iterable[str] = RULE_MAPS) -> None:

@@ -13,6 +13,8 @@ from pingkiller.declarative.file import (
     AttachmentSpec,
     PolicyFile,
     dump,
+    limit_order,
+    limit_rules_header,
     policy_file,
     settings_lines,
     table_header,
@@ -20,6 +22,7 @@ from pingkiller.declarative.file import (
 from pingkiller.declarative.planning import tc_mode
 from pingkiller.model.enums import Hook, Mode, RuleAction
 from pingkiller.model.errors import IncompatiblePins, PingkillerError
+from pingkiller.model.limits import Limit
 from pingkiller.model.policy import Policy
 from pingkiller.model.results import AttachmentInfo
 
@@ -50,8 +53,9 @@ def _spec(info: AttachmentInfo, unreadable: PingkillerError | None = None
     if policy is None:
         return None
     rules = {rule.network: rule.action for rule in info.rules}
+    limits = {rule.network: rule.limit for rule in info.rules if rule.limit is not None}
     return AttachmentSpec(info.ifname, policy, _exported_mode(info), rules, info.hook,
-                          info.direction)
+                          info.direction, limits)
 
 
 def _exported_policy(info: AttachmentInfo,
@@ -146,12 +150,31 @@ def _write_tables(out: IO[str], tables: list[tuple[str, IO[str]]]) -> None:
 
 
 def _write_rule_lists(out: IO[str], view: AttachmentView) -> None:
-    """``block = [...]`` and ``allow = [...]`` (each only if it has rules) from one pass
-    over the rules: block lines go straight to ``out``, allow lines to a spool until
-    block's list is closed."""
+    """``block = [...]``, ``allow = [...]`` and a limit_rules table per limit (each only
+    if it has rules) from one pass over the rules: block lines go straight to ``out``,
+    allow lines and each limit's to a spool until block's list is closed."""
+    limited: dict[Limit, IO[str]] = {}
+    try:
+        _write_lists(out, view, limited)
+        for limit in sorted(limited, key=limit_order):
+            out.write("\n".join(limit_rules_header(view.point.ifname, limit)) + "\n")
+            limited[limit].seek(0)
+            shutil.copyfileobj(limited[limit], out)
+            out.write("]\n")
+    finally:
+        for spool in limited.values():
+            spool.close()
+
+
+def _write_lists(out: IO[str], view: AttachmentView, limited: dict[Limit, IO[str]]) -> None:
     with _spool() as allow:
         blocked = allowed = 0
         for batch in view.rule_entries():
+            for rule in batch:
+                if rule.limit is not None:
+                    if rule.limit not in limited:
+                        limited[rule.limit] = _spool()
+                    limited[rule.limit].write(f'    "{rule.address}",\n')
             block_lines = [f'    "{rule.address}",\n' for rule in batch
                            if rule.action == RuleAction.BLOCK]
             if block_lines and not blocked:

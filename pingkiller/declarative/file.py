@@ -10,6 +10,12 @@ A policy file is TOML, one table per interface (docs/operations.md has the refer
     allow = ["10.0.0.0/8"]
     rule_files = ["blocklist.txt"]  # more block rules, paths relative to this file
 
+    [[interfaces.eth0.limit_rules]]   # limit rules: one table per rate
+    rate = "600/min"
+    burst = 20                    # optional: the rate's per-second figure
+    addresses = ["203.0.113.0/24"]
+    rule_files = ["monitoring.txt"]
+
 A table is one attachment: at the interface's XDP hook unless it says ``hook = "tc"``
 (then ``direction = "in"``, ``"out"`` or ``"both"``, two attachments with the same
 settings). An interface with several attachments, each with settings and rules of its
@@ -20,6 +26,7 @@ each problem by line, table and key.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -69,7 +76,9 @@ _LIMITS = (("limit", "burst"), ("limit_total", "limit_total_burst"))
 _NUMBERS = {"limit_prefix6": (1, 128, DEFAULT_PREFIX6),
             "limit_buckets": (MIN_BUCKETS, MAX_BUCKETS, DEFAULT_BUCKETS)}
 KEYS = (*_CHOICES, "icmp", *_BOOLS, "event_rate", *(key for pair in _LIMITS for key in pair),
-        *_NUMBERS, *_LISTS)
+        *_NUMBERS, *_LISTS, "limit_rules")
+# The keys of a limit_rules table.
+LIMIT_RULE_KEYS = ("rate", "burst", "addresses", "rule_files")
 _MAX_PROBLEMS = 5
 _LOCATED = 50  # problems located by line (each is a search); the rest are counted
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -89,6 +98,7 @@ class AttachmentSpec:
     rules: dict[Network, RuleAction] = field(default_factory=dict)
     hook: Hook = Hook.XDP
     direction: Direction = Direction.IN
+    limits: dict[Network, Limit] = field(default_factory=dict)  # of every LIMIT rule
 
     @property
     def point(self) -> Point:
@@ -96,6 +106,18 @@ class AttachmentSpec:
 
     def networks(self, action: RuleAction) -> list[Network]:
         return [network for network, act in self.rules.items() if act == action]
+
+    def limited(self) -> dict[Limit, list[Network]]:
+        """The limit rules by limit, in :func:`limit_order`."""
+        found: dict[Limit, list[Network]] = {}
+        for network in self.networks(RuleAction.LIMIT):
+            found.setdefault(self.limits[network], []).append(network)
+        return {limit: found[limit] for limit in sorted(found, key=limit_order)}
+
+
+def limit_order(limit: Limit) -> tuple[int, int, str]:
+    """The order limit rules are written in: by rate (fastest first), then burst."""
+    return (limit.rate.interval_ns, limit.burst, str(limit))
 
 
 @dataclass(frozen=True)
@@ -156,12 +178,14 @@ class _Where:
 
     ifname: str
     entry: int | None = None
+    part: str = ""  # within the table: e.g. "limit_rules #2"
 
     @property
     def shown(self) -> str:
+        part = f" {self.part}" if self.part else ""
         if self.entry is None:
-            return f"[interfaces.{_shown_key(self.ifname)}]"
-        return f"[[interfaces.{_shown_key(self.ifname)}]] #{self.entry + 1}"
+            return f"[interfaces.{_shown_key(self.ifname)}]{part}"
+        return f"[[interfaces.{_shown_key(self.ifname)}]] #{self.entry + 1}{part}"
 
 
 class _Problems:
@@ -366,20 +390,20 @@ def _parse_attachment(
         problems.add(where, "event_rate", f"{event_rate} is out of range 0..{MAX_EVENT_RATE}")
 
     icmp = _icmp(where, table.get("icmp", "echo"), problems)
-    limits = [_limit(where, table, rate_key, burst_key, problems) for rate_key, burst_key in _LIMITS]
+    rates = [_limit(where, table, rate_key, burst_key, problems) for rate_key, burst_key in _LIMITS]
     numbers = {key: _number(where, table, key, problems) for key in _NUMBERS}
-    if limits[0] is not None and chosen.get("default", "limit") != "limit":
+    if rates[0] is not None and chosen.get("default", "limit") != "limit":
         problems.add(where, "limit", f"is the rate of default = \"limit\", not of "
                                      f"{chosen['default']!r}: remove one")
-    if limits[0] is None and chosen.get("default") == "limit":
+    if rates[0] is None and chosen.get("default") == "limit":
         problems.add(where, "default", "\"limit\" needs a rate: add limit = \"10/s\" (say)")
-    rules = _parse_rules(where, table, problems, base)
+    rules, limits = _parse_rules(where, table, problems, base)
     if len(problems.found) > before:
         return []
     assert isinstance(event_rate, int) and icmp is not None
     if "default" in chosen:
         default = DEFAULT_ACTIONS.parse(chosen["default"])
-    elif limits[0] is not None:
+    elif rates[0] is not None:
         default = DefaultAction.LIMIT
     else:  # as attach does: kill every ping unless block rules say which
         default = default_action(blocking=RuleAction.BLOCK in rules.values())
@@ -390,12 +414,12 @@ def _parse_attachment(
         events=EVENT_MODES.parse(chosen.get("events", "drops")),
         event_rate=event_rate,
         timing=flags["timing"],
-        limit=limits[0],
-        limit_total=limits[1],
+        limit=rates[0],
+        limit_total=rates[1],
         limit_prefix6=numbers["limit_prefix6"],
         limit_buckets=numbers["limit_buckets"],
     )
-    return [AttachmentSpec(where.ifname, policy, mode, rules, hook, each)
+    return [AttachmentSpec(where.ifname, policy, mode, rules, hook, each, limits)
             for each in _DIRECTIONS[direction]]
 
 
@@ -455,35 +479,78 @@ def _string_list(where: _Where, key: str, table: dict[str, object], problems: _P
     return [str(item) for item in value]
 
 
-def _parse_rules(
-    where: _Where, table: dict[str, object], problems: _Problems, base: Path
-) -> dict[Network, RuleAction]:
-    rules: dict[Network, RuleAction] = {}
-    conflicts: set[Network] = set()
-    sources: list[tuple[RuleAction, Iterable[Network]]] = []
-    for key, action in _RULE_LISTS:
-        networks = []
-        for text in _string_list(where, key, table, problems):
-            try:
-                networks.append(parse_network(text))
-            except PingkillerError as err:
-                problems.add(where, key, str(err))
-        sources.append((action, networks))
-    for name in _string_list(where, "rule_files", table, problems):
+def _networks(where: _Where, key: str, table: dict[str, object], problems: _Problems
+              ) -> list[Network]:
+    networks = []
+    for text in _string_list(where, key, table, problems):
+        try:
+            networks.append(parse_network(text))
+        except PingkillerError as err:
+            problems.add(where, key, str(err))
+    return networks
+
+
+def _file_networks(where: _Where, key: str, table: dict[str, object], problems: _Problems,
+                   base: Path) -> list[Network]:
+    """The networks of the rule files ``table[key]`` names (relative to ``base``)."""
+    networks: list[Network] = []
+    for name in _string_list(where, key, table, problems):
         path = Path(name) if Path(name).is_absolute() else base / name
         try:
-            sources.append((RuleAction.BLOCK, read_rule_file(path).networks()))
+            networks += read_rule_file(path).networks()
         except PingkillerError as err:
-            problems.add(where, "rule_files", str(err))
-    for action, found in sources:
+            problems.add(where, key, str(err))
+    return networks
+
+
+def _parse_rules(
+    where: _Where, table: dict[str, object], problems: _Problems, base: Path
+) -> tuple[dict[Network, RuleAction], dict[Network, Limit]]:
+    rules: dict[Network, RuleAction] = {}
+    limits: dict[Network, Limit] = {}
+    conflicts: set[Network] = set()
+    sources: list[tuple[RuleAction, Limit | None, Iterable[Network]]] = [
+        (action, None, _networks(where, key, table, problems)) for key, action in _RULE_LISTS]
+    sources.append((RuleAction.BLOCK, None,
+                    _file_networks(where, "rule_files", table, problems, base)))
+    sources += _parse_limit_rules(where, table.get("limit_rules", []), problems, base)
+    for action, limit, found in sources:
         for network in found:
-            if rules.get(network, action) != action:
+            if network in rules and (rules[network], limits.get(network)) != (action, limit):
                 conflicts.add(network)
             rules[network] = action
+            if limit is not None:
+                limits[network] = limit
     if conflicts:
         listed = ", ".join(sorted(format_network(n) for n in conflicts))
-        problems.add(where, "allow", f"{listed} both blocked and allowed: keep one")
-    return rules
+        problems.add(where, "allow", f"{listed} given two rules (block, allow, or limits "
+                                     "of different rates): keep one")
+    return rules, limits
+
+
+def _parse_limit_rules(where: _Where, value: object, problems: _Problems, base: Path
+                       ) -> list[tuple[RuleAction, Limit | None, Iterable[Network]]]:
+    """``limit_rules``: a list of tables, each a rate (and burst) and its networks."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        problems.add(where, "limit_rules", "must be a list of tables such as { rate = "
+                                           "\"10/s\", addresses = [\"203.0.113.0/24\"] }")
+        return []
+    found: list[tuple[RuleAction, Limit | None, Iterable[Network]]] = []
+    for number, entry in enumerate(value, 1):
+        inner = dataclasses.replace(where, part=f"limit_rules #{number}")
+        for key in entry:
+            if key not in LIMIT_RULE_KEYS:
+                problems.add(inner, key, f"unknown key; known: {', '.join(LIMIT_RULE_KEYS)}")
+        if "rate" not in entry:
+            problems.add(inner, "rate", "is missing: each limit_rules table needs a rate "
+                                        "such as \"10/s\"")
+            continue
+        limit = _limit(inner, entry, "rate", "burst", problems)
+        networks = (_networks(inner, "addresses", entry, problems)
+                    + _file_networks(inner, "rule_files", entry, problems, base))
+        if limit is not None:
+            found.append((RuleAction.LIMIT, limit, networks))
+    return found
 
 
 # -- writing
@@ -544,7 +611,17 @@ def dump(policy: PolicyFile) -> str:
                     out.append(f"{key} = [")
                     out += [f"    {json.dumps(format_network(n))}," for n in networks]
                     out.append("]")
+            for limit, networks in spec.limited().items():
+                out += limit_rules_header(spec.ifname, limit)
+                out += [f"    {json.dumps(format_network(n))}," for n in networks]
+                out.append("]")
     return "\n".join(out) + "\n"
+
+
+def limit_rules_header(ifname: str, limit: Limit) -> list[str]:
+    """A limit_rules table up to its addresses' opening bracket."""
+    return ["", f"[[interfaces.{_toml_key(ifname)}.limit_rules]]",
+            f"rate = {json.dumps(str(limit.rate))}", f"burst = {limit.burst}", "addresses = ["]
 
 
 def _toml_key(name: str) -> str:

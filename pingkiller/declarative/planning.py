@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 from pingkiller.declarative.file import AttachmentSpec, PolicyFile, policy_settings
 from pingkiller.model.enums import Hook, Mode, RuleAction
 from pingkiller.model.errors import InterfaceNotFound, Remedy
+from pingkiller.model.limits import Limit
 from pingkiller.model.network import Network, format_network
 from pingkiller.model.point import Point
 from pingkiller.model.policy import Policy
@@ -60,6 +61,15 @@ class Step:
     def ifname(self) -> str:
         return self.point.ifname
 
+    def limit_of(self, network: Network) -> Limit | None:
+        """The limit of a limit rule this step adds (None for other rules)."""
+        return self.spec.limits.get(network) if self.spec is not None else None
+
+    def rule_text(self, network: Network, action: RuleAction) -> str:
+        """``block``, ``allow``, ``limit 10/s burst 10``."""
+        limit = self.limit_of(network) if action is RuleAction.LIMIT else None
+        return RULE_ACTIONS.word(action) + (f" {limit}" if limit else "")
+
     @property
     def policy_changes(self) -> list[str]:
         """An update's changed settings in words, e.g. ``default pass -> drop`` (empty
@@ -78,7 +88,9 @@ class Step:
         if self.action in (StepAction.ATTACH, StepAction.REATTACH):
             blocks = len(self.spec.networks(RuleAction.BLOCK))
             allows = len(self.spec.networks(RuleAction.ALLOW))
-            what = f"{self.spec.policy.describe()}; {blocks} block, {allows} allow rules"
+            limits = len(self.spec.networks(RuleAction.LIMIT))
+            what = f"{self.spec.policy.describe()}; {blocks} block, {allows} allow" + (
+                f", {limits} limit" if limits else "") + " rules"
             if self.point.hook is Hook.XDP:
                 what += f", mode {self.spec.mode.value}"
             if self.action is StepAction.ATTACH:
@@ -89,7 +101,7 @@ class Step:
             parts.append("set " + ", ".join(self.policy_changes))
         if self.add:
             parts.append("add " + ", ".join(
-                f"{RULE_ACTIONS.word(action)} {format_network(network)}"
+                f"{self.rule_text(network, action)} {format_network(network)}"
                 for network, action in _shown(self.add.items())
             ) + _more(len(self.add)))
         if self.remove:
@@ -240,10 +252,10 @@ def _upgrade_step(info: AttachmentInfo, spec: AttachmentSpec) -> Step:
 def _update(info: AttachmentInfo, spec: AttachmentSpec) -> Step | None:
     """The settings and rule differences, as text for the rules: a running rule's
     address is :func:`format_network`'s text."""
-    running = {rule.address: rule.action for rule in info.rules}
+    running = {rule.address: (rule.action, rule.limit) for rule in info.rules}
     wanted = {format_network(network): (network, action) for network, action in spec.rules.items()}
     add = {network: action for address, (network, action) in wanted.items()
-           if running.get(address) != action}
+           if running.get(address) != (action, spec.limits.get(network))}
     remove = tuple(rule.network for rule in info.rules if rule.address not in wanted)
     policy_from = info.policy if info.policy != spec.policy else None
     if not (add or remove or policy_from):

@@ -19,6 +19,8 @@ from pingkiller.declarative.planning import Plan, Step, StepAction, plan
 from pingkiller.model import untrusted
 from pingkiller.model.enums import RuleAction
 from pingkiller.model.errors import PingkillerError, PolicyFileError
+from pingkiller.model.limits import Limit
+from pingkiller.model.network import Network
 from pingkiller.model.rules import RuleSet
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ def _apply_step(step: Step, pin_root: PinRoot) -> None:
             direction=spec.direction,
             block=spec.networks(RuleAction.BLOCK),
             allow=spec.networks(RuleAction.ALLOW),
+            limit=spec.limited(),
             mode=spec.mode,
             pin_root=pin_root,
         ).close()
@@ -67,10 +70,13 @@ def _apply_step(step: Step, pin_root: PinRoot) -> None:
                          pin_root=pin_root) as attachment:
         # New and changed rules first, then the settings, then stale rules go:
         # a rule that is kept is never missing.
-        for action in (RuleAction.BLOCK, RuleAction.ALLOW):
-            networks = [network for network, wanted in step.add.items() if wanted == action]
-            if networks:
-                attachment.set_rules(RuleSet.of(networks), action)
+        for action in RuleAction:
+            by_limit: dict[Limit | None, list[Network]] = {}
+            for network, wanted in step.add.items():
+                if wanted == action:
+                    by_limit.setdefault(step.limit_of(network), []).append(network)
+            for limit, networks in by_limit.items():
+                attachment.set_rules(RuleSet.of(networks), action, limit=limit)
         if step.policy_from is not None:
             attachment.set_policy(spec.policy)
         if step.remove:

@@ -13,6 +13,7 @@ from typing import NamedTuple, TypeVar
 
 from pingkiller.model.enums import RuleAction
 from pingkiller.model.errors import InvalidAddress, RuleFileError
+from pingkiller.model.limits import Limit
 from pingkiller.model.network import (
     Network,
     NetworkLike,
@@ -33,20 +34,23 @@ from pingkiller.model.untrusted import (
 class Rule(NamedTuple):
     """One rule: an address or prefix as text (``192.0.2.7``, ``10.0.0.0/8``:
     :func:`~pingkiller.model.network.format_network`'s form), what it does with pings
-    from or to it, and how many packets it decided. Cheap to make: the
-    :class:`~ipaddress.IPv4Network` is made only when :attr:`network` is asked for."""
+    from or to it (a limit rule: at which ``limit``), and how many packets it decided.
+    Cheap to make: the :class:`~ipaddress.IPv4Network` is made only when
+    :attr:`network` is asked for."""
 
     address: str
     action: RuleAction
     hits: int = 0
+    limit: Limit | None = None
 
     @property
     def network(self) -> Network:
         return parse_network(self.address)
 
     @classmethod
-    def of(cls, network: Network, action: RuleAction, hits: int = 0) -> Rule:
-        return cls(format_network(network), action, hits)
+    def of(cls, network: Network, action: RuleAction, hits: int = 0,
+           limit: Limit | None = None) -> Rule:
+        return cls(format_network(network), action, hits, limit)
 
 
 @dataclass

@@ -3,19 +3,20 @@ outlives the process) or private (it lives until closed); or swap it in (replace
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from pingkiller import hooks
 from pingkiller.attachment import Attachment
 from pingkiller.attachment.opening import open_writer
 from pingkiller.attachment.tracking import pinned_in
+from pingkiller.attachment.writer import Rules, wanted_rules
 from pingkiller.hooks import Strategy
-from pingkiller.model.enums import Direction, Hook, LinkState, Mode
+from pingkiller.model.enums import Direction, Hook, LinkState, Mode, RuleAction
 from pingkiller.model.errors import AlreadyAttached, InvalidInput, Remedy
-from pingkiller.model.network import NetworkLike, format_network
+from pingkiller.model.limits import Limit
+from pingkiller.model.network import Network, NetworkLike, format_network
 from pingkiller.model.point import Point
 from pingkiller.model.policy import Policy, default_action
-from pingkiller.model.rules import RuleSet
 from pingkiller.model.words import DIRECTIONS, HOOKS
 from pingkiller.ops.common import store_at
 from pingkiller.ops.listing import PinRoot
@@ -33,6 +34,7 @@ def attach(
     direction: Direction | str = Direction.IN,
     block: Iterable[NetworkLike] = (),
     allow: Iterable[NetworkLike] = (),
+    limit: Mapping[Limit, Iterable[NetworkLike]] | None = None,
     mode: Mode | str = Mode.AUTO,
     replace: bool = False,
     persist: bool = True,
@@ -44,7 +46,8 @@ def attach(
     is reported. Without one, every setting has its default and pings no rule decides are
     dropped when no ``block`` rule is given (kill every ping), passed otherwise (kill only
     the listed pings). ``block`` and ``allow`` are addresses or prefixes, as text or
-    ``ipaddress`` objects (an IPv4-mapped IPv6 address is its IPv4 address).
+    ``ipaddress`` objects (an IPv4-mapped IPv6 address is its IPv4 address); ``limit``
+    maps a :class:`Limit` to the addresses and prefixes limited to it.
 
     ``hook`` is ``xdp`` (the default: the driver's hook, fastest, one program per
     interface, packets that arrive only) or ``tc`` (runs beside other programs of the
@@ -60,7 +63,8 @@ def attach(
     nothing: the attachment lives until closed. ``pin_root``: see :func:`pingkiller.open`.
     """
     point = Point(ifname, HOOKS.coerce(hook), DIRECTIONS.coerce(direction))
-    (made,) = _attach([point], policy, block, allow, mode, replace, persist, pin_root)
+    (made,) = _attach([point], policy, wanted_rules(block, allow, limit), mode, replace, persist,
+                      pin_root)
     return made
 
 
@@ -70,6 +74,7 @@ def attach_both(
     *,
     block: Iterable[NetworkLike] = (),
     allow: Iterable[NetworkLike] = (),
+    limit: Mapping[Limit, Iterable[NetworkLike]] | None = None,
     mode: Mode | str = Mode.AUTO,
     replace: bool = False,
     persist: bool = True,
@@ -78,24 +83,21 @@ def attach_both(
     """:func:`attach` at ``ifname``'s tc hook in both directions: two attachments, in
     then out, each with its own maps and the same policy and rules; all or nothing."""
     both = [Point(ifname, Hook.TC, direction) for direction in Direction]
-    return _attach(both, policy, block, allow, mode, replace, persist, pin_root)
+    return _attach(both, policy, wanted_rules(block, allow, limit), mode, replace, persist,
+                   pin_root)
 
 
-def _attach(points: list[Point], policy: Policy | None, block: Iterable[NetworkLike],
-            allow: Iterable[NetworkLike], mode: Mode | str, replace: bool, persist: bool,
-            pin_root: PinRoot) -> list[Attachment]:
-    blocked, allowed = RuleSet.of(block), RuleSet.of(allow)
-    both = set(blocked.networks()) & set(allowed.networks())
-    if both:
-        listed = ", ".join(sorted(format_network(n) for n in both))
-        raise InvalidInput(f"{listed} given both to block and to allow: pick one")
-    policy = policy or Policy(default_action(blocking=len(blocked) > 0))
+def _attach(points: list[Point], policy: Policy | None, rules: Rules, mode: Mode | str,
+            replace: bool, persist: bool, pin_root: PinRoot) -> list[Attachment]:
+    _check_disjoint(rules)
+    blocking = any(len(networks) for action, _, networks in rules if action is RuleAction.BLOCK)
+    policy = policy or Policy(default_action(blocking=blocking))
     strategies = [hooks.for_attach(point, mode) for point in points]
     capabilities.require(load=True)
     ifindex = interfaces.interface_index(points[0].ifname)
     interfaces.check_ethernet(points[0].ifname)
     if not persist:
-        return _private(points, strategies, ifindex, policy, blocked, allowed)
+        return _private(points, strategies, ifindex, policy, rules)
     store = store_at(pin_root)
     store.check_access(write=True)
     with store.writer() as recovered:
@@ -103,7 +105,7 @@ def _attach(points: list[Point], policy: Policy | None, block: Iterable[NetworkL
         try:
             for point, (strategy, asked) in zip(points, strategies, strict=True):
                 made.append(_attach_pinned(store, point, strategy, asked, ifindex, policy,
-                                           blocked, allowed, replace))
+                                           rules, replace))
         except BaseException:
             for attachment in made:  # all or nothing: what this call attached goes again
                 if not attachment.replaced:
@@ -115,13 +117,24 @@ def _attach(points: list[Point], policy: Policy | None, block: Iterable[NetworkL
         return made
 
 
+def _check_disjoint(rules: Rules) -> None:
+    """No network may be given two rules."""
+    seen: dict[Network, str] = {}
+    for action, limit, networks in rules:
+        what = f"{action.name.lower()}" + (f" at {limit.rate}" if limit else "")
+        for network in networks.networks():
+            if seen.setdefault(network, what) != what:
+                raise InvalidInput(f"{format_network(network)} given two rules ({seen[network]} "
+                                   f"and {what}): pick one")
+
+
 def _private(points: list[Point], strategies: list[tuple[Strategy, Mode]], ifindex: int,
-             policy: Policy, block: RuleSet, allow: RuleSet) -> list[Attachment]:
+             policy: Policy, rules: Rules) -> list[Attachment]:
     made: list[Attachment] = []
     try:
         for point, (strategy, asked) in zip(points, strategies, strict=True):
             strategy.check_free(point, ifindex, {})
-            obj = load(strategy, point, policy, block, allow, carried={})
+            obj = load(strategy, point, policy, rules, carried={})
             try:
                 link = strategy.attach(obj.programs[strategy.program_name(point)], point,
                                        ifindex, asked)
@@ -153,7 +166,7 @@ def held_programs(store: Store, like: Point) -> dict[int, Point]:
 
 
 def _attach_pinned(store: Store, point: Point, strategy: Strategy, mode: Mode, ifindex: int,
-                   policy: Policy, block: RuleSet, allow: RuleSet, replace: bool) -> Attachment:
+                   policy: Policy, rules: Rules, replace: bool) -> Attachment:
     """Attach (or with ``replace`` swap in) at one point; call as a writer."""
     existing: Attachment | None = None
     if store.directory(point).is_dir():
@@ -178,7 +191,7 @@ def _attach_pinned(store: Store, point: Point, strategy: Strategy, mode: Mode, i
         _check_same_mode(existing, strategy, mode)
     carried = {name: existing.maps[name] for name in CARRIED_MAPS} if existing else {}
     try:
-        obj = load(strategy, point, policy, block, allow, carried)
+        obj = load(strategy, point, policy, rules, carried)
     except BaseException:
         if existing is not None:
             existing.close()

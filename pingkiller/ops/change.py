@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from pingkiller.attachment import Attachment, Staged
-from pingkiller.attachment.writer import Edit, removing, setting
+from pingkiller.attachment.writer import Edit, check_limit, removing, setting, wanted_rules
 from pingkiller.model.enums import Direction, Hook, RuleAction
 from pingkiller.model.errors import Remedy, StaleAttachment
+from pingkiller.model.limits import Limit
 from pingkiller.model.network import NetworkLike
 from pingkiller.model.point import Point
 from pingkiller.model.results import RuleChange, RuleDiff
@@ -17,35 +18,41 @@ from pingkiller.ops.listing import PinRoot, open_each
 
 
 def change_rules(ifname: str, rules: RuleSet | Iterable[NetworkLike], action: RuleAction | None,
-                 *, hook: Hook | str | None = None, direction: Direction | str | None = None,
-                 atomic: bool | None = None, pin_root: PinRoot = None) -> list[RuleChange]:
-    """Give every rule of ``rules`` the ``action`` (None: remove them) on every attachment
-    of ``ifname``, or those at ``hook`` and ``direction``: what the CLI's block, allow and
-    unblock do. ``rules`` is a :class:`RuleSet` (e.g. :func:`pingkiller.read_rule_file`'s)
-    or addresses and prefixes. All or nothing across the attachments: none is changed if
-    one filters nothing any more, and a change one of them refuses (a full table) is
-    undone in the others. ``atomic`` as for :meth:`Attachment.set_rules`."""
+                 *, limit: Limit | None = None, hook: Hook | str | None = None,
+                 direction: Direction | str | None = None, atomic: bool | None = None,
+                 pin_root: PinRoot = None) -> list[RuleChange]:
+    """Give every rule of ``rules`` the ``action`` (None: remove them; LIMIT: at
+    ``limit``) on every attachment of ``ifname``, or those at ``hook`` and
+    ``direction``: what the CLI's block, allow, limit and unblock do. ``rules`` is a
+    :class:`RuleSet` (e.g. :func:`pingkiller.read_rule_file`'s) or addresses and
+    prefixes. All or nothing across the attachments: none is changed if one filters
+    nothing any more, and a change one of them refuses (a full table) is undone in the
+    others. ``atomic`` as for :meth:`Attachment.set_rules`."""
     wanted = rules if isinstance(rules, RuleSet) else RuleSet.of(rules)
-    edit = removing(wanted) if action is None else setting(wanted, action)
+    if action is not None:
+        check_limit(action, limit)
+    edit = removing(wanted) if action is None else setting(wanted, action, limit)
     return [RuleChange(point, changed, count)
             for point, changed, count in _each(ifname, hook, direction, pin_root,
                                                lambda _: (edit, len(wanted)), atomic)]
 
 
 def sync_rules(ifname: str, *, block: Iterable[NetworkLike] = (),
-               allow: Iterable[NetworkLike] = (), hook: Hook | str | None = None,
-               direction: Direction | str | None = None, atomic: bool | None = None,
-               pin_root: PinRoot = None) -> list[RuleDiff]:
+               allow: Iterable[NetworkLike] = (),
+               limit: Mapping[Limit, Iterable[NetworkLike]] | None = None,
+               hook: Hook | str | None = None, direction: Direction | str | None = None,
+               atomic: bool | None = None, pin_root: PinRoot = None) -> list[RuleDiff]:
     """Make the rules of every attachment of ``ifname`` (or those at ``hook`` and
-    ``direction``) exactly ``block`` and ``allow``: what differs is added or changed,
-    the rest removed; rules that stay keep their hits. All or nothing across them."""
-    blocked, allowed = RuleSet.of(block), RuleSet.of(allow)
+    ``direction``) exactly ``block``, ``allow`` and ``limit`` (each limit's addresses):
+    what differs is added or changed, the rest removed; rules that stay keep their
+    hits. All or nothing across them."""
+    wanted = wanted_rules(block, allow, limit)
     diffs = {}
 
     def plan(attachment: Attachment) -> tuple[Edit, int]:
-        edits, added, removed = attachment.differences(blocked, allowed)
+        edits, added, removed = attachment.differences(wanted)
         diffs[attachment.point] = (tuple(added), tuple(removed))
-        size = len(blocked) + len(allowed) + len(removed)
+        size = sum(len(rules) for _, _, rules in wanted) + len(removed)
         return (lambda table, undo: sum(e(table, undo) for e in edits)), size
 
     return [RuleDiff(point, *diffs[point], count)

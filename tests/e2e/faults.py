@@ -35,9 +35,16 @@ def bpftool_json(*args: str) -> object:
     return json.loads(run(["bpftool", "-j", *args]).stdout)
 
 
+def rule_text(rule: pingkiller.Rule) -> str:
+    """A block rule's address, or any other rule's address, action and limit."""
+    if rule.action is pingkiller.RuleAction.BLOCK:
+        return rule.address
+    return " ".join([rule.address, rule.action.name.lower(), *([str(rule.limit)] if rule.limit else [])])
+
+
 def rule_set(ifname: str) -> frozenset[str]:
     with pingkiller.open(ifname) as attachment:
-        return frozenset(rule.address for rule in attachment.rules())
+        return frozenset(map(rule_text, attachment.rules()))
 
 
 def assert_truthful(pin_root: Path, ifname: str, outcomes: list[RuleSet]) -> RuleSet:
@@ -48,7 +55,7 @@ def assert_truthful(pin_root: Path, ifname: str, outcomes: list[RuleSet]) -> Rul
     assert set(completed) <= {ifname}, completed
     shown = completed.get(ifname)
     assert shown is None or not shown.stale, shown.problem
-    shown_rules = None if shown is None else frozenset(rule.address for rule in shown.rules)
+    shown_rules = None if shown is None else frozenset(map(rule_text, shown.rules))
     assert shown_rules in outcomes, f"status shows {shown_rules} before recovery"
     pingkiller.recover_interrupted()  # what the next writer does first
     infos = {info.ifname: info for info in pingkiller.attachments()}  # what `status` shows

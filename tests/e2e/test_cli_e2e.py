@@ -184,7 +184,7 @@ def test_from_file_with_100k_prefixes_is_loaded_and_enforced(peer: Peer, tmp_pat
     assert peer.ping(peer.host_v4) == 1
     result = pk_json("block", ifname, "--from-file", str(blocklist))
     assert result == {"interface": ifname, "action": "block", "requested": 100_001,
-                      "changed": 100_001, "rule_count": 100_001,
+                      "limit": None, "changed": 100_001, "rule_count": 100_001,
                       "attachments": [{"hook": "xdp", "direction": "in", "changed": 100_001,
                                        "rule_count": 100_001}]}
     assert peer.ping(peer.host_v4) == 0

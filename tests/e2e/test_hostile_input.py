@@ -75,7 +75,7 @@ CASES = [
     case("block", IF, "fd00::198.19.1.1.1", says="not an IPv4/IPv6 address"),
     case("block", IF, "198.19.1.1:80", says="not an IPv4/IPv6 address"),
     case("attach", IF, "--replace", "--block", "198.19.1.1", "--allow", "::ffff:198.19.1.1",
-         says="given both to block and to allow"),
+         says="given two rules (block and allow)"),
     # rule files
     case("block", IF, "--from-file", f"{FILE}/empty.txt", says="holds no address"),
     case("block", IF, "--from-file", f"{FILE}/comments.txt", says="holds no address"),

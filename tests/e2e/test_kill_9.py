@@ -171,6 +171,28 @@ def test_kill_9_at_every_step_of_a_rule_file(
                        outcomes, tmp_path / "trace")
 
 
+@STRACE
+def test_kill_9_at_every_step_of_a_limit_file(
+    pin_root: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """`limit -f` is all or nothing too: each kill leaves the rules as they were (a prefix
+    limited at one rate) or every address of the file limited at the other, never a mix,
+    and a rebuilt table keeps its rates."""
+    ifname = sandbox.add_peer().host_ifname
+    listed = [f"10.78.{i // 250}.{i % 250 + 1}" for i in range(600)]
+    rule_file = tmp_path / "list.txt"
+    rule_file.write_text("\n".join(listed) + "\n")
+    before = frozenset({"198.19.201.0/24 limit 1/s burst 1"})
+    after = before | {f"{address} limit 10/s burst 10" for address in listed}
+    outcomes: list[RuleSet] = [before, frozenset(after)]
+
+    def prepare() -> None:
+        pingkiller.attach(ifname, limit={pingkiller.Limit.of("1/s"): ["198.19.201.0/24"]}).close()
+
+    kill_at_every_step(pin_root, ifname, ["limit", ifname, "--rate", "10/s", "-f", str(rule_file)],
+                       prepare, outcomes, tmp_path / "trace")
+
+
 def test_recovery_is_reported_by_the_next_writer(pin_root: Path, sandbox: Sandbox) -> None:
     """A killed writer's leftovers are finished by the next writer, which says so."""
     ifname = sandbox.add_peer().host_ifname

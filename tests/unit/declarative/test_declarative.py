@@ -156,7 +156,7 @@ def test_every_field_error_is_reported_with_line_table_and_key() -> None:
         ("[interfaces.eth0]\nevent_rate = true\n", "event_rate: True is not a whole number"),
         ('[interfaces.eth0]\nblock = ["10.0.0.1/8"]\n', "host bits set: did you mean 10.0.0.0/8"),
         ('[interfaces.eth0]\nblock = ["198.18.0.1"]\nallow = ["198.18.0.1/32"]\n',
-         "policy.toml:3: [interfaces.eth0] allow: 198.18.0.1 both blocked and allowed"),
+         "policy.toml:3: [interfaces.eth0] allow: 198.18.0.1 given two rules"),
     ],
 )
 def test_field_errors(text: str, expected: str) -> None:
@@ -224,14 +224,16 @@ def specs(draw: st.DrawFn) -> AttachmentSpec:
     hook, direction = draw(points)
     modes = ([Mode.AUTO, Mode.NATIVE, Mode.GENERIC] if hook is Hook.XDP
              else [Mode.AUTO, Mode.TCX, Mode.CLSACT])
+    rules = draw(st.dictionaries(networks, st.sampled_from(RuleAction), max_size=6))
     return AttachmentSpec(
         ifname=draw(st.from_regex(r"[a-z][a-z0-9.@-]{0,14}", fullmatch=True)),
         policy=draw(policies()),
         mode=draw(st.sampled_from(modes)),
-        rules=draw(st.dictionaries(networks, st.sampled_from([RuleAction.BLOCK, RuleAction.ALLOW]),
-                                   max_size=6)),
+        rules=rules,
         hook=hook,
         direction=direction,
+        limits={network: draw(limits) for network, action in rules.items()
+                if action is RuleAction.LIMIT},
     )
 
 
@@ -240,6 +242,69 @@ def specs(draw: st.DrawFn) -> AttachmentSpec:
 def test_dump_then_parse_is_identity(attachments: list[AttachmentSpec]) -> None:
     written = policy_file(attachments)
     assert policy_files.parse_policy_file(policy_files.dump(written)).attachments == written.attachments
+
+
+def test_limit_rules_are_tables_of_a_rate_and_its_networks(tmp_path: Path) -> None:
+    (tmp_path / "monitoring.txt").write_text("192.0.2.10\n192.0.2.11\n")
+    parsed = policy_files.parse_policy_file(
+        "[interfaces.eth0]\n"
+        'block = ["198.18.0.7"]\n'
+        "[[interfaces.eth0.limit_rules]]\n"
+        'rate = "600/min"\n'
+        'addresses = ["203.0.113.0/24", "2001:db8::/48"]\n'
+        'rule_files = ["monitoring.txt"]\n'
+        "[[interfaces.eth0.limit_rules]]\n"
+        'rate = "1/s"\n'
+        "burst = 5\n"
+        'addresses = ["198.51.100.1"]\n', base=tmp_path)
+    (spec,) = parsed.attachments.values()
+    assert spec.policy.default is DefaultAction.PASS  # block rules: kill only those
+    assert spec.limited() == {
+        Limit.of("600/min"): [parse_network(n) for n in (
+            "203.0.113.0/24", "2001:db8::/48", "192.0.2.10", "192.0.2.11")],
+        Limit.of("1/s", 5): [parse_network("198.51.100.1")],
+    }
+    assert spec.networks(RuleAction.BLOCK) == [parse_network("198.18.0.7")]
+    assert policy_files.parse_policy_file(policy_files.dump(parsed)).attachments == parsed.attachments
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[[interfaces.eth0.limit_rules]]\naddresses = ["192.0.2.1"]\n',
+     "limit_rules #1 rate: is missing"),
+    ('[[interfaces.eth0.limit_rules]]\nrate = "10/s"\nadresses = ["192.0.2.1"]\n',
+     "limit_rules #1 adresses: unknown key"),
+    ('[[interfaces.eth0.limit_rules]]\nrate = "10/fortnight"\n', "is not a rate"),
+    ('[[interfaces.eth0.limit_rules]]\nrate = "10/s"\nburst = "many"\n',
+     "burst: 'many' is not a whole number"),
+    ('[interfaces.eth0]\nlimit_rules = "10/s"\n', "limit_rules: must be a list of tables"),
+    ('[interfaces.eth0]\nblock = ["192.0.2.1"]\n[[interfaces.eth0.limit_rules]]\nrate = "1/s"\n'
+     'addresses = ["192.0.2.1"]\n', "192.0.2.1 given two rules"),
+    ('[[interfaces.eth0.limit_rules]]\nrate = "1/s"\naddresses = ["192.0.2.1"]\n'
+     '[[interfaces.eth0.limit_rules]]\nrate = "2/s"\naddresses = ["192.0.2.1"]\n',
+     "192.0.2.1 given two rules"),
+    ('[interfaces.eth0]\ndefault = "limit"\n', 'default: "limit" needs a rate'),
+    ('[interfaces.eth0]\ndefault = "drop"\nlimit = "1/s"\n', 'limit: is the rate of default = "limit"'),
+    ('[interfaces.eth0]\nburst = 3\n', "burst: is the burst of limit"),
+    ('[interfaces.eth0]\nicmp = ["echo", "icmpv6:135"]\n', "neighbour discovery"),
+    ('[interfaces.eth0]\nlimit_prefix6 = 0\n', "limit_prefix6: 0 is not a whole number from 1"),
+])
+def test_limit_errors_name_the_table_and_key(text: str, message: str) -> None:
+    with pytest.raises(PolicyFileError) as caught:
+        policy_files.parse_policy_file(text, source="policy.toml")
+    assert message in str(caught.value)
+
+
+def test_a_file_limit_sets_the_default_and_keeps_its_settings() -> None:
+    parsed = policy_files.parse_policy_file(
+        '[interfaces.eth0]\nlimit = "10/s"\nburst = 20\nlimit_total = "1000/s"\n'
+        'limit_prefix6 = 56\nlimit_buckets = 4096\nicmp = ["echo", "timestamp"]\n')
+    (spec,) = parsed.attachments.values()
+    assert spec.policy == Policy(DefaultAction.LIMIT, "echo,timestamp", limit=Limit.of("10/s", 20),
+                                 limit_total=Limit.of("1000/s"), limit_prefix6=56,
+                                 limit_buckets=4096)
+    text = policy_files.dump(parsed)
+    assert 'icmp = ["echo", "timestamp"]' in text and 'limit = "10/s"' in text
+    assert policy_files.parse_policy_file(text).attachments == parsed.attachments
 
 
 # -- hooks and directions
@@ -380,8 +445,8 @@ def test_plan_updates_only_differences_and_detaches_unlisted() -> None:
                     "events": "drops", "event_rate": 1000, "timing": False, "limit": None,
                     "limit_total": None, "limit_prefix6": 64, "limit_buckets": 65536},
          "mode": "auto", "policy_changes": ["default pass -> drop"],
-         "add": [{"address": "198.18.0.2", "action": "block"},
-                 {"address": "198.18.0.3", "action": "allow"}],
+         "add": [{"address": "198.18.0.2", "action": "block", "limit": None},
+                 {"address": "198.18.0.3", "action": "allow", "limit": None}],
          "remove": ["198.18.0.4"]},
     ]
 

@@ -114,9 +114,13 @@ def test_format_network_shows_hosts_without_length() -> None:
 def test_rule_json() -> None:
     rule = Rule.of(V4("198.18.0.0/15"), RuleAction.BLOCK, 7)
     assert rule.address == "198.18.0.0/15" and rule.network == V4("198.18.0.0/15")
-    assert schemas.rule(rule) == {"address": "198.18.0.0/15", "action": "block", "hits": 7}
+    assert schemas.rule(rule) == {"address": "198.18.0.0/15", "action": "block", "hits": 7,
+                                  "limit": None}
     assert schemas.rule(Rule.of(V6("::1/128"), RuleAction.ALLOW)) == {
-        "address": "::1", "action": "allow", "hits": 0}
+        "address": "::1", "action": "allow", "hits": 0, "limit": None}
+    limited = Rule.of(V6("2001:db8::/32"), RuleAction.LIMIT, 3, Limit.of("600/min", 4))
+    assert schemas.rule(limited) == {"address": "2001:db8::/32", "action": "limit", "hits": 3,
+                                     "limit": {"rate": "600/min", "burst": 4}}
 
 
 def test_policy_json() -> None:

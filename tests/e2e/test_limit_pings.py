@@ -162,3 +162,47 @@ def test_icmp_timestamps_can_be_killed_too(peer: Peer, sandbox: Sandbox, tmp_pat
     shown = status(ifname)["policy"]
     assert shown["icmp"] == "echo,timestamp"
     assert shown["icmp_types"] == {"ipv4": [0, 8, 13, 14], "ipv6": [128, 129]}
+
+
+def test_a_limit_rule_limits_only_its_source(peer: Peer) -> None:
+    other = peer.peer_v4.rsplit(".", 1)[0] + ".3"
+    add_address(peer, other)
+    ifname = peer.host_ifname
+    pk_ok("attach", ifname, "--default", "pass")
+    done = pk_json("limit", ifname, peer.peer_v4, "--rate", "10/s", "--burst", "10")
+    assert done["limit"] == {"rate": "10/s", "burst": 10} and done["changed"] == 1
+    limited_run, free_run = floods(peer, peer.host_v4, [peer.peer_v4, other])
+    assert free_run[:2] == (200, 200)
+    assert within(limited_run[1], 10, 10, limited_run[2]), limited_run
+    (rule,) = status(ifname)["rules"]
+    assert rule["action"] == "limit" and rule["limit"] == {"rate": "10/s", "burst": 10}
+    assert rule["hits"] == 200  # every ping it decided, passed or dropped
+    assert "limit 10/s burst 10" in pk_ok("status", ifname)
+
+
+def test_limit_rules_round_trip_through_export_and_apply(peer: Peer, tmp_path: Path) -> None:
+    import pingkiller
+
+    ifname = peer.host_ifname
+    with pingkiller.attach(ifname, pingkiller.Policy(pingkiller.DefaultAction.DROP),
+                           allow=["192.0.2.1"]) as attachment:
+        assert attachment.limit(["203.0.113.0/24", "2001:db8::/48"], "600/min", 20) == 2
+        assert attachment.limit(["198.51.100.7"], pingkiller.Rate(1, "s")) == 1
+        shown = {rule.address: rule.limit for rule in attachment.rules()}
+    assert shown == {"192.0.2.1": None,
+                     "203.0.113.0/24": pingkiller.Limit.of("600/min", 20),
+                     "2001:db8::/48": pingkiller.Limit.of("600/min", 20),
+                     "198.51.100.7": pingkiller.Limit.of("1/s")}
+    exported = pk_ok("export")
+    assert "[[interfaces." in exported and 'rate = "600/min"' in exported
+    policy = tmp_path / "policy.toml"
+    policy.write_text(exported)
+    assert pk_json("apply", "-f", str(policy), "--dry-run")["changes"] == []
+    # A changed rate is an update of that rule alone.
+    policy.write_text(exported.replace('rate = "600/min"', 'rate = "300/min"'))
+    (change,) = pk_json("apply", "-f", str(policy))["changes"]
+    assert change["action"] == "update" and len(change["add"]) == 2
+    assert {rule["limit"]["rate"] for rule in status(ifname)["rules"] if rule["limit"]} == \
+        {"300/min", "1/s"}
+    pk_ok("unblock", ifname, "203.0.113.0/24")
+    assert len(status(ifname)["rules"]) == 3

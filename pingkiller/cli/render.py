@@ -109,10 +109,15 @@ def counter_lines(stats: Stats, rates: dict[Reason, float] | None) -> list[str]:
         columns.append(("pps", True))
         for row, reason in zip(rows, stats.reasons, strict=True):
             row.append(f"{rates[reason]:.1f}")
-    return [*table(columns, rows),
-            f"  dropped {stats.dropped}, passed {stats.passed}; events sent "
-            f"{stats.events_sent}, suppressed {stats.events_suppressed}, lost "
-            f"{stats.events_lost}"]
+    lines = [*table(columns, rows),
+             f"  dropped {stats.dropped}, passed {stats.passed}; events sent "
+             f"{stats.events_sent}, suppressed {stats.events_suppressed}, lost "
+             f"{stats.events_lost}"]
+    if stats.buckets_made or stats.buckets_used:
+        failed = f", {stats.buckets_failed} could not be" if stats.buckets_failed else ""
+        lines.append(f"  limited sources: {stats.buckets_used} of {stats.buckets_size} "
+                     f"remembered ({stats.buckets_made} since attach{failed})")
+    return lines
 
 
 def timing_lines(stats: Stats) -> list[str]:

@@ -89,6 +89,8 @@ def stats(value: Stats) -> Json:
         },
         "average_ns": {TIMING_SLOTS.word(slot): value.average_ns(slot)
                        for slot in TIMING_SLOTS.members},
+        "buckets": {"used": value.buckets_used, "size": value.buckets_size,
+                    "made": value.buckets_made, "failed": value.buckets_failed},
         "kernel_run_time": {
             "run_time_ns": value.run_time_ns,
             "run_count": value.run_count,

@@ -43,11 +43,16 @@ def read_stats(maps: Mapping[str, Map], program: Program | None, *, per_cpu: boo
             {reason: per_slot[reason][cpu] for reason in Reason}
             for cpu in range(len(per_slot[0]))
         ]
+    buckets = maps.get(abi.BUCKETS_MAP)
     return Stats(
         reasons=reasons,
         events_sent=events(abi.CounterSlot.EVENTS_SENT),
         events_suppressed=events(abi.CounterSlot.EVENTS_SUPPRESSED),
         events_lost=events(abi.CounterSlot.EVENTS_LOST),
+        buckets_used=len(buckets) if buckets is not None else 0,
+        buckets_size=buckets.info.max_entries if buckets is not None else 0,
+        buckets_made=events(abi.CounterSlot.BUCKETS_NEW),
+        buckets_failed=events(abi.CounterSlot.BUCKETS_FAILED),
         timing={slot: (int(v[0]), int(v[1])) for slot, v in timing.items()},
         run_time_ns=info.run_time_ns if info else 0,
         run_count=info.run_count if info else 0,

@@ -27,6 +27,12 @@ class Stats:
     run_count: int
     taken_at: float = field(default_factory=time.monotonic)
     per_cpu: list[dict[Reason, Counter]] | None = None
+    # The limiter: sources remembered now, how many fit, how many were remembered since
+    # attach (again after being forgotten, too), and how many could not be.
+    buckets_used: int = 0
+    buckets_size: int = 0
+    buckets_made: int = 0
+    buckets_failed: int = 0
 
     @property
     def dropped(self) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import pk_json, pk_ok, status
 
+import pingkiller
 from pingkiller.demo.sandbox import IP, PING, Peer, Sandbox
 
 pytestmark = pytest.mark.usefixtures("pin_root")
@@ -181,8 +182,6 @@ def test_a_limit_rule_limits_only_its_source(peer: Peer) -> None:
 
 
 def test_limit_rules_round_trip_through_export_and_apply(peer: Peer, tmp_path: Path) -> None:
-    import pingkiller
-
     ifname = peer.host_ifname
     with pingkiller.attach(ifname, pingkiller.Policy(pingkiller.DefaultAction.DROP),
                            allow=["192.0.2.1"]) as attachment:
@@ -206,3 +205,30 @@ def test_limit_rules_round_trip_through_export_and_apply(peer: Peer, tmp_path: P
         {"300/min", "1/s"}
     pk_ok("unblock", ifname, "203.0.113.0/24")
     assert len(status(ifname)["rules"]) == 3
+
+
+def test_stats_status_and_metrics_show_the_limiter(peer: Peer) -> None:
+    from pingkiller.exporter import PingkillerCollector
+
+    ifname = peer.host_ifname
+    pk_ok("attach", ifname, "--limit", "1/h", "--burst", "2", "--limit-buckets", "1024")
+    assert peer.ping(peer.host_v4, count=4, interval=0.05, wait=0.5) == 2
+    shown = pk_json("stats", ifname)
+    assert shown["buckets"] == {"used": 1, "size": 1024, "made": 1, "failed": 0}
+    assert shown["packets"]["drop_rate"] == 2 and shown["packets"]["pass_rate"] == 2
+    assert "limited sources: 1 of 1024 remembered (1 since attach)" in pk_ok("stats", ifname)
+    assert status(ifname)["policy"]["limit_buckets"] == 1024
+    samples = {(sample.name, sample.labels.get("reason")): sample.value
+               for family in PingkillerCollector().collect() for sample in family.samples
+               if sample.labels.get("interface") == ifname}
+    assert samples[("pingkiller_limit_buckets", None)] == 1
+    assert samples[("pingkiller_limit_buckets_size", None)] == 1024
+    assert samples[("pingkiller_limit_buckets_made_total", None)] == 1
+    assert samples[("pingkiller_limit_bucket_failures_total", None)] == 0
+    assert samples[("pingkiller_packets_total", "drop_rate")] == 2
+    # Another bucket count is a new map: set_policy refuses, a replace makes it.
+    with pingkiller.open(ifname) as attachment, pytest.raises(pingkiller.InvalidInput,
+                                                               match="attach with replace"):
+        attachment.set_policy(pingkiller.Policy(pingkiller.DefaultAction.PASS))
+    pk_ok("attach", ifname, "--replace", "--limit", "1/h", "--limit-buckets", "2048")
+    assert pk_json("stats", ifname)["buckets"]["size"] == 2048

@@ -204,6 +204,7 @@ def demo_peer(value: DemoPeer) -> Json:
         "interface": peer.host_ifname,
         "addresses": [peer.peer_v4, peer.peer_v6],
         "mode": value.mode.value,
+        "limit": limit(value.limit),
         "pings": _pings(value.pingers),
         "host_pings": _pings(value.host_pingers),
         "echo_requests_received": dict(value.echoes.seen) if value.echoes else None,

@@ -31,12 +31,15 @@ class Pinger:
     so ping counts fewer of the host's pings to the blocked peer sent than the tc
     attachment counts tries it dropped."""
 
-    def __init__(self, peer: Peer | None, destination: str, duration: float) -> None:
+    def __init__(self, peer: Peer | None, destination: str, duration: float,
+                 interval: float = PING_INTERVAL) -> None:
         self.destination = destination
         self.family = "ipv6" if ":" in destination else "ipv4"
         self.sent = 0
         self.answered = 0
-        args = [PING, "-6" if self.family == "ipv6" else "-4", "-n", "-O", "-i", str(PING_INTERVAL),
+        self.started = time.monotonic()
+        self.ended: float | None = None  # when ping's output ended
+        args = [PING, "-6" if self.family == "ipv6" else "-4", "-n", "-O", "-i", str(interval),
                 "-W", "1", "-w", str(max(1, round(duration))), destination]
         self._process = subprocess.Popen(
             peer.exec_args(args) if peer is not None else args, stdout=subprocess.PIPE,
@@ -49,6 +52,7 @@ class Pinger:
         assert self._process.stdout is not None
         with self._process.stdout as lines:  # closed at ping's end (EOF), not left to the GC
             self._count(lines)
+        self.ended = time.monotonic()
 
     def _count(self, lines: Iterable[str]) -> None:
         for line in lines:
@@ -59,6 +63,11 @@ class Pinger:
                 self.sent = max(self.sent, int(missing.group(1)))
             elif totals := _TOTALS.search(line):  # ping's own final count is authoritative
                 self.sent, self.answered = int(totals.group(1)), int(totals.group(2))
+
+    @property
+    def seconds(self) -> float:
+        """How long ping ran (until now, while it runs)."""
+        return (self.ended or time.monotonic()) - self.started
 
     @property
     def done(self) -> bool:

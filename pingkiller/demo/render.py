@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TextIO
 
-from pingkiller.demo.run import DemoPeer, DemoState, run
+from pingkiller.demo.run import DemoPeer, DemoState, limited_range, run
 from pingkiller.model.enums import TimingSlot
 from pingkiller.model.events import Event
 
@@ -21,12 +21,21 @@ def _seen(demo_peer: DemoPeer) -> int:
     return demo_peer.echoes.total if demo_peer.echoes else 0
 
 
+_STYLES = {"blocked": "red", "allowed": "green", "limited": "yellow"}
+
+
+def _limit_note(demo_peer: DemoPeer) -> str:
+    """`` (limit 10/s, burst 10)`` for the limited peer, else ''."""
+    limit = demo_peer.limit
+    return f" (limit {limit.rate}, burst {limit.burst})" if limit else ""
+
+
 def plain_line(state: DemoState) -> str:
     """One status line for a non-terminal stdout."""
     parts = [f"t={state.elapsed:4.1f}s"]
     for demo_peer in state.peers:
         pings = " ".join(f"{p.family} {p.answered}/{p.sent}" for p in demo_peer.pingers)
-        parts.append(f"{demo_peer.role}: {pings}")
+        parts.append(f"{demo_peer.role}: {pings}{_limit_note(demo_peer)}")
     for demo_peer in state.peers:
         pings = " ".join(f"{p.family} {p.answered}/{p.sent}" for p in demo_peer.host_pingers)
         part = f"host->{demo_peer.role}: {pings}, peer got {_seen(demo_peer)}"
@@ -56,8 +65,9 @@ def render(state: DemoState) -> RenderableType:
     pings.add_column("IPv6", justify="right")
     for demo_peer in state.peers:
         cells = {p.family: f"{p.answered} / {p.sent}" for p in demo_peer.pingers}
-        style = "red" if demo_peer.role == "blocked" else "green"
-        pings.add_row(f"[{style}]{demo_peer.role}[/]", f"{demo_peer.peer.peer_v4}  "
+        style = _STYLES[demo_peer.role]
+        pings.add_row(f"[{style}]{demo_peer.role}[/]{_limit_note(demo_peer)}",
+                      f"{demo_peer.peer.peer_v4}  "
                       f"{demo_peer.peer.peer_v6}", cells.get("ipv4", "-"), cells.get("ipv6", "-"))
 
     outgoing = Table(title="the host's pings to the peers (answered / sent): tc egress stops "
@@ -66,7 +76,7 @@ def render(state: DemoState) -> RenderableType:
         outgoing.add_column(column, justify="left" if column == "peer" else "right")
     for demo_peer in state.peers:
         cells = {p.family: f"{p.answered} / {p.sent}" for p in demo_peer.host_pingers}
-        style = "red" if demo_peer.role == "blocked" else "green"
+        style = _STYLES[demo_peer.role]
         outgoing.add_row(f"[{style}]{demo_peer.role}[/]", cells.get("ipv4", "-"),
                          cells.get("ipv6", "-"), str(_seen(demo_peer)),
                          str(state.egress_drops(demo_peer)))
@@ -92,8 +102,8 @@ def render(state: DemoState) -> RenderableType:
                    title=f"drop events ({state.events_received} received)")
     left = max(0.0, state.duration - state.elapsed)
     header = (f"[bold]pingkiller demo[/]: the blocked peer's pings die at XDP and the host's "
-              f"pings to it at tc egress; the allowed peer's are answered - {left:.0f}s left "
-              "(Ctrl-C stops)")
+              f"pings to it at tc egress; the allowed peer's are answered, the limited "
+              f"peer's up to its limit - {left:.0f}s left (Ctrl-C stops)")
     return Group(header, pings, outgoing, counters, events)
 
 
@@ -102,8 +112,13 @@ def summary_lines(state: DemoState) -> list[str]:
     lines = ["", "Summary:"]
     for demo_peer in state.peers:
         pings = ", ".join(f"{p.family} {p.answered} of {p.sent} answered" for p in demo_peer.pingers)
+        if demo_peer.limit is not None:
+            expected = [limited_range(p, demo_peer.limit) for p in demo_peer.pingers]
+            pings += "; the limit allows " + ", ".join(f"{low}-{high}" for low, high in expected)
+        limit = demo_peer.limit
+        how = f", limit {limit.rate}, burst {limit.burst}" if limit else ""
         lines.append(f"  {demo_peer.role} peer {demo_peer.peer.peer_v4} ({demo_peer.mode.value} mode on "
-                     f"{demo_peer.peer.host_ifname}): {pings}")
+                     f"{demo_peer.peer.host_ifname}{how}): {pings}")
     for demo_peer in state.peers:
         pings = ", ".join(f"{p.family} {p.answered} of {p.sent} answered"
                           for p in demo_peer.host_pingers)
@@ -123,7 +138,8 @@ def summary_lines(state: DemoState) -> list[str]:
     lines.extend(f"  FAILED: {problem}" for problem in problems)
     if not problems:
         lines.append("  OK: every ping to or from the blocked peer was killed (the host's at tc "
-                     "egress, before they left), the others answered")
+                     "egress, before they left), the limited peer's answered up to its limit, "
+                     "the others answered")
     lines.append("  sandbox removed: namespaces, veths and attachments are gone")
     return lines
 

@@ -1,11 +1,13 @@
 """``pingkiller demo``: kill pings in a sandbox of its own, and tell whether it worked.
 
-Two peers (network namespaces joined to this host by veth pairs) ping the host over
-IPv4 and IPv6, and the host pings both of them. pingkiller sits on both host-side veths
+Three peers (network namespaces joined to this host by veth pairs) ping the host over
+IPv4 and IPv6, and the host pings each of them. pingkiller sits on every host-side veth
 twice, with one small blocklist that names the first peer's addresses: at XDP, where
 that peer's pings die as they arrive, and at tc egress, where the host's own pings to it
 die before they leave (the peer's namespace counts no echo request arriving, its
-/proc/net/snmp InEchos); the other peer's pings, both ways, are answered. The
+/proc/net/snmp InEchos); the second peer's pings, both ways, are answered. The third
+pings fast (50 a second) and its XDP attachment limits pings no rule decides
+(DEMO_LIMIT, per source): about the limit's worth are answered, the rest dropped. The
 attachments are private (``persist=False``: nothing pinned, other attachments
 untouched) and everything created is removed on exit, Ctrl-C or error.
 """
@@ -24,10 +26,11 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 import pingkiller
-from pingkiller.demo.pingers import EchoCounter, Pinger
+from pingkiller.demo.pingers import PING_INTERVAL, EchoCounter, Pinger
 from pingkiller.demo.sandbox import Peer, Sandbox
-from pingkiller.model.enums import DefaultAction, Direction, Hook, Mode, Reason, TimingSlot
+from pingkiller.model.enums import DefaultAction, Direction, Hook, IcmpSet, Mode, Reason, TimingSlot
 from pingkiller.model.events import Event
+from pingkiller.model.limits import Limit
 from pingkiller.model.policy import Policy
 from pingkiller.model.stats import Stats
 from pingkiller.system import capabilities
@@ -37,6 +40,14 @@ if TYPE_CHECKING:
 
 # Every attachment of the demo: the blocklist decides, and processing time is measured.
 DEMO_POLICY = Policy(DefaultAction.PASS, timing=True)
+# The limited peer's XDP attachment: echo requests no rule decides pass at DEMO_LIMIT per
+# source (echo replies, to the host's own pings, are not limited: they are no requests).
+DEMO_LIMIT = Limit.of("10/s", 10)
+LIMITED_POLICY = Policy(DefaultAction.LIMIT, IcmpSet.ECHO_REQUEST, limit=DEMO_LIMIT, timing=True)
+FAST_PING_INTERVAL = 0.02  # the limited peer's pings: 50 a second, five times its limit
+# How far from burst + rate * seconds a limited pinger may be: the limiter's clock ticks
+# (1/HZ), ping's time is not the limiter's, and a reply may be late past ping's deadline.
+LIMIT_TOLERANCE = 3
 
 
 @dataclass
@@ -44,7 +55,7 @@ class DemoPeer:
     """One peer of the demo: its attachments (XDP, and tc egress for the host's own
     pings to it), its pings to the host, the host's pings to it, and what arrived."""
 
-    role: str  # "blocked" or "allowed"
+    role: str  # "blocked", "allowed" or "limited"
     peer: Peer
     attachment: Attachment
     pingers: list[Pinger]
@@ -52,6 +63,7 @@ class DemoPeer:
     egress: Attachment | None = None  # at the host veth's tc egress hook
     host_pingers: list[Pinger] = field(default_factory=list)
     echoes: EchoCounter | None = None
+    limit: Limit | None = None  # pings from the peer that no rule decides (the limited peer)
 
 
 @dataclass
@@ -101,17 +113,18 @@ class DemoState:
         for demo_peer in self.peers:
             for pinger in demo_peer.pingers:
                 found += _ping_problems(f"{demo_peer.role} peer {pinger.family}", pinger,
-                                        demo_peer.role)
-            for pinger in demo_peer.host_pingers:
+                                        demo_peer.role, demo_peer.limit)
+            for pinger in demo_peer.host_pingers:  # the host's pings are not limited
                 found += _ping_problems(f"host {pinger.family} to the {demo_peer.role} peer",
-                                        pinger, demo_peer.role)
+                                        pinger, "allowed" if demo_peer.limit else demo_peer.role)
             if demo_peer.role == "blocked" and demo_peer.echoes and demo_peer.echoes.total:
                 found.append(f"{demo_peer.echoes.total} of the host's echo requests reached the "
                              "blocked peer: tc egress should have stopped them before they left")
         return found
 
 
-def _ping_problems(what: str, pinger: Pinger, role: str) -> list[str]:
+def _ping_problems(what: str, pinger: Pinger, role: str, limit: Limit | None = None
+                   ) -> list[str]:
     if pinger.sent == 0:
         return [f"{what}: no ping was sent"]
     if role == "blocked" and pinger.answered:
@@ -119,7 +132,22 @@ def _ping_problems(what: str, pinger: Pinger, role: str) -> list[str]:
                 "killed were answered"]
     if role == "allowed" and pinger.sent - pinger.answered > 1:
         return [f"{what}: only {pinger.answered} of {pinger.sent} allowed pings were answered"]
+    if limit is not None:
+        low, high = limited_range(pinger, limit)
+        if not low <= pinger.answered <= high:
+            return [f"{what}: {pinger.answered} of {pinger.sent} pings answered, not "
+                    f"{low}-{high} (a burst of {limit.burst}, then {limit.rate})"]
     return []
+
+
+def limited_range(pinger: Pinger, limit: Limit) -> tuple[int, int]:
+    """How many of a limited pinger's pings may be answered: its burst and the rate's
+    worth of the time between its first and last ping (at least its sends' spacing, at
+    most how long it ran), give or take LIMIT_TOLERANCE; never more than were sent."""
+    spread = max(0, pinger.sent - 1) * FAST_PING_INTERVAL
+    low = limit.burst + limit.rate.per_second * min(spread, pinger.seconds) - LIMIT_TOLERANCE
+    high = limit.burst + limit.rate.per_second * pinger.seconds + LIMIT_TOLERANCE
+    return max(0, min(round(low), pinger.sent)), min(round(high), pinger.sent)
 
 
 @contextmanager
@@ -179,14 +207,17 @@ def run(duration: float = 10.0, on_update: Callable[[DemoState], None] | None = 
 def _start(state: DemoState, box: Sandbox, stack: ExitStack, streams: Streams,
            selector: selectors.BaseSelector) -> None:
     """Peers; on each host veth an XDP and a tc egress attachment with one blocklist
-    naming the blocked peer; event streams; echo counters; pings both ways."""
-    blocked_peer, allowed_peer = box.add_peer(), box.add_peer()
+    naming the blocked peer (the limited peer's XDP one limits the rest); event streams;
+    echo counters; pings both ways."""
+    blocked_peer, allowed_peer, limited_peer = box.add_peer(), box.add_peer(), box.add_peer()
     blocklist = [blocked_peer.peer_v4, blocked_peer.peer_v6]
-    for role, peer in (("blocked", blocked_peer), ("allowed", allowed_peer)):
+    for role, peer in (("blocked", blocked_peer), ("allowed", allowed_peer),
+                       ("limited", limited_peer)):
         ifname = peer.host_ifname
+        limited = role == "limited"
         attachment = stack.enter_context(
-            pingkiller.attach(ifname, DEMO_POLICY, hook=Hook.XDP, direction=Direction.IN,
-                              block=blocklist, persist=False)
+            pingkiller.attach(ifname, LIMITED_POLICY if limited else DEMO_POLICY, hook=Hook.XDP,
+                              direction=Direction.IN, block=blocklist, persist=False)
         )
         egress = stack.enter_context(
             pingkiller.attach(ifname, DEMO_POLICY, hook=Hook.TC, direction=Direction.OUT,
@@ -199,14 +230,16 @@ def _start(state: DemoState, box: Sandbox, stack: ExitStack, streams: Streams,
         echoes = EchoCounter(peer)
         stack.callback(echoes.close)
         state.peers.append(DemoPeer(role, peer, attachment, [], attachment.mode,
-                                    egress=egress, echoes=echoes))
+                                    egress=egress, echoes=echoes,
+                                    limit=DEMO_LIMIT if limited else None))
         state.first_stats[ifname] = attachment.stats()
         state.first_egress_stats[ifname] = egress.stats()
     state.started = time.monotonic()
     for demo_peer in state.peers:
         peer = demo_peer.peer
+        interval = FAST_PING_INTERVAL if demo_peer.limit else PING_INTERVAL
         for destination in (peer.host_v4, peer.host_v6):
-            pinger = Pinger(peer, destination, state.duration)
+            pinger = Pinger(peer, destination, state.duration, interval)
             stack.callback(pinger.stop)
             demo_peer.pingers.append(pinger)
         for destination in (peer.peer_v4, peer.peer_v6):  # the host's own pings to the peer

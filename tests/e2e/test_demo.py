@@ -42,8 +42,9 @@ def test_demo_json_summary_kills_only_the_blocked_peer(pin_root: Path) -> None:
     summary = json.loads(result.stdout)
     assert summary["ok"] is True and summary["problems"] == []
     assert summary["duration_s"] < 3 + 2 and took < 3 + 10  # pings both ways at once
-    blocked, allowed = summary["peers"]
-    assert (blocked["role"], allowed["role"]) == ("blocked", "allowed")
+    blocked, allowed, limited = summary["peers"]
+    assert (blocked["role"], allowed["role"], limited["role"]) == ("blocked", "allowed", "limited")
+    assert limited["limit"] == {"rate": "10/s", "burst": 10} and allowed["limit"] is None
     for family in ("ipv4", "ipv6"):
         assert blocked["pings"][family]["sent"] >= 5
         assert blocked["pings"][family]["answered"] == 0
@@ -57,6 +58,12 @@ def test_demo_json_summary_kills_only_the_blocked_peer(pin_root: Path) -> None:
         sent = allowed["host_pings"][family]["sent"]
         assert sent >= 5 and allowed["host_pings"][family]["answered"] >= sent - 1
         assert allowed["echo_requests_received"][family] >= allowed["host_pings"][family]["answered"]
+        # The limited peer pings at 50/s: about its burst and 10 a second are answered
+        # (the demo itself fails unless within 3 of that), the host's pings all are.
+        pings = limited["pings"][family]
+        assert pings["sent"] >= 50 and 10 <= pings["answered"] <= 10 + 10 * 3 + 3 < pings["sent"]
+        sent = limited["host_pings"][family]["sent"]
+        assert limited["host_pings"][family]["answered"] >= sent - 1
     blocked_stats = summary["stats"][blocked["interface"]]
     allowed_stats = summary["stats"][allowed["interface"]]
     requests = sum(blocked["pings"][f]["sent"] for f in ("ipv4", "ipv6"))
@@ -68,7 +75,12 @@ def test_demo_json_summary_kills_only_the_blocked_peer(pin_root: Path) -> None:
     assert egress[allowed["interface"]]["dropped"] == 0
     assert egress[allowed["interface"]]["passed"] >= sum(
         allowed["host_pings"][f]["sent"] for f in ("ipv4", "ipv6"))
-    assert summary["events_received"] == requests + tries
+    limited_stats = summary["stats"][limited["interface"]]
+    limited_requests = sum(limited["pings"][f]["sent"] for f in ("ipv4", "ipv6"))
+    assert limited_stats["packets"]["pass_rate"] + limited_stats["packets"]["drop_rate"] == \
+        limited_requests
+    assert limited_stats["buckets"]["used"] == 2  # one IPv4 source, one IPv6 /64
+    assert summary["events_received"] == requests + tries + limited_stats["packets"]["drop_rate"]
     assert summary["average_ns"]["drop"] > 0 and summary["average_ns"]["pass"] > 0
     assert _leftovers(summary["peers"]) == []
     assert not pin_root.exists(), "the demo must not pin anything"
@@ -89,6 +101,9 @@ def test_demo_plain_lines_when_stdout_is_not_a_terminal(pin_root: Path) -> None:
     assert any(line.startswith("  host to the blocked peer (tc out on ")
                and "0 echo requests reached it" in line for line in lines)
     assert any("OK: every ping to or from the blocked peer was killed" in line for line in lines)
+    assert any(line.startswith("t=") and "| limited: ipv4 " in line
+               and "(limit 10/s, burst 10)" in line for line in lines)
+    assert any(line.startswith("  limited peer ") and "the limit allows" in line for line in lines)
 
 
 def test_demo_cleans_up_on_sigterm(pin_root: Path) -> None:
@@ -96,9 +111,9 @@ def test_demo_cleans_up_on_sigterm(pin_root: Path) -> None:
                                stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
-        while len(_demo_namespaces(process.pid)) < 2 and time.monotonic() < deadline:
+        while len(_demo_namespaces(process.pid)) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert len(_demo_namespaces(process.pid)) == 2
+        assert len(_demo_namespaces(process.pid)) == 3
         time.sleep(1)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=20)

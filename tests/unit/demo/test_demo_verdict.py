@@ -59,3 +59,27 @@ def test_an_answered_host_ping_to_the_blocked_peer_fails_the_demo() -> None:
 def test_lost_host_pings_to_the_allowed_peer_fail_the_demo() -> None:
     (problem,) = state(demo_peer("blocked"), demo_peer("allowed", host_answered=5)).problems()
     assert problem == "host ipv4 to the allowed peer: only 5 of 10 allowed pings were answered"
+
+
+def limited_peer(answered: int, sent: int = 150, seconds: float = 3.0) -> DemoPeer:
+    from pingkiller.demo.run import DEMO_LIMIT
+
+    made = demo_peer("allowed")
+    made.role, made.limit = "limited", DEMO_LIMIT
+    for each in made.pingers:
+        each.sent, each.answered = sent, answered
+        each.started, each.ended = 0.0, seconds
+    return made
+
+
+def test_a_limited_peer_answered_at_its_limit_passes() -> None:
+    # 10/s in bursts of 10 over 3 s: 40 answered, give or take 3.
+    assert state(demo_peer("blocked"), demo_peer("allowed"), limited_peer(40)).problems() == []
+    assert state(demo_peer("blocked"), limited_peer(37)).problems() == []
+
+
+def test_a_limited_peer_answered_too_much_or_too_little_fails_the_demo() -> None:
+    (problem, _) = state(limited_peer(150)).problems()
+    assert problem == ("limited peer ipv4: 150 of 150 pings answered, not 37-43 (a burst of 10, "
+                       "then 10/s)")
+    assert len(state(limited_peer(12)).problems()) == 2

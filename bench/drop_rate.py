@@ -186,9 +186,16 @@ def hold(kind: str, ifname: str, source: str) -> None:
             import pingkiller
 
             events = EventsMode.OFF if kind == "pingkiller-events-off" else EventsMode.DROPS
-            attachment = stack.enter_context(pingkiller.attach(
-                ifname, pingkiller.Policy(events=events), block=[source], mode="native",
-                persist=False))
+            if kind == "pingkiller-limit":  # --limit 10/s, all else at defaults: the
+                # flood's source spends its burst at once, then every frame is drop_rate
+                policy = pingkiller.Policy(pingkiller.DefaultAction.LIMIT,
+                                           limit=pingkiller.Limit.of("10/s"))
+                attachment = stack.enter_context(pingkiller.attach(
+                    ifname, policy, mode="native", persist=False))
+            else:
+                attachment = stack.enter_context(pingkiller.attach(
+                    ifname, pingkiller.Policy(events=events), block=[source], mode="native",
+                    persist=False))
 
             def count() -> list[int]:
                 per_cpu = attachment.stats(per_cpu=True).per_cpu or []
@@ -374,6 +381,8 @@ def measure(have_xdp_filter: bool, have_nft: bool) -> list[Row]:
         (PINGKILLER, lambda peer: held("pingkiller", peer)),
         ("pingkiller, 1 block rule, events off",
          lambda peer: held("pingkiller-events-off", peer)),
+        ("pingkiller --limit 10/s, defaults (over its rate)",
+         lambda peer: held("pingkiller-limit", peer)),
         (FLOOR, lambda peer: held("floor", peer)),
     ]
     if have_xdp_filter:

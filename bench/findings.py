@@ -201,7 +201,37 @@ def tc_drop_rate(rows: list[Row]) -> str:
             f"entry point keeps {xdp.ratio:.2f}x of null XDP's.")
 
 
-FINDERS: dict[str, Finder] = {"1 kernel": kernel, "1b tc": tc_kernel, "2 drop rate": drop_rate,
+def limit_kernel(rows: list[Row]) -> str:
+    by_default = [r for r in rows if "(--limit)" in r.what and r.ratio is not None]
+    by_rule = [r for r in rows if "by a rule" in r.what and r.ratio is not None]
+    allowed, blocked = row_named(rows, "pingkiller v4 allowed"), row_named(rows, "pingkiller v4 blocked")
+    if not by_default or not by_rule or allowed is None or blocked is None:
+        return ""
+    null_ratio = [float(m.group(1)) for r in by_rule if (m := re.match(r"([0-9.]+)x null", r.note))]
+    text = (f"This run: a ping limited by --limit costs {span([r.ratio or 0 for r in by_default])} "
+            f"a blocked ping (target <= 1.3x: {met_count(by_default)}), whether under its rate "
+            f"(a compare-and-swap a pass) or over it (the bucket only read). A ping limited by "
+            f"a rule costs {span([r.ratio or 0 for r in by_rule])} a blocked ping "
+            f"({met_count(by_rule)})")
+    if null_ratio and allowed.ratio and blocked.ratio:
+        text += (f", {span([n / allowed.ratio for n in null_ratio])} an allowed one: a blocked "
+                 f"source decides alone ({blocked.ratio:.2f}x null), but block beats limit, so "
+                 f"before a limit rule may decide, the destination is looked up for a block "
+                 f"rule as it is for an allowed ping ({allowed.ratio:.2f}x null), and then the "
+                 "rule's rate (an array lookup) and its bucket (an LRU hash lookup). Meeting "
+                 "1.3x would mean letting a limited source decide alone, so that a limited "
+                 "prefix could reach a block-protected host at its rate; the precedence is "
+                 "kept, and the target holds for --limit only.")
+    churn = [r for r in rows if "spoofed" in r.what]
+    if len(churn) == 2:
+        text += (f" A flood from new sources adds {churn[0].value:.0f} ns a frame over null "
+                 f"without a total (a bucket made and, the map full, one evicted) and "
+                 f"{churn[1].value:.0f} ns with --limit-total (refused before a bucket is made)")
+    return text + "."
+
+
+FINDERS: dict[str, Finder] = {"1 kernel": kernel, "1b tc": tc_kernel, "1c limit": limit_kernel,
+                              "2 drop rate": drop_rate,
                               "2b 2 CPUs": multi_cpu, "2c tc": tc_drop_rate}
 
 

@@ -46,6 +46,7 @@ from pingkiller.datapath.rules import RuleTable
 from pingkiller.demo.sandbox import Sandbox
 from pingkiller.model.enums import EventsMode, RuleAction
 from pingkiller.model.policy import Policy
+from pingkiller.store.records import read_flags, write_settings
 
 SECTION = "1 kernel"
 REPEAT = 500_000
@@ -129,10 +130,8 @@ def filler_v6(count: int) -> list[bytes]:
 
 def configure(obj: Object, policy: Policy) -> None:
     """``policy``'s config, keeping the flags the rule table set (which maps hold rules)."""
-    settings = obj.maps[abi.SETTINGS_MAP]
-    current = abi.Config.decode(settings[abi.u32_key(0)])
     policy_flags = abi.ConfigFlag.ALL_PROTOCOLS | abi.ConfigFlag.TIMING
-    settings[abi.u32_key(0)] = abi.Config.of(policy, current.flags & ~policy_flags).encode()
+    write_settings(obj.maps, abi.Config.of(policy, read_flags(obj.maps) & ~policy_flags))
 
 
 def policy_of(mode: str) -> Policy:

@@ -142,7 +142,8 @@ $(BENCH_BUILD)/%: bench/c/%.c
 	gcc -O2 -Wall -o $@ $< -lbpf
 
 bench: setup build $(BENCH_BUILD)/null.bpf.o $(BENCH_BUILD)/blog.bpf.o $(BENCH_BUILD)/gen.bpf.o \
-		$(BENCH_BUILD)/softirq.bpf.o $(BENCH_BUILD)/rbconsume $(BENCH_BUILD)/loadrules
+		$(BENCH_BUILD)/softirq.bpf.o $(BENCH_BUILD)/buckets.bpf.o $(BENCH_BUILD)/rbconsume \
+		$(BENCH_BUILD)/loadrules
 	@for p in $(BENCH_APT); do \
 		dpkg -s $$p >/dev/null 2>&1 && continue; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$p >/dev/null 2>&1 \

@@ -227,6 +227,14 @@ def limit_kernel(rows: list[Row]) -> str:
         text += (f" A flood from new sources adds {churn[0].value:.0f} ns a frame over null "
                  f"without a total (a bucket made and, the map full, one evicted) and "
                  f"{churn[1].value:.0f} ns with --limit-total (refused before a bucket is made)")
+    locks = [r for r in rows if r.what.startswith("bucket under bpf_spin_lock")]
+    if locks:
+        text += ("; a bucket under a bpf_spin_lock (a plain hash: LRU maps refuse the lock) "
+                 "costs " + ", ".join(f"{r.ratio:.2f}x" for r in locks if r.ratio) + " the "
+                 "compare-and-swap bucket from " + " and ".join(
+                     r.what.rsplit(", ", 1)[1].removesuffix(" at once") for r in locks)
+                 + " (over the rate the compare-and-swap bucket is only read, the lock is "
+                   "taken for every ping)")
     return text + "."
 
 

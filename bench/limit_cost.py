@@ -13,6 +13,7 @@ import os
 import statistics
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -129,6 +130,59 @@ def measure() -> list[Row]:
                     _paired(bench, program, ping, expect, before), blocked,
                     "block beats limit: the destination is looked up too")
         rows += _churn(bench)
+    rows += _cas_or_lock()
+    return rows
+
+
+def _flood_ns(program: Program, frame: bytes, cpus: list[int]) -> float:
+    """ns a packet of ``program`` run on each of ``cpus`` at once (a thread pinned to
+    each, RUNS calls of REPEAT): the median over threads and calls of their CPU time."""
+    spent: list[float] = []
+    start = threading.Barrier(len(cpus))
+
+    def flood(cpu_index: int) -> None:
+        os.sched_setaffinity(0, {cpu_index})  # this thread only
+        for _ in range(RUNS):
+            start.wait()
+            began = time.thread_time_ns()
+            program.test_run(frame, repeat=REPEAT)
+            spent.append((time.thread_time_ns() - began) / REPEAT)
+
+    threads = [threading.Thread(target=flood, args=(index,)) for index in cpus]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statistics.median(spent)
+
+
+def _cas_or_lock() -> list[Row]:
+    """One source over its rate (10/s), flooding from 1 and from 2 CPUs at once: its bucket
+    as pingkiller keeps it (compare-and-swap in an LRU hash: read only while over the
+    rate) against the same bucket under a bpf_spin_lock (a plain hash: taken every ping)."""
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    rows: list[Row] = []
+    ping = FRAMES["v4", "listed"]
+    tick = abi.ns_per_tick()
+    with Object.from_file(BUILD / "buckets.bpf.o") as obj:
+        obj.load()
+        obj.maps["bucket_rate"][abi.u32_key(0)] = struct.pack(
+            "=QQII", Rate(10).interval_ns, tick, tick, 0)
+        figures = {}
+        for name in ("bucket_cas", "bucket_lock"):
+            program = obj.programs[name]
+            program.test_run(ping)  # its bucket, made
+            for count in sorted({1, len(cpus)}):
+                figures[name, count] = _flood_ns(program, ping, cpus[:count])
+        for count in sorted({1, len(cpus)}):
+            cas, lock = figures["bucket_cas", count], figures["bucket_lock", count]
+            where = f"{count} CPU{'s' if count > 1 else ''} at once"
+            rows.append(Row(SECTION, f"bucket by compare-and-swap (LRU hash), over its rate, "
+                            f"{where}", cas, "ns/pkt", note="pingkiller's way, alone"))
+            rows.append(Row(SECTION, f"bucket under bpf_spin_lock (hash), over its rate, {where}",
+                            lock, "ns/pkt", "compare-and-swap", lock / cas,
+                            note="the lock taken every ping: its cache line bounces between "
+                                 "CPUs" if count > 1 else "the lock taken every ping"))
     return rows
 
 

@@ -254,25 +254,6 @@ NOTES = {
 # Sections 2, 2b and 2c where the kernel refuses live frames (bench/packet_flood.py): the
 # same droppers, flooded through the real transmit and receive path, timed by the softirq.
 PACKET_NOTES = {
-    "1c limit": (
-        "bench/limit_cost.py (issue #24): a limited ping's cost beside a blocked one, timed "
-        "as section 1 (BPF_PROG_RUN on CPU 0, repeat 5e5, every run after a run of null, "
-        "medians of 7 pairs), in one object at defaults (events on drops). The references: "
-        "v4 and v6 pings blocked by their source's rule, and an allowed one. Limited: by "
-        "--limit (the default action; no rule at all) and by a limit rule on the source "
-        "(default pass), under the rate (1,000,000/s in bursts of 1,000,000, the bucket "
-        "refilled before each call, so every ping passes and moves its bucket with a "
-        "compare-and-swap) and over it (1/h, spent at once: every ping reads its bucket "
-        "and is dropped). A limited row's ratio is its null ratio over the blocked row's "
-        "(same family), the issue's target 1.3x. The spoofed rows: 30,000 frames, each from "
-        "another source, one run a call (BPF_PROG_RUN with repeat 1), into a buckets map of "
-        "4096, three rounds with null's calls between them; the figure is what a frame adds "
-        "over null's call, without a total (every frame makes a bucket and, past 4096, "
-        "evicts one: the LRU's lists and locks) and with --limit-total 1000/s (the total "
-        "refuses new sources before a bucket is made). Single-run calls run cold: their "
-        "figures are per frame as a flood from new sources meets them, not section 1's warm "
-        "loop."
-    ),
     "2 drop rate": (
         "bench/drop_rate.py with bench/packet_flood.py. This kernel refuses BPF_PROG_RUN with "
         "BPF_F_TEST_XDP_LIVE_FRAMES (EPERM; the row 'live-frames flood' says so), so the "

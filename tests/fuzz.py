@@ -198,7 +198,8 @@ CONFIGS = st.sampled_from([
 ])
 # Sets of types as --icmp lists make them: a few of the types frames carry, or any.
 _SOME_TYPES = {family: st.frozensets(st.sampled_from(sorted(set(types))), max_size=4)
-               for family, types in ((4, (0, 3, 5, 8, 11, 13)), (6, (1, 3, 128, 129, 130, 143)))}
+               for family, types in ((4, (0, 3, 5, 8, 11, 13, 14, 17)),
+                                     (6, (1, 3, 128, 129, 130, 143)))}
 ICMP_TYPE_SETS = st.tuples(_SOME_TYPES[4], _SOME_TYPES[6]).filter(lambda t: bool(t[0] or t[1]))
 # The limiter: bucket state, total, IPv6 prefix length, and the classes of limit rules.
 BUCKET_STATES = st.sampled_from(("absent", "absent", "fresh", "empty"))
@@ -226,7 +227,7 @@ def policies(draw: st.DrawFn) -> Policy:
 # Frames, built with struct. Only bytes the program reads are drawn; the rest is fixed.
 
 ICMP_TYPES = {
-    4: (8, 0, 8, 0, 8, 0, 3, 11, 5, 13),
+    4: (8, 0, 8, 0, 8, 0, 3, 11, 5, 13, 14, 17),
     6: (128, 129, 128, 129, 128, 129, 1, 3, 130, 133, 134, 135, 136, 137, 143),
 }
 PAYLOAD_SIZES = (0, 0, 8, 16, 56, 56, 1400)  # the size matters, not the content

@@ -40,7 +40,7 @@ STATUS_FIELDS = {"interface", "ifindex", "program_id", "link_id", "mode", "stale
 POLICY_FIELDS = {"default", "icmp", "icmp_types", "all_protocols", "events", "event_rate", "timing",
                  "limit", "limit_total", "limit_prefix6", "limit_buckets"}
 STATS_FIELDS = {"interface", "packets", "bytes", "dropped", "passed", "events", "average_ns",
-                "kernel_run_time"}
+                "kernel_run_time", "buckets"}
 EVENT_FIELDS = {"time", "backlog", "timestamp_ns", "ifindex", "length", "verdict", "reason",
                 "family", "protocol", "src", "dst", "type", "icmp_type", "icmp_code", "icmp_id",
                 "icmp_seq", "hook", "direction"}

@@ -47,7 +47,7 @@ def change(verb_name: str, ifname: str, networks: list[str] | None, file: Path |
         point = item.point
         where = point.ifname if point.hook is pingkiller.Hook.XDP else \
             f"{point.ifname} at {point.hook_text}"
-        how = f" to {limit.rate} per source (burst {limit.burst})" if limit else ""
+        how = f" to {limit.rate} per source in bursts of {limit.burst}" if limit else ""
         echo(f"{_DONE[verb_name]} {item.changed} of {rules.requested} on {where}{how} "
              f"({item.rule_count} rules now)")
 

@@ -14,6 +14,7 @@ from pingkiller.attachment.state import abi_problem
 from pingkiller.attachment.tracking import CARRIED_MAPS, Pinned, pinned_in
 from pingkiller.attachment.view import AttachmentView
 from pingkiller.bpf import Map, Object, Program
+from pingkiller.datapath.limits import LimitTable
 from pingkiller.datapath.rules import LOOKUP_FLAGS, RuleTable
 from pingkiller.hooks.base import HookLink, Strategy
 from pingkiller.model.enums import PinState, RuleAction
@@ -25,7 +26,7 @@ from pingkiller.model.errors import (
     StaleAttachment,
 )
 from pingkiller.model.limits import Limit, Rate
-from pingkiller.model.network import NetworkLike
+from pingkiller.model.network import Network, NetworkLike, format_network
 from pingkiller.model.point import Point
 from pingkiller.model.policy import Policy
 from pingkiller.model.results import RuleDiff
@@ -37,6 +38,7 @@ from pingkiller.store.records import (
     copy_settings,
     read_flags,
     read_identity,
+    read_policy,
     write_settings,
 )
 from pingkiller.system import capabilities
@@ -85,6 +87,13 @@ def wanted_rules(block: Iterable[NetworkLike] = (), allow: Iterable[NetworkLike]
         (RuleAction.BLOCK, None, RuleSet.of(block)), (RuleAction.ALLOW, None, RuleSet.of(allow))]
     wanted += [(RuleAction.LIMIT, each_limit, RuleSet.of(networks))
                for each_limit, networks in (limit or {}).items()]
+    seen: dict[Network, str] = {}
+    for action, each_limit, networks in wanted:
+        what = action.name.lower() + (f" at {each_limit}" if each_limit else "")
+        for network in networks.networks():
+            if seen.setdefault(network, what) != what:
+                raise InvalidInput(f"{format_network(network)} given two rules ({seen[network]} "
+                                   f"and {what}): pick one")
     return wanted
 
 
@@ -150,7 +159,13 @@ class Attachment(AttachmentView):
                                    "another number of buckets needs a new map: attach with "
                                    "replace", point=self.point)
             lookups = read_flags(self.maps) & LOOKUP_FLAGS
+            before = read_policy(self.maps)
             write_settings(self.maps, abi.Config.of(policy, lookups))
+            # What sources spent under another rate is no debt under this one.
+            if (before.limit, before.limit_prefix6) != (policy.limit, policy.limit_prefix6):
+                LimitTable(self.maps[abi.LIMITS_MAP], self.maps[abi.BUCKETS_MAP]).drop_buckets({0})
+            if before.limit_total != policy.limit_total:
+                self.maps[abi.RATE_TOTAL_MAP][abi.u32_key(0)] = bytes(8)
 
     # -- rules
 
@@ -238,7 +253,12 @@ class Attachment(AttachmentView):
         (``atomic``, see :meth:`set_rules`) on a copy of the rules not yet swapped in."""
         if self.store is None or not (size > ATOMIC_ABOVE if atomic is None else atomic):
             undo: list[Callable[[], None]] = []
-            return Staged(self, edit(self._rules(), undo), undo)
+            try:
+                return Staged(self, edit(self._rules(), undo), undo)
+            except BaseException:
+                for put_back in reversed(undo):  # what the edit did before it failed
+                    put_back()
+                raise
         capabilities.require(load=True)
         if self.identity is not None and self.identity.abi_version != abi.ABI_VERSION:
             raise abi_problem(self.point, self.identity.abi_version)

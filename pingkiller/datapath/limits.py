@@ -2,9 +2,9 @@
 index (its class), and the ``buckets`` of each class.
 
 Equal limits share a class; index 0 is never used (a bucket of class 0 is the default
-action's). A class is written before any rule names it. Classes no rule names any more
-are collected when the table is full, and their buckets deleted with them, so a class
-given out again starts with no debt of the rate it had before.
+action's). A class is written before any rule names it, and a class given out deletes
+any bucket left of its index first, so it starts with no debt of a rate it had before.
+Classes no rule names any more are collected when the table is full.
 """
 
 from __future__ import annotations
@@ -55,11 +55,12 @@ class LimitTable:
                 return index
         free = self._free(classes)
         if free is None:
-            self.collect(set(in_use()))
+            self.collect(set(in_use()), undo=undo)
             free = self._free(self.classes())
         if free is None:
             raise RuleTableFull(f"at most {abi.MAX_LIMITS - 1} different rates fit in limit "
                                 "rules; nothing was changed (give rules the same rate)")
+        self.drop_buckets({free})
         key = abi.u32_key(free)
         self.limits[key] = encode(limit)
         if undo is not None:
@@ -70,17 +71,29 @@ class LimitTable:
     def _free(classes: Mapping[int, Limit]) -> int | None:
         return next((index for index in range(1, abi.MAX_LIMITS) if index not in classes), None)
 
-    def collect(self, referenced: set[int]) -> int:
-        """Free every class no rule names, and delete its buckets; returns how many."""
-        unused = set(self.classes()) - referenced
+    def collect(self, referenced: set[int], *,
+                undo: list[Callable[[], None]] | None = None) -> int:
+        """Free every class no rule names; returns how many. With ``undo``, a call that
+        writes them back is appended (a change undone may name them again)."""
+        unused = {index: limit for index, limit in self.classes().items()
+                  if index not in referenced}
         for index in unused:
             self.limits[abi.u32_key(index)] = _NO_LIMIT
-        if unused and self.buckets is not None:
-            stale = [key for key, _ in self.buckets.items_batch()
-                     if abi.BUCKET_KEY.unpack_from(key)[0] in unused]
-            for key in stale:
-                self.buckets.discard(key)
+        if undo is not None:
+            def put_back() -> None:
+                for index, limit in unused.items():
+                    self.limits[abi.u32_key(index)] = encode(limit)
+            undo.append(put_back)
         return len(unused)
+
+    def drop_buckets(self, classes: set[int]) -> None:
+        """Delete every bucket of ``classes`` (a walk of the buckets map)."""
+        if self.buckets is None or not classes:
+            return
+        stale = [key for key, _ in self.buckets.items_batch()
+                 if abi.BUCKET_KEY.unpack_from(key)[0] in classes]
+        for key in stale:
+            self.buckets.discard(key)
 
     def copy_from(self, old: Map) -> None:
         """Every class of the limits map ``old`` into this one (empty), at its index."""

@@ -80,7 +80,8 @@ class IcmpTypes:
                 v6 |= WORDS[item][1]
             elif item.startswith((_V4_PREFIX, _V6_PREFIX)):
                 prefix, _, number = item.partition(":")
-                if not (number.isdecimal() and number.isascii() and int(number) < 256):
+                if not (number.isdecimal() and number.isascii() and len(number) <= 3
+                        and int(number) < 256):
                     raise InvalidInput(f"{quote(written)}: an ICMP type is a number from 0 to 255")
                 if prefix + ":" == _V6_PREFIX and int(number) in ND_TYPES:
                     raise InvalidInput(f"{quote(written)} is neighbour discovery, which always "
@@ -96,6 +97,9 @@ class IcmpTypes:
     def coerce(cls, value: IcmpTypes | IcmpSet | str) -> IcmpTypes:
         """``value`` as IcmpTypes: a shorthand or text turned into its types."""
         if isinstance(value, IcmpSet):
+            if value not in SHORTHANDS:
+                raise InvalidInput(f"{value.name} names no set of ICMP types: give the types "
+                                   "(IcmpTypes.parse(\"echo,timestamp\"))")
             return cls.of(value)
         return cls.parse(value) if isinstance(value, str) else value
 

@@ -20,6 +20,8 @@ UNIT_WORDS = {
     **{word: "d" for word in ("d", "day", "days")},
 }
 MAX_PER_SECOND = 1_000_000  # a ping every microsecond
+MAX_COUNT = 0xFFFFFFFF  # the kernel keeps a rate's count in 32 bits
+_MAX_DIGITS = 12
 MAX_BURST = 1_000_000
 # A bucket's tolerance (burst - 1 intervals) must stay far from 2**64 ns in the kernel.
 MAX_TOLERANCE_NS = 2**62
@@ -42,6 +44,9 @@ class Rate:
                                "pings of at least 1")
         if self.count > MAX_PER_SECOND * UNIT_SECONDS[self.unit]:
             raise InvalidInput(f"rate {self} is too high (at most {MAX_PER_SECOND}/s)")
+        if self.count > MAX_COUNT:
+            raise InvalidInput(f"rate {self}: write it in a shorter unit (at most {MAX_COUNT} "
+                               "pings a unit)")
 
     @classmethod
     def parse(cls, text: str) -> Rate:
@@ -49,7 +54,8 @@ class Rate:
         count_text, _, unit_text = text.strip().partition("/")
         unit = UNIT_WORDS.get(unit_text.strip().lower() if unit_text else "s")
         count_text = count_text.strip()
-        if unit is None or not count_text.isdecimal() or not count_text.isascii():
+        if unit is None or not count_text.isdecimal() or not count_text.isascii() \
+                or len(count_text) > _MAX_DIGITS:
             raise InvalidInput(f"{quote(text)} is not a rate: write COUNT/UNIT, e.g. 10/s, "
                                "600/min, 1/h (units s, min, h, d)")
         return cls(int(count_text), unit)

@@ -53,6 +53,11 @@ class Policy:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "icmp", IcmpTypes.coerce(self.icmp))
+        for name in ("limit", "limit_total"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Limit):
+                raise InvalidInput(f"{name} must be a Limit, e.g. Limit.of(\"10/s\"), not "
+                                   f"{type(value).__name__}")
         if self.event_rate < 0:
             raise InvalidInput(f"event rate {self.event_rate} is negative: use 0 for unlimited")
         if self.event_rate > MAX_EVENT_RATE:

@@ -14,7 +14,7 @@ from pingkiller.hooks import Strategy
 from pingkiller.model.enums import Direction, Hook, LinkState, Mode, RuleAction
 from pingkiller.model.errors import AlreadyAttached, InvalidInput, Remedy
 from pingkiller.model.limits import Limit
-from pingkiller.model.network import Network, NetworkLike, format_network
+from pingkiller.model.network import NetworkLike
 from pingkiller.model.point import Point
 from pingkiller.model.policy import Policy, default_action
 from pingkiller.model.words import DIRECTIONS, HOOKS
@@ -89,7 +89,6 @@ def attach_both(
 
 def _attach(points: list[Point], policy: Policy | None, rules: Rules, mode: Mode | str,
             replace: bool, persist: bool, pin_root: PinRoot) -> list[Attachment]:
-    _check_disjoint(rules)
     blocking = any(len(networks) for action, _, networks in rules if action is RuleAction.BLOCK)
     policy = policy or Policy(default_action(blocking=blocking))
     strategies = [hooks.for_attach(point, mode) for point in points]
@@ -115,17 +114,6 @@ def _attach(points: list[Point], policy: Policy | None, rules: Rules, mode: Mode
         for attachment in made:
             attachment.recovered = list(recovered)
         return made
-
-
-def _check_disjoint(rules: Rules) -> None:
-    """No network may be given two rules."""
-    seen: dict[Network, str] = {}
-    for action, limit, networks in rules:
-        what = f"{action.name.lower()}" + (f" at {limit.rate}" if limit else "")
-        for network in networks.networks():
-            if seen.setdefault(network, what) != what:
-                raise InvalidInput(f"{format_network(network)} given two rules ({seen[network]} "
-                                   f"and {what}): pick one")
 
 
 def _private(points: list[Point], strategies: list[tuple[Strategy, Mode]], ifindex: int,

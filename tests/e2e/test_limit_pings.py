@@ -232,3 +232,16 @@ def test_stats_status_and_metrics_show_the_limiter(peer: Peer) -> None:
         attachment.set_policy(pingkiller.Policy(pingkiller.DefaultAction.PASS))
     pk_ok("attach", ifname, "--replace", "--limit", "1/h", "--limit-buckets", "2048")
     assert pk_json("stats", ifname)["buckets"]["size"] == 2048
+
+
+def test_a_new_rate_forgets_what_sources_owed_the_old_one(peer: Peer) -> None:
+    """Under 1/min a source that pinged owes a minute; after the policy says 100/s it
+    pings again at once (the buckets of the old rate are dropped with it)."""
+    ifname = peer.host_ifname
+    pk_ok("attach", ifname, "--limit", "1/min", "--burst", "1", "--limit-total", "1/min")
+    assert peer.ping(peer.host_v4, count=2, interval=0.05, wait=0.5) == 1
+    with pingkiller.open(ifname) as attachment:
+        attachment.set_policy(pingkiller.Policy(
+            pingkiller.DefaultAction.LIMIT, limit=pingkiller.Limit.of("100/s"),
+            limit_total=pingkiller.Limit.of("1000/s")))
+    assert peer.ping(peer.host_v4, count=3, interval=0.05, wait=0.5) == 3

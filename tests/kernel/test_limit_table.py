@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Callable
 
 import pytest
 from conftest import Datapath
@@ -84,3 +85,29 @@ def test_a_rebuilt_table_keeps_each_rules_limit(dp: Datapath) -> None:
         copy.copy_from(dp.obj.maps)
         assert sorted(copy.rules()) == sorted(table.rules())
         assert classes(copy) == classes(table)
+
+
+def test_a_class_given_out_starts_with_no_debt(dp: Datapath) -> None:
+    # A bucket left of an index (its rate gone, or a change undone) must not judge the
+    # first pings of the rate that index is given to next.
+    table = RuleTable(dp.obj.maps)
+    buckets = dp.obj.maps[abi.BUCKETS_MAP]
+    left = struct.pack("=IB3x16s", 1, 4, bytes(16))
+    buckets[left] = struct.pack("=Q", 1 << 62)
+    table.set(nets("192.0.2.1"), A.LIMIT, limit=Limit.of("5/s"))
+    assert classes(table) == {1: Limit.of("5/s")}
+    assert buckets.get_raw(left) is None
+
+
+def test_an_undone_change_gets_back_the_classes_it_collected(dp: Datapath) -> None:
+    table = RuleTable(dp.obj.maps)
+    for n in range(1, abi.MAX_LIMITS):
+        table.set(nets(f"10.2.{n // 250}.{n % 250}"), A.LIMIT, limit=Limit(Rate(n), 1))
+    table.remove(nets("10.2.0.1"))  # class 1 is named by no rule now
+    undo: list[Callable[[], None]] = []
+    assert table.set(nets("10.2.0.1"), A.LIMIT, limit=Limit.of("7/h"), undo=undo) == 1
+    assert classes(table)[1] == Limit.of("7/h")
+    for put_back in reversed(undo):
+        put_back()
+    assert classes(table)[1] == Limit(Rate(1), 1)  # what a rule put back would name
+    assert "10.2.0.1" not in {rule.address for rule in table.rules()}

@@ -26,7 +26,8 @@ def test_rates_are_read_in_every_unit(text: str, rate: Rate) -> None:
 
 
 @pytest.mark.parametrize("text", ["", "/s", "0/s", "-1/s", "1.5/s", "10/fortnight", "1e3/s",
-                                  "\uff11\uff10/s", "1000001/s", "10/s/s"])
+                                  "\uff11\uff10/s", "1000001/s", "10/s/s", "5000000000/d",
+                                  "9" * 5000 + "/s"])
 def test_bad_rates_say_how_to_write_one(text: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         Rate.parse(text)
@@ -101,7 +102,7 @@ def test_a_list_adds_its_words() -> None:
 
 
 @pytest.mark.parametrize("text", ["icmpv6:135", "icmpv6:133,echo", "ping", "icmp:256",
-                                  "icmp:-1", "icmp:", "", "echo,,timestamp"])
+                                  "icmp:-1", "icmp:", "", "echo,,timestamp", "icmp:" + "9" * 5000])
 def test_bad_lists_and_neighbour_discovery_are_refused(text: str) -> None:
     with pytest.raises(InvalidInput):
         IcmpTypes.parse(text)
@@ -150,3 +151,23 @@ def test_the_default_limit_needs_its_rate_and_only_it_has_one() -> None:
 def test_limit_sizes_are_bounded(field: str, value: int) -> None:
     with pytest.raises(InvalidInput, match="limit prefix" if "prefix" in field else "buckets"):
         Policy(**{field: value})  # type: ignore[arg-type]
+
+
+def test_a_policy_refuses_what_is_no_limit_or_no_set() -> None:
+    with pytest.raises(InvalidInput, match=r"limit must be a Limit"):
+        Policy(DefaultAction.LIMIT, limit="10/s")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="limit_total must be a Limit"):
+        Policy(limit_total=10)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="names no set"):
+        Policy(icmp=IcmpSet.LIST)
+
+
+def test_one_address_cannot_have_two_rules_in_a_sync() -> None:
+    from pingkiller.attachment.writer import wanted_rules
+
+    with pytest.raises(InvalidInput, match=r"192\.0\.2\.1 given two rules"):
+        wanted_rules(limit={Limit.of("10/s", 5): ["192.0.2.1"],
+                            Limit.of("10/s", 50): ["192.0.2.0/24", "192.0.2.1"]})
+    with pytest.raises(InvalidInput, match="block and allow"):
+        wanted_rules(block=["192.0.2.1"], allow=["::ffff:192.0.2.1"])
+    assert len(wanted_rules(block=["192.0.2.1"], limit={Limit.of("1/s"): ["192.0.2.2"]})) == 3

@@ -245,3 +245,17 @@ def test_a_new_rate_forgets_what_sources_owed_the_old_one(peer: Peer) -> None:
             pingkiller.DefaultAction.LIMIT, limit=pingkiller.Limit.of("100/s"),
             limit_total=pingkiller.Limit.of("1000/s")))
     assert peer.ping(peer.host_v4, count=3, interval=0.05, wait=0.5) == 3
+
+
+def test_a_change_that_fails_half_way_in_place_is_undone(peer: Peer) -> None:
+    """Every rate class named, a sync that adds a block rule and then a limit at yet
+    another rate fails on the second edit: the first is undone with it."""
+    rates = {pingkiller.Limit(pingkiller.Rate(n), 1): [f"10.3.{n // 250}.{n % 250}"]
+             for n in range(1, 1024)}
+    with pingkiller.attach(peer.host_ifname, pingkiller.Policy(pingkiller.DefaultAction.PASS),
+                           limit=rates, persist=False) as attachment:
+        before = sorted(attachment.rules())
+        wanted = {**rates, pingkiller.Limit.of("7/h"): ["192.0.2.7"]}
+        with pytest.raises(pingkiller.RuleTableFull, match="different rates"):
+            attachment.sync_rules(block=["198.51.100.1"], limit=wanted, atomic=False)
+        assert sorted(attachment.rules()) == before

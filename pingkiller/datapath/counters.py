@@ -34,7 +34,7 @@ def read_stats(maps: Mapping[str, Map], program: Program | None, *, per_cpu: boo
     timing = {slot: timing_map.sum(abi.u32_key(slot), abi.TIMING.format) for slot in TIMING_SLOTS.members}
     info = program.info() if program is not None else None
 
-    def events(slot: abi.CounterSlot) -> int:
+    def total(slot: abi.CounterSlot) -> int:
         return sum(c.packets for c in per_slot[slot])
 
     cpus = None
@@ -44,15 +44,18 @@ def read_stats(maps: Mapping[str, Map], program: Program | None, *, per_cpu: boo
             for cpu in range(len(per_slot[0]))
         ]
     buckets = maps.get(abi.BUCKETS_MAP)
+    made = total(abi.CounterSlot.BUCKETS_NEW)
     return Stats(
         reasons=reasons,
-        events_sent=events(abi.CounterSlot.EVENTS_SENT),
-        events_suppressed=events(abi.CounterSlot.EVENTS_SUPPRESSED),
-        events_lost=events(abi.CounterSlot.EVENTS_LOST),
-        buckets_used=len(buckets) if buckets is not None else 0,
+        events_sent=total(abi.CounterSlot.EVENTS_SENT),
+        events_suppressed=total(abi.CounterSlot.EVENTS_SUPPRESSED),
+        events_lost=total(abi.CounterSlot.EVENTS_LOST),
+        # Only the program makes buckets, and it counts each: none made, none to count (a
+        # walk of the whole map spared every status, stats and scrape that limits nothing).
+        buckets_used=len(buckets) if buckets is not None and made else 0,
         buckets_size=buckets.info.max_entries if buckets is not None else 0,
-        buckets_made=events(abi.CounterSlot.BUCKETS_NEW),
-        buckets_failed=events(abi.CounterSlot.BUCKETS_FAILED),
+        buckets_made=made,
+        buckets_failed=total(abi.CounterSlot.BUCKETS_FAILED),
         timing={slot: (int(v[0]), int(v[1])) for slot, v in timing.items()},
         run_time_ns=info.run_time_ns if info else 0,
         run_count=info.run_count if info else 0,

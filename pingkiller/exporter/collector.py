@@ -128,19 +128,20 @@ class PingkillerCollector(Collector):
             "pingkiller_attachment", "An attachment: mode is the XDP mode in effect, or at "
             "the tc hook tcx or clsact (none: stale, e.g. the interface is gone).",
             labels=[*where, "mode", "program_id"])
-        buckets = GaugeMetricFamily(
-            "pingkiller_limit_buckets", "Sources the limiter remembers now (one bucket per "
-            "rate and source).", labels=where)
-        buckets_size = GaugeMetricFamily(
-            "pingkiller_limit_buckets_size", "Sources the limiter can remember (--limit-buckets):"
-            " past it the least recently seen are forgotten.", labels=where)
-        buckets_made = CounterMetricFamily(
-            "pingkiller_limit_buckets_made", "Sources the limiter began to remember (again "
-            "after being forgotten, too): a steep rise is a flood from new sources.",
-            labels=where)
-        bucket_failures = CounterMetricFamily(
-            "pingkiller_limit_bucket_failures", "Limited pings of a new source that could not "
-            "be remembered (judged by the total alone).", labels=where)
+        # The limiter's: (family, the Stats field it shows).
+        limiter: list[tuple[GaugeMetricFamily | CounterMetricFamily, str]] = [
+            (GaugeMetricFamily("pingkiller_limit_buckets", "Sources the limiter remembers now "
+                               "(one bucket per rate and source).", labels=where), "buckets_used"),
+            (GaugeMetricFamily("pingkiller_limit_buckets_size", "Sources the limiter can "
+                               "remember (--limit-buckets): past it the least recently seen "
+                               "are forgotten.", labels=where), "buckets_size"),
+            (CounterMetricFamily("pingkiller_limit_buckets_made", "Sources the limiter began to "
+                                 "remember (again after being forgotten, too): a steep rise is "
+                                 "a flood from new sources.", labels=where), "buckets_made"),
+            (CounterMetricFamily("pingkiller_limit_bucket_failures", "Limited pings of a new "
+                                 "source that could not be remembered (judged by the total "
+                                 "alone).", labels=where), "buckets_failed"),
+        ]
         outdated = GaugeMetricFamily(
             "pingkiller_outdated", "1 if the attachment runs another program than the installed "
             "one (`pingkiller upgrade`), or pins of another ABI version.", labels=where)
@@ -166,12 +167,10 @@ class PingkillerCollector(Collector):
                 events.add_metric([*at, outcome], count)
             run_time.add_metric(at, stats.run_time_ns / 1e9)
             runs.add_metric(at, stats.run_count)
-            buckets.add_metric(at, stats.buckets_used)
-            buckets_size.add_metric(at, stats.buckets_size)
-            buckets_made.add_metric(at, stats.buckets_made)
-            bucket_failures.add_metric(at, stats.buckets_failed)
-        yield from (attachment, outdated, packets, octets, events, rules, hits, run_time, runs,
-                    buckets, buckets_size, buckets_made, bucket_failures)
+            for family, field in limiter:
+                family.add_metric(at, getattr(stats, field))
+        yield from (attachment, outdated, packets, octets, events, rules, hits, run_time, runs)
+        yield from (family for family, _ in limiter)
         if self.rule_metrics:
             yield skipped
 

@@ -30,7 +30,7 @@ D = enums.DefaultAction
 EMPTY = 1 << 62  # a bucket spent far beyond any clock: it passes nothing
 HOURLY = Limit.of("1/h", 1)  # a fresh bucket passes one ping, then none for an hour
 ENTRIES = pytest.mark.parametrize("entry", fuzz.ENTRIES, indirect=True, ids=str)
-_KEY = struct.Struct("=IB3x16s")
+_KEY = abi.BUCKET_KEY  # struct pk_bucket_key
 
 
 def bucket_key(limit_class: int, address: str) -> bytes:

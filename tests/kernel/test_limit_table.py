@@ -58,9 +58,9 @@ def test_a_full_limits_map_collects_classes_no_rule_names(dp: Datapath) -> None:
     stale_class = classes(table).keys() - {1}
     doomed = min(stale_class)
     buckets = dp.obj.maps[abi.BUCKETS_MAP]
-    key = struct.pack("=IB3x16s", doomed, 4, bytes(16))
+    key = abi.BUCKET_KEY.pack(doomed, 4, bytes(16))
     buckets[key] = struct.pack("=Q", 1 << 62)
-    kept = struct.pack("=IB3x16s", 1, 4, bytes(16))
+    kept = abi.BUCKET_KEY.pack(1, 4, bytes(16))
     buckets[kept] = struct.pack("=Q", 1 << 62)
     # Every class named: another rate does not fit, and nothing changes.
     with pytest.raises(RuleTableFull, match="different rates"):
@@ -92,7 +92,7 @@ def test_a_class_given_out_starts_with_no_debt(dp: Datapath) -> None:
     # first pings of the rate that index is given to next.
     table = RuleTable(dp.obj.maps)
     buckets = dp.obj.maps[abi.BUCKETS_MAP]
-    left = struct.pack("=IB3x16s", 1, 4, bytes(16))
+    left = abi.BUCKET_KEY.pack(1, 4, bytes(16))
     buckets[left] = struct.pack("=Q", 1 << 62)
     table.set(nets("192.0.2.1"), A.LIMIT, limit=Limit.of("5/s"))
     assert classes(table) == {1: Limit.of("5/s")}
